@@ -1,0 +1,3 @@
+from livemon.cli import main
+
+main()

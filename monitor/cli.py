@@ -1,0 +1,53 @@
+"""The `livemon` command line. Each command lives in the module that owns its concern and is
+imported only when run, so `livemon --help` stays fast."""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+# name -> (module, function, one-line help)
+COMMANDS = {
+    "demo": ("livemon.demo", "demo", "Run the embedded demo: broker, worker, simulator, web page."),
+    "worker": ("livemon.agents.worker", "worker", "Run a stream worker against a Kafka broker."),
+    "simulate": ("livemon.simulator.cli", "simulate", "Produce realistic live-room traffic to a broker."),
+    "replay": ("livemon.replay", "replay", "Compute the metric timeline of a recorded event file."),
+    "shows": ("livemon.recording.cli", "shows", "List recorded shows."),
+    "review": ("livemon.recording.cli", "review", "Write the post-show review report of a show."),
+    "dashboards": ("livemon.dashboards.cli", "dashboards", "Generate or push the Grafana dashboards."),
+    "rules": ("livemon.alerting.cli", "rules", "Check alert rule files."),
+    "bench": ("livemon.bench", "bench", "Measure throughput, latency and memory."),
+    "soak": ("livemon.soak", "soak", "Run a long promotion-level show and report resources over time."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx):
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx, name):
+        if name not in COMMANDS:
+            return None
+        module, attr, _ = COMMANDS[name]
+        try:
+            return getattr(importlib.import_module(module), attr)
+        except ModuleNotFoundError as error:
+            if not module.startswith(error.name or "\0"):
+                raise
+            return None
+
+    def format_commands(self, ctx, formatter):
+        rows = [(name, COMMANDS[name][2]) for name in sorted(COMMANDS)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup)
+@click.version_option(package_name="liveroom-monitor")
+def cli():
+    """liveroom-monitor: real-time metrics, alerts and CDN failover for e-commerce live rooms."""
+
+
+def main():
+    cli(prog_name="livemon")
