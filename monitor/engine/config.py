@@ -1,0 +1,31 @@
+"""Engine settings: the SPEC defaults, validated once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+RETENTION_HORIZONS = (30, 60, 180)  # seconds, SPEC §5
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    step: float = 1.0  # evaluation instants are multiples of the step
+    window: float = 60.0  # W
+    lateness: float = 5.0  # allowed lateness behind a room's newest event
+    presence_timeout: float = 90.0
+    show_idle: float = 600.0  # a show ends after this long without events
+    future_limit: float = 300.0  # with a wall clock: events further ahead are rejected (`future`)
+
+    def __post_init__(self):
+        for name in ("step", "window", "presence_timeout", "show_idle", "future_limit"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
+        if self.lateness < 0:
+            raise ValueError(f"lateness must be >= 0, got {self.lateness!r}")
+        for name, value in (("window", self.window), *((f"{h}s horizon", h) for h in RETENTION_HORIZONS)):
+            ratio = value / self.step
+            if abs(ratio - round(ratio)) > 1e-9:
+                raise ValueError(f"{name} ({value} s) must be a multiple of the step ({self.step} s)")
+
+    def buckets(self, seconds: float) -> int:
+        return round(seconds / self.step)

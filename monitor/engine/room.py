@@ -1,0 +1,389 @@
+"""One room's state and its snapshot at any instant at or after its frontier.
+
+Everything a snapshot needs is kept as per-bucket counts (see `windows.py`), so the snapshot at
+instant `t` depends on the events with `ts <= t` only, and a snapshot is a read, never a replay.
+
+Viewer presence is the one order-sensitive part: a viewer's events must act in event-time order
+(a `leave` that arrives before an earlier `heartbeat` must still end the presence). Each viewer
+keeps a short log of the operations not yet final (newer than the watermark, so at most the
+allowed lateness); an event older than the viewer's newest logged operation undoes the newer
+ones, applies, and redoes them, so the result equals processing in `ts` order.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .config import RETENTION_HORIZONS, EngineConfig
+from .windows import BucketSums, DistinctWindow, LatencySketch
+
+# Fields of a room's bucket vector.
+STARTS, ENDS, WATCH, COVER, EVENTS, DANMAKU, PAID, GMV_MICRO, STALL_MS, PLAY_MS, STALLS, \
+    BEACONS, ERRORS = range(13)
+SHORT = tuple(range(13, 13 + len(RETENTION_HORIZONS)))  # presences started here lasting < horizon
+ROOM_FIELDS = 13 + len(RETENTION_HORIZONS)
+# Fields of a CDN's bucket vector.
+C_STALL_MS, C_PLAY_MS, C_BEACONS, C_ERRORS = range(4)
+
+# Presence operations; EXPIRE is the timeout checked by the sweep.
+ENTER, HEARTBEAT, LEAVE, EXPIRE = "enter", "heartbeat", "leave", "expire"
+# A viewer record: [start, last_seen, end (None while present), log of non-final operations].
+START, LAST_SEEN, END, LOG = range(4)
+
+MICRO = 1_000_000
+QUANTILES = (0.5, 0.95)
+
+
+def _ratio(numerator, denominator):
+    return numerator / denominator if denominator else None
+
+
+class CdnStats:
+    __slots__ = ("sums", "latency", "viewers")
+
+    def __init__(self, width: int, frontier: int):
+        self.sums = BucketSums(4, width, frontier)
+        self.latency = LatencySketch(width, frontier)
+        self.viewers = DistinctWindow(width, frontier)
+
+    def advance(self, keep: int) -> None:
+        self.sums.advance(keep)
+        self.latency.advance()
+        self.viewers.advance()
+
+    def read(self, t: int) -> dict:
+        sums = self.sums
+        stall, play = sums.window_at(t, C_STALL_MS), sums.window_at(t, C_PLAY_MS)
+        beacons = sums.window_at(t, C_BEACONS)
+        return {
+            "viewers": self.viewers.count_at(t),
+            "stall_ratio": _ratio(stall, stall + play),
+            "latency_p95_ms": self.latency.quantiles_at(t, (0.95,))[0],
+            "error_rate": _ratio(sums.window_at(t, C_ERRORS), beacons),
+        }
+
+
+class Show:
+    __slots__ = ("id", "start", "title", "start_bucket", "gmv_base", "orders_base", "ended_at")
+
+    def __init__(self, show_id, start, title, start_bucket):
+        self.id, self.start, self.title, self.start_bucket = show_id, start, title, start_bucket
+        self.gmv_base = self.orders_base = None  # totals before the show, set once final
+        self.ended_at = None
+
+
+class Room:
+    def __init__(self, room_id: str, config: EngineConfig, first_ts: float, frontier: int):
+        self.id = room_id
+        self.config = config
+        step = config.step
+        self.step = step
+        self.width = width = config.buckets(config.window)
+        self.horizons = tuple(config.buckets(h) for h in RETENTION_HORIZONS)
+        self.keep = width + max(self.horizons) + 2  # buckets a snapshot may read
+        self.timeout = config.presence_timeout
+        self.max_ts = first_ts
+        self.frontier = frontier  # the last final instant (in buckets)
+        self.swept = frontier  # presence timeouts checked up to this bucket
+        self.sums = BucketSums(ROOM_FIELDS, width, frontier)
+        self.interacting = DistinctWindow(width, frontier)
+        self.clicking = DistinctWindow(width, frontier)
+        self.paying = DistinctWindow(width, frontier)
+        self.latency = LatencySketch(width, frontier)
+        self.cdns: dict[str, CdnStats] = {}
+        self.viewers: dict[str, list] = {}
+        self.expiries: dict[int, list[str]] = {}  # bucket -> viewers whose timeout may fall there
+        self.cleanups: dict[int, list[str]] = {}  # bucket -> ended viewers to forget
+        self.paid_orders: set[str] = set()
+        self.cohorts = [[0, 0] for _ in self.horizons]  # per horizon: [started, short] at frontier
+        self.last_event_bucket = None  # newest final bucket holding an event
+        self.shows: list[Show] = []
+        self._journal = None
+
+    # ---- ingestion (events already validated and not late) ----
+
+    def bucket_of(self, ts: float) -> int:
+        return math.ceil(ts / self.step)
+
+    def note_event(self, ts: float, bucket: int) -> None:
+        """Count an event for the room; a show begins at the first event after a gap or an end."""
+        self.sums.at(bucket)[EVENTS] += 1
+        show = self.shows[-1] if self.shows else None
+        if show is None or ts - self.max_ts > self.config.show_idle or (
+                show.ended_at is not None and ts > show.ended_at):
+            self.begin_show(None, ts, None)
+        self.max_ts = max(self.max_ts, ts)
+
+    def begin_show(self, show_id, ts, title):
+        bucket = self.bucket_of(ts)
+        current = self.shows[-1] if self.shows else None
+        if current is not None and current.start_bucket >= bucket:
+            # The start marker of the show that just began with this bucket: it names it.
+            current.id, current.title = show_id or current.id, title or current.title
+            return
+        show = Show(show_id or f"{self.id}-{int(ts)}", ts, title, bucket)
+        if bucket - 1 <= self.frontier:
+            show.gmv_base, show.orders_base = self.sums.total[GMV_MICRO], self.sums.total[PAID]
+        self.shows.append(show)
+        self.paid_orders = set()  # an order id counts once per show
+
+    def end_show(self, ts):
+        if self.shows and self.shows[-1].ended_at is None:
+            self.shows[-1].ended_at = ts
+
+    def add_danmaku(self, user, bucket):
+        self.sums.at(bucket)[DANMAKU] += 1
+        self.interacting.add(user, bucket)
+
+    def add_click(self, user, target, bucket):
+        if target == "product":
+            self.clicking.add(user, bucket)
+        elif target != "cart":
+            self.interacting.add(user, bucket)
+
+    def add_paid_order(self, order_id, user, amount, bucket):
+        if order_id in self.paid_orders:
+            return  # the first paid status counts; duplicates do nothing
+        self.paid_orders.add(order_id)
+        vector = self.sums.at(bucket)
+        vector[PAID] += 1
+        vector[GMV_MICRO] += round(amount * MICRO)
+        self.paying.add(user, bucket)
+
+    def add_health(self, event, bucket):
+        vector = self.sums.at(bucket)
+        vector[STALL_MS] += event.stall_ms
+        vector[PLAY_MS] += event.play_ms
+        vector[STALLS] += event.stall_count
+        vector[BEACONS] += 1
+        cdn = self.cdns.get(event.cdn)
+        if cdn is None:
+            cdn = self.cdns[event.cdn] = CdnStats(self.width, self.frontier)
+        cvec = cdn.sums.at(bucket)
+        cvec[C_STALL_MS] += event.stall_ms
+        cvec[C_PLAY_MS] += event.play_ms
+        cvec[C_BEACONS] += 1
+        if event.error is not None:
+            vector[ERRORS] += 1
+            cvec[C_ERRORS] += 1
+        if event.latency_ms is not None:
+            self.latency.add(event.latency_ms, bucket)
+            cdn.latency.add(event.latency_ms, bucket)
+        cdn.viewers.add(event.user_id, bucket)
+
+    # ---- presence ----
+
+    def view(self, user: str, action: str, ts: float, watermark: float) -> None:
+        record = self.viewers.get(user)
+        if record is None:
+            record = self.viewers[user] = [None, None, None, None]
+            if action != ENTER:  # no presence yet: kept only while an earlier enter may arrive
+                self.cleanups.setdefault(self.bucket_of(ts) + self.keep, []).append(user)
+        log = record[LOG]
+        if log:
+            while log and log[0][0] < watermark:
+                del log[0]  # final: no event can go before it any more
+        if log and ts < log[-1][0]:
+            redo = []
+            while log and log[-1][0] > ts:
+                op_ts, op, start, last_seen, end, changes = log.pop()
+                sums = self.sums
+                for bucket, field, delta in reversed(changes):
+                    sums.buckets[bucket][field] -= delta
+                record[START], record[LAST_SEEN], record[END] = start, last_seen, end
+                redo.append((op_ts, op))
+            self._apply(user, record, action, ts)
+            for op_ts, op in reversed(redo):
+                self._apply(user, record, op, op_ts)
+        else:
+            self._apply(user, record, action, ts)
+
+    def _apply(self, user, record, action, ts):
+        """One presence operation, in event-time order for this viewer."""
+        start, last_seen, end = record[START], record[LAST_SEEN], record[END]
+        changes = []
+        self._journal = changes
+        present = start is not None and end is None
+        if present and ts >= last_seen + self.timeout:
+            self._end(user, record, last_seen + self.timeout)
+            present = False
+        if action == ENTER and not present:
+            self._start(user, record, ts)
+        elif present and action in (ENTER, HEARTBEAT):
+            record[LAST_SEEN] = ts
+            self.expiries.setdefault(self.bucket_of(ts + self.timeout), []).append(user)
+        elif present and action == LEAVE:
+            self._end(user, record, ts)
+        self._journal = None
+        if record[LOG] is None:
+            record[LOG] = []
+        record[LOG].append((ts, action, start, last_seen, end, changes))
+
+    def _bump(self, bucket, field, delta):
+        self.sums.at(bucket)[field] += delta
+        self._journal.append((bucket, field, delta))
+
+    def _start(self, user, record, ts):
+        bucket = self.bucket_of(ts)
+        previous_end = record[END]
+        if previous_end is not None and bucket < self.bucket_of(previous_end) + self.width:
+            # Still counted as a viewer of the window: extend that coverage instead of a new one.
+            self._bump(self.bucket_of(previous_end) + self.width, COVER, 1)
+        else:
+            self._bump(bucket, COVER, 1)
+        self._bump(bucket, STARTS, 1)
+        record[START] = record[LAST_SEEN] = ts
+        record[END] = None
+        self.expiries.setdefault(self.bucket_of(ts + self.timeout), []).append(user)
+
+    def _end(self, user, record, end):
+        start = record[START]
+        start_bucket, end_bucket = self.bucket_of(start), self.bucket_of(end)
+        duration = end - start
+        self._bump(end_bucket, ENDS, 1)
+        self._bump(end_bucket, WATCH, duration)
+        self._bump(end_bucket + self.width, COVER, -1)
+        for field, horizon in zip(SHORT, RETENTION_HORIZONS):
+            if duration < horizon:
+                self._bump(start_bucket, field, 1)
+        record[END] = end
+        self.cleanups.setdefault(end_bucket + self.width + 1, []).append(user)
+
+    def sweep(self, upto: int, watermark: float) -> None:
+        """End the presences whose timeout falls in buckets up to `upto`."""
+        for bucket in range(self.swept + 1, upto + 1):
+            for user in self.expiries.pop(bucket, ()):
+                record = self.viewers.get(user)
+                if record is None or record[END] is not None or record[START] is None:
+                    continue
+                expiry = record[LAST_SEEN] + self.timeout
+                if self.bucket_of(expiry) == bucket:
+                    self.view(user, EXPIRE, expiry, watermark)
+        self.swept = max(self.swept, upto)
+
+    # ---- the frontier ----
+
+    def finalize_next(self) -> int:
+        """Make the next instant final; return it."""
+        t = self.frontier + 1
+        sums = self.sums
+        for i, horizon in enumerate(self.horizons):
+            entering, leaving = sums.get(t - horizon), sums.get(t - horizon - self.width)
+            cohort = self.cohorts[i]
+            cohort[0] += entering[STARTS] - leaving[STARTS]
+            cohort[1] += entering[SHORT[i]] - leaving[SHORT[i]]
+        sums.advance(self.keep)
+        self.interacting.advance()
+        self.clicking.advance()
+        self.paying.advance()
+        self.latency.advance()
+        for cdn in self.cdns.values():
+            cdn.advance(self.keep)
+        if sums.get(t)[EVENTS]:
+            self.last_event_bucket = t
+        for show in self.shows:
+            if show.gmv_base is None and show.start_bucket - 1 == t:
+                show.gmv_base, show.orders_base = sums.total[GMV_MICRO], sums.total[PAID]
+        while len(self.shows) > 1 and self.shows[1].start_bucket <= t:
+            del self.shows[0]  # no instant from here on belongs to it
+        for user in self.cleanups.pop(t, ()):
+            record = self.viewers.get(user)
+            if record is None:
+                continue
+            if record[START] is None or (
+                    record[END] is not None and self.bucket_of(record[END]) + self.width < t):
+                del self.viewers[user]  # never present, or no longer able to count
+        self.frontier = t
+        return t
+
+    # ---- reading ----
+
+    def has_activity(self, t: int) -> bool:
+        """A present viewer at `t`, or an event in `(t-W-180, t]`: the room has a line at `t`."""
+        sums = self.sums
+        if sums.total_at(t, STARTS) - sums.total_at(t, ENDS) > 0:
+            return True
+        reach = t - self.width - max(self.horizons)
+        if self.last_event_bucket is not None and self.last_event_bucket > reach:
+            return True
+        return any(sums.get(b)[EVENTS] for b in range(max(self.frontier + 1, reach + 1), t + 1))
+
+    def show_at(self, t: int):
+        current = None
+        for show in self.shows:
+            if show.start_bucket <= t:
+                current = show
+        return current
+
+    def snapshot(self, t: int) -> dict:
+        """The metrics at instant `t` (`t >= frontier`), as a SPEC replay line."""
+        sums = self.sums
+        window = sums.window_at
+        online = sums.total_at(t, STARTS) - sums.total_at(t, ENDS)
+        viewers = sums.total_at(t, COVER)
+        entries, leaves = window(t, STARTS), window(t, ENDS)
+        paid, gmv_micro = window(t, PAID), window(t, GMV_MICRO)
+        stall, play = window(t, STALL_MS), window(t, PLAY_MS)
+        beacons = window(t, BEACONS)
+        scale = 60.0 / self.config.window
+        clickers = self.clicking.count_at(t)
+        converted = 0
+        if clickers:
+            for user in self.paying.members_at(t):
+                if self.clicking.active_at(user, t):
+                    converted += 1
+        p50, p95 = self.latency.quantiles_at(t, QUANTILES)
+        gmv = gmv_micro / MICRO
+        show = self.show_at(t)
+        gmv_total = orders_total = 0
+        if show is not None:
+            gmv_base, orders_base = show.gmv_base, show.orders_base
+            if gmv_base is None:
+                gmv_base = sums.total_at(show.start_bucket - 1, GMV_MICRO)
+                orders_base = sums.total_at(show.start_bucket - 1, PAID)
+            gmv_total = (sums.total_at(t, GMV_MICRO) - gmv_base) / MICRO
+            orders_total = sums.total_at(t, PAID) - orders_base
+        metrics = {
+            "online": online,
+            "entries": entries,
+            "leaves": leaves,
+            "viewers": viewers,
+        }
+        for i, horizon in enumerate(self.horizons):
+            started, short = self.cohorts[i]
+            for b in range(self.frontier + 1, t + 1):
+                entering, leaving = sums.get(b - horizon), sums.get(b - horizon - self.width)
+                started += entering[STARTS] - leaving[STARTS]
+                short += entering[SHORT[i]] - leaving[SHORT[i]]
+            metrics[f"retention_{RETENTION_HORIZONS[i]}s"] = _ratio(started - short, started)
+        metrics.update(
+            avg_watch_seconds=_ratio(window(t, WATCH), leaves),
+            interaction_rate=_ratio(self.interacting.count_at(t), viewers),
+            danmaku_per_min=window(t, DANMAKU) * scale,
+            product_ctr=_ratio(clickers, viewers),
+            conversion_rate=_ratio(converted, clickers),
+            orders_per_min=paid * scale,
+            gmv=gmv,
+            gmv_total=gmv_total,
+            uv_value=_ratio(gmv, viewers),
+            gpm=_ratio(gmv * 1000, entries),
+            stall_ratio=_ratio(stall, stall + play),
+            stalls_per_min=_ratio(window(t, STALLS), (stall + play) / 60000),
+            latency_p50_ms=p50,
+            latency_p95_ms=p95,
+            error_rate=_ratio(window(t, ERRORS), beacons),
+            orders_total=orders_total,
+        )
+        cdns = {}
+        for name, cdn in self.cdns.items():
+            reading = cdn.read(t)
+            if reading["viewers"]:
+                cdns[name] = reading
+        return {
+            "ts": t * self.step if self.step != 1 else t,
+            "room_id": self.id,
+            "metrics": metrics,
+            "cdn": cdns,
+            "show": None if show is None else {"id": show.id, "start": show.start, "title": show.title,
+                                               "ended_at": show.ended_at},
+        }

@@ -1,0 +1,224 @@
+"""Time-bucketed aggregates with a final frontier.
+
+Time is cut into buckets of one step: bucket `b` holds what happened in `((b-1)*step, b*step]`, so
+every window of the SPEC, `(t-W, t]` with `t` and `W` multiples of the step, is a whole number of
+buckets and bucketing loses nothing. Every aggregate here keeps running totals at the *frontier*
+`F` (the last final instant: no event at or before it can arrive any more) and reads any instant
+`t >= F` as those totals plus the few buckets after the frontier. Advancing the frontier costs a
+constant per bucket, whatever the window.
+"""
+
+from __future__ import annotations
+
+import math
+
+_ZERO_BIN = -(1 << 30)  # sketch bin of a zero value
+
+
+class BucketSums:
+    """Integer sums per bucket, with window totals `(F-W, F]` and cumulative totals `<= F`."""
+
+    __slots__ = ("width", "frontier", "buckets", "window", "total", "_zero")
+
+    def __init__(self, fields: int, width: int, frontier: int):
+        self.width = width  # window length in buckets
+        self.frontier = frontier
+        self.buckets: dict[int, list[int]] = {}
+        self.window = [0] * fields
+        self.total = [0] * fields
+        self._zero = (0,) * fields
+
+    def at(self, bucket: int) -> list[int]:
+        vector = self.buckets.get(bucket)
+        if vector is None:
+            vector = self.buckets[bucket] = [0] * len(self.window)
+        return vector
+
+    def get(self, bucket: int):
+        return self.buckets.get(bucket, self._zero)
+
+    def advance(self, keep: int) -> None:
+        """Move the frontier by one bucket; keep buckets newer than `frontier - keep`."""
+        self.frontier = frontier = self.frontier + 1
+        entering = self.buckets.get(frontier, self._zero)
+        leaving = self.buckets.get(frontier - self.width, self._zero)
+        window, total = self.window, self.total
+        for i, value in enumerate(entering):
+            total[i] += value
+            window[i] += value - leaving[i]
+        self.buckets.pop(frontier - keep, None)
+
+    def window_at(self, t: int, field: int) -> int:
+        """Sum of `field` over `(t-W, t]`, for `t >= frontier`."""
+        value = self.window[field]
+        get, zero, width = self.buckets.get, self._zero, self.width
+        for b in range(self.frontier + 1, t + 1):
+            value += get(b, zero)[field] - get(b - width, zero)[field]
+        return value
+
+    def total_at(self, t: int, field: int) -> int:
+        """Sum of `field` over all buckets `<= t`, for `t >= frontier`."""
+        value = self.total[field]
+        get, zero = self.buckets.get, self._zero
+        for b in range(self.frontier + 1, t + 1):
+            value += get(b, zero)[field]
+        return value
+
+    def range_sum(self, first: int, last: int, field: int) -> int:
+        """Sum of `field` over buckets `first..last` (inclusive), all still kept."""
+        get, zero = self.buckets.get, self._zero
+        return sum(get(b, zero)[field] for b in range(first, last + 1))
+
+
+class DistinctWindow:
+    """Distinct users active in `(t-W, t]`.
+
+    Final part: each user's last active bucket at or before the frontier (`last`), and how many
+    users have each bucket as their last (`count`); the window total is the sum of `count` over
+    the window, kept running. Buckets after the frontier keep plain sets (`pending`).
+    """
+
+    __slots__ = ("width", "frontier", "last", "count", "members", "pending", "window")
+
+    def __init__(self, width: int, frontier: int):
+        self.width = width
+        self.frontier = frontier
+        self.last: dict[str, int] = {}
+        self.count: dict[int, int] = {}
+        self.members: dict[int, set] = {}  # users whose last bucket this was, to prune them
+        self.pending: dict[int, set] = {}
+        self.window = 0
+
+    def add(self, user: str, bucket: int) -> None:
+        users = self.pending.get(bucket)
+        if users is None:
+            self.pending[bucket] = {user}
+        else:
+            users.add(user)
+
+    def advance(self) -> None:
+        self.frontier = frontier = self.frontier + 1
+        oldest = frontier - self.width  # falls out of the window now
+        last, count = self.last, self.count
+        arrived = self.pending.pop(frontier, None)
+        if arrived:
+            for user in arrived:
+                previous = last.get(user)
+                if previous is not None:
+                    count[previous] -= 1
+                    if previous > oldest - 1:
+                        self.window -= 1
+                last[user] = frontier
+            count[frontier] = len(arrived)
+            self.members[frontier] = arrived
+            self.window += len(arrived)
+        self.window -= count.pop(oldest, 0)
+        for user in self.members.pop(oldest, ()):
+            if last.get(user) == oldest:
+                del last[user]
+
+    def _pending_users(self, t: int):
+        """Users of the buckets after the frontier that are inside `(t-W, t]`."""
+        first = max(self.frontier, t - self.width) + 1
+        sets = [self.pending[b] for b in range(first, t + 1) if b in self.pending]
+        if not sets:
+            return ()
+        if len(sets) == 1:
+            return sets[0]
+        return set().union(*sets)
+
+    def count_at(self, t: int) -> int:
+        """Distinct users active in `(t-W, t]`, for `t >= frontier`."""
+        cutoff = t - self.width
+        value = self.window
+        for b in range(self.frontier - self.width + 1, cutoff + 1):
+            value -= self.count.get(b, 0)
+        last = self.last
+        for user in self._pending_users(t):
+            previous = last.get(user)
+            if previous is None or previous <= cutoff:
+                value += 1
+        return value
+
+    def members_at(self, t: int):
+        """The users active in `(t-W, t]`."""
+        cutoff = t - self.width
+        seen = {user for user, b in self.last.items() if b > cutoff}
+        seen.update(self._pending_users(t))
+        return seen
+
+    def active_at(self, user: str, t: int) -> bool:
+        if self.last.get(user, -math.inf) > t - self.width:
+            return True
+        first = max(self.frontier, t - self.width) + 1
+        return any(user in self.pending.get(b, ()) for b in range(first, t + 1))
+
+
+class LatencySketch:
+    """Nearest-rank percentiles over a window from log-spaced bins (relative error <= 1%)."""
+
+    __slots__ = ("width", "frontier", "buckets", "window")
+
+    GAMMA = 1.02  # (1 + a) / (1 - a) for a relative accuracy a of about 1%
+    _LOG_GAMMA = math.log(GAMMA)
+
+    def __init__(self, width: int, frontier: int):
+        self.width = width
+        self.frontier = frontier
+        self.buckets: dict[int, dict[int, int]] = {}
+        self.window: dict[int, int] = {}
+
+    @classmethod
+    def bin_of(cls, value: float) -> int:
+        if value <= 0:
+            return _ZERO_BIN
+        return math.ceil(math.log(value) / cls._LOG_GAMMA)
+
+    @classmethod
+    def value_of(cls, index: int) -> float:
+        if index == _ZERO_BIN:
+            return 0.0
+        return 2 * cls.GAMMA ** index / (cls.GAMMA + 1)
+
+    def add(self, value: float, bucket: int) -> None:
+        bins = self.buckets.get(bucket)
+        if bins is None:
+            bins = self.buckets[bucket] = {}
+        index = self.bin_of(value)
+        bins[index] = bins.get(index, 0) + 1
+
+    def advance(self) -> None:
+        self.frontier = frontier = self.frontier + 1
+        window = self.window
+        for index, n in self.buckets.get(frontier, {}).items():
+            window[index] = window.get(index, 0) + n
+        for index, n in self.buckets.pop(frontier - self.width, {}).items():
+            left = window[index] - n
+            if left:
+                window[index] = left
+            else:
+                del window[index]
+
+    def quantiles_at(self, t: int, qs: tuple[float, ...]) -> list[float | None]:
+        bins = self.window
+        if t > self.frontier:
+            bins = dict(bins)
+            for b in range(self.frontier + 1, t + 1):
+                for index, n in self.buckets.get(b, {}).items():
+                    bins[index] = bins.get(index, 0) + n
+                for index, n in self.buckets.get(b - self.width, {}).items():
+                    bins[index] = bins.get(index, 0) - n
+        total = sum(bins.values())
+        if total <= 0:
+            return [None] * len(qs)
+        ordered = sorted(index for index, n in bins.items() if n > 0)
+        results = []
+        for q in qs:
+            rank = max(1, math.ceil(q * total))
+            seen = 0
+            for index in ordered:
+                seen += bins[index]
+                if seen >= rank:
+                    results.append(self.value_of(index))
+                    break
+        return results
