@@ -52,14 +52,13 @@ class CdnStats:
         self.viewers.advance()
 
     def read(self, t: int) -> dict:
-        sums = self.sums
-        stall, play = sums.window_at(t, C_STALL_MS), sums.window_at(t, C_PLAY_MS)
-        beacons = sums.window_at(t, C_BEACONS)
+        window, _ = self.sums.vectors_at(t)
+        stall, play = window[C_STALL_MS], window[C_PLAY_MS]
         return {
             "viewers": self.viewers.count_at(t),
             "stall_ratio": _ratio(stall, stall + play),
             "latency_p95_ms": self.latency.quantiles_at(t, (0.95,))[0],
-            "error_rate": _ratio(sums.window_at(t, C_ERRORS), beacons),
+            "error_rate": _ratio(window[C_ERRORS], window[C_BEACONS]),
         }
 
 
@@ -301,7 +300,7 @@ class Room:
     def has_activity(self, t: int) -> bool:
         """A present viewer at `t`, or an event in `(t-W-180, t]`: the room has a line at `t`."""
         sums = self.sums
-        if sums.total_at(t, STARTS) - sums.total_at(t, ENDS) > 0:
+        if sums.total_at(t, STARTS) > sums.total_at(t, ENDS):
             return True
         reach = t - self.width - max(self.horizons)
         if self.last_event_bucket is not None and self.last_event_bucket > reach:
@@ -318,13 +317,13 @@ class Room:
     def snapshot(self, t: int) -> dict:
         """The metrics at instant `t` (`t >= frontier`), as a SPEC replay line."""
         sums = self.sums
-        window = sums.window_at
-        online = sums.total_at(t, STARTS) - sums.total_at(t, ENDS)
-        viewers = sums.total_at(t, COVER)
-        entries, leaves = window(t, STARTS), window(t, ENDS)
-        paid, gmv_micro = window(t, PAID), window(t, GMV_MICRO)
-        stall, play = window(t, STALL_MS), window(t, PLAY_MS)
-        beacons = window(t, BEACONS)
+        window, total = sums.vectors_at(t)
+        online = total[STARTS] - total[ENDS]
+        viewers = total[COVER]
+        entries, leaves = window[STARTS], window[ENDS]
+        paid, gmv_micro = window[PAID], window[GMV_MICRO]
+        stall, play = window[STALL_MS], window[PLAY_MS]
+        beacons = window[BEACONS]
         scale = 60.0 / self.config.window
         clickers = self.clicking.count_at(t)
         converted = 0
@@ -341,8 +340,8 @@ class Room:
             if gmv_base is None:
                 gmv_base = sums.total_at(show.start_bucket - 1, GMV_MICRO)
                 orders_base = sums.total_at(show.start_bucket - 1, PAID)
-            gmv_total = (sums.total_at(t, GMV_MICRO) - gmv_base) / MICRO
-            orders_total = sums.total_at(t, PAID) - orders_base
+            gmv_total = (total[GMV_MICRO] - gmv_base) / MICRO
+            orders_total = total[PAID] - orders_base
         metrics = {
             "online": online,
             "entries": entries,
@@ -357,9 +356,9 @@ class Room:
                 short += entering[SHORT[i]] - leaving[SHORT[i]]
             metrics[f"retention_{RETENTION_HORIZONS[i]}s"] = _ratio(started - short, started)
         metrics.update(
-            avg_watch_seconds=_ratio(window(t, WATCH), leaves),
+            avg_watch_seconds=_ratio(window[WATCH], leaves),
             interaction_rate=_ratio(self.interacting.count_at(t), viewers),
-            danmaku_per_min=window(t, DANMAKU) * scale,
+            danmaku_per_min=window[DANMAKU] * scale,
             product_ctr=_ratio(clickers, viewers),
             conversion_rate=_ratio(converted, clickers),
             orders_per_min=paid * scale,
@@ -368,10 +367,10 @@ class Room:
             uv_value=_ratio(gmv, viewers),
             gpm=_ratio(gmv * 1000, entries),
             stall_ratio=_ratio(stall, stall + play),
-            stalls_per_min=_ratio(window(t, STALLS), (stall + play) / 60000),
+            stalls_per_min=_ratio(window[STALLS], (stall + play) / 60000),
             latency_p50_ms=p50,
             latency_p95_ms=p95,
-            error_rate=_ratio(window(t, ERRORS), beacons),
+            error_rate=_ratio(window[ERRORS], beacons),
             orders_total=orders_total,
         )
         cdns = {}

@@ -48,6 +48,21 @@ class BucketSums:
             window[i] += value - leaving[i]
         self.buckets.pop(frontier - keep, None)
 
+    def vectors_at(self, t: int) -> tuple[list, list]:
+        """(window totals, cumulative totals) of every field at instant `t >= frontier`."""
+        window, total = self.window, self.total
+        if t <= self.frontier:
+            return window, total
+        window, total = window[:], total[:]
+        get, zero, width = self.buckets.get, self._zero, self.width
+        fields = range(len(window))
+        for b in range(self.frontier + 1, t + 1):
+            entering, leaving = get(b, zero), get(b - width, zero)
+            for i in fields:
+                total[i] += entering[i]
+                window[i] += entering[i] - leaving[i]
+        return window, total
+
     def window_at(self, t: int, field: int) -> int:
         """Sum of `field` over `(t-W, t]`, for `t >= frontier`."""
         value = self.window[field]
