@@ -1,0 +1,161 @@
+"""Durable per-partition checkpoints of the engine state, stored in Kafka.
+
+Checkpoint partition p holds the state of the rooms of event partition p, together with the
+offsets (one per event topic) of the first message that state does NOT reflect. A worker that
+takes over partition p loads the newest checkpoint, then applies exactly the messages at or
+after those offsets: earlier ones are skipped, so at-least-once redelivery never counts twice
+and nothing in between is missed.
+
+On the topic, one checkpoint is a run of `chunk` records (the state, split to stay under the
+broker's message size) followed by one `header` record naming the chunks' offsets. A checkpoint
+is complete once its header is written; a writer killed halfway leaves chunks without a header,
+which readers never use. Brokers without log compaction keep the topic by retention time only.
+
+Consecutive owners of a partition each start from the newest checkpoint and only move forward,
+so the checkpoints of a partition form a chain ordered by their offsets. A reader picks the
+most advanced header among the newest few, which protects against a late write from a stale
+owner (one paused past its session timeout) landing after its successor's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from livemon.broker import CHECKPOINT_TOPIC
+
+CHUNK_BYTES = 512 * 1024
+HEADER_KEY = b"header"
+CHUNK_KEY = b"chunk"
+# How many records to look back for headers; a window holds at least one header unless a
+# checkpoint has more chunks than this, in which case we keep reading further back.
+SCAN_WINDOW = 64
+WANTED_HEADERS = 3
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Checkpoint:
+    partition: int
+    offsets: dict[str, int]  # event topic -> next offset to apply
+    rooms: list[str]
+    state: bytes = b""
+    worker: str = ""
+    wall: float = 0.0
+    chunks: list[int] = field(default_factory=list)
+
+    @property
+    def progress(self) -> int:
+        return sum(self.offsets.values())
+
+
+def ahead(stored: dict[str, int], mine: dict[str, int]) -> bool:
+    """True when a stored checkpoint reflects messages that `mine` does not."""
+    return any(offset > mine.get(topic, 0) for topic, offset in stored.items())
+
+
+class CheckpointStore:
+    def __init__(self, bootstrap: str, producer: AIOKafkaProducer, partitions: int,
+                 topic: str = CHECKPOINT_TOPIC):
+        self.bootstrap = bootstrap
+        self.partitions = partitions
+        self.producer = producer
+        self.topic = topic
+        self._reader: AIOKafkaConsumer | None = None
+        self._reader_lock = asyncio.Lock()
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            await self._reader.stop()
+            self._reader = None
+
+    async def write(self, checkpoint: Checkpoint) -> int:
+        """Write one checkpoint; return the offset of its header once the broker has it."""
+        state = checkpoint.state
+        pieces = [state[i:i + CHUNK_BYTES] for i in range(0, len(state), CHUNK_BYTES)] or [b""]
+        futures = [await self.producer.send(self.topic, piece, key=CHUNK_KEY,
+                                            partition=checkpoint.partition) for piece in pieces]
+        chunk_offsets = [(await future).offset for future in futures]
+        header = {"v": 1, "partition": checkpoint.partition, "offsets": checkpoint.offsets,
+                  "rooms": checkpoint.rooms, "chunks": chunk_offsets, "worker": checkpoint.worker,
+                  "wall": checkpoint.wall, "bytes": len(state)}
+        meta = await self.producer.send_and_wait(self.topic, orjson.dumps(header), key=HEADER_KEY,
+                                                 partition=checkpoint.partition)
+        return meta.offset
+
+    async def _consumer(self) -> AIOKafkaConsumer:
+        if self._reader is None:
+            # No group: a plain reader that we point at exact offsets.
+            self._reader = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
+                                            group_id=None, auto_offset_reset="earliest",
+                                            fetch_max_bytes=8 * 1024 * 1024,
+                                            max_partition_fetch_bytes=4 * 1024 * 1024)
+            await self._reader.start()
+            # Assigned once and paused: an assignment change costs a metadata round trip, and a
+            # running partition would be prefetched whole. A read resumes just its partition.
+            tps = [TopicPartition(self.topic, p) for p in range(self.partitions)]
+            self._reader.assign(tps)
+            self._reader.pause(*tps)
+        return self._reader
+
+    async def _read_range(self, consumer: AIOKafkaConsumer, tp: TopicPartition,
+                          start: int, end: int) -> dict[int, tuple[bytes, bytes]]:
+        """Records with offsets in [start, end) as {offset: (key, value)}."""
+        records: dict[int, tuple[bytes, bytes]] = {}
+        consumer.seek(tp, start)
+        consumer.resume(tp)
+        try:
+            position = start
+            while position < end:
+                batch = await consumer.getmany(tp, timeout_ms=2000, max_records=500)
+                messages = batch.get(tp, [])
+                if not messages:
+                    # Nothing more to read (records removed by retention, or a gap): stop here.
+                    break
+                for message in messages:
+                    if message.offset < end:
+                        records[message.offset] = (message.key, message.value)
+                    position = message.offset + 1
+        finally:
+            consumer.pause(tp)
+        return records
+
+    async def latest(self, partition: int, with_state: bool = True) -> Checkpoint | None:
+        """The most advanced complete checkpoint of `partition`, or None if there is none."""
+        async with self._reader_lock:
+            consumer = await self._consumer()
+            tp = TopicPartition(self.topic, partition)
+            end = (await consumer.end_offsets([tp]))[tp]
+            begin = (await consumer.beginning_offsets([tp]))[tp]
+            headers: list[tuple[int, dict]] = []
+            high = end
+            while high > begin and len(headers) < WANTED_HEADERS:
+                low = max(begin, high - SCAN_WINDOW)
+                records = await self._read_range(consumer, tp, low, high)
+                for offset in sorted(records, reverse=True):
+                    key, value = records[offset]
+                    if key == HEADER_KEY:
+                        try:
+                            headers.append((offset, orjson.loads(value)))
+                        except orjson.JSONDecodeError:
+                            log.warning("unreadable checkpoint header at %s@%d", tp, offset)
+                high = low
+            if not headers:
+                return None
+            _, best = max(headers, key=lambda item: (sum(item[1]["offsets"].values()), item[0]))
+            checkpoint = Checkpoint(partition=partition, offsets=best["offsets"], rooms=best["rooms"],
+                                    worker=best.get("worker", ""), wall=best.get("wall", 0.0),
+                                    chunks=best["chunks"])
+            if with_state:
+                chunks = best["chunks"]
+                records = await self._read_range(consumer, tp, min(chunks), max(chunks) + 1)
+                missing = [offset for offset in chunks if offset not in records]
+                if missing:
+                    raise RuntimeError(f"checkpoint of partition {partition} lost chunks {missing}")
+                checkpoint.state = b"".join(records[offset][1] or b"" for offset in chunks)
+            return checkpoint

@@ -1,0 +1,551 @@
+"""What one worker process holds and does: the engine, partition ownership, checkpoints, steps.
+
+The Faust app (`livemon.agents.app`) delivers drained batches of raw messages and rebalance
+signals here; everything else happens in this one event loop, so the engine needs no locks.
+
+Exactly-once effect on the engine state, with an at-least-once consumer:
+- per owned partition p we keep `offsets[topic]`, the next offset to apply; a message below it is
+  already reflected in the state and is skipped (redelivery after a rebalance or a restart);
+- every `checkpoint_interval` the state of p's rooms and those offsets are written together to
+  the checkpoint topic (see `checkpoints.py`), and only then committed as the group's offsets, so
+  the committed position never passes the newest checkpoint;
+- a worker that gains p loads the newest checkpoint before it applies any message of p.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import inspect
+import logging
+import math
+import os
+import socket
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import orjson
+from aiohttp import web
+from aiokafka import AIOKafkaProducer
+
+from livemon.agents.checkpoints import Checkpoint, CheckpointStore, ahead
+from livemon.broker import SNAPSHOTS_TOPIC
+from livemon.engine import Engine, EngineConfig
+from livemon.exposition import RoomCollector, WorkerMetrics
+from livemon.ingest.events import DEADLETTER_TOPIC, EVENT_TOPICS, TYPE_OF_TOPIC, decode, encode, event_type
+
+log = logging.getLogger(__name__)
+
+# Snapshots per record on the snapshots topic: a step of a worker with thousands of rooms would
+# exceed the broker's message size as one record.
+SNAPSHOTS_PER_RECORD = 500
+MAX_DEADLETTER_RAW = 64 * 1024
+
+
+@dataclass
+class WorkerSettings:
+    bootstrap: str
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    partitions: int = 8
+    data_dir: str | None = None
+    step: float = 1.0
+    window: float = 60.0
+    lateness: float = 5.0
+    presence_timeout: float = 90.0
+    checkpoint_interval: float = 5.0
+    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    batch_max: int = 2000  # messages per drained batch
+    batch_within: float = 0.05  # seconds to wait for a batch to fill
+    group: str = "livemon"
+    alerts_config: str | None = None  # alert rules and receivers; None: no alerting
+    recording_dir: str | None = None  # where the web component records timelines (None: its default)
+    token: str | None = None  # control-action token of the web page (None: $LIVEMON_TOKEN or generated)
+    web_page: bool = True
+
+    def engine_config(self) -> EngineConfig:
+        return EngineConfig(step=self.step, window=self.window, lateness=self.lateness,
+                            presence_timeout=self.presence_timeout)
+
+
+@dataclass
+class Owned:
+    """One event partition this worker owns."""
+
+    offsets: dict[str, int] = field(default_factory=dict)  # topic -> next offset to apply
+    rooms: set[str] = field(default_factory=set)
+    checkpointed: dict[str, int] = field(default_factory=dict)  # offsets of our last checkpoint
+
+
+class StreamRuntime:
+    def __init__(self, settings: WorkerSettings, consumer_ref=None):
+        self.settings = settings
+        self.engine = Engine(settings.engine_config())
+        self.collector = RoomCollector()
+        self.metrics = WorkerMetrics()
+        # A callable returning the Faust consumer (set by the app): for commits, lag and assignment.
+        self.consumer_ref = consumer_ref
+        self.owned: dict[int, Owned] = {}
+        self.loading: dict[int, asyncio.Future] = {}
+        # Cleared from a revocation until the next assignment is handled: no batch is applied in
+        # between, because the assignment may replace a partition's state.
+        self.settled = asyncio.Event()
+        self.room_partition: dict[str, int] = {}
+        self.producer: AIOKafkaProducer | None = None
+        self.store: CheckpointStore | None = None
+        self.alerts = None
+        self.web_runner: web.AppRunner | None = None
+        self.web_app: web.Application | None = None
+        self.ready = False
+        self.last_live: dict = {}
+        self._checkpoint_lock = asyncio.Lock()
+        self._step_events: Counter = Counter()
+        self._tasks: list[asyncio.Task] = []
+        self._stopping = False
+
+    # ---- lifecycle ----
+
+    async def start(self) -> None:
+        self.producer = AIOKafkaProducer(bootstrap_servers=self.settings.bootstrap, acks="all",
+                                         linger_ms=5, max_request_size=2 * 1024 * 1024,
+                                         client_id=f"livemon-{self.settings.worker_id}")
+        await self.producer.start()
+        self.store = CheckpointStore(self.settings.bootstrap, self.producer, self.settings.partitions)
+        await self.start_web()
+        self.alerts = await _start_alerts(self)
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._step_loop(), name="livemon-step"),
+                       loop.create_task(self._checkpoint_loop(), name="livemon-checkpoint")]
+        if self.alerts is not None and hasattr(self.alerts, "handle_operator"):
+            self._tasks.append(loop.create_task(_operator_loop(self), name="livemon-operator"))
+
+    async def stop(self) -> None:
+        """Final checkpoint while still a group member, then release everything."""
+        if self._stopping:
+            return
+        self._stopping = True
+        for task in self._tasks:
+            task.cancel()
+        try:
+            await asyncio.wait_for(self.checkpoint_round(commit=True), timeout=10)
+        except Exception as error:  # noqa: BLE001 - shutting down: the last periodic one stands
+            log.warning("final checkpoint failed: %r", error)
+        if self.alerts is not None:
+            await self.alerts.stop()
+        if self.web_runner is not None:
+            await self.web_runner.cleanup()
+        if self.store is not None:
+            await self.store.close()
+        if self.producer is not None:
+            await self.producer.stop()
+
+    # ---- the data path ----
+
+    async def process(self, messages) -> None:
+        """Apply one drained batch of Kafka messages (anything with topic, partition, offset, key, value)."""
+        started = time.perf_counter()
+        await self.settled.wait()
+        for partition in {m.partition for m in messages}:
+            if partition in self.loading:
+                await self.loading[partition]
+        now = time.time()
+        events = []
+        counts: Counter = Counter()
+        rejects: list[tuple[str, bytes, str, str, str | None]] = []
+        owned = self.owned
+        room_partition = self.room_partition
+        for message in messages:
+            state = owned.get(message.partition)
+            if state is None:
+                continue  # not ours (any more): its owner resumes from its checkpoint
+            topic, offset = message.topic, message.offset
+            if offset < state.offsets.get(topic, 0):
+                continue  # already in the state
+            state.offsets[topic] = offset + 1
+            value = message.value or b""
+            good, bad = decode(value, topic)
+            for rejection in bad:
+                rejects.append((rejection.reason, rejection.raw, rejection.detail, topic,
+                                _key_text(message.key)))
+            if good:
+                events.extend(good)
+                counts[TYPE_OF_TOPIC[topic]] += len(good)
+                for room in {event.room_id for event in good}:
+                    if room not in room_partition:
+                        room_partition[room] = message.partition
+                        state.rooms.add(room)
+        self.metrics.messages.inc(len(messages))
+        if events:
+            for event, reason in self.engine.ingest(events, now):
+                counts[event_type(event)] -= 1
+                rejects.append((reason, encode(event), f"{reason} event (ts {event.ts})",
+                                _topic_of(event), event.room_id))
+            self.metrics.event_delay.set(max(0.0, now - max(event.ts for event in events)))
+        for kind, n in counts.items():
+            if n:
+                self.metrics.events.labels(kind).inc(n)
+                self._step_events[kind] += n
+        if rejects:
+            await self._dead_letter(rejects)
+        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+
+    async def _dead_letter(self, rejects) -> None:
+        for reason, raw, detail, topic, key in rejects:
+            self.metrics.rejected.labels(reason).inc()
+            record = {"reason": reason, "detail": detail[:1000], "topic": topic,
+                      "worker": self.settings.worker_id}
+            raw = raw[:MAX_DEADLETTER_RAW]
+            try:
+                record["raw"] = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                record["raw"] = base64.b64encode(raw).decode("ascii")
+                record["raw_b64"] = True
+            try:
+                await self.producer.send(DEADLETTER_TOPIC, orjson.dumps(record),
+                                         key=key.encode() if key else None)
+            except Exception as error:  # noqa: BLE001 - counted above; never stop the stream for it
+                log.warning("dead-letter write failed: %r", error)
+
+    # ---- steps ----
+
+    async def _step_loop(self) -> None:
+        step = self.settings.step
+        while True:
+            # Steps on multiples of the step in wall-clock time, like the evaluation instants.
+            await asyncio.sleep(step - (time.time() % step) + 0.001)
+            try:
+                await self.step(time.time())
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - a failed step must not end the stepping
+                log.exception("step failed")
+
+    async def step(self, now: float) -> None:
+        started = time.perf_counter()
+        engine = self.engine
+        finals = engine.advance(now)
+        live = engine.live_snapshots(now)
+        self.last_live = live
+        self.collector.update(live)
+        if self.alerts is not None:
+            try:
+                await _maybe_await(self.alerts.evaluate(live, now))
+            except Exception:  # noqa: BLE001 - alerting trouble must not stop the metrics
+                log.exception("alert evaluation failed")
+        await self._publish(now, live, finals)
+        for room in engine.forget_idle_rooms(now):
+            partition = self.room_partition.pop(room, None)
+            if partition in self.owned:
+                self.owned[partition].rooms.discard(room)
+        self._update_health(now)
+        self.metrics.step_seconds.set(time.perf_counter() - started)
+        self.metrics.last_step.set(time.time())
+
+    async def _publish(self, now: float, live: dict, finals: list) -> None:
+        snapshots = list(live.values())
+        parts = max(1, math.ceil(max(len(snapshots), len(finals)) / SNAPSHOTS_PER_RECORD))
+        for i in range(parts):
+            chunk = slice(i * SNAPSHOTS_PER_RECORD, (i + 1) * SNAPSHOTS_PER_RECORD)
+            record = {"worker": self.settings.worker_id, "now": now, "live": snapshots[chunk],
+                      "final": finals[chunk], "part": i, "parts": parts}
+            try:
+                await self.producer.send(SNAPSHOTS_TOPIC, orjson.dumps(record),
+                                         key=self.settings.worker_id.encode())
+            except Exception as error:  # noqa: BLE001 - the broker may be down; metrics go on
+                log.warning("snapshot publish failed: %r", error)
+                return
+
+    def _update_health(self, now: float) -> None:
+        metrics = self.metrics
+        for kind in TYPE_OF_TOPIC.values():
+            metrics.events_rate.labels(kind).set(self._step_events.get(kind, 0) / self.settings.step)
+        self._step_events.clear()
+        metrics.rooms.set(len(self.engine.rooms))
+        metrics.partitions.set(len(self.owned))
+        consumer = self.consumer_ref() if self.consumer_ref else None
+        if consumer is None:
+            return
+        metrics.lag.clear()
+        for partition, state in self.owned.items():
+            for topic in EVENT_TOPICS:
+                try:
+                    high = consumer.highwater(_tp(topic, partition))
+                except Exception:  # noqa: BLE001 - not fetched yet
+                    continue
+                if high is not None:
+                    metrics.lag.labels(topic, str(partition)).set(max(0, high - state.offsets.get(topic, 0)))
+
+    # ---- checkpoints ----
+
+    async def _checkpoint_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.checkpoint_interval)
+            try:
+                await self.checkpoint_round(commit=True)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # noqa: BLE001 - retried next round
+                log.warning("checkpoint round failed: %r", error)
+
+    async def checkpoint_round(self, commit: bool) -> None:
+        """Checkpoint every owned partition whose state moved since its last checkpoint."""
+        async with self._checkpoint_lock:
+            if not self.settled.is_set() and not self._stopping:
+                return  # mid-rebalance: the revocation handler wrote them
+            await self._checkpoint(list(self.owned), commit)
+
+    async def _checkpoint(self, partitions, commit: bool) -> None:
+        written = {}
+        for partition in partitions:
+            state = self.owned.get(partition)
+            if state is None or state.offsets == state.checkpointed or not state.offsets:
+                continue
+            # State and offsets are taken together, with no await in between: they match.
+            offsets = dict(state.offsets)
+            rooms = sorted(state.rooms)
+            blob = self.engine.export_rooms(rooms)
+            await self.store.write(Checkpoint(partition=partition, offsets=offsets, rooms=rooms,
+                                              state=blob, worker=self.settings.worker_id,
+                                              wall=time.time()))
+            if self.owned.get(partition) is state:
+                state.checkpointed = offsets
+            written[partition] = offsets
+            self.metrics.checkpoints.inc()
+            self.metrics.checkpoint_bytes.labels(str(partition)).set(len(blob))
+            await asyncio.sleep(0)  # let the stream run between partitions
+        self.metrics.last_checkpoint.set(time.time())
+        if commit and written:
+            await self._commit(written)
+
+    async def _commit(self, written: dict[int, dict[str, int]]) -> None:
+        consumer = self.consumer_ref() if self.consumer_ref else None
+        if consumer is None:
+            return
+        offsets = {_tp(topic, partition): offset
+                   for partition, by_topic in written.items() for topic, offset in by_topic.items()}
+        try:
+            await consumer._commit(offsets)
+        except Exception as error:  # noqa: BLE001 - a failed commit only means more skipping later
+            log.info("offset commit failed: %r", error)
+
+    # ---- rebalances ----
+
+    async def on_revoked(self, revoked) -> None:
+        """Before giving partitions away: checkpoint them so their next owner replays little."""
+        self.settled.clear()
+        self.metrics.rebalances.inc()
+        partitions = {tp.partition for tp in revoked if tp.topic in EVENT_TOPICS}
+        async with self._checkpoint_lock:
+            try:
+                await asyncio.wait_for(self._checkpoint(sorted(partitions & set(self.owned)), commit=False),
+                                       timeout=5)
+            except Exception as error:  # noqa: BLE001 - the periodic checkpoint stands
+                log.warning("checkpoint on revocation failed: %r", error)
+
+    async def on_assigned(self, assigned) -> None:
+        partitions = {tp.partition for tp in assigned if tp.topic in EVENT_TOPICS}
+        try:
+            for partition in sorted(set(self.owned) - partitions):
+                self._release(partition)
+            kept = sorted(partitions & set(self.owned))
+            for partition in kept:
+                # Someone else may have owned it meanwhile (we were out of the group for a
+                # while): if their checkpoint is ahead of us, our state is stale.
+                stored = await self.store.latest(partition, with_state=False)
+                if stored is not None and ahead(stored.offsets, self.owned[partition].offsets):
+                    log.warning("partition %d moved on without us: reloading", partition)
+                    self._release(partition)
+            await asyncio.gather(*(self.load(p) for p in sorted(partitions - set(self.owned))))
+        finally:
+            self.settled.set()
+        self.ready = True
+        log.info("worker %s owns partitions %s", self.settings.worker_id, sorted(self.owned))
+
+    def _release(self, partition: int) -> None:
+        state = self.owned.pop(partition)
+        self.engine.drop_rooms(state.rooms)
+        for room in state.rooms:
+            self.room_partition.pop(room, None)
+
+    async def load(self, partition: int) -> None:
+        if partition in self.loading:
+            return await self.loading[partition]
+        future = asyncio.get_running_loop().create_future()
+        self.loading[partition] = future
+        try:
+            delay = 0.2
+            while True:
+                try:
+                    checkpoint = await self.store.latest(partition)
+                    break
+                except Exception as error:  # noqa: BLE001 - broker trouble: retry, never skip
+                    log.warning("loading checkpoint of partition %d failed (%r); retrying", partition, error)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+            state = Owned()
+            if checkpoint is not None:
+                self.engine.drop_rooms(checkpoint.rooms)
+                rooms = self.engine.import_rooms(checkpoint.state) if checkpoint.state else []
+                state.offsets = dict(checkpoint.offsets)
+                state.checkpointed = dict(checkpoint.offsets)
+                state.rooms = set(rooms)
+                for room in rooms:
+                    self.room_partition[room] = partition
+                log.info("partition %d: resumed %d rooms at %s", partition, len(rooms), checkpoint.offsets)
+            self.owned[partition] = state
+            future.set_result(None)
+        except BaseException as error:
+            future.set_exception(error)
+            raise
+        finally:
+            del self.loading[partition]
+
+    # ---- web ----
+
+    async def start_web(self) -> None:
+        app = web.Application(client_max_size=64 * 1024)
+        app.router.add_get("/metrics", self._metrics_page)
+        app.router.add_get("/healthz", self._health_page)
+        self.web_app = app
+        if self.settings.web_page:
+            _attach_web(self, app)
+        self.web_runner = web.AppRunner(app, access_log=None)
+        await self.web_runner.setup()
+        site = web.TCPSite(self.web_runner, self.settings.web_host, self.settings.web_port)
+        await site.start()
+
+    async def _metrics_page(self, request: web.Request) -> web.Response:
+        body = self.collector.render() + self.metrics.render() + _extra_metrics()
+        return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+    async def _health_page(self, request: web.Request) -> web.Response:
+        last = self.metrics.last_step._value.get()
+        stale = time.time() - last > max(10.0, 10 * self.settings.step)
+        healthy = self.ready and not stale
+        body = {"status": "ok" if healthy else ("starting" if not self.ready else "stalled"),
+                "worker": self.settings.worker_id, "partitions": sorted(self.owned),
+                "rooms": len(self.engine.rooms), "last_step": last}
+        return web.json_response(body, status=200 if healthy else 503)
+
+
+def _tp(topic: str, partition: int):
+    from faust.types import TP
+
+    return TP(topic, partition)
+
+
+def _topic_of(event) -> str:
+    from livemon.ingest.events import TOPIC_OF_TYPE
+
+    return TOPIC_OF_TYPE[event_type(event)]
+
+
+def _key_text(key) -> str | None:
+    if not key:
+        return None
+    try:
+        return key.decode("utf-8") if isinstance(key, bytes) else str(key)
+    except UnicodeDecodeError:
+        return None
+
+
+async def _maybe_await(value):
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+def default_alerts_config() -> str | None:
+    """The rule set shipped in the repository's `alerts/` folder, when running from a checkout."""
+    from pathlib import Path
+
+    import livemon
+
+    path = Path(livemon.__file__).resolve().parent.parent / "alerts" / "alerting.yml"
+    return str(path) if path.exists() else None
+
+
+async def _start_alerts(runtime: StreamRuntime):
+    """The alerting layer, when installed and configured: evaluated every step on live snapshots."""
+    path = runtime.settings.alerts_config
+    if not path:
+        return None
+    try:
+        from livemon.alerting.service import AlertService
+    except ImportError:
+        return None
+
+    def publish(topic: str, key: bytes, value: bytes):
+        return runtime.producer.send(topic, value, key=key)
+
+    try:
+        service = AlertService.from_config(path, data_dir=runtime.settings.data_dir, producer=publish)
+        await service.start()
+    except Exception as error:  # noqa: BLE001 - run the metrics without alerting, say why
+        log.error("alerting disabled: %s", error)
+        return None
+    if hasattr(service, "collector"):
+        runtime.metrics.registry.register(service.collector())
+    return service
+
+
+async def _operator_loop(runtime: StreamRuntime) -> None:
+    """Operator actions from the web page (ack, silence, manual failover) go to the alerting layer.
+    Every worker reads every action (no group): each acts on the rooms and alerts it holds."""
+    from aiokafka import AIOKafkaConsumer
+
+    from livemon.broker import OPERATOR_TOPIC
+
+    consumer = AIOKafkaConsumer(OPERATOR_TOPIC, bootstrap_servers=runtime.settings.bootstrap,
+                                group_id=None, auto_offset_reset="latest")
+    await consumer.start()
+    try:
+        async for message in consumer:
+            try:
+                action = orjson.loads(message.value)
+                if isinstance(action, dict):
+                    runtime.alerts.handle_operator(action, time.time())
+            except Exception as error:  # noqa: BLE001 - a bad action must not stop the loop
+                log.warning("operator action ignored: %r", error)
+    finally:
+        await consumer.stop()
+
+
+def _attach_web(runtime: StreamRuntime, app: web.Application) -> None:
+    """Mount the control-room web page (livemon.web) on the worker's web server, when installed."""
+    try:
+        from livemon.web.hub import ControlRoomHub
+        from livemon.web.server import add_routes, control_token
+    except ImportError:
+        return
+    try:
+        recorder = None
+        try:
+            from livemon.recording.store import RecordingStore
+
+            recorder = RecordingStore(runtime.settings.recording_dir)
+        except ImportError:
+            pass
+        hub = ControlRoomHub(recorder=recorder)
+        token, generated = control_token(runtime.settings.token)
+        add_routes(app, hub, token=token)
+        if generated:
+            print(f"control token (for actions on the web page): {token}", flush=True)
+
+        async def start(app):
+            await hub.start(runtime.settings.bootstrap)
+
+        async def stop(app):
+            await hub.stop()
+        app.on_startup.append(start)
+        app.on_cleanup.append(stop)
+    except Exception:  # noqa: BLE001 - the metrics endpoint must work without the page
+        log.exception("web page disabled")
+
+
+def _extra_metrics() -> bytes:
+    """Metrics other parts register in prometheus_client's default registry (e.g. alerting)."""
+    from prometheus_client import REGISTRY, generate_latest
+
+    return generate_latest(REGISTRY)

@@ -1,0 +1,373 @@
+"""The Grafana dashboards, as code (Grafana Foundation SDK builders).
+
+`render_all()` returns the JSON text of every dashboard, keyed by file name; `livemon dashboards
+generate` writes it to `dashboards/json/`, and `check` compares. Room gauges are read through the
+recording rules of `alerts/prometheus/recording.yml` (one series per room, even while a rebalance has
+two workers exposing it); counters through `rate()`/`increase()` directly.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+from grafana_foundation_sdk.builders import bargauge, common as cb, dashboard, prometheus, stat, table, timeseries
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import common as cm, dashboard as dm, prometheus as pm
+
+# Every panel reads the datasource chosen in the `datasource` variable; the compose stack provisions
+# one Prometheus datasource with this UID, which is the variable's default.
+DATASOURCE_UID = "livemon-prometheus"
+DS = dm.DataSourceRef(type_val="prometheus", uid="${datasource}")
+TAGS = ["livemon"]
+
+UIDS = {
+    "control-room": "livemon-control-room",
+    "room": "livemon-room",
+    "stream-health": "livemon-stream-health",
+    "internals": "livemon-internals",
+}
+
+# Colour lines: the clear and fire thresholds of the default alert rules (alerts/rules.yml).
+STALL_WARN, STALL_CRIT = 0.03, 0.05      # rebuffering above 5% is the common QoE alarm line; clear 3%
+LATENCY_WARN, LATENCY_CRIT = 6, 8        # seconds of live latency (p95): clear and fire lines
+ERROR_WARN, ERROR_CRIT = 0.01, 0.02      # playback errors: clear and fire lines
+
+
+def steps(*pairs):
+    """Threshold steps from (value, colour) pairs; the first value is the base (None)."""
+    return dashboard.ThresholdsConfig().mode(dm.ThresholdsMode.ABSOLUTE).steps(
+        [dm.Threshold(value=value, color=colour) for value, colour in pairs])
+
+
+BAD_HIGH = {  # higher is worse
+    "stall": steps((None, "green"), (STALL_WARN, "orange"), (STALL_CRIT, "red")),
+    "latency": steps((None, "green"), (LATENCY_WARN, "orange"), (LATENCY_CRIT, "red")),
+    "error": steps((None, "green"), (ERROR_WARN, "orange"), (ERROR_CRIT, "red")),
+}
+GOOD_HIGH = {  # higher is better: a field controller looks for the red cells
+    "retention": steps((None, "red"), (0.3, "orange"), (0.5, "green")),
+    "interaction": steps((None, "red"), (0.02, "orange"), (0.05, "green")),
+    "ctr": steps((None, "red"), (0.02, "orange"), (0.05, "green")),
+    "conversion": steps((None, "red"), (0.02, "orange"), (0.05, "green")),
+}
+NEUTRAL = steps((None, "blue"))
+
+
+def q(expr: str, legend: str = "", ref: str = "A", instant: bool = False, table_format: bool = False):
+    query = prometheus.Dataquery().expr(expr).ref_id(ref).legend_format(legend or "__auto")
+    if instant:
+        query = query.instant()
+    if table_format:
+        query = query.format(pm.PromQueryFormat.TABLE)
+    return query
+
+
+def ts(title: str, *queries, unit: str = "short", thresholds=None, h: int = 8, w: int = 12, desc: str = ""):
+    panel = (timeseries.Panel().title(title).description(desc).datasource(DS).unit(unit).height(h).span(w)
+             .line_width(2).fill_opacity(10)
+             .legend(cb.VizLegendOptions().display_mode(cm.LegendDisplayMode.TABLE)
+                     .placement(cm.LegendPlacement.RIGHT).show_legend(True).calcs(["lastNotNull", "max"])))
+    for query in queries:
+        panel = panel.with_target(query)
+    if thresholds is not None:
+        panel = (panel.thresholds(thresholds)
+                 .thresholds_style(cb.GraphThresholdsStyleConfig().mode(cm.GraphTresholdsStyleMode.LINE)))
+    return panel
+
+
+def big(title: str, expr: str, unit: str = "short", thresholds=NEUTRAL, w: int = 4, h: int = 5,
+        desc: str = "", decimals: float | None = None):
+    panel = (stat.Panel().title(title).description(desc).datasource(DS).unit(unit).height(h).span(w)
+             .with_target(q(expr, instant=True)).thresholds(thresholds)
+             .color_mode(cm.BigValueColorMode.BACKGROUND).graph_mode(cm.BigValueGraphMode.AREA)
+             .reduce_options(cb.ReduceDataOptions().calcs(["lastNotNull"])))
+    return panel.decimals(decimals) if decimals is not None else panel
+
+
+def datasource_variable():
+    return (dashboard.DatasourceVariable("datasource").label("Data source").type("prometheus")
+            .current(dm.VariableOption(text="Prometheus", value=DATASOURCE_UID)))
+
+
+def room_variable(multi: bool):
+    variable = (dashboard.QueryVariable("room").label("Room").datasource(DS)
+                .query("label_values(livemon_room_online, room)")
+                .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED).sort(dm.VariableSort.ALPHABETICAL_ASC))
+    if multi:
+        variable = variable.multi(True).include_all(True).all_value(".*")
+    return variable
+
+
+def base(key: str, title: str, desc: str):
+    return (dashboard.Dashboard(title).uid(UIDS[key]).description(desc).tags(TAGS)
+            .refresh("5s").time("now-30m", "now").timezone("browser")
+            .tooltip(dm.DashboardCursorSync.CROSSHAIR).with_variable(datasource_variable())
+            .link(dashboard.DashboardLink("Live-room monitor").type(dm.DashboardLinkType.DASHBOARDS)
+                  .tags(TAGS).as_dropdown(True).include_vars(True).keep_time(True)))
+
+
+# --- Control room -----------------------------------------------------------------------------------
+
+# (column, expression, unit, thresholds) of the at-a-glance table, one instant query each.
+CONTROL_COLUMNS = [
+    ("Online", "room:livemon_room_online:max", "short", None),
+    ("Retention 60s", 'max by (room) (livemon_room_retention_ratio{horizon="60s"})', "percentunit",
+     GOOD_HIGH["retention"]),
+    ("Interaction", "max by (room) (livemon_room_interaction_ratio)", "percentunit", GOOD_HIGH["interaction"]),
+    ("Product CTR", "max by (room) (livemon_room_product_ctr_ratio)", "percentunit", GOOD_HIGH["ctr"]),
+    ("Conversion", "max by (room) (livemon_room_conversion_ratio)", "percentunit", GOOD_HIGH["conversion"]),
+    ("GMV 1m", "room:livemon_room_gmv_window:max", "currencyCNY", None),
+    ("GMV show", "room:livemon_room_gmv_total:max", "currencyCNY", None),
+    ("Stall ratio", "room:livemon_room_stall_ratio:max", "percentunit", BAD_HIGH["stall"]),
+    ("Latency p95", 'max by (room) (livemon_room_latency_seconds{quantile="0.95"})', "s", BAD_HIGH["latency"]),
+]
+
+
+def control_room():
+    refs = [chr(ord("A") + i) for i in range(len(CONTROL_COLUMNS))]
+    rooms = (table.Panel().title("All live rooms").datasource(DS).height(14).span(24)
+             .description("One row per live room, busiest first. Red cells need a look.")
+             .sort_by([cb.TableSortByFieldState().display_name("Online").desc(True)])
+             .cell_height(cm.TableCellHeight.LG)
+             .with_transformation(dm.DataTransformerConfig(id_val="merge", options={}))
+             .with_transformation(dm.DataTransformerConfig(id_val="organize", options={
+                 "excludeByName": {"Time": True},
+                 "renameByName": {"room": "Room", **{f"Value #{ref}": col[0]
+                                                     for ref, col in zip(refs, CONTROL_COLUMNS)}},
+                 "indexByName": {"room": 0, **{f"Value #{ref}": i + 1 for i, ref in enumerate(refs)}},
+             })))
+    for ref, (column, expr, unit, thresholds) in zip(refs, CONTROL_COLUMNS):
+        rooms = rooms.with_target(q(expr, ref=ref, instant=True, table_format=True))
+        props = [dm.DynamicConfigValue(id_val="unit", value=unit)]
+        if thresholds is not None:
+            props += [dm.DynamicConfigValue(id_val="thresholds", value=thresholds.build()),
+                      dm.DynamicConfigValue(id_val="custom.cellOptions", value={"type": "color-background"})]
+        rooms = rooms.override_by_name(column, props)
+    return (base("control-room", "Livemon · Control room",
+                 "All live rooms at a glance, for the field controllers' big screen.")
+            .with_row(dashboard.Row("Now"))
+            .with_panel(big("Online viewers", "livemon:room_online:sum"))
+            .with_panel(big("Live rooms", "livemon:rooms_live:count"))
+            .with_panel(big("GMV last minute", "livemon:room_gmv_window:sum", unit="currencyCNY"))
+            .with_panel(big("GMV this show", "sum(room:livemon_room_gmv_total:max)", unit="currencyCNY"))
+            .with_panel(big("Rooms stalling", f"count(room:livemon_room_stall_ratio:max > {STALL_CRIT}) or vector(0)",
+                            thresholds=steps((None, "green"), (1, "red")),
+                            desc=f"Rooms whose stall ratio is above {STALL_CRIT:.0%}."))
+            .with_panel(big("Alerts firing", 'count(ALERTS{alertstate="firing"}) or vector(0)',
+                            thresholds=steps((None, "green"), (1, "red"))))
+            .with_panel(rooms)
+            .with_row(dashboard.Row("Trends"))
+            .with_panel(ts("Online viewers by room", q("room:livemon_room_online:max", "{{room}}")))
+            .with_panel(ts("GMV per minute by room", q("room:livemon_room_gmv_window:max", "{{room}}"),
+                           unit="currencyCNY"))
+            .with_panel(ts("Stall ratio by room", q("room:livemon_room_stall_ratio:max", "{{room}}"),
+                           unit="percentunit", thresholds=BAD_HIGH["stall"], w=24)))
+
+
+# --- Room ---------------------------------------------------------------------------------------------
+
+def room():
+    sel = 'room="$room"'
+    funnel = (bargauge.Panel().title("Funnel: viewers → product clickers → buyers").datasource(DS)
+              .height(8).span(12).orientation(cm.VizOrientation.HORIZONTAL)
+              .display_mode(cm.BarGaugeDisplayMode.GRADIENT).unit("short").thresholds(NEUTRAL)
+              .description("Distinct users in the last window: viewers, those who clicked a product, "
+                           "and those of them with a paid order.")
+              .reduce_options(cb.ReduceDataOptions().calcs(["lastNotNull"]))
+              .with_target(q(f"max(livemon_room_viewers{{{sel}}})", "Viewers", "A", instant=True))
+              .with_target(q(f"max(livemon_room_viewers{{{sel}}} * livemon_room_product_ctr_ratio{{{sel}}})",
+                             "Product clickers", "B", instant=True))
+              .with_target(q(f"max(livemon_room_viewers{{{sel}}} * livemon_room_product_ctr_ratio{{{sel}}}"
+                             f" * livemon_room_conversion_ratio{{{sel}}})", "Buyers", "C", instant=True)))
+    return (base("room", "Livemon · Room", "One live room in depth.")
+            .with_variable(room_variable(multi=False))
+            .with_row(dashboard.Row("$room now"))
+            .with_panel(big("Online", f"max(livemon_room_online{{{sel}}})"))
+            .with_panel(big("Viewers (window)", f"max(livemon_room_viewers{{{sel}}})"))
+            .with_panel(big("Retention 60s", f'max(livemon_room_retention_ratio{{{sel}, horizon="60s"}})',
+                            unit="percentunit", thresholds=GOOD_HIGH["retention"]))
+            .with_panel(big("Conversion", f"max(livemon_room_conversion_ratio{{{sel}}})", unit="percentunit",
+                            thresholds=GOOD_HIGH["conversion"]))
+            .with_panel(big("GMV this show", f"max(livemon_room_gmv_total{{{sel}}})", unit="currencyCNY"))
+            .with_panel(big("GPM", f"max(livemon_room_gpm{{{sel}}})", unit="currencyCNY",
+                            desc="GMV per thousand entries."))
+            .with_row(dashboard.Row("Audience"))
+            .with_panel(ts("Online viewers", q(f"max(livemon_room_online{{{sel}}})", "online")))
+            .with_panel(ts("Entries and leaves (per window)",
+                           q(f"max(livemon_room_entries{{{sel}}})", "entries", "A"),
+                           q(f"max(livemon_room_leaves{{{sel}}})", "leaves", "B")))
+            .with_panel(ts("Retention by horizon",
+                           q(f"max by (horizon) (livemon_room_retention_ratio{{{sel}}})", "{{horizon}}"),
+                           unit="percentunit"))
+            .with_panel(ts("Average watch time", q(f"max(livemon_room_avg_watch_seconds{{{sel}}})", "watch"),
+                           unit="s"))
+            .with_row(dashboard.Row("Commerce"))
+            .with_panel(funnel)
+            .with_panel(ts("Click-through and conversion",
+                           q(f"max(livemon_room_product_ctr_ratio{{{sel}}})", "product CTR", "A"),
+                           q(f"max(livemon_room_conversion_ratio{{{sel}}})", "conversion", "B"),
+                           unit="percentunit"))
+            .with_panel(ts("GMV per minute and GPM",
+                           q(f"max(livemon_room_gmv_window{{{sel}}})", "GMV / min", "A"),
+                           q(f"max(livemon_room_gpm{{{sel}}})", "GPM", "B"),
+                           q(f"max(livemon_room_uv_value{{{sel}}})", "UV value", "C"), unit="currencyCNY"))
+            .with_panel(ts("Paid orders per minute",
+                           q(f"max(livemon_room_orders_per_minute{{{sel}}})", "orders / min", "A"),
+                           q(f"sum(rate(livemon_room_orders_total{{{sel}}}[1m])) * 60", "orders / min (counter)", "B")))
+            .with_row(dashboard.Row("Interaction"))
+            .with_panel(ts("Danmaku per minute", q(f"max(livemon_room_danmaku_per_minute{{{sel}}})", "danmaku")))
+            .with_panel(ts("Interaction rate", q(f"max(livemon_room_interaction_ratio{{{sel}}})", "interaction"),
+                           unit="percentunit")))
+
+
+# --- Stream health and CDN ---------------------------------------------------------------------------
+
+FAILOVER_ANNOTATION = "CDN failovers"
+ALERT_ANNOTATION = "Firing alerts"
+ALERT_COUNTER_ANNOTATION = "Alerts fired by the monitor"
+# Fields of Grafana's Prometheus annotation query that the SDK's AnnotationQuery does not model.
+ANNOTATION_EXTRAS = {
+    FAILOVER_ANNOTATION: {"titleFormat": "Failover {{room}}: {{from_cdn}} → {{to_cdn}}",
+                          "tagKeys": "room,from_cdn,to_cdn", "step": "15s", "useValueForTime": False},
+    ALERT_ANNOTATION: {"titleFormat": "{{alertname}} {{room}} {{cdn}}", "tagKeys": "alertname,severity,room,cdn",
+                       "step": "15s", "useValueForTime": False},
+    ALERT_COUNTER_ANNOTATION: {"titleFormat": "{{alert}} fired", "tagKeys": "alert", "step": "15s",
+                               "useValueForTime": False},
+}
+
+
+def annotation(name: str, expr: str, colour: str):
+    return dashboard.AnnotationQuery().name(name).datasource(DS).enable(True).icon_color(colour).expr(expr)
+
+
+def stream_health():
+    sel = 'room=~"$room"'
+    return (base("stream-health", "Livemon · Stream health and CDN",
+                 "Playback quality per room and per CDN, with failovers and alerts on the timeline.")
+            .with_variable(room_variable(multi=True))
+            .annotation(annotation(FAILOVER_ANNOTATION,
+                                   f"sum by (room, from_cdn, to_cdn) (increase(livemon_cdn_failovers_total{{{sel}}}[1m])) > 0",
+                                   "orange"))
+            .annotation(annotation(ALERT_ANNOTATION,
+                                   f'ALERTS{{alertstate="firing", {sel}}}', "red"))
+            .annotation(annotation(ALERT_COUNTER_ANNOTATION,
+                                   "sum by (alert) (increase(livemon_alerts_fired_total[1m])) > 0", "purple"))
+            .with_row(dashboard.Row("Per room"))
+            .with_panel(ts("Stall ratio", q(f"max by (room) (livemon_room_stall_ratio{{{sel}}})", "{{room}}"),
+                           unit="percentunit", thresholds=BAD_HIGH["stall"]))
+            .with_panel(ts("Stalls per minute of playback",
+                           q(f"max by (room) (livemon_room_stalls_per_minute{{{sel}}})", "{{room}}")))
+            .with_panel(ts("Live latency p50 / p95",
+                           q(f"max by (room, quantile) (livemon_room_latency_seconds{{{sel}}})",
+                             "{{room}} p{{quantile}}"), unit="s", thresholds=BAD_HIGH["latency"]))
+            .with_panel(ts("Playback error ratio", q(f"max by (room) (livemon_room_error_ratio{{{sel}}})", "{{room}}"),
+                           unit="percentunit", thresholds=BAD_HIGH["error"]))
+            .with_row(dashboard.Row("Per CDN"))
+            .with_panel(ts("Stall ratio by room and CDN",
+                           q(f"max by (room, cdn) (livemon_cdn_stall_ratio{{{sel}}})", "{{room}} {{cdn}}"),
+                           unit="percentunit", thresholds=BAD_HIGH["stall"]))
+            .with_panel(ts("Error ratio by room and CDN",
+                           q(f"max by (room, cdn) (livemon_cdn_error_ratio{{{sel}}})", "{{room}} {{cdn}}"),
+                           unit="percentunit", thresholds=BAD_HIGH["error"]))
+            .with_panel(ts("Latency p95 by room and CDN",
+                           q(f'max by (room, cdn) (livemon_cdn_latency_seconds{{{sel}, quantile="0.95"}})',
+                             "{{room}} {{cdn}}"), unit="s", thresholds=BAD_HIGH["latency"]))
+            .with_panel(ts("Viewers by room and CDN",
+                           q(f"max by (room, cdn) (livemon_cdn_viewers{{{sel}}})", "{{room}} {{cdn}}")))
+            .with_row(dashboard.Row("CDN fleet (all rooms, weighted by viewers)"))
+            .with_panel(ts("Stall ratio by CDN", q("cdn:livemon_cdn_stall_ratio:weighted", "{{cdn}}"),
+                           unit="percentunit", thresholds=BAD_HIGH["stall"], w=8))
+            .with_panel(ts("Error ratio by CDN", q("cdn:livemon_cdn_error_ratio:weighted", "{{cdn}}"),
+                           unit="percentunit", thresholds=BAD_HIGH["error"], w=8))
+            .with_panel(ts("Failovers (last 5m)",
+                           q("room_cdn:livemon_cdn_failovers:increase5m", "{{room}} {{from_cdn}} → {{to_cdn}}"),
+                           w=8))
+            .with_row(dashboard.Row("Monitor alerting"))
+            .with_panel(ts("Alerts pending and firing (monitor)",
+                           q("sum by (alert, state) (livemon_alerts_active)", "{{alert}} {{state}}"),
+                           desc="Alerts as the stream workers evaluate them, every step."))
+            .with_panel(ts("Failover decisions (last 5m)",
+                           q("sum by (decision) (increase(livemon_cdn_failover_decisions_total[5m]))", "{{decision}}"),
+                           desc="Taken, declined (cooldown, no healthy CDN), pinned or unpinned by an operator.")))
+
+
+# --- Monitor internals --------------------------------------------------------------------------------
+
+def internals():
+    # Worker health metrics of livemon.exposition.WorkerMetrics.
+    return (base("internals", "Livemon · Monitor internals", "The stream workers themselves.")
+            .with_row(dashboard.Row("Workers"))
+            .with_panel(big("Workers up", 'sum(up{job="livemon"})', w=4,
+                            thresholds=steps((None, "red"), (1, "green"))))
+            .with_panel(big("Broker reachable", "min(livemon_broker_up)", w=4,
+                            thresholds=steps((None, "red"), (1, "green"))))
+            .with_panel(big("Consumer lag", "sum(livemon_consumer_lag_messages)", w=4,
+                            thresholds=steps((None, "green"), (10000, "orange"), (100000, "red"))))
+            .with_panel(big("Rooms", "sum(livemon_rooms)", w=4))
+            .with_panel(big("Partitions owned", "sum(livemon_assigned_partitions)", w=4))
+            .with_panel(big("Rebalances (1h)", "sum(increase(livemon_rebalances_total[1h]))", w=4))
+            .with_row(dashboard.Row("Throughput"))
+            .with_panel(ts("Events per second by type", q("type:livemon_events:rate1m", "{{type}}"),
+                           unit="ops"))
+            .with_panel(ts("Rejected events per second by reason",
+                           q("reason:livemon_events_rejected:rate1m", "{{reason}}"), unit="ops",
+                           desc="Rejected events go to liveroom.deadletter with their reason."))
+            .with_panel(ts("Kafka messages per second by worker",
+                           q("rate(livemon_messages_total[1m])", "{{instance}}"), unit="ops"))
+            .with_panel(ts("Consumer lag by topic",
+                           q("sum by (topic) (livemon_consumer_lag_messages)", "{{topic}}"),
+                           desc="Messages not yet processed, summed over partitions."))
+            .with_row(dashboard.Row("Latency and balance"))
+            .with_panel(ts("Batch processing time p50 / p99",
+                           q("histogram_quantile(0.5, sum by (le) (rate(livemon_batch_processing_seconds_bucket[1m])))",
+                             "p50", "A"),
+                           q("histogram_quantile(0.99, sum by (le) (rate(livemon_batch_processing_seconds_bucket[1m])))",
+                             "p99", "B"), unit="s"))
+            .with_panel(ts("Event delay and step duration by worker",
+                           q("livemon_event_delay_seconds", "delay {{instance}}", "A"),
+                           q("livemon_step_duration_seconds", "step {{instance}}", "B"), unit="s",
+                           desc="Delay: wall clock minus the newest event time read. Step: one engine step."))
+            .with_panel(ts("Rooms and partitions by worker",
+                           q("livemon_rooms", "rooms {{instance}}", "A"),
+                           q("livemon_assigned_partitions", "partitions {{instance}}", "B")))
+            .with_panel(ts("Alert notifications (last 5m)",
+                           q("sum by (receiver, outcome) (increase(livemon_alert_notifications_total[5m]))",
+                             "{{receiver}} {{outcome}}"), w=12))
+            .with_panel(ts("Notifications queued for a receiver",
+                           q("sum by (receiver) (livemon_alert_queue_depth)", "{{receiver}}"), w=12))
+            .with_panel(ts("Rebalances by worker", q("increase(livemon_rebalances_total[5m])", "{{instance}}"),
+                           desc="Consumer-group rebalances in the last 5 minutes."))
+            .with_panel(ts("Seconds since last step and checkpoint",
+                           q("time() - livemon_last_step_timestamp_seconds", "step {{instance}}", "A"),
+                           q("time() - livemon_last_checkpoint_timestamp_seconds", "checkpoint {{instance}}", "B"),
+                           unit="s", w=24)))
+
+
+DASHBOARDS = {
+    "control-room.json": control_room,
+    "room.json": room,
+    "stream-health.json": stream_health,
+    "internals.json": internals,
+}
+
+
+def build(name: str) -> dict:
+    """The dashboard model of one file, as plain JSON data."""
+    model = json.loads(json.dumps(DASHBOARDS[name]().build(), cls=JSONEncoder))
+    ids = itertools.count(1)
+    for panel in model.get("panels", []):  # stable, unique panel ids (links and alerts refer to them)
+        panel["id"] = next(ids)
+    for variable in model.get("templating", {}).get("list", []):
+        variable.pop("id", None)  # the SDK's placeholder; Grafana keys variables by name
+    for item in model.get("annotations", {}).get("list", []):
+        item.update(ANNOTATION_EXTRAS.get(item.get("name"), {}))
+    return model
+
+
+def render(name: str) -> str:
+    return json.dumps(build(name), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def render_all() -> dict[str, str]:
+    return {name: render(name) for name in DASHBOARDS}

@@ -1,0 +1,360 @@
+"""ControlRoomHub: the control room's view of all rooms, fed by every worker's step records.
+
+Each worker publishes its step record (`{"worker", "now", "live": [...], "final": [...]}`) to
+`liveroom.snapshots` and its alert, failover and incident records to `liveroom.alerts`. The hub reads
+both topics without a consumer group (every worker's hub sees every partition, so each page shows
+all rooms), keeps a short history per room for the charts, records final snapshots and records in
+the RecordingStore, and wakes the page streams. It can also be fed in-process with `feed_step` and
+`feed_alert`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from typing import Awaitable, Callable
+
+import orjson
+
+log = logging.getLogger(__name__)
+
+SNAPSHOTS_TOPIC = "liveroom.snapshots"
+ALERTS_TOPIC = "liveroom.alerts"
+OPERATOR_TOPIC = "liveroom.operator"
+ACTIONS = ("ack", "silence", "failover", "cancel_failover")
+
+HISTORY_SECONDS = 600       # chart history kept per room
+FEED_LENGTH = 300           # alert feed and failover history kept in memory
+ROOM_GONE_SECONDS = 900     # a room with no live snapshot for this long leaves the grid
+BACKFILL_SECONDS = 600      # on start, read this much of the topics back (charts, recording gap)
+
+# The metrics a tile and the room charts show; the full snapshot is kept as `latest`.
+CHART_METRICS = ("online", "entries", "leaves", "viewers", "retention_30s", "retention_60s", "retention_180s",
+                 "interaction_rate", "product_ctr", "conversion_rate", "gmv", "gmv_total", "orders_per_min",
+                 "stall_ratio", "latency_p95_ms", "error_rate", "danmaku_per_min", "avg_watch_seconds")
+
+Publish = Callable[[str, bytes, bytes], Awaitable[None]]   # (topic, key, value)
+
+
+def alert_identity(rec: dict) -> tuple:
+    return rec.get("rule"), rec.get("room_id"), rec.get("cdn")
+
+
+class Room:
+    def __init__(self, room_id: str):
+        self.room_id = room_id
+        self.latest: dict | None = None
+        self.seen = 0.0                       # wall clock of the last live snapshot
+        self.history: collections.deque = collections.deque(maxlen=HISTORY_SECONDS)
+        self.cdn_history: collections.deque = collections.deque(maxlen=HISTORY_SECONDS)
+        self.worker: str | None = None
+
+    def add(self, snap: dict, worker: str | None, wall: float):
+        ts = snap["ts"]
+        if self.latest is not None and ts < self.latest["ts"]:
+            return   # an older provisional value (e.g. from the topic backfill) is superseded
+        metrics = snap.get("metrics") or {}
+        point = [ts] + [metrics.get(name) for name in CHART_METRICS]
+        if self.history and self.history[-1][0] == ts:
+            self.history[-1] = point
+            self.cdn_history[-1] = (ts, snap.get("cdn") or {})
+        else:
+            self.history.append(point)
+            self.cdn_history.append((ts, snap.get("cdn") or {}))
+        self.latest, self.seen, self.worker = snap, wall, worker
+
+
+class ControlRoomHub:
+    def __init__(self, recorder=None, publish: Publish | None = None, *, clock=time.time):
+        self.recorder = recorder
+        self.publish = publish
+        self.clock = clock
+        self.rooms: dict[str, Room] = {}
+        self.active_alerts: dict[tuple, dict] = {}                        # identity -> last record
+        self.alert_feed: collections.deque = collections.deque(maxlen=FEED_LENGTH)
+        self.failovers: collections.deque = collections.deque(maxlen=FEED_LENGTH)
+        self.incidents: dict[str, dict] = {}
+        self.operator_log: collections.deque = collections.deque(maxlen=FEED_LENGTH)
+        self.workers: dict[str, float] = {}                               # worker id -> wall clock
+        self.version = 0
+        self._changed = asyncio.Event()   # binds to the loop that first waits on it
+        self._tasks: list[asyncio.Task] = []
+        self._consumer = None
+        self._producer = None
+        self.broker_error: str | None = None
+        self._closed_at = self._purged_at = clock()
+
+    # ---- feeding -------------------------------------------------------------------------------
+
+    def feed_step(self, record: dict):
+        """One worker step record: live snapshots for the page, final ones for the recording."""
+        wall = self.clock()
+        worker = record.get("worker")
+        if worker is not None:
+            self.workers[str(worker)] = wall
+        for snap in record.get("live") or ():
+            room = self.rooms.get(snap["room_id"]) or self.rooms.setdefault(snap["room_id"], Room(snap["room_id"]))
+            room.add(snap, worker, wall)
+        if self.recorder is not None:
+            if record.get("final"):
+                self.recorder.write(snapshots=record["final"], wall=wall)
+            self._maintain(wall, record.get("now"))
+        self._touch()
+
+    def _maintain(self, wall: float, now_ts):
+        # Once a minute end the shows of rooms silent past the idle timeout; once an hour apply
+        # the retention.
+        if wall - self._closed_at >= 60 and now_ts is not None:
+            self._closed_at = wall
+            self.recorder.close_idle(float(now_ts))
+        if wall - self._purged_at >= 3600:
+            self._purged_at = wall
+            self.recorder.purge(wall)
+
+    def feed_alert(self, rec: dict):
+        """An alert transition, failover decision or incident update from the alerting service."""
+        kind = rec.get("kind") or "alert"
+        if kind == "alert":
+            ident = alert_identity(rec)
+            if rec.get("state") == "resolved":
+                self.active_alerts.pop(ident, None)
+            else:
+                previous = self.active_alerts.get(ident, {})
+                merged = dict(rec)
+                for flag in ("acknowledged", "acknowledged_by", "silenced_until"):
+                    if flag in previous and flag not in merged:
+                        merged[flag] = previous[flag]
+                self.active_alerts[ident] = merged
+            self.alert_feed.appendleft(rec)
+        elif kind == "failover":
+            self.failovers.appendleft(rec)
+        elif kind == "incident":
+            if rec.get("id") is not None:
+                self.incidents[str(rec["id"])] = rec
+        elif kind == "operator":
+            self.operator_log.appendleft(rec)
+            self._apply_operator(rec)
+        if self.recorder is not None and rec.get("room_id"):
+            self.recorder.write(records=[rec], wall=self.clock())
+        self._touch()
+
+    def _apply_operator(self, rec: dict):
+        # Show an acknowledgement or silence at once; the alerting service's own records follow.
+        for ident, alert in self.active_alerts.items():
+            if ident[0] == rec.get("rule") and ident[1] == rec.get("room_id") and \
+                    (rec.get("cdn") in (None, "") or ident[2] == rec.get("cdn")):
+                if rec["action"] == "ack":
+                    alert["acknowledged"], alert["acknowledged_by"] = True, rec.get("by")
+                elif rec["action"] == "silence":
+                    alert["silenced_until"] = rec["ts"] + float(rec.get("duration") or 3600)
+
+    def _touch(self):
+        self.version += 1
+        self._changed.set()
+
+    async def wait_change(self, version: int, timeout: float) -> int:
+        """Wait until the state is newer than `version` or `timeout` passes; returns the version."""
+        if self.version == version:
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), timeout)
+            except asyncio.TimeoutError:
+                pass
+        return self.version
+
+    # ---- control actions -----------------------------------------------------------------------
+
+    async def act(self, action: dict) -> dict:
+        """Publish an operator action to `liveroom.operator` for the owning worker's alerting."""
+        if self.publish is None:
+            raise RuntimeError("no producer to publish control actions")
+        record = {"action": action["action"], "room_id": action["room_id"], "rule": action.get("rule"),
+                  "cdn": action.get("cdn"), "to_cdn": action.get("to_cdn"), "by": action.get("by"),
+                  "ts": self.clock()}
+        if action.get("duration") is not None:
+            record["duration"] = action["duration"]
+        await self.publish(OPERATOR_TOPIC, record["room_id"].encode(), orjson.dumps(record))
+        self.feed_alert({"kind": "operator", **record})
+        return record
+
+    # ---- views for the page --------------------------------------------------------------------
+
+    def room_alert_state(self, room_id: str) -> str:
+        """'critical' | 'warning' | 'pending' | 'ok': the worst active alert of the room."""
+        now = self.clock()
+        state = "ok"
+        rank = {"ok": 0, "pending": 1, "warning": 2, "critical": 3}
+        for (_, room, _), rec in self.active_alerts.items():
+            if room != room_id or (rec.get("silenced_until") or 0) > now:
+                continue
+            level = "pending" if rec.get("state") == "pending" else (
+                "critical" if rec.get("severity") in ("critical", "page") else "warning")
+            if rank[level] > rank[state]:
+                state = level
+        return state
+
+    def live_rooms(self) -> list[Room]:
+        cutoff = self.clock() - ROOM_GONE_SECONDS
+        return [room for room in self.rooms.values() if room.latest is not None and room.seen >= cutoff]
+
+    def grid(self) -> dict:
+        tiles = []
+        for room in self.live_rooms():
+            m = room.latest.get("metrics") or {}
+            spark = [p[1] for p in list(room.history)[-120:]]
+            tiles.append({"room_id": room.room_id, "ts": room.latest["ts"], "worker": room.worker,
+                          "show": room.latest.get("show"),
+                          "metrics": {k: m.get(k) for k in CHART_METRICS},
+                          "alert": self.room_alert_state(room.room_id),
+                          "alerts": sum(1 for (_, r, _) in self.active_alerts if r == room.room_id),
+                          "spark": spark})
+        tiles.sort(key=lambda t: (-(t["metrics"]["online"] or 0), t["room_id"]))
+        return {"version": self.version, "now": self.clock(), "rooms": tiles,
+                "workers": sorted(self.workers), "broker_error": self.broker_error,
+                "alerts_active": len(self.active_alerts)}
+
+    def room_view(self, room_id: str, since: float | None = None) -> dict | None:
+        room = self.rooms.get(room_id)
+        if room is None:
+            return None
+        points = [p for p in room.history if since is None or p[0] > since]
+        cdns = [(ts, c) for ts, c in room.cdn_history if since is None or ts > since]
+        return {"version": self.version, "room_id": room_id, "latest": room.latest, "worker": room.worker,
+                "alert": self.room_alert_state(room_id),
+                "columns": ["ts", *CHART_METRICS], "points": points,
+                "cdn_points": [{"ts": ts, "cdn": c} for ts, c in cdns],
+                "alerts_active": [a for (r_, room_, c_), a in self.active_alerts.items() if room_ == room_id],
+                "alert_feed": [a for a in self.alert_feed if a.get("room_id") == room_id][:100],
+                "failovers": [f for f in self.failovers if f.get("room_id") == room_id][:100],
+                "incidents": [i for i in self.incidents.values() if i.get("room_id") == room_id][-50:],
+                "operator": [o for o in self.operator_log if o.get("room_id") == room_id][:50]}
+
+    def alerts_view(self) -> dict:
+        return {"active": list(self.active_alerts.values()), "feed": list(self.alert_feed)[:200],
+                "failovers": list(self.failovers)[:200]}
+
+    # ---- Kafka ---------------------------------------------------------------------------------
+
+    async def start(self, bootstrap_servers: str, *, backfill: float = BACKFILL_SECONDS):
+        """Consume `liveroom.snapshots` and `liveroom.alerts` from `backfill` seconds back (or from
+        the recording's last write, whichever is older, so a restart leaves no gap in the recording),
+        and publish control actions with a producer of its own unless one was given. Returns at once:
+        the connection is made, and remade, in the background, so a broker that is down delays the
+        page's data but never the worker's start."""
+        start_wall = self.clock() - backfill
+        if self.recorder is not None and self.recorder.last_write():
+            start_wall = min(start_wall, self.recorder.last_write() - 5)
+        if self.publish is None:
+            self.publish = self._publish_via_own_producer
+        self._bootstrap = bootstrap_servers
+        self._tasks.append(asyncio.create_task(self._consume(bootstrap_servers, start_wall)))
+
+    async def _publish_via_own_producer(self, topic, key, value):
+        from aiokafka import AIOKafkaProducer
+
+        if self._producer is None:
+            producer = AIOKafkaProducer(bootstrap_servers=self._bootstrap, request_timeout_ms=10000)
+            try:
+                await producer.start()
+            except Exception:
+                await producer.stop()
+                raise
+            self._producer = producer
+        await self._producer.send_and_wait(topic, value, key=key)
+
+    async def _assign(self, start_wall: float):
+        from aiokafka import TopicPartition
+
+        parts = []
+        for topic in (SNAPSHOTS_TOPIC, ALERTS_TOPIC):
+            for p in self._consumer.partitions_for_topic(topic) or ():
+                parts.append(TopicPartition(topic, p))
+        if not parts:
+            return False
+        self._consumer.assign(parts)
+        try:
+            offsets = await self._consumer.offsets_for_times({tp: int(start_wall * 1000) for tp in parts})
+        except Exception as error:   # a broker without timestamp lookup: read from the end
+            log.info("no offset lookup by time (%s); reading from the end", error)
+            offsets = {}
+        ends = await self._consumer.end_offsets(parts)
+        for tp in parts:
+            found = offsets.get(tp)
+            self._consumer.seek(tp, found.offset if found is not None else ends[tp])
+        return True
+
+    async def _consume(self, bootstrap_servers: str, start_wall: float):
+        from aiokafka import AIOKafkaConsumer
+
+        # The broker may be down and the topics may not exist yet (the page starts before the first
+        # worker): retry until both are there.
+        while True:
+            try:
+                if self._consumer is None:
+                    self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=None,
+                                                      enable_auto_commit=False, auto_offset_reset="latest")
+                    await self._consumer.start()
+                await self._consumer.topics()
+                if await self._assign(start_wall):
+                    break
+                self.broker_error = "waiting for the topics"
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                self.broker_error = f"{type(error).__name__}: {error}"
+                if self._consumer is not None:
+                    await self._consumer.stop()
+                    self._consumer = None
+            self._touch()
+            await asyncio.sleep(1.0)
+        self.broker_error = None
+        while True:
+            try:
+                batches = await self._consumer.getmany(timeout_ms=500, max_records=2000)
+                if self.broker_error:
+                    self.broker_error = None
+                    self._touch()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                self.broker_error = f"{type(error).__name__}: {error}"
+                log.warning("control room consumer: %s", self.broker_error)
+                self._touch()
+                await asyncio.sleep(1.0)
+                continue
+            for tp, messages in batches.items():
+                for message in messages:
+                    self._handle(tp.topic, message.value)
+
+    def _handle(self, topic: str, value: bytes):
+        try:
+            data = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            log.warning("undecodable record on %s", topic)
+            return
+        try:
+            if topic == SNAPSHOTS_TOPIC and isinstance(data, dict):
+                self.feed_step(data)
+            elif topic == ALERTS_TOPIC:
+                for rec in data if isinstance(data, list) else [data]:
+                    if isinstance(rec, dict):
+                        self.feed_alert(rec)
+        except Exception:   # one malformed record must not stop the page or the recording
+            log.exception("bad record on %s", topic)
+
+    async def stop(self):
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+        self._tasks.clear()
+        if self._consumer is not None:
+            await self._consumer.stop()
+        if self._producer is not None:
+            await self._producer.stop()
+

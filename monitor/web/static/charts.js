@@ -1,0 +1,84 @@
+// uPlot wrappers for the room page and the review report: dark axes, formatted legends, width that
+// follows the container, and vertical markers for alerts and failovers.
+"use strict";
+
+LM.fmt = { int: LM.int, num: LM.num, pct: LM.pct, money: LM.money, secs: LM.secs, ms: LM.ms };
+
+LM.AXIS = { stroke: "#93a1b0", grid: { stroke: "#2b3a4a", width: 1 }, ticks: { stroke: "#2b3a4a", width: 1 } };
+
+function axisValues(kind) {
+  if (kind === "pct") return (u, vals) => vals.map((v) => (v === null ? "" : +(v * 100).toFixed(1) + "%"));
+  if (kind === "money") return (u, vals) => vals.map((v) => (v === null ? "" : "¥" + LM.int(v)));
+  return (u, vals) => vals.map((v) => (v === null ? "" : LM.num(v)));
+}
+
+// Clock times on the x axis: HH:MM:SS over short spans, HH:MM over long ones (one line, no date).
+function clockTicks(u, vals) {
+  const long = u.scales.x.max - u.scales.x.min > 3 * 3600;
+  return vals.map((v) => new Date(v * 1000).toLocaleTimeString([], long ? { hour: "2-digit", minute: "2-digit", hour12: false }
+                                                                           : { hour12: false }));
+}
+
+// markers: [{ts, label, color}] drawn as vertical lines with a short label at the top.
+LM.markerPlugin = function (getMarkers) {
+  return {
+    hooks: {
+      draw: [(u) => {
+        const markers = getMarkers() || [];
+        const ctx = u.ctx, top = u.bbox.top, bottom = u.bbox.top + u.bbox.height;
+        ctx.save();
+        ctx.font = `${Math.round(12 * devicePixelRatio)}px sans-serif`;
+        let lastX = -1e9, row = 0;
+        for (const m of markers) {
+          const x = Math.round(u.valToPos(m.ts, "x", true));
+          if (x < u.bbox.left || x > u.bbox.left + u.bbox.width) continue;
+          ctx.strokeStyle = m.color; ctx.lineWidth = 2 * devicePixelRatio;
+          ctx.setLineDash(m.dash ? [6, 4] : []);
+          ctx.beginPath(); ctx.moveTo(x, top); ctx.lineTo(x, bottom); ctx.stroke();
+          row = x - lastX < 80 * devicePixelRatio ? (row + 1) % 4 : 0;
+          lastX = x;
+          ctx.fillStyle = m.color;
+          ctx.fillText(m.label, x + 3 * devicePixelRatio, top + (12 + 13 * row) * devicePixelRatio);
+        }
+        ctx.restore();
+      }],
+    },
+  };
+};
+
+// series: [{label, color, kind, scale, dash}]; data: [xs, ys1, ys2...]; opts: {height, markers, xTime}
+LM.chart = function (container, series, data, opts = {}) {
+  const scales = {};
+  const axes = [Object.assign({}, LM.AXIS, { space: 70 },
+                              opts.xTime === false ? { values: (u, v) => v.map((m) => m + " min") } : { values: clockTicks })];
+  const seen = {};
+  for (const s of series) {
+    const scale = s.scale || "y";
+    if (seen[scale]) continue;
+    seen[scale] = true;
+    scales[scale] = { range: (u, min, max) => [Math.min(0, min ?? 0), max > 0 ? max * 1.1 : 1] };
+    axes.push(Object.assign({}, LM.AXIS, { scale, side: Object.keys(seen).length === 1 ? 3 : 1,
+                                            values: axisValues(s.kind), size: 70,
+                                            grid: Object.keys(seen).length === 1 ? LM.AXIS.grid : { show: false } }));
+  }
+  if (opts.xTime === false) scales.x = { time: false };
+  const width = () => Math.max(280, container.clientWidth - 10);
+  const height = opts.height || Math.round(parseFloat(getComputedStyle(document.documentElement).fontSize) * 14);
+  const plot = new uPlot({
+    width: width(), height,
+    scales, axes,
+    cursor: { drag: { x: true, y: false } },
+    legend: { live: true },
+    plugins: opts.markers ? [LM.markerPlugin(opts.markers)] : [],
+    series: [
+      opts.xTime === false ? { label: "minute", value: (u, v) => (v === null ? "–" : LM.num(v)) } : {},
+      ...series.map((s) => ({
+        label: s.label, stroke: s.color, width: 2, scale: s.scale || "y", spanGaps: false,
+        dash: s.dash, value: (u, v) => (LM.fmt[s.kind || "num"])(v),
+      })),
+    ],
+  }, data, container);
+  new ResizeObserver(() => { const w = width(); if (Math.abs(w - plot.width) > 4) plot.setSize({ width: w, height }); })
+    .observe(container);
+  return plot;
+};

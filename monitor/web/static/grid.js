@@ -1,0 +1,49 @@
+// The room grid: one tile per live room, sorted by online viewers, redrawn on every stream frame.
+"use strict";
+
+(function () {
+  const tiles = document.getElementById("tiles");
+  const empty = document.getElementById("empty");
+  const summary = document.getElementById("summary");
+
+  function tile(room) {
+    const m = room.metrics;
+    const canvas = LM.el("canvas", { "aria-hidden": "true" });
+    const title = room.show && room.show.title ? room.show.title : null;
+    const node = LM.el("a", { class: "tile " + room.alert, href: "/room/" + encodeURIComponent(room.room_id),
+                              "data-room": room.room_id, "data-alert": room.alert },
+      LM.el("div", { class: "head" },
+        LM.el("span", { class: "name", text: room.room_id }),
+        LM.el("span", { class: "badge " + room.alert,
+                        text: room.alert === "ok" ? "ok" : room.alert + (room.alerts ? " · " + room.alerts : "") })),
+      title ? LM.el("div", { class: "show-title", text: title }) : null,
+      LM.el("div", { class: "online" }, LM.el("span", { class: "value", text: LM.int(m.online) }), " ",
+            LM.el("small", { text: "online" })),
+      canvas,
+      LM.el("dl", {}, ...[
+        ["Retention 60s", LM.pct(m.retention_60s)], ["Interaction", LM.pct(m.interaction_rate)],
+        ["CTR", LM.pct(m.product_ctr)], ["Conversion", LM.pct(m.conversion_rate)],
+        ["GMV 1 min", LM.money(m.gmv)], ["Stall", LM.pct(m.stall_ratio)],
+      ].map(([label, value]) => LM.el("div", { class: "metric" }, LM.el("dt", { text: label }), LM.el("dd", { text: value })))));
+    return [node, canvas];
+  }
+
+  function render(grid) {
+    const drawn = [];
+    const nodes = grid.rooms.map((room) => {
+      const [node, canvas] = tile(room);
+      drawn.push([canvas, room.spark, LM.STATE_COLOR[room.alert]]);
+      return node;
+    });
+    tiles.replaceChildren(...nodes);
+    for (const [canvas, values, color] of drawn) LM.sparkline(canvas, values, color);
+    empty.classList.toggle("hidden", grid.rooms.length > 0);
+    const online = grid.rooms.reduce((sum, r) => sum + (r.metrics.online || 0), 0);
+    summary.textContent = `${grid.rooms.length} rooms · ${LM.int(online)} online · ${grid.alerts_active} active alerts` +
+      ` · ${grid.workers.length} workers · updated ${LM.time(grid.now)}` +
+      (grid.broker_error ? " · broker unreachable: " + grid.broker_error : "");
+  }
+
+  fetch("/api/rooms").then((r) => r.json()).then(render);
+  LM.stream("/api/stream", { grid: render });
+})();

@@ -1,0 +1,144 @@
+"""The dashboards as code: generated JSON committed and current, the panels users rely on, and every
+metric they name is one the monitor exposes (the live proof is tests/test_prometheus_rules_live.py)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+from click.testing import CliRunner
+
+from livemon import exposition
+from livemon.alerting.metrics import HELP as ALERTING_METRICS
+from livemon.dashboards import build
+from livemon.dashboards.cli import JSON_DIR, dashboards
+from livemon.dashboards.queries import dashboard_queries, recorded_names, rule_queries, selectors, to_promql
+
+
+def load(name):
+    return json.loads((JSON_DIR / name).read_text())
+
+
+def panels(model):
+    return [p for p in model["panels"] if p["type"] != "row"]
+
+
+def test_committed_json_is_up_to_date():
+    result = CliRunner().invoke(dashboards, ["check"])
+    assert result.exit_code == 0, result.output
+
+
+def test_check_fails_on_stale_missing_or_extra_json(tmp_path):
+    runner = CliRunner()
+    assert runner.invoke(dashboards, ["generate", "--out", str(tmp_path)]).exit_code == 0
+    assert runner.invoke(dashboards, ["check", "--dir", str(tmp_path)]).exit_code == 0
+
+    edited = tmp_path / "room.json"
+    edited.write_text(edited.read_text().replace("Funnel", "Funnel (edited by hand)"))
+    (tmp_path / "internals.json").unlink()
+    shutil.copy(tmp_path / "control-room.json", tmp_path / "old-dashboard.json")
+    result = runner.invoke(dashboards, ["check", "--dir", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "internals.json, old-dashboard.json, room.json" in result.output
+    assert "livemon dashboards generate" in result.output
+
+    assert runner.invoke(dashboards, ["generate", "--out", str(tmp_path)]).exit_code == 0
+    assert not (tmp_path / "old-dashboard.json").exists()
+    assert runner.invoke(dashboards, ["check", "--dir", str(tmp_path)]).exit_code == 0
+
+
+def test_four_dashboards_with_stable_uids_and_shared_datasource():
+    uids = {name: load(name)["uid"] for name in build.DASHBOARDS}
+    assert uids == {"control-room.json": "livemon-control-room", "room.json": "livemon-room",
+                    "stream-health.json": "livemon-stream-health", "internals.json": "livemon-internals"}
+    for name in build.DASHBOARDS:
+        model = load(name)
+        ids = [p["id"] for p in model["panels"]]
+        assert len(ids) == len(set(ids)) and all(ids), name
+        for panel in panels(model):
+            assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
+            assert panel["targets"], panel["title"]
+            assert panel["gridPos"]["w"] <= 24
+        variable = model["templating"]["list"][0]
+        assert (variable["type"], variable["name"]) == ("datasource", "datasource")
+        assert variable["current"]["value"] == "livemon-prometheus"  # the provisioned datasource
+
+
+def test_control_room_table_sorted_by_online_with_colour_thresholds():
+    model = load("control-room.json")
+    (rooms,) = [p for p in panels(model) if p["type"] == "table"]
+    assert rooms["options"]["sortBy"] == [{"desc": True, "displayName": "Online"}]
+    renamed = rooms["transformations"][1]["options"]["renameByName"]
+    assert set(renamed.values()) >= {"Room", "Online", "Retention 60s", "Interaction", "Product CTR",
+                                     "Conversion", "GMV 1m", "Stall ratio"}
+    overrides = {o["matcher"]["options"]: {p["id"]: p["value"] for p in o["properties"]}
+                 for o in rooms["fieldConfig"]["overrides"]}
+    stall = overrides["Stall ratio"]
+    assert stall["custom.cellOptions"] == {"type": "color-background"}
+    assert [s["color"] for s in stall["thresholds"]["steps"]] == ["green", "orange", "red"]
+    assert stall["thresholds"]["steps"][2]["value"] == 0.05
+    assert [s["color"] for s in overrides["Retention 60s"]["thresholds"]["steps"]] == ["red", "orange", "green"]
+    assert all(t["instant"] and t["format"] == "table" for t in rooms["targets"])
+
+
+def test_room_dashboard_is_driven_by_room_variable():
+    model = load("room.json")
+    variables = {v["name"]: v for v in model["templating"]["list"]}
+    assert variables["room"]["query"] == "label_values(livemon_room_online, room)"
+    titles = {p["title"] for p in panels(model)}
+    assert {"Online viewers", "Entries and leaves (per window)", "Retention by horizon",
+            "Funnel: viewers → product clickers → buyers", "GMV per minute and GPM", "Danmaku per minute"} <= titles
+    for panel in panels(model):
+        for target in panel["targets"]:
+            assert 'room="$room"' in target["expr"], (panel["title"], target["expr"])
+
+
+def test_stream_health_annotations_show_failovers_and_alerts():
+    model = load("stream-health.json")
+    annotations = {a["name"]: a for a in model["annotations"]["list"]}
+    assert "livemon_cdn_failovers_total" in annotations["CDN failovers"]["expr"]
+    assert annotations["CDN failovers"]["titleFormat"] == "Failover {{room}}: {{from_cdn}} → {{to_cdn}}"
+    assert annotations["Firing alerts"]["expr"].startswith('ALERTS{alertstate="firing"')
+    assert "livemon_alerts_fired_total" in annotations["Alerts fired by the monitor"]["expr"]
+    exprs = " ".join(t["expr"] for p in panels(model) for t in p["targets"])
+    for metric in ("livemon_room_stall_ratio", "livemon_room_stalls_per_minute", "livemon_room_latency_seconds",
+                   "livemon_room_error_ratio", "livemon_cdn_stall_ratio", "livemon_cdn_error_ratio",
+                   "livemon_cdn_latency_seconds"):
+        assert metric in exprs
+
+
+def test_internals_cover_throughput_rejections_lag_rebalances_latency():
+    exprs = " ".join(t["expr"] for p in panels(load("internals.json")) for t in p["targets"])
+    for needle in ("type:livemon_events:rate1m", "reason:livemon_events_rejected:rate1m",
+                   "livemon_consumer_lag_messages", "livemon_rebalances_total",
+                   "livemon_batch_processing_seconds_bucket"):
+        assert needle in exprs
+
+
+def exposed_names() -> set[str]:
+    """Metric names the worker can expose: SPEC §7 room families, worker health, alerting counters."""
+    names = {name for name, *_ in exposition.ROOM_GAUGES + exposition.ROOM_LABELLED + exposition.CDN_GAUGES}
+    names |= {f"{name}_total" for name, *_ in exposition.ROOM_COUNTERS}
+    suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"], "gauge": [""]}
+    for family in exposition.WorkerMetrics().registry.collect():
+        names |= {family.name + suffix for suffix in suffixes.get(family.type, [""])}
+    return names | set(ALERTING_METRICS)
+
+
+def test_every_metric_named_is_exposed_or_recorded():
+    known = exposed_names() | recorded_names() | {"ALERTS", "up", "scrape_duration_seconds"}
+    for query in dashboard_queries() + rule_queries():
+        for selector in selectors(to_promql(query.expr, {"room": "r"})):
+            name = re.match(r"[a-zA-Z_:][\w:]*", selector).group()
+            assert name in known, f"{query.source}: unknown metric {name}"
+
+
+def test_selector_extraction():
+    expr = ('sum by (room, cdn) (rate(livemon_cdn_failovers_total{room=~"a|b"}[5m] offset 1m)) > 0 '
+            'and on (room) ALERTS{alertname="X", alertstate="firing"} or vector(0) '
+            '* histogram_quantile(0.99, sum by (le) (rate(x_bucket[1m]))) - time() + up')
+    assert selectors(expr) == ['livemon_cdn_failovers_total{room=~"a|b"}',
+                               'ALERTS{alertname="X", alertstate="firing"}', "x_bucket", "up"]
+    assert to_promql("label_values(livemon_room_online, room)", {}) == "livemon_room_online"
+    assert to_promql('max(m{room="$room"}[$__rate_interval]) ${room}', {"room": "r1"}) == 'max(m{room="r1"}[1m]) r1'

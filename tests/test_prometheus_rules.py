@@ -1,0 +1,119 @@
+"""The Prometheus recording and alerting rules: promtool accepts them and their unit tests pass, and
+those unit tests show every alerting rule firing, not firing and resolving."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from livemon.dashboards.queries import RULE_DIR, rule_files, rule_queries
+from tests.fixtures.prometheus import PROMTOOL
+
+UNIT_TESTS = sorted((RULE_DIR / "tests").glob("*.test.yml"))
+
+pytestmark = pytest.mark.skipif(not Path(PROMTOOL).exists(), reason="promtool not installed (apt-get install prometheus)")
+
+
+def promtool(*args):
+    return subprocess.run([PROMTOOL, *args], capture_output=True, text=True, timeout=120, cwd=RULE_DIR)
+
+
+def test_promtool_check_rules():
+    files = [str(path) for path in rule_files()]
+    assert {Path(f).name for f in files} == {"alerts.yml", "recording.yml"}
+    result = promtool("check", "rules", *files)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("SUCCESS") == len(files)
+
+
+def test_promtool_unit_tests_pass():
+    result = promtool("test", "rules", *map(str, UNIT_TESTS))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "FAILED" not in result.stdout
+
+
+def test_promtool_unit_tests_catch_a_broken_rule(tmp_path):
+    # The same tests against a rule whose hysteresis arm is gone must fail.
+    (tmp_path / "tests").mkdir()
+    broken = (RULE_DIR / "alerts.yml").read_text().replace(
+        'ALERTS{alertname="RoomHighStallRatio"', 'ALERTS{alertname="Nothing"')
+    (tmp_path / "alerts.yml").write_text(broken)
+    for path in UNIT_TESTS:
+        (tmp_path / "tests" / path.name).write_text(path.read_text())
+    result = subprocess.run([PROMTOOL, "test", "rules", "tests/stream-health.test.yml"], capture_output=True,
+                            text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode != 0 and "RoomHighStallRatio" in result.stdout + result.stderr
+
+
+def parse_seconds(text: str) -> float:
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    total, number = 0.0, ""
+    index = 0
+    while index < len(text):
+        if text[index].isdigit() or text[index] == ".":
+            number += text[index]
+            index += 1
+            continue
+        unit = "ms" if text[index:index + 2] == "ms" else text[index]
+        total += float(number) * units[unit]
+        number, index = "", index + len(unit)
+    return total
+
+
+def test_every_alerting_rule_is_unit_tested_firing_quiet_and_resolved():
+    """For each alerting rule, some alert instance (label set) of a unit test is absent before it
+    fires (pending or quiet), expected firing, and absent again later (resolved)."""
+    alerts = {q.source.rsplit(" / ", 1)[1] for q in rule_queries() if q.kind == "alert"}
+    covered = set()
+    for path in UNIT_TESTS:
+        for test in yaml.safe_load(path.read_text())["tests"]:
+            timelines: dict[str, list[tuple[float, set]]] = {}
+            for case in test.get("alert_rule_test", []):
+                firing = {frozenset(a["exp_labels"].items()) for a in case.get("exp_alerts") or []}
+                timelines.setdefault(case["alertname"], []).append((parse_seconds(case["eval_time"]), firing))
+            for alert, timeline in timelines.items():
+                timeline.sort(key=lambda item: item[0])
+                for index, (_, firing) in enumerate(timeline):
+                    for instance in firing:
+                        before = any(instance not in f for _, f in timeline[:index])
+                        after = any(instance not in f for _, f in timeline[index + 1:])
+                        if before and after:
+                            covered.add(alert)
+    assert sorted(alerts - covered) == []
+
+
+def _number(value: float) -> str:
+    return f"{value:g}"
+
+
+def test_equivalent_to_the_stream_default_rules():
+    """Same names, `for`, `keep_firing_for`, severity, team, thresholds and minimum volumes as
+    alerts/rules.yml, the rule set the workers evaluate."""
+    stream = yaml.safe_load((RULE_DIR.parent / "rules.yml").read_text())["rules"]
+    prometheus = {rule["alert"]: rule for group in yaml.safe_load((RULE_DIR / "alerts.yml").read_text())["groups"]
+                  for rule in group["rules"] if "alert" in rule}
+    assert {r["name"] for r in stream} <= set(prometheus)
+    assert set(prometheus) - {r["name"] for r in stream} == {"MonitorWorkerDown"}  # Prometheus only
+    for rule in stream:
+        twin = prometheus[rule["name"]]
+        expr = " ".join(twin["expr"].split())
+        assert parse_seconds(twin["for"]) == parse_seconds(rule["for"]), rule["name"]
+        assert parse_seconds(twin.get("keep_firing_for", "0s")) == parse_seconds(rule.get("keep_firing_for", "0s"))
+        assert twin["labels"] == {"severity": rule["severity"], **rule.get("labels", {})}, rule["name"]
+        scale = 0.001 if rule["metric"].endswith("_ms") else 1  # the exposition is in seconds
+        volume = rule["min_volume"]
+        metric = "livemon_cdn_viewers" if rule.get("scope") == "cdn" else "livemon_room_viewers"
+        assert volume["metric"] == "viewers" and f"({metric}) >= {volume['value']}" in expr, rule["name"]
+        if "threshold" in rule:
+            assert f"> {_number(rule['threshold'] * scale)} " in expr + " ", rule["name"]
+            assert f"> {_number(rule['clear'] * scale)} " in expr + " ", rule["name"]
+            assert f'ALERTS{{alertname="{rule["name"]}", alertstate="firing"}}' in expr
+        else:
+            anomaly = rule["anomaly"]
+            assert f"< {_number(round(1 - anomaly['min_change'], 6))} * " in expr, rule["name"]
+            if "min_baseline" in anomaly:
+                assert f">= {_number(anomaly['min_baseline'])} " in expr, rule["name"]
+            assert f"offset {anomaly['warmup']}" in expr, rule["name"]

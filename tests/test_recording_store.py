@@ -1,0 +1,125 @@
+"""The recording store: what a show's review depends on must survive restarts and stay bounded."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+from livemon.recording.store import RecordingStore
+from tests.fixtures.browser import SyntheticShow
+
+
+def record(store, show, seconds, start_offset=0):
+    for i in range(start_offset, start_offset + seconds):
+        store.write(snapshots=show.step(show.start + i)["final"])
+
+
+def test_timeline_survives_reopen(tmp_path):
+    show = SyntheticShow(rooms=("room-a",))
+    store = RecordingStore(tmp_path)
+    record(store, show, 120)
+    store.write(records=show.outage("room-a", "cdn-a", show.start + 100))
+    store.close()
+
+    again = RecordingStore(tmp_path)
+    [listed] = again.shows()
+    assert listed["key"] == "room-a.evening" and listed["instants"] == 120
+    assert listed["alerts"] == 1 and listed["failovers"] == 1
+    timeline = again.timeline("room-a.evening")
+    assert [s["ts"] for s in timeline] == [show.start + i - 5 for i in range(120)]
+    assert set(timeline[0]["cdn"]) == {"cdn-a", "cdn-b"} and "online" in timeline[0]["metrics"]
+
+
+def test_a_killed_writer_loses_no_committed_step(tmp_path):
+    # A worker killed with SIGKILL right after a step was written: that step is on disk.
+    code = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(os.getcwd())!r})
+        from livemon.recording.store import RecordingStore
+        from tests.fixtures.browser import SyntheticShow
+        show = SyntheticShow(rooms=("room-k",))
+        store = RecordingStore({str(tmp_path)!r})
+        for i in range(50):
+            store.write(snapshots=show.step(show.start + i)["final"])
+        print("written", flush=True)
+        import time; time.sleep(60)
+    """)
+    writer = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert writer.stdout.readline().strip() == "written"
+    writer.send_signal(signal.SIGKILL)
+    writer.wait(10)
+    store = RecordingStore(tmp_path)
+    assert len(store.timeline(store.find_show("room-k")["key"])) == 50
+
+
+def test_redelivered_records_are_stored_once(tmp_path):
+    show = SyntheticShow(rooms=("room-a",))
+    store = RecordingStore(tmp_path)
+    step = show.step(show.start + 10)
+    alerts = show.outage("room-a", "cdn-a", show.start + 10)
+    for _ in range(3):   # at-least-once delivery, or two workers recording the same topics
+        store.write(snapshots=step["final"], records=alerts)
+    [listed] = store.shows()
+    assert listed["instants"] == 1 and listed["alerts"] == 1 and listed["failovers"] == 1
+
+
+def test_shows_are_delimited_by_show_start_and_end(tmp_path):
+    store = RecordingStore(tmp_path)
+    first = SyntheticShow(rooms=("room-a",), start=1_700_000_000.0)
+    record(store, first, 30)
+    first.show_ids = False
+    second = SyntheticShow(rooms=("room-a",), start=1_700_000_040.0)
+    second.snapshot = lambda room, ts, base=second.snapshot: {**base(room, ts), "show": {"id": "late-night", "start": second.start, "title": "Late night <deals>"}}
+    record(store, second, 30)
+    shows = {s["key"]: s for s in store.shows()}
+    assert set(shows) == {"room-a.evening", "room-a.late-night"}
+    assert shows["room-a.evening"]["ended"] is not None      # a new show ends the previous one
+    assert shows["room-a.late-night"]["title"] == "Late night <deals>"
+    assert shows["room-a.late-night"]["ended"] is None
+
+
+def test_without_show_events_ten_idle_minutes_start_a_new_show(tmp_path):
+    store = RecordingStore(tmp_path)
+    show = SyntheticShow(rooms=("room-a",), show_ids=False)
+    record(store, show, 60)
+    record(store, show, 60, start_offset=60 + 9 * 60)      # 9 silent minutes: still the same show
+    assert len(store.shows()) == 1
+    record(store, show, 60, start_offset=120 + 9 * 60 + 11 * 60)   # 11 silent minutes: a new one
+    shows = store.shows()
+    assert len(shows) == 2 and shows[1]["ended"] is not None and shows[0]["ended"] is None
+    assert [s["instants"] for s in shows] == [60, 120]
+
+
+def test_an_alert_before_the_first_final_snapshot_belongs_to_the_show(tmp_path):
+    # Alerts run on live values, which lead the final snapshots by the lateness.
+    store = RecordingStore(tmp_path)
+    show = SyntheticShow(rooms=("room-a",))
+    store.write(records=show.outage("room-a", "cdn-a", show.start + 1))
+    record(store, show, 20)
+    [listed] = store.shows()
+    assert listed["key"] == "room-a.evening" and listed["alerts"] == 1
+
+
+def test_retention_drops_old_shows_only(tmp_path):
+    store = RecordingStore(tmp_path, retention_days=7)
+    old, new = SyntheticShow(rooms=("room-old",)), SyntheticShow(rooms=("room-new",))
+    day = 86400
+    for i in range(10):
+        store.write(snapshots=old.step(old.start + i)["final"], records=[], wall=1_800_000_000 - 8 * day)
+        store.write(snapshots=new.step(new.start + i)["final"], wall=1_800_000_000 - 1 * day)
+    store.write(records=old.outage("room-old", "cdn-a", old.start + 5), wall=1_800_000_000 - 8 * day)
+    assert store.purge(wall=1_800_000_000) == 1
+    store.close()
+    store = RecordingStore(tmp_path, retention_days=7)    # and the space is really freed of it
+    assert [s["room_id"] for s in store.shows()] == ["room-new"]
+    assert store.timeline("room-old.evening") == [] and store.records("room-old.evening") == []
+
+
+def test_find_show_by_key_room_or_prefix(tmp_path):
+    store = RecordingStore(tmp_path)
+    record(store, SyntheticShow(rooms=("room-a", "room-b")), 5)
+    assert store.find_show("room-a.evening")["room_id"] == "room-a"
+    assert store.find_show("room-b")["key"] == "room-b.evening"
+    assert store.find_show("room-") is None        # ambiguous
+    assert store.find_show("nothing") is None
