@@ -10,13 +10,21 @@ Exactly-once effect on the engine state, with an at-least-once consumer:
   the checkpoint topic (see `checkpoints.py`), and only then committed as the group's offsets, so
   the committed position never passes the newest checkpoint;
 - a worker that gains p loads the newest checkpoint before it applies any message of p.
+
+Each owned partition has its own engine instance (the same engine code throughout). The engine's
+clock runs on the newest event time it has seen; a partition taken over from a killed worker is
+replayed from its checkpoint while the worker's other partitions are live, and a clock shared
+with them would reject that whole backlog as late. Per partition, a catching-up partition keeps
+its own clock, exactly as it would have had on the worker that owned it before.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import heapq
 import inspect
+import itertools
 import logging
 import math
 import os
@@ -41,6 +49,8 @@ log = logging.getLogger(__name__)
 # exceed the broker's message size as one record.
 SNAPSHOTS_PER_RECORD = 500
 MAX_DEADLETTER_RAW = 64 * 1024
+# Longest a partition's messages wait for a lagging topic of the same partition (see _release_bound).
+HOLD_SECONDS = 3.0
 
 
 @dataclass
@@ -71,17 +81,23 @@ class WorkerSettings:
 
 @dataclass
 class Owned:
-    """One event partition this worker owns."""
+    """One event partition this worker owns: its rooms' engine and the offsets it reflects."""
 
+    engine: Engine
     offsets: dict[str, int] = field(default_factory=dict)  # topic -> next offset to apply
-    rooms: set[str] = field(default_factory=set)
     checkpointed: dict[str, int] = field(default_factory=dict)  # offsets of our last checkpoint
+    # Received but not yet applied (see `_release_bound`): a heap of (timestamp, seq, message).
+    pending: list = field(default_factory=list)
+    received: dict[str, int] = field(default_factory=dict)  # topic -> next offset to receive
+    newest: dict[str, float] = field(default_factory=dict)  # topic -> newest timestamp received
+    heard: dict[str, float] = field(default_factory=dict)  # topic -> monotonic time of last message
+    loaded_at: float = field(default_factory=time.monotonic)
 
 
 class StreamRuntime:
     def __init__(self, settings: WorkerSettings, consumer_ref=None):
         self.settings = settings
-        self.engine = Engine(settings.engine_config())
+        self.engine_config = settings.engine_config()
         self.collector = RoomCollector()
         self.metrics = WorkerMetrics()
         # A callable returning the Faust consumer (set by the app): for commits, lag and assignment.
@@ -91,7 +107,6 @@ class StreamRuntime:
         # Cleared from a revocation until the next assignment is handled: no batch is applied in
         # between, because the assignment may replace a partition's state.
         self.settled = asyncio.Event()
-        self.room_partition: dict[str, int] = {}
         self.producer: AIOKafkaProducer | None = None
         self.store: CheckpointStore | None = None
         self.alerts = None
@@ -101,6 +116,7 @@ class StreamRuntime:
         self.last_live: dict = {}
         self._checkpoint_lock = asyncio.Lock()
         self._step_events: Counter = Counter()
+        self._sequence = itertools.count()
         self._tasks: list[asyncio.Task] = []
         self._stopping = False
 
@@ -140,55 +156,106 @@ class StreamRuntime:
         if self.producer is not None:
             await self.producer.stop()
 
+    @property
+    def room_count(self) -> int:
+        return sum(len(state.engine.rooms) for state in self.owned.values())
+
     # ---- the data path ----
 
     async def process(self, messages) -> None:
-        """Apply one drained batch of Kafka messages (anything with topic, partition, offset, key, value)."""
+        """Take one drained batch of Kafka messages (with topic, partition, offset, key, value,
+        timestamp) and apply what is due."""
         started = time.perf_counter()
         await self.settled.wait()
         for partition in {m.partition for m in messages}:
             if partition in self.loading:
                 await self.loading[partition]
-        now = time.time()
-        events = []
-        counts: Counter = Counter()
-        rejects: list[tuple[str, bytes, str, str, str | None]] = []
         owned = self.owned
-        room_partition = self.room_partition
+        touched = set()
         for message in messages:
             state = owned.get(message.partition)
             if state is None:
                 continue  # not ours (any more): its owner resumes from its checkpoint
             topic, offset = message.topic, message.offset
-            if offset < state.offsets.get(topic, 0):
-                continue  # already in the state
-            state.offsets[topic] = offset + 1
-            value = message.value or b""
-            good, bad = decode(value, topic)
-            for rejection in bad:
-                rejects.append((rejection.reason, rejection.raw, rejection.detail, topic,
-                                _key_text(message.key)))
-            if good:
-                events.extend(good)
-                counts[TYPE_OF_TOPIC[topic]] += len(good)
-                for room in {event.room_id for event in good}:
-                    if room not in room_partition:
-                        room_partition[room] = message.partition
-                        state.rooms.add(room)
+            if offset < state.received.get(topic, 0):
+                continue  # already applied or waiting (redelivery after a rebalance or restart)
+            state.received[topic] = offset + 1
+            # Never below the topic's previous timestamp: within a topic, messages must be applied
+            # in offset order, or the offsets we checkpoint would not describe the state.
+            stamp = max(message.timestamp or 0, state.newest.get(topic, 0))
+            state.newest[topic] = stamp
+            state.heard[topic] = time.monotonic()
+            heapq.heappush(state.pending, (stamp, next(self._sequence), message))
+            touched.add(message.partition)
         self.metrics.messages.inc(len(messages))
-        if events:
-            for event, reason in self.engine.ingest(events, now):
+        await self._apply_due(touched)
+        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+
+    def _release_bound(self, partition: int, state: "Owned") -> float:
+        """Messages of the partition up to this Kafka timestamp can be applied now.
+
+        The six topics of a partition arrive as separate streams; after a takeover or a pause
+        their backlogs come in chunks per topic, so one topic can run tens of seconds of event
+        time ahead of another, and the engine would reject the slower one's events as late.
+        Like Kafka Streams, we apply a partition's messages in timestamp order across its topics,
+        holding a topic's messages while another topic with unread messages has not yet caught
+        up to them, for at most `HOLD_SECONDS`.
+        """
+        consumer = self.consumer_ref() if self.consumer_ref else None
+        bound = math.inf
+        now = time.monotonic()
+        for topic in EVENT_TOPICS:
+            received = state.received.get(topic, 0)
+            try:
+                high = consumer.highwater(_tp(topic, partition)) if consumer is not None else None
+            except Exception:  # noqa: BLE001 - not fetched yet
+                high = None
+            if high is not None and received >= high:
+                continue  # nothing more to read on this topic: it holds nothing back
+            if now - state.heard.get(topic, state.loaded_at) > HOLD_SECONDS:
+                continue  # silent for a while (or no data at all): do not wait for it
+            bound = min(bound, state.newest.get(topic, -math.inf))
+        return bound
+
+    async def _apply_due(self, partitions, everything: bool = False) -> None:
+        now = time.time()
+        counts: Counter = Counter()
+        rejects: list[tuple[str, bytes, str, str, str | None]] = []
+        newest = None
+        for partition in partitions:
+            state = self.owned.get(partition)
+            if state is None or not state.pending:
+                continue
+            bound = math.inf if everything else self._release_bound(partition, state)
+            events = []
+            pending = state.pending
+            while pending and pending[0][0] <= bound:
+                _, _, message = heapq.heappop(pending)
+                topic = message.topic
+                state.offsets[topic] = message.offset + 1
+                good, bad = decode(message.value or b"", topic)
+                for rejection in bad:
+                    rejects.append((rejection.reason, rejection.raw, rejection.detail, topic,
+                                    _key_text(message.key)))
+                if good:
+                    events.extend(good)
+                    counts[TYPE_OF_TOPIC[topic]] += len(good)
+            if not events:
+                continue
+            for event, reason in state.engine.ingest(events, now):
                 counts[event_type(event)] -= 1
                 rejects.append((reason, encode(event), f"{reason} event (ts {event.ts})",
                                 _topic_of(event), event.room_id))
-            self.metrics.event_delay.set(max(0.0, now - max(event.ts for event in events)))
+            batch_newest = max(event.ts for event in events)
+            newest = batch_newest if newest is None else max(newest, batch_newest)
+        if newest is not None:
+            self.metrics.event_delay.set(max(0.0, now - newest))
         for kind, n in counts.items():
             if n:
                 self.metrics.events.labels(kind).inc(n)
                 self._step_events[kind] += n
         if rejects:
             await self._dead_letter(rejects)
-        self.metrics.batch_seconds.observe(time.perf_counter() - started)
 
     async def _dead_letter(self, rejects) -> None:
         for reason, raw, detail, topic, key in rejects:
@@ -223,9 +290,15 @@ class StreamRuntime:
 
     async def step(self, now: float) -> None:
         started = time.perf_counter()
-        engine = self.engine
-        finals = engine.advance(now)
-        live = engine.live_snapshots(now)
+        # Held messages whose wait ran out while no new batch came.
+        await self._apply_due(list(self.owned), everything=self._stopping)
+        finals: list[dict] = []
+        live: dict[str, dict] = {}
+        for state in list(self.owned.values()):
+            finals.extend(state.engine.advance(now))
+            live.update(state.engine.live_snapshots(now))
+            state.engine.forget_idle_rooms(now)
+        finals.sort(key=lambda snapshot: snapshot["ts"])
         self.last_live = live
         self.collector.update(live)
         if self.alerts is not None:
@@ -234,10 +307,6 @@ class StreamRuntime:
             except Exception:  # noqa: BLE001 - alerting trouble must not stop the metrics
                 log.exception("alert evaluation failed")
         await self._publish(now, live, finals)
-        for room in engine.forget_idle_rooms(now):
-            partition = self.room_partition.pop(room, None)
-            if partition in self.owned:
-                self.owned[partition].rooms.discard(room)
         self._update_health(now)
         self.metrics.step_seconds.set(time.perf_counter() - started)
         self.metrics.last_step.set(time.time())
@@ -261,7 +330,7 @@ class StreamRuntime:
         for kind in TYPE_OF_TOPIC.values():
             metrics.events_rate.labels(kind).set(self._step_events.get(kind, 0) / self.settings.step)
         self._step_events.clear()
-        metrics.rooms.set(len(self.engine.rooms))
+        metrics.rooms.set(self.room_count)
         metrics.partitions.set(len(self.owned))
         consumer = self.consumer_ref() if self.consumer_ref else None
         if consumer is None:
@@ -303,8 +372,8 @@ class StreamRuntime:
                 continue
             # State and offsets are taken together, with no await in between: they match.
             offsets = dict(state.offsets)
-            rooms = sorted(state.rooms)
-            blob = self.engine.export_rooms(rooms)
+            rooms = sorted(state.engine.rooms)
+            blob = state.engine.export_rooms(rooms)
             await self.store.write(Checkpoint(partition=partition, offsets=offsets, rooms=rooms,
                                               state=blob, worker=self.settings.worker_id,
                                               wall=time.time()))
@@ -363,10 +432,7 @@ class StreamRuntime:
         log.info("worker %s owns partitions %s", self.settings.worker_id, sorted(self.owned))
 
     def _release(self, partition: int) -> None:
-        state = self.owned.pop(partition)
-        self.engine.drop_rooms(state.rooms)
-        for room in state.rooms:
-            self.room_partition.pop(room, None)
+        self.owned.pop(partition)  # its engine, and so its rooms, go with it
 
     async def load(self, partition: int) -> None:
         if partition in self.loading:
@@ -383,15 +449,12 @@ class StreamRuntime:
                     log.warning("loading checkpoint of partition %d failed (%r); retrying", partition, error)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 5.0)
-            state = Owned()
+            state = Owned(engine=Engine(self.engine_config))
             if checkpoint is not None:
-                self.engine.drop_rooms(checkpoint.rooms)
-                rooms = self.engine.import_rooms(checkpoint.state) if checkpoint.state else []
+                rooms = state.engine.import_rooms(checkpoint.state) if checkpoint.state else []
                 state.offsets = dict(checkpoint.offsets)
+                state.received = dict(checkpoint.offsets)
                 state.checkpointed = dict(checkpoint.offsets)
-                state.rooms = set(rooms)
-                for room in rooms:
-                    self.room_partition[room] = partition
                 log.info("partition %d: resumed %d rooms at %s", partition, len(rooms), checkpoint.offsets)
             self.owned[partition] = state
             future.set_result(None)
@@ -425,7 +488,7 @@ class StreamRuntime:
         healthy = self.ready and not stale
         body = {"status": "ok" if healthy else ("starting" if not self.ready else "stalled"),
                 "worker": self.settings.worker_id, "partitions": sorted(self.owned),
-                "rooms": len(self.engine.rooms), "last_step": last}
+                "rooms": self.room_count, "last_step": last}
         return web.json_response(body, status=200 if healthy else 503)
 
 

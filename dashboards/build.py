@@ -237,6 +237,12 @@ ANNOTATION_EXTRAS = {
 }
 
 
+def increase_or_new(selector: str, window: str) -> str:
+    """Increase of a counter over `window`, counting a series born inside the window too: a counter
+    that first appears at 1 (the first failover of a room) has no earlier sample for increase()."""
+    return f"(increase({selector}[{window}]) > 0 or ({selector} unless {selector} offset {window}))"
+
+
 def annotation(name: str, expr: str, colour: str):
     return dashboard.AnnotationQuery().name(name).datasource(DS).enable(True).icon_color(colour).expr(expr)
 
@@ -247,12 +253,13 @@ def stream_health():
                  "Playback quality per room and per CDN, with failovers and alerts on the timeline.")
             .with_variable(room_variable(multi=True))
             .annotation(annotation(FAILOVER_ANNOTATION,
-                                   f"sum by (room, from_cdn, to_cdn) (increase(livemon_cdn_failovers_total{{{sel}}}[1m])) > 0",
+                                   "sum by (room, from_cdn, to_cdn) "
+                                   + increase_or_new(f"livemon_cdn_failovers_total{{{sel}}}", "1m"),
                                    "orange"))
             .annotation(annotation(ALERT_ANNOTATION,
                                    f'ALERTS{{alertstate="firing", {sel}}}', "red"))
             .annotation(annotation(ALERT_COUNTER_ANNOTATION,
-                                   "sum by (alert) (increase(livemon_alerts_fired_total[1m])) > 0", "purple"))
+                                   "sum by (alert) " + increase_or_new("livemon_alerts_fired_total", "1m"), "purple"))
             .with_row(dashboard.Row("Per room"))
             .with_panel(ts("Stall ratio", q(f"max by (room) (livemon_room_stall_ratio{{{sel}}})", "{{room}}"),
                            unit="percentunit", thresholds=BAD_HIGH["stall"]))
@@ -288,7 +295,8 @@ def stream_health():
                            q("sum by (alert, state) (livemon_alerts_active)", "{{alert}} {{state}}"),
                            desc="Alerts as the stream workers evaluate them, every step."))
             .with_panel(ts("Failover decisions (last 5m)",
-                           q("sum by (decision) (increase(livemon_cdn_failover_decisions_total[5m]))", "{{decision}}"),
+                           q("sum by (decision) "
+                             + increase_or_new("livemon_cdn_failover_decisions_total", "5m"), "{{decision}}"),
                            desc="Taken, declined (cooldown, no healthy CDN), pinned or unpinned by an operator.")))
 
 

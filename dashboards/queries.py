@@ -21,6 +21,7 @@ class Query:
     source: str   # where it was found, for the failure message
     expr: str
     kind: str     # "panel", "variable", "annotation", "record", "alert"
+    instant: bool = True  # False: Grafana runs it as a range query over the dashboard's time range
 
 
 def dashboard_queries(directory: Path = DASHBOARD_DIR) -> list[Query]:
@@ -31,7 +32,7 @@ def dashboard_queries(directory: Path = DASHBOARD_DIR) -> list[Query]:
             for target in panel.get("targets", []):
                 if target.get("expr"):
                     found.append(Query(f"{path.name}: panel {panel.get('title')!r} {target.get('refId')}",
-                                       target["expr"], "panel"))
+                                       target["expr"], "panel", bool(target.get("instant"))))
         for variable in model.get("templating", {}).get("list", []):
             if variable.get("type") == "query":
                 query = variable["query"]
@@ -40,7 +41,7 @@ def dashboard_queries(directory: Path = DASHBOARD_DIR) -> list[Query]:
         for annotation in model.get("annotations", {}).get("list", []):
             if annotation.get("expr"):
                 found.append(Query(f"{path.name}: annotation {annotation['name']!r}", annotation["expr"],
-                                   "annotation"))
+                                   "annotation", instant=False))
     return found
 
 

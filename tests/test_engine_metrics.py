@@ -48,7 +48,7 @@ def show(at, action, show_id=None, room=ROOM):
 def finals(events, until, room=ROOM, **config):
     """The final snapshots of `room` keyed by instant (seconds after T0), all events in ts order."""
     engine = Engine(EngineConfig(**config))
-    assert engine.ingest(events) == []
+    assert engine.ingest(sorted(events, key=lambda e: e.ts)) == []
     return {s["ts"] - T0: s for s in engine.finish(T0 + until) if s["room_id"] == room}
 
 
@@ -76,7 +76,6 @@ def expect(metrics, **want):
 def test_presence_counts_and_the_half_open_window():
     events = [view("A", 0), view("B", 10), view("A", 30, "heartbeat"), view("B", 20, "leave"),
               view("C", 40), view("A", 50, "leave")]
-    events.sort(key=lambda e: e.ts)
     tl = finals(events, until=200)
     # Presences: A [0,50), B [10,20), C [40,130) (no event after its enter: timeout 40+90).
     # t=59, window (-1,59]: online C=1; entries A0,B10,C40=3; leaves A50,B20=2; viewers 3;
@@ -160,7 +159,7 @@ def test_reenter_within_the_window_counts_one_viewer():
 
 
 def test_reenter_while_the_old_presence_is_still_in_the_window():
-    tl = finals([view("A", 0), view("A", 10, "leave"), view("A", 50), view("A", 60, "heartbeat")], until=200)
+    tl = finals([view("A", 0), view("A", 10, "leave"), view("A", 50), view("A", 60, "heartbeat")], until=210)
     # [0,10) and [50,150). t=65, window (5,65]: both overlap it -> 1 viewer; entries 50 -> 1;
     # leaves 10 -> 1.
     expect(at(tl, 65), online=1, entries=1, leaves=1, viewers=1)
@@ -190,7 +189,6 @@ def test_retention_cohorts_at_each_horizon():
         view("S", 60), *(view("S", s, "heartbeat") for s in (90, 150, 210, 240)),  # still going at 250
         view("U", 71), view("U", 72, "leave"),  # lasted 1
     ]
-    events.sort(key=lambda e: e.ts)
     tl = finals(events, until=250)
     # t=90. 30 s: cohort starts in (0,60]: V5 (60 >= 30 yes), Q15 (30, exactly T: yes), R20 (29: no),
     # S60 (still going at 90, has lasted exactly 30: yes) -> 3/4. P's start at 0 is outside.
@@ -259,7 +257,6 @@ def test_conversion_rate_is_clickers_who_paid_in_the_window():
         order("E", 35, "o5", 5.0), click("E", 40, "product"),  # paid before clicking, same window
         order("C", 100, "o4", 40.0),  # C pays long after the window of the click
     ]
-    events.sort(key=lambda e: e.ts)
     tl = finals(events, until=110)
     # t=60, window (0,60]: clickers A, B, C, E; of them A and E paid in the window -> 2/4.
     expect(at(tl, 60), conversion_rate=2 / 4, product_ctr=4 / 5)

@@ -37,23 +37,26 @@ def allowed_empty(text: str) -> str | None:
     return next((reason for name, reason in ALLOWED_EMPTY.items() if text.startswith(name)), None)
 
 
-def has_data(prometheus, expr: str) -> bool:
+def has_data(prometheus, selector: str, since: float) -> bool:
+    """The selector has had samples since `since` (a gauge of something that ended may be gone)."""
     try:
-        return bool(prometheus.query(expr))
+        return bool(prometheus.query_range(selector, since))
     except QueryError:
         return False
 
 
-def problems(prometheus, queries: list[Query], room: str) -> list[str]:
+def problems(prometheus, queries: list[Query], room: str, since: float) -> list[str]:
+    """What is wrong with each query, run as Grafana or Prometheus runs it (instant, or over the
+    range since `since`)."""
     found = []
     for query in queries:
         expr = to_promql(query.expr, {"room": room})
         try:
-            result = prometheus.query(expr)
+            result = prometheus.query(expr) if query.instant else prometheus.query_range(expr, since)
         except QueryError as error:
             found.append(f"{query.source}: {error}\n    {expr}")
             continue
-        empty_selectors = [s for s in selectors(expr) if not allowed_empty(s) and not has_data(prometheus, s)]
+        empty_selectors = [s for s in selectors(expr) if not allowed_empty(s) and not has_data(prometheus, s, since)]
         if empty_selectors:
             found.append(f"{query.source}: no data for {', '.join(empty_selectors)}")
         elif query.kind != "alert" and not result and not any(allowed_empty(s) for s in selectors(expr)):
@@ -69,12 +72,13 @@ def test_every_dashboard_and_rule_query_returns_data(make_broker, start_worker, 
     worker = start_worker(broker, "--no-web-page", group="prometheus-proof")
     with open(tmp_path / "simulate.log", "wb") as log:
         simulator = subprocess.Popen(
-            [sys.executable, "-m", "livemon", "simulate", "--broker", broker, "--scenario", "normal,cdn-outage",
+            [sys.executable, "-m", "livemon", "simulate", "--broker", broker, "--scenario", "normal,cdn-outage,bad-input",
              "--rooms", "3", "--rate", "400", "--duration", "0", "--speed", "4", "--fault-at", "20",
              "--fault-for", "600", "--seed", "7", "--quiet"],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
         prometheus = prometheus_server([worker.url.removeprefix("http://")], rule_files=rule_files())
+        since = time.time()
         queries = dashboard_queries() + rule_queries()
         wanted = sorted({s for q in queries for s in selectors(to_promql(q.expr, {"room": HOT_ROOM}))
                          if not allowed_empty(s)})
@@ -83,12 +87,12 @@ def test_every_dashboard_and_rule_query_returns_data(make_broker, start_worker, 
         while missing and time.monotonic() < deadline:
             assert simulator.poll() is None, (tmp_path / "simulate.log").read_text()[-3000:]
             time.sleep(2)
-            missing = [s for s in missing if not has_data(prometheus, s)]
+            missing = [s for s in missing if not has_data(prometheus, s, since)]
         # rate() and increase() need two samples; recording rules one more evaluation
         time.sleep(6)
         rooms = {r["metric"]["room"] for r in prometheus.query("livemon_room_online")}
         assert HOT_ROOM in rooms, rooms
-        found = problems(prometheus, queries, HOT_ROOM)
+        found = problems(prometheus, queries, HOT_ROOM, since)
         assert not found, "\n".join(found) + f"\nworker log:\n{worker.log()[-2000:]}"
     finally:
         simulator.terminate()
@@ -101,7 +105,7 @@ def test_a_renamed_metric_is_caught(prometheus_server):
     bad = [Query("test", 'max by (room) (livemon_room_online_viewers{room="$room"})', "panel"),
            Query("test", "sum(rate(livemon_events_total[1m]) > 0 and on () vector(1)", "alert"),
            Query("test", "vector(1)", "panel")]
-    found = problems(prometheus, bad, HOT_ROOM)
+    found = problems(prometheus, bad, HOT_ROOM, time.time() - 60)
     assert len(found) == 2
     assert "no data for livemon_room_online_viewers" in found[0]
     assert "bad_data" in found[1]  # a parse error

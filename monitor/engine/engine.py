@@ -67,17 +67,20 @@ class Engine:
             if now is not None and now - lateness > newest:
                 newest = now - lateness
             watermark = newest - lateness
-            if ts < watermark:
-                rejected.append((event, LATE))
+            bucket = math.ceil(ts / step)
+            if ts < watermark or (room is not None and bucket <= room.frontier):
+                rejected.append((event, LATE))  # older than the watermark, or of a final instant
                 continue
             if room is None:
                 frontier = math.ceil(watermark / step) - 1
                 room = rooms[room_id] = Room(room_id, config, ts, frontier)
             if self.clock is None or ts > self.clock:
                 self.clock = ts
-                self._clock_wall = wall
-                now = ts
-            bucket = math.ceil(ts / step)
+                if now is None or ts >= now:
+                    self._clock_wall = wall
+                    now = ts
+                else:  # the wall clock had run the clock on past ts: never turn it back
+                    self._clock_wall = wall - (now - ts)
             kind = type(event)
             if kind is View:
                 room.note_event(ts, bucket)

@@ -63,12 +63,13 @@ class CdnStats:
 
 
 class Show:
-    __slots__ = ("id", "start", "title", "start_bucket", "gmv_base", "orders_base", "ended_at")
+    __slots__ = ("id", "start", "title", "start_bucket", "gmv_base", "orders_base", "ended_at", "implicit")
 
-    def __init__(self, show_id, start, title, start_bucket):
+    def __init__(self, show_id, start, title, start_bucket, implicit=False):
         self.id, self.start, self.title, self.start_bucket = show_id, start, title, start_bucket
         self.gmv_base = self.orders_base = None  # totals before the show, set once final
         self.ended_at = None
+        self.implicit = implicit  # begun by the room's first event, not by a start marker
 
 
 class Room:
@@ -111,6 +112,9 @@ class Room:
         if show is None or ts - self.max_ts > self.config.show_idle or (
                 show.ended_at is not None and ts > show.ended_at):
             self.begin_show(None, ts, None)
+        elif ts < show.start and show.implicit and (len(self.shows) < 2 or self.shows[-2].ended_at is None
+                                                    or ts > self.shows[-2].ended_at):
+            self._move_start(show, ts)  # an earlier event arrived late: the show began with it
         self.max_ts = max(self.max_ts, ts)
 
     def begin_show(self, show_id, ts, title):
@@ -119,12 +123,26 @@ class Room:
         if current is not None and current.start_bucket >= bucket:
             # The start marker of the show that just began with this bucket: it names it.
             current.id, current.title = show_id or current.id, title or current.title
+            if ts < current.start:
+                self._move_start(current, ts)
+            current.implicit = False
             return
-        show = Show(show_id or f"{self.id}-{int(ts)}", ts, title, bucket)
+        show = Show(show_id or f"{self.id}-{int(ts)}", ts, title, bucket, implicit=show_id is None)
         if bucket - 1 <= self.frontier:
             show.gmv_base, show.orders_base = self.sums.total[GMV_MICRO], self.sums.total[PAID]
         self.shows.append(show)
         self.paid_orders = set()  # an order id counts once per show
+
+    def _move_start(self, show, ts):
+        """Move a show's start back to `ts` (not final: an event of its bucket is being taken)."""
+        if show.implicit and show.id == f"{self.id}-{int(show.start)}":
+            show.id = f"{self.id}-{int(ts)}"
+        show.start = ts
+        bucket = self.bucket_of(ts)
+        if bucket < show.start_bucket:  # the base was not taken yet: the old start was not final
+            show.start_bucket = bucket
+            if bucket - 1 <= self.frontier:
+                show.gmv_base, show.orders_base = self.sums.total[GMV_MICRO], self.sums.total[PAID]
 
     def end_show(self, ts):
         if self.shows and self.shows[-1].ended_at is None:

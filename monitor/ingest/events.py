@@ -21,7 +21,7 @@ NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
 NonNegFloat = Annotated[float, msgspec.Meta(ge=0)]
 
 
-class Event(msgspec.Struct, tag_field="type", frozen=True):
+class Event(msgspec.Struct, tag_field="type", frozen=True, omit_defaults=True):
     room_id: Id
     user_id: Id
     ts: float
@@ -67,7 +67,7 @@ class Health(Event, tag="health", frozen=True):
     error: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
 
 
-class Show(msgspec.Struct, tag_field="type", tag="show", frozen=True):
+class Show(msgspec.Struct, tag_field="type", tag="show", frozen=True, omit_defaults=True):
     """Show start/end marker; unlike the others it needs no user_id."""
 
     room_id: Id

@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Iterator
 from typing import NamedTuple
 
-from livemon.ingest.events import (FUTURE, LATE, TOPIC_OF_TYPE, AnyEvent, Click, Danmaku, Health,
+from livemon.ingest.events import (LATE, TOPIC_OF_TYPE, AnyEvent, Click, Danmaku, Health,
                                    Order, Show, View, encode)
 
 from .badinput import Bad, make_bad
@@ -47,7 +47,8 @@ SHARE_RATE = 1 / 1500
 FOLLOW_RATE = 1 / 1500
 PRODUCT_CLICK_RATE = 1 / 400
 
-SOURCES = (("organic", 35), ("follow", 20), ("paid", 20), ("social", 10), ("search", 10), ("other", 5))
+SOURCES = (("organic", 35), ("follow", 20), ("paid", 20), ("social", 10), ("search", 10),
+           ("other", 5))
 DEVICES = (("mobile", 85), ("pc", 10), ("tv", 3), ("other", 2))
 REGIONS = (("guangdong", 14), ("zhejiang", 10), ("jiangsu", 9), ("shandong", 8), ("henan", 7),
            ("sichuan", 6), ("shanghai", 6), ("beijing", 5), ("hubei", 5), ("fujian", 5),
@@ -173,7 +174,7 @@ class Room:
         cdn = rng.choices(list(self.cdn_weights), list(self.cdn_weights.values()))[0]
         network = (TraceNetwork(rng, self.sim.traces) if self.sim.traces
                    else BuiltinNetwork(rng, device))
-        player = Player(network, target_latency=rng.uniform(2.0, 4.0))
+        player = Player(network, target_latency=rng.uniform(2.0, 4.0), connect=rng.uniform(0.15, 0.6))
         # Those who come at the opening are the show's audience at its steady state: the longer
         # watchers are overrepresented among them (length bias), so the audience holds steady.
         share, mean = rng.choices(WATCH_MIX, [w * (m if opening else 1.0) for w, m in WATCH_MIX])[0]
@@ -212,8 +213,8 @@ class Room:
         rng, sim, player = self.rng, self.sim, viewer.player
         cdn = viewer.cdn
         disturbed = sim.outage is not None or "stall-storm" in sim.scenarios
-        player.advance(t - viewer.enter_t, (lambda s: sim.throughput_factor(self, cdn, viewer.enter_t + s))
-                       if disturbed else None)
+        factor = (lambda s: sim.throughput_factor(self, cdn, viewer.enter_t + s)) if disturbed else None
+        player.advance(t - viewer.enter_t, factor)
         interval = player.take_interval()
         condition = sim.cdn_condition(self, cdn, t)
         error = None
@@ -335,7 +336,7 @@ class _Condition(NamedTuple):
 
 
 _HEALTHY = _Condition(1.0, 0.002, 0.0)
-_OUTAGE = _Condition(0.06, 0.25, 1.5)
+_OUTAGE = _Condition(0.03, 0.25, 1.5)
 
 
 class Simulation:

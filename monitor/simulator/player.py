@@ -90,6 +90,7 @@ class Interval:
 class Player:
     network: BuiltinNetwork | TraceNetwork
     target_latency: float  # s behind the live edge the player aims for
+    connect: float = 0.3   # s to connect and get the first byte (DNS, TLS, CDN edge)
     clock: float = 0.0     # seconds since the viewer entered
     buffer: float = 0.0
     lag: float = 0.0       # live latency: seconds the playhead is behind the live edge
@@ -161,10 +162,15 @@ class Player:
         self._adapt()
 
     def _startup(self, mbps: float, iv: Interval) -> None:
-        # Join at the lowest rung; startup is the time to fetch RESUME_BUFFER seconds of it.
-        fetch = RESUME_BUFFER * LADDER_KBPS[0] / 1000 / max(mbps, 1e-6)
-        iv.startup_ms = (iv.startup_ms or 0) + round(min(fetch, STEP) * 1000)
-        if fetch <= STEP:
+        # Join at the lowest rung; startup lasts until RESUME_BUFFER seconds of it are fetched.
+        fill = mbps * 1000 / LADDER_KBPS[0]
+        need = RESUME_BUFFER - self.buffer
+        spent = min(STEP, need / fill) if fill > 0 else STEP
+        if iv.startup_ms is None and self.buffer == 0:
+            iv.startup_ms = round(self.connect * 1000)
+        iv.startup_ms = (iv.startup_ms or 0) + round(spent * 1000)
+        self.buffer += fill * spent
+        if self.buffer >= RESUME_BUFFER - 1e-9:
             self.started = True
             self.buffer = RESUME_BUFFER
             self.lag = self.target_latency

@@ -118,7 +118,7 @@ class ControlRoomHub:
         kind = rec.get("kind") or "alert"
         if kind == "alert":
             ident = alert_identity(rec)
-            if rec.get("state") == "resolved":
+            if rec.get("state") in ("resolved", "inactive"):   # inactive: a pending one that cleared
                 self.active_alerts.pop(ident, None)
             else:
                 previous = self.active_alerts.get(ident, {})
@@ -133,6 +133,10 @@ class ControlRoomHub:
         elif kind == "incident":
             if rec.get("id") is not None:
                 self.incidents[str(rec["id"])] = rec
+            if rec.get("acked_ts") is not None:
+                self._mark(rec, acknowledged=True, acknowledged_by=rec.get("acked_by"))
+        elif kind == "silence":
+            self._mark(rec, silenced_until=rec.get("until"))
         elif kind == "operator":
             self.operator_log.appendleft(rec)
             self._apply_operator(rec)
@@ -142,13 +146,17 @@ class ControlRoomHub:
 
     def _apply_operator(self, rec: dict):
         # Show an acknowledgement or silence at once; the alerting service's own records follow.
-        for ident, alert in self.active_alerts.items():
-            if ident[0] == rec.get("rule") and ident[1] == rec.get("room_id") and \
-                    (rec.get("cdn") in (None, "") or ident[2] == rec.get("cdn")):
-                if rec["action"] == "ack":
-                    alert["acknowledged"], alert["acknowledged_by"] = True, rec.get("by")
-                elif rec["action"] == "silence":
-                    alert["silenced_until"] = rec["ts"] + float(rec.get("duration") or 3600)
+        if rec["action"] == "ack":
+            self._mark(rec, acknowledged=True, acknowledged_by=rec.get("by"))
+        elif rec["action"] == "silence":
+            self._mark(rec, silenced_until=rec["ts"] + float(rec.get("duration") or 3600))
+
+    def _mark(self, rec: dict, **flags):
+        """Set flags on the active alerts a record names (a missing rule or CDN matches any)."""
+        for (rule, room_id, cdn), alert in self.active_alerts.items():
+            if room_id == rec.get("room_id") and rec.get("rule") in (None, "", rule) \
+                    and rec.get("cdn") in (None, "", cdn):
+                alert.update(flags)
 
     def _touch(self):
         self.version += 1
@@ -175,6 +183,8 @@ class ControlRoomHub:
                   "ts": self.clock()}
         if action.get("duration") is not None:
             record["duration"] = action["duration"]
+        # The alerting service reads the failover's origin as `from_cdn` and the operator as `user`.
+        record["from_cdn"], record["user"] = record["cdn"], record["by"]
         await self.publish(OPERATOR_TOPIC, record["room_id"].encode(), orjson.dumps(record))
         self.feed_alert({"kind": "operator", **record})
         return record

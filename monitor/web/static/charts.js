@@ -8,9 +8,12 @@ LM.AXIS = { stroke: "#93a1b0", grid: { stroke: "#2b3a4a", width: 1 }, ticks: { s
 
 function axisValues(kind) {
   if (kind === "pct") return (u, vals) => vals.map((v) => (v === null ? "" : +(v * 100).toFixed(1) + "%"));
-  if (kind === "money") return (u, vals) => vals.map((v) => (v === null ? "" : "¥" + LM.int(v)));
+  if (kind === "money") return (u, vals) => vals.map((v) => (v === null ? "" : "¥" + LM.val(v)));
   return (u, vals) => vals.map((v) => (v === null ? "" : LM.num(v)));
 }
+
+// Whole seconds at least: the data has one point per step.
+const TIME_STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400];
 
 // Clock times on the x axis: HH:MM:SS over short spans, HH:MM over long ones (one line, no date).
 function clockTicks(u, vals) {
@@ -50,7 +53,8 @@ LM.markerPlugin = function (getMarkers) {
 LM.chart = function (container, series, data, opts = {}) {
   const scales = {};
   const axes = [Object.assign({}, LM.AXIS, { space: 70 },
-                              opts.xTime === false ? { values: (u, v) => v.map((m) => m + " min") } : { values: clockTicks })];
+                              opts.xTime === false ? { values: (u, v) => v.map((m) => m + " min") }
+                                                   : { values: clockTicks, incrs: TIME_STEPS })];
   const seen = {};
   for (const s of series) {
     const scale = s.scale || "y";

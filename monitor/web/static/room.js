@@ -139,13 +139,20 @@
 
   function lists(view) {
     const active = view.alerts_active;
-    $("active-alerts").replaceChildren(...(active.length ? active.map((a) => alertItem(a, true))
+    $("active-alerts").replaceChildren(...(active.length ? active.map((a) => alertItem(a, a.state === "firing"))
                                                          : [LM.el("li", { text: "none" })]));
     $("alert-feed").replaceChildren(...view.alert_feed.slice(0, 50).map((a) => alertItem(a, false)));
     $("failovers").replaceChildren(...view.failovers.slice(0, 50).map((f) =>
       LM.el("li", { class: f.decision || "" }, LM.el("span", { class: "when", text: LM.time(f.ts) }),
             LM.el("strong", { text: `${f.decision || ""} ${f.from_cdn || "?"} → ${f.to_cdn || "?"}` }),
             f.reason ? LM.el("div", { text: f.reason }) : null)));
+    const mins = (s) => (s === null || s === undefined ? "–" : LM.num(s / 60) + " min");
+    $("incidents").replaceChildren(...view.incidents.slice().reverse().slice(0, 20).map((i) =>
+      LM.el("li", { class: i.status === "resolved" ? "resolved" : "firing" },
+            LM.el("span", { class: "when", text: LM.time(i.fired_ts) }),
+            LM.el("strong", { text: `${i.status} ${i.rule || ""}${i.cdn ? " on " + i.cdn : ""}` }),
+            LM.el("div", { text: `detect ${mins(i.time_to_detect)} · acknowledge ${mins(i.time_to_acknowledge)} · ` +
+                                 `resolve ${mins(i.time_to_resolve)}` + (i.acked_by ? " · acked by " + i.acked_by : "") }))));
     $("operator").replaceChildren(...view.operator.slice(0, 20).map((o) =>
       LM.el("li", {}, LM.el("span", { class: "when", text: LM.time(o.ts) }),
             `${o.action} ${o.rule || ""} ${o.cdn || ""}${o.to_cdn ? " → " + o.to_cdn : ""} by ${o.by || "?"}`)));
