@@ -29,7 +29,7 @@ def test_incident_lifecycle_ack_and_report(tmp_path):
     [incident] = service.incidents.open()
     assert (incident.first_bad_ts, incident.fired_ts) == (T0, T0 + 10)
     # The operator acks at wall time T0+30, i.e. event time T0+25 for this room.
-    records = service.handle_operator({"action": "ack", "room_id": "r1", "user": "ops-wang"}, T0 + 30)
+    records = service.handle_operator({"action": "ack", "room_id": "r1", "by": "ops-wang"}, T0 + 30)
     assert records[0]["acked_ts"] == T0 + 25 and records[0]["acked_by"] == "ops-wang"
     assert service.handle_operator({"action": "ack", "room_id": "r1"}, T0 + 31) == []  # once
     for t in range(20, 40):
@@ -65,8 +65,8 @@ def test_manual_failover_and_cancel_through_operator_actions():
     service = AlertService(ServiceConfig(rules=RULES, failover=FailoverConfig(cooldown=0)))
     healthy = {"a": {"viewers": 50, "error_rate": 0.0}, "b": {"viewers": 50, "error_rate": 0.0}}
     service.evaluate({"r1": snap(0, 0.0, cdn=healthy)}, T0)
-    out = service.handle_operator({"action": "failover", "room_id": "r1", "from_cdn": "a",
-                                   "to_cdn": "b", "user": "ops"}, T0 + 1)
+    out = service.handle_operator({"action": "failover", "room_id": "r1", "cdn": "a",
+                                   "to_cdn": "b", "by": "ops"}, T0 + 1)
     [command] = [r for r in out if r.get("topic") == CONTROL_TOPIC]
     assert (command["from_cdn"], command["to_cdn"]) == ("a", "b")
     assert [r["decision"] for r in out if r.get("kind") == "failover"] == ["taken", "pinned"]

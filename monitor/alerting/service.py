@@ -208,7 +208,7 @@ class AlertService:
         now = time.time() if now is None else now
         kind = action.get("action")
         room_id = action.get("room_id")
-        user = action.get("user")
+        user = action.get("by")  # the operator, as the web page names them
         if not isinstance(room_id, str) or not room_id:
             raise ValueError("an operator action needs a room_id")
         ts = now - self._offset.get(room_id, 0.0)     # operator time on the room's event-time axis
@@ -231,7 +231,7 @@ class AlertService:
                 to_cdn = action.get("to_cdn")
                 if not isinstance(to_cdn, str) or not to_cdn:
                     raise ValueError("a failover action needs to_cdn")
-                decisions = self.failover.pin(room_id, to_cdn, ts, action.get("from_cdn"), user)
+                decisions = self.failover.pin(room_id, to_cdn, ts, action.get("cdn"), user)
             else:
                 decisions = self.failover.unpin(room_id, ts, user)
             for decision in decisions:

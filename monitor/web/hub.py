@@ -183,8 +183,6 @@ class ControlRoomHub:
                   "ts": self.clock()}
         if action.get("duration") is not None:
             record["duration"] = action["duration"]
-        # The alerting service reads the failover's origin as `from_cdn` and the operator as `user`.
-        record["from_cdn"], record["user"] = record["cdn"], record["by"]
         await self.publish(OPERATOR_TOPIC, record["room_id"].encode(), orjson.dumps(record))
         self.feed_alert({"kind": "operator", **record})
         return record
