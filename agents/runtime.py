@@ -455,6 +455,7 @@ class StreamRuntime:
                 state.offsets = dict(checkpoint.offsets)
                 state.received = dict(checkpoint.offsets)
                 state.checkpointed = dict(checkpoint.offsets)
+                self.metrics.restored.inc()
                 log.info("partition %d: resumed %d rooms at %s", partition, len(rooms), checkpoint.offsets)
             self.owned[partition] = state
             future.set_result(None)

@@ -225,6 +225,8 @@ class WorkerMetrics:
         self.last_step = Gauge("livemon_last_step_timestamp_seconds", "Wall-clock time of the last step.",
                                registry=r)
         self.checkpoints = Counter("livemon_checkpoints", "Partition checkpoints written.", registry=r)
+        self.restored = Counter("livemon_checkpoints_restored", "Partitions resumed from a checkpoint.",
+                                registry=r)
         self.checkpoint_bytes = Gauge("livemon_checkpoint_bytes", "Size of the last checkpoint, per partition.",
                                       ("partition",), registry=r)
         self.last_checkpoint = Gauge("livemon_last_checkpoint_timestamp_seconds",

@@ -110,6 +110,7 @@ def test_push_creates_folder_then_dashboards_with_overwrite(grafana):
     saves = grafana.requests[2:]
     assert [(method, path) for method, path, _ in saves] == [("POST", "/api/dashboards/db")] * len(expected)
     for _, _, body in saves:
+        assert set(body) == {"dashboard", "folderUid", "overwrite", "message"}
         assert body["folderUid"] == FOLDER_UID and body["overwrite"] is True
         sent = body["dashboard"]
         assert sent["id"] is None  # Grafana matches by uid, never by a numeric id from elsewhere

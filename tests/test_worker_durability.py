@@ -52,7 +52,6 @@ def test_sigkill_mid_show_keeps_gmv_and_orders_exact(make_broker, start_worker, 
     instants = snapshot_instants(metrics)
     records = replay_at(out, {room: instants[room] for room in totals}, str(tmp_path / "timeline.jsonl"))
     assert set(records) == set(totals)
-    bad = mismatches(metrics, records)
-    assert bad == [], (sorted({k[0][0] for k in bad}), sorted({dict(k[0][1])["room"] for k in bad}), {k: v for k, v in metrics.items() if "rejected" in k[0]}, second.log()[-1500:], third.log()[-1500:])
-    # The partitions of the killed worker were resumed from its checkpoints, not from scratch.
-    assert "resumed" in second.log() + third.log()
+    assert mismatches(metrics, records) == []
+    # The killed worker's partitions were resumed from its checkpoints, not from scratch.
+    assert sum(worker.value("livemon_checkpoints_restored_total") or 0 for worker in (second, third)) > 0

@@ -1,0 +1,843 @@
+"""`livemon bench`: throughput, latency and memory of the monitor, measured in one run.
+
+Everything runs against a Kafka broker: the embedded Tansu broker (`livemon.broker`) by default, a
+fresh one per data set, or `--broker`. The traffic is the simulator's pure generator
+(`livemon.simulator.core.generate`, fixed seed), generated once; the same events are packed into
+batch envelopes of 1, 10 and 100 events per message. Each consumer runs in a fresh process (a
+worker process), is told to start once it is connected, and is timed from its first message to its
+last:
+
+- `raw`: aiokafka + orjson, decodes and counts (the ceiling of any Python consumer);
+- `faust`: a plain per-message Faust agent (`async for value in stream`) that decodes and feeds
+  the same engine, with a 1 s timer for the steps (what a typical Faust app does);
+- `engine`: the bench's worker loop: aiokafka batches -> `ingest.decode` (validation) ->
+  `Engine.ingest` -> every second of wall clock `advance`, `live_snapshots` and the Prometheus
+  collector update, i.e. the whole engine path of a worker without Faust;
+- `livemon worker`: the real worker process (Faust runtime, checkpoints, snapshots topic), fed
+  the 100-event envelopes, its rate read from its own `/metrics` (`livemon_events_total`).
+
+Then: two `engine` processes on half the partitions each (scale-out); end-to-end latency from
+produce to the value on the real worker's `/metrics` at a steady rate; memory per tracked viewer
+and `/metrics` render time with the engine state built in-process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import gc
+import json
+import math
+import os
+import platform
+import random
+import re
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from contextlib import ExitStack
+
+import click
+
+T0 = 1_700_000_000.0
+ENVELOPES = (1, 10, 100)
+
+# Sizes of a full and a quick run. `events_1` caps the data of the 1-event envelope (a prefix of
+# the same events): one Kafka message per event is slow to produce and, for Faust, to consume.
+SIZES = {
+    "full": dict(rooms=200, rate=50_000, duration=30, events_1=200_000, faust_max=200_000,
+                 e2e_rate=50_000, e2e_seconds=30, e2e_warmup=5, mem_viewers=1_000_000, mem_rooms=2_000,
+                 render_rooms=10_000),
+    "quick": dict(rooms=40, rate=20_000, duration=3, events_1=15_000, faust_max=15_000,
+                  e2e_rate=50_000, e2e_seconds=6, e2e_warmup=3, mem_viewers=100_000, mem_rooms=200,
+                  render_rooms=10_000),
+}
+TARGETS = {"events_per_s_100": 250_000, "ratio_vs_faust": 20.0, "e2e_p99_s": 1.5,
+           "bytes_per_viewer": 400, "render_s": 0.5}
+
+
+def tune_gc() -> None:
+    """What a worker process should do: freeze the startup heap and collect the young generation
+    less often (the engine allocates many long-lived small objects, which the default thresholds
+    scan over and over)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 1000)
+
+
+# ---------------------------------------------------------------------------------------------
+# traffic
+
+
+def traffic(rooms: int, rate: float, duration: float, seed: int):
+    """The simulator's messages as (topic, room_id, events) in send order, 100 events at most each."""
+    from livemon.simulator.core import generate
+
+    return [(m.topic, m.key, m.events) for m in generate(
+        "normal", rooms=rooms, rate=rate, duration=duration, envelope=100, seed=seed, end_show=False)]
+
+
+def pack(messages, envelope: int, limit: int | None = None):
+    """Re-pack the messages into envelopes of `envelope` events: [(topic, key, value, n)]."""
+    from livemon.ingest.events import encode
+
+    out, total = [], 0
+    for topic, room, events in messages:
+        for i in range(0, len(events), envelope):
+            chunk = events[i:i + envelope]
+            value = encode(chunk[0] if envelope == 1 else list(chunk))
+            out.append((topic, room.encode(), value, len(chunk)))
+            total += len(chunk)
+            if limit is not None and total >= limit:
+                return out
+    return out
+
+
+async def _produce(bootstrap: str, packed) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=1 << 20,
+                                max_request_size=4 << 20, acks=1)
+    await producer.start()
+    try:
+        pending = []
+        for topic, key, value, _ in packed:
+            pending.append(await producer.send(topic, value, key=key))
+            if len(pending) >= 20_000:
+                await asyncio.gather(*pending)
+                pending = []
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+
+
+async def _end_offsets(bootstrap: str, partitions: int) -> dict:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from livemon.ingest.events import EVENT_TOPICS
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(t, p) for t in EVENT_TOPICS for p in range(partitions)]
+        return {f"{tp.topic}:{tp.partition}": n for tp, n in (await consumer.end_offsets(tps)).items()}
+    finally:
+        await consumer.stop()
+
+
+# ---------------------------------------------------------------------------------------------
+# child processes: each prints "ready", waits for a line on stdin, runs, prints one JSON line
+
+
+def _child_main() -> None:
+    args = json.loads(sys.argv[1])
+    role = args["role"]
+    result = {"raw": _role_raw, "engine": _role_engine, "faust": _role_faust, "memory": _role_memory,
+              "render": _role_render}[role](args)
+    print(json.dumps(result), flush=True)
+    os._exit(0)
+
+
+def _ready_then_wait() -> None:
+    print("ready", flush=True)
+    sys.stdin.readline()
+
+
+async def _consume(args, handle, on_idle=None):
+    """Assign the event partitions of this child, read them to their end; time first to last."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from livemon.ingest.events import EVENT_TOPICS
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=args["bootstrap"], group_id=None, enable_auto_commit=False,
+                                auto_offset_reset="earliest", fetch_max_bytes=64 << 20,
+                                max_partition_fetch_bytes=4 << 20)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(t, p) for t in EVENT_TOPICS for p in args["partitions"]]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        for tp in tps:  # an external broker: only what this data set added
+            start = args.get("starts", {}).get(f"{tp.topic}:{tp.partition}")
+            if start:
+                consumer.seek(tp, start)
+        ends = {tp: n for tp, n in (await consumer.end_offsets(tps)).items() if n > 0}
+        _ready_then_wait()
+        tune_gc()
+        first = None
+        messages = 0
+        while ends:
+            batches = await consumer.getmany(timeout_ms=100, max_records=20_000)
+            now = time.time()
+            if on_idle is not None:
+                on_idle(now)
+            if not batches:
+                continue
+            if first is None:
+                first = now
+            for tp, records in batches.items():
+                handle(records, now)
+                messages += len(records)
+                if records[-1].offset + 1 >= ends.get(tp, 0):
+                    ends.pop(tp, None)
+        return first, time.time(), messages
+    finally:
+        await consumer.stop()
+
+
+def _role_raw(args):
+    import orjson
+
+    count = [0]
+
+    def handle(records, now):
+        n = 0
+        for record in records:
+            value = orjson.loads(record.value)
+            n += len(value) if type(value) is list else 1
+        count[0] += n
+
+    first, last, messages = asyncio.run(_consume(args, handle))
+    return {"events": count[0], "messages": messages, "first": first, "last": last}
+
+
+class _Stepper:
+    """The worker's per-step work: advance, live snapshots, the Prometheus collector."""
+
+    def __init__(self, engine):
+        from livemon.exposition import RoomCollector
+
+        self.engine, self.collector, self.next = engine, RoomCollector(), None
+        self.steps, self.step_seconds = 0, 0.0
+
+    def __call__(self, now):
+        if self.next is None:
+            self.next = now + 1.0
+        if now < self.next:
+            return
+        self.next = now + 1.0
+        started = time.perf_counter()
+        self.engine.advance(now)
+        self.collector.update(self.engine.live_snapshots(now))
+        self.engine.forget_idle_rooms(now)
+        self.steps += 1
+        self.step_seconds += time.perf_counter() - started
+
+
+def _role_engine(args):
+    from livemon.engine import Engine
+    from livemon.ingest.events import decode
+
+    engine = Engine()
+    stepper = _Stepper(engine)
+    stats = {"events": 0, "rejected": 0}
+
+    def handle(records, now):
+        events = []
+        rejected = 0
+        for record in records:
+            good, bad = decode(record.value, record.topic)
+            events += good
+            rejected += len(bad)
+        rejected += len(engine.ingest(events, now))
+        stats["events"] += len(events)
+        stats["rejected"] += rejected
+        stepper(now)
+
+    first, last, messages = asyncio.run(_consume(args, handle, stepper))
+    return {**stats, "messages": messages, "first": first, "last": last, "rooms": len(engine.rooms),
+            "steps": stepper.steps, "step_seconds": stepper.step_seconds}
+
+
+def _role_faust(args):
+    import logging
+
+    import faust
+
+    from livemon.engine import Engine
+    from livemon.ingest.events import EVENT_TOPICS, decode
+
+    logging.disable(logging.WARNING)
+    app = faust.App(f"bench-faust-{os.getpid()}", broker=f"kafka://{args['bootstrap']}", store="memory://",
+                    web_enabled=False, autodiscover=False, topic_partitions=args["partition_count"],
+                    consumer_auto_offset_reset="earliest", broker_session_timeout=6.0,
+                    broker_heartbeat_interval=1.0, topic_disable_leader=True,
+                    datadir=tempfile.mkdtemp(prefix="livemon-bench-faust-"))
+    topic = app.topic(*EVENT_TOPICS, key_type=bytes, value_type=bytes, key_serializer="raw",
+                      value_serializer="raw")
+    engine = Engine()
+    stepper = _Stepper(engine)
+    state = {"first": None, "messages": 0, "events": 0, "rejected": 0}
+    expected = args["messages"]
+
+    @app.agent(topic)
+    async def ingest(stream):
+        async for value in stream:  # one message at a time, as a typical Faust agent does
+            now = time.time()
+            if state["first"] is None:
+                state["first"] = now
+            events, bad = decode(value)
+            state["rejected"] += len(bad) + len(engine.ingest(events, now))
+            state["events"] += len(events)
+            state["messages"] += 1
+            if state["messages"] >= expected:
+                state["last"] = time.time()
+                print(json.dumps({k: state[k] for k in ("events", "messages", "first", "last", "rejected")}),
+                      flush=True)
+                os._exit(0)
+
+    @app.timer(1.0)
+    async def step():
+        stepper(time.time())
+
+    _ready_then_wait()
+    tune_gc()
+    worker = faust.Worker(app, loglevel="error", quiet=True, redirect_stdouts=False)
+    worker.execute_from_commandline()
+    return {"error": "faust worker stopped before the end of the data"}
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _role_memory(args):
+    """RSS per tracked viewer: `viewers` concurrent viewers over `rooms` rooms, each with an enter,
+    a heartbeat and a health beacon, the clock 30 s on (a steady show's state)."""
+    from livemon.engine import Engine
+    from livemon.ingest.events import Health, View
+
+    viewers, rooms = args["viewers"], args["rooms"]
+    per_room = viewers // rooms
+    rng = random.Random(0)
+    engine = Engine()
+    tune_gc()
+    gc.collect()
+    before = _rss()
+    cdns = ("cdn-a", "cdn-b", "cdn-c")
+    for phase in range(3):  # enter at 0-20 s, beacon 5 s later, heartbeat 15 s later
+        for r in range(rooms):
+            room = f"room-{r:05d}"
+            events = []
+            for u in range(per_room):
+                ts = T0 + (u * 20.0 / per_room) + (0, 5, 15)[phase]
+                user = f"u{r}-{u}"
+                if phase == 0:
+                    events.append(View(room, user, ts, "enter"))
+                elif phase == 1:
+                    events.append(Health(room, user, ts, cdns[u % 3], 10_000, 0, 0,
+                                         latency_ms=rng.uniform(800, 4000)))
+                else:
+                    events.append(View(room, user, ts, "heartbeat"))
+            engine.ingest(events)
+        engine.advance()
+    engine.ingest([View("room-00000", "clock", T0 + 40.0, "heartbeat")])
+    engine.advance()
+    gc.collect()
+    after = _rss()
+    tracked = sum(len(room.viewers) for room in engine.rooms.values())
+    return {"viewers": tracked, "rooms": len(engine.rooms), "rss_delta": after - before,
+            "bytes_per_viewer": (after - before) / max(1, tracked)}
+
+
+def _role_render(args):
+    """`/metrics` render time at `rooms` rooms (the exposition collector over live snapshots)."""
+    from livemon.engine import Engine
+    from livemon.exposition import RoomCollector
+    from livemon.ingest.events import Click, Danmaku, Health, Order, View
+
+    rooms = args["rooms"]
+    rng = random.Random(0)
+    engine = Engine()
+    tune_gc()
+    for r in range(rooms):
+        room = f"room-{r:05d}"
+        events = []
+        for u in range(20):
+            user = f"u{r}-{u}"
+            ts = T0 + u
+            events.append(View(room, user, ts, "enter"))
+            events.append(Health(room, user, ts + 0.5, ("cdn-a", "cdn-b")[u % 2], 10_000, rng.choice((0, 0, 400)),
+                                 rng.choice((0, 0, 1)), latency_ms=rng.uniform(800, 4000)))
+            if u % 4 == 0:
+                events.append(Danmaku(room, user, ts + 0.6, "666"))
+                events.append(Click(room, user, ts + 0.7, "product", product_id="sku-1"))
+            if u % 10 == 0:
+                events.append(Order(room, user, ts + 0.8, f"o{r}-{u}", "sku-1", 99.0, "paid"))
+        engine.ingest(events)
+    engine.advance()
+    collector = RoomCollector()
+    started = time.perf_counter()
+    live = engine.live_snapshots()
+    snapshot_seconds = time.perf_counter() - started
+    collector.update(live)
+    started = time.perf_counter()
+    text = collector.render()
+    render_seconds = time.perf_counter() - started
+    return {"rooms": len(live), "render_s": render_seconds, "snapshots_s": snapshot_seconds,
+            "bytes": len(text), "samples": text.count(b"\n") - text.count(b"\n#")}
+
+
+class Child:
+    def __init__(self, args: dict, log):
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", "from livemon.bench import _child_main; _child_main()", json.dumps(args)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True)
+
+    def ready(self, timeout: float = 120.0) -> None:
+        line = self.process.stdout.readline()
+        if line.strip() != "ready":
+            self.process.kill()
+            raise click.ClickException(f"bench child failed to start (see the log): {line!r}")
+
+    def go(self) -> None:
+        self.process.stdin.write("go\n")
+        self.process.stdin.flush()
+
+    def result(self, timeout: float) -> dict:
+        try:
+            out, _ = self.process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.communicate()
+            return {"error": f"timed out after {timeout:.0f} s"}
+        lines = [line for line in out.splitlines() if line.startswith("{")]
+        if not lines:
+            return {"error": f"exit code {self.process.returncode}, no result"}
+        return json.loads(lines[-1])
+
+    def run(self, timeout: float) -> dict:
+        self.ready()
+        self.go()
+        return self.result(timeout)
+
+
+# ---------------------------------------------------------------------------------------------
+# the real worker
+
+
+def _scrape(url: str, timeout: float = 2.0) -> bytes:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return response.read()
+
+
+_EVENTS_RE = re.compile(rb"^livemon_events(?:_rejected)?_total\{[^}]*\} ([0-9.e+]+)$", re.M)
+
+
+class Worker:
+    """`livemon worker` in a subprocess, with its /metrics."""
+
+    def __init__(self, bootstrap: str, log, group: str):
+        from livemon.broker import free_port
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        command = [sys.executable, "-m", "livemon", "worker", "--broker", bootstrap, "--web-port", str(self.port),
+                   "--no-alerts", "--no-web-page", "--group", group, "--log-level", "error"]
+        self.process = subprocess.Popen(command, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                                        start_new_session=True)
+
+    def wait_healthy(self, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise click.ClickException(f"livemon worker exited with code {self.process.returncode}")
+            try:
+                _scrape(self.url + "/healthz", timeout=1.0)
+                return
+            except Exception:  # noqa: BLE001 - not up yet (or 503 while starting)
+                time.sleep(0.2)
+        raise click.ClickException("livemon worker did not become healthy")
+
+    def counted(self) -> float:
+        return sum(float(v) for v in _EVENTS_RE.findall(_scrape(self.url + "/metrics")))
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def _worker_throughput(bootstrap: str, expected_events: int, log, timeout: float) -> dict:
+    worker = Worker(bootstrap, log, f"bench-tp-{os.getpid()}")
+    try:
+        deadline = time.monotonic() + timeout
+        worker.wait_healthy()
+        first = first_n = None
+        last_n, last_change = 0.0, time.monotonic()
+        while time.monotonic() < deadline:
+            n, now = worker.counted(), time.time()
+            if n and first is None:
+                first, first_n = now, n
+            if n != last_n:
+                last_n, last_change = n, time.monotonic()
+            if n >= expected_events or (first is not None and time.monotonic() - last_change > 10):
+                break
+            time.sleep(0.05)
+        if first is None or last_n <= first_n:
+            return {"error": "the worker counted nothing"}
+        return {"events": last_n, "first": first, "last": now,
+                "events_per_s": (last_n - first_n) / max(1e-9, now - first)}
+    finally:
+        worker.stop()
+
+
+def _nearest_rank(values, q):
+    ordered = sorted(values)
+    return ordered[max(1, math.ceil(q * len(ordered))) - 1] if ordered else None
+
+
+async def _e2e(bootstrap: str, url: str, messages, rate: float, seconds: float, warmup: float,
+               envelope: int = 20) -> dict:
+    """Steady traffic at `rate` events/s (the simulated events, re-stamped with the wall clock at
+    sending), plus a probe every 100 ms: a paid order in room `bench-probe`, found on /metrics as
+    `livemon_room_orders_total{room="bench-probe"}`; latency = first scrape showing it - send."""
+    import aiohttp
+    import msgspec
+    from aiokafka import AIOKafkaProducer
+
+    from livemon.ingest.events import Order, encode
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=2, max_batch_size=1 << 20)
+    await producer.start()
+    replace = msgspec.structs.replace
+    chunks = [(topic, room.encode(), events[i:i + envelope]) for topic, room, events in messages
+              for i in range(0, len(events), envelope)]
+    sent_at: list[float] = []
+    seen_at: dict[int, float] = {}
+    probe_line = re.compile(rb'^livemon_room_orders_total\{room="bench-probe"\} ([0-9.e+]+)$', re.M)
+    stop = asyncio.Event()
+    started = time.time()
+    measure_from = started + warmup
+
+    async def load():
+        index, sent = 0, 0
+        next_probe = started
+        while not stop.is_set():
+            now = time.time()
+            while sent < rate * (now - started):
+                topic, key, events = chunks[index % len(chunks)]
+                index += 1
+                value = encode([replace(event, ts=round(now, 3)) for event in events])
+                await producer.send(topic, value, key=key)
+                sent += len(events)
+            if now >= next_probe:
+                next_probe += 0.1
+                if now >= measure_from:
+                    k = len(sent_at)
+                    sent_at.append(time.time())
+                    probe = Order("bench-probe", "probe", round(time.time(), 3), f"probe-{k}", "sku-probe", 1.0, "paid")
+                else:  # warm-up: the probe room exists and its clock moves, nothing counted
+                    probe = Order("bench-probe", "probe", round(now, 3), "warm-up", "sku-probe", 1.0, "created")
+                await producer.send("liveroom.orders", encode(probe), key=b"bench-probe")
+            await asyncio.sleep(0.005)
+        return sent
+
+    async def poll():
+        async with aiohttp.ClientSession() as session:
+            while not stop.is_set() or len(seen_at) < len(sent_at):
+                try:
+                    async with session.get(url + "/metrics") as response:
+                        body = await response.read()
+                except aiohttp.ClientError:
+                    await asyncio.sleep(0.05)
+                    continue
+                now = time.time()
+                match = probe_line.search(body)
+                if match:
+                    for k in range(int(float(match.group(1)))):
+                        seen_at.setdefault(k, now)
+                if stop.is_set() and now - stopped_at[0] > 10:
+                    break
+                await asyncio.sleep(0.02)
+
+    stopped_at = [0.0]
+    loader = asyncio.create_task(load())
+    poller = asyncio.create_task(poll())
+    await asyncio.sleep(warmup + seconds)
+    stop.set()
+    stopped_at[0] = time.time()
+    sent = await loader
+    await producer.flush()
+    await poller
+    await producer.stop()
+    latencies = [seen_at[k] - t for k, t in enumerate(sent_at) if k in seen_at]
+    return {"rate": sent / (time.time() - started), "probes": len(sent_at), "seen": len(latencies),
+            "p50_s": _nearest_rank(latencies, 0.5), "p99_s": _nearest_rank(latencies, 0.99),
+            "max_s": max(latencies) if latencies else None, "envelope": envelope}
+
+
+# ---------------------------------------------------------------------------------------------
+# the command
+
+
+def _machine() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    memory = None
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gb": round(memory / 2**30, 1) if memory else None,
+            "python": platform.python_version(), "platform": platform.platform(),
+            "load_avg": [round(x, 2) for x in os.getloadavg()]}
+
+
+def _rate(result: dict) -> float | None:
+    if "error" in result or not result.get("first"):
+        return None
+    return result["events"] / max(1e-9, result["last"] - result["first"])
+
+
+@click.command()
+@click.option("--broker", default=None, metavar="HOST:PORT",
+              help="Kafka bootstrap server (default: the embedded broker, a fresh one per data set). "
+                   "With an external broker the Faust, livemon worker and end-to-end parts are left out "
+                   "(they read the topics from the start).")
+@click.option("--quick", is_flag=True, help="Smaller sizes, same shape: done within a minute.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the simulated traffic.")
+@click.option("--write", "write_path", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write the report (machine, date, figures) to this Markdown file, e.g. BENCHMARKS.md.")
+@click.option("--skip", multiple=True, type=click.Choice(["faust", "worker", "scale", "e2e", "memory", "render"]),
+              help="Leave a part out (repeatable).")
+@click.option("--log", "log_path", type=click.Path(dir_okay=False), default=None,
+              help="Where the children's and brokers' output goes (default: a temporary file).")
+def bench(broker, quick, seed, write_path, skip, log_path):
+    """Measure throughput (envelopes of 1, 10, 100 events) against a raw aiokafka consumer and a
+    per-message Faust agent, scale-out, end-to-end latency, memory per viewer and /metrics cost."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    mode = "quick" if quick else "full"
+    size = SIZES[mode]
+    console = Console(stderr=True)
+    results: dict = {"mode": mode, "seed": seed, "date": datetime.datetime.now().astimezone().isoformat(
+        timespec="seconds"), "machine": _machine(), "command": "livemon " + shlex.join(["bench", *sys.argv[2:]])}
+    log_path = log_path or tempfile.mkstemp(prefix="livemon-bench-", suffix=".log")[1]
+    wall = time.monotonic()
+    steps = ["traffic"] + [f"envelope {e}" for e in ENVELOPES] + \
+        [s for s in ("scale", "e2e", "memory", "render") if s not in skip]
+    with open(log_path, "ab") as log, ExitStack() as stack, Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(), console=console, transient=False) as progress:
+        overall = progress.add_task(f"livemon bench ({mode})", total=len(steps))
+        phase = progress.add_task("", total=None)
+
+        def status(text):
+            progress.update(phase, description=text)
+
+        def done():
+            progress.advance(overall)
+
+        def new_broker():
+            if broker:
+                return broker
+            from livemon.broker import EmbeddedBroker
+
+            status("starting the embedded broker")
+            embedded = EmbeddedBroker(log_path=log_path).start()
+            stack.callback(embedded.stop)
+            return embedded.bootstrap, embedded
+
+        status(f"generating traffic: simulator, seed {seed}, {size['rooms']} rooms, "
+               f"{size['rate']:,} ev/s x {size['duration']} s")
+        messages = traffic(size["rooms"], size["rate"], size["duration"], seed)
+        total_events = sum(len(events) for _, _, events in messages)
+        results["data"] = {"generator": "livemon.simulator.core.generate('normal')", "rooms": size["rooms"],
+                           "events": total_events, "event_seconds": size["duration"]}
+        done()
+
+        throughput = results["throughput"] = {}
+        partitions = None
+        for envelope in ENVELOPES:
+            limit = size["events_1"] if envelope == 1 else None
+            packed = pack(messages, envelope, limit)
+            events = sum(n for *_, n in packed)
+            row = throughput[str(envelope)] = {"events": events, "messages": len(packed)}
+            made = new_broker()
+            bootstrap, embedded = made if isinstance(made, tuple) else (made, None)
+            if embedded is not None:
+                partitions = embedded.partitions
+            else:
+                from livemon.broker import ensure_topics
+
+                partitions = ensure_topics(bootstrap)["liveroom.views"]
+            starts = asyncio.run(_end_offsets(bootstrap, partitions)) if broker else {}
+            status(f"envelope {envelope}: producing {len(packed):,} messages ({events:,} events)")
+            asyncio.run(_produce(bootstrap, packed))
+            base = {"bootstrap": bootstrap, "partitions": list(range(partitions)), "partition_count": partitions,
+                    "starts": starts}
+            status(f"envelope {envelope}: raw aiokafka consumer")
+            row["raw"] = _rate(Child({**base, "role": "raw"}, log).run(600))
+            status(f"envelope {envelope}: engine worker loop")
+            engine_result = Child({**base, "role": "engine"}, log).run(900)
+            row["engine"] = _rate(engine_result)
+            row["rejected"] = engine_result.get("rejected")
+            if "faust" not in skip and not broker:
+                status(f"envelope {envelope}: per-message Faust agent")
+                row["faust"] = _rate(Child({**base, "role": "faust", "messages": len(packed)}, log).run(600))
+            if envelope == 100 and "worker" not in skip and not broker:
+                status("envelope 100: livemon worker (Faust runtime), rate from its /metrics")
+                real = _worker_throughput(bootstrap, events, log, timeout=300)
+                row["worker"] = real.get("events_per_s")
+            if envelope == 100 and "scale" not in skip:
+                status("scale-out: 2 engine worker processes, half the partitions each")
+                half = partitions // 2
+                children = [Child({**base, "role": "engine", "partitions": list(range(partitions))[s]}, log)
+                            for s in (slice(0, half), slice(half, None))]
+                for child in children:
+                    child.ready()
+                for child in children:
+                    child.go()
+                parts = [child.result(900) for child in children]
+                if all("error" not in p and p.get("first") for p in parts):
+                    two = sum(p["events"] for p in parts) / (max(p["last"] for p in parts) -
+                                                            min(p["first"] for p in parts))
+                    results["scale_out"] = {"one": row["engine"], "two": two,
+                                            "ratio": two / row["engine"] if row["engine"] else None,
+                                            "split": [p["events"] for p in parts]}
+                else:
+                    results["scale_out"] = {"error": [p.get("error") for p in parts]}
+                done()
+            for name in ("raw", "faust"):
+                if row.get(name) and row.get("engine"):
+                    row[f"engine_vs_{name}"] = row["engine"] / row[name]
+            if embedded is not None:
+                embedded.stop()
+            done()
+        per_event_faust = throughput["1"].get("faust")
+        best = throughput["100"].get("engine")
+        results["ratio_vs_faust"] = best / per_event_faust if best and per_event_faust else None
+
+        if "e2e" not in skip and not broker:
+            made = new_broker()
+            bootstrap, embedded = made if isinstance(made, tuple) else (made, None)
+            status("end-to-end: starting livemon worker")
+            worker = Worker(bootstrap, log, f"bench-e2e-{os.getpid()}")
+            try:
+                worker.wait_healthy()
+                status(f"end-to-end: {size['e2e_rate']:,} ev/s for {size['e2e_warmup']}+{size['e2e_seconds']} s, "
+                       f"probe every 100 ms")
+                results["e2e"] = asyncio.run(_e2e(bootstrap, worker.url, messages, size["e2e_rate"],
+                                                  size["e2e_seconds"], size["e2e_warmup"]))
+                results["e2e"]["visible_on"] = "livemon worker /metrics"
+            finally:
+                worker.stop()
+                if embedded is not None:
+                    embedded.stop()
+            done()
+        if "memory" not in skip:
+            status(f"memory: {size['mem_viewers']:,} viewers over {size['mem_rooms']:,} rooms, in-process")
+            results["memory"] = Child({"role": "memory", "viewers": size["mem_viewers"],
+                                       "rooms": size["mem_rooms"]}, log).run(900)
+            done()
+        if "render" not in skip:
+            status(f"/metrics: {size['render_rooms']:,} rooms")
+            results["render"] = Child({"role": "render", "rooms": size["render_rooms"]}, log).run(600)
+            done()
+        status("done")
+    results["seconds"] = round(time.monotonic() - wall, 1)
+    results["targets"] = _verdicts(results)
+    text = _report(results)
+    click.echo(text)
+    click.echo(json.dumps(results, separators=(",", ":")))
+    if write_path:
+        with open(write_path, "w") as out:
+            out.write(text)
+            out.write("\n```json\n" + json.dumps(results, separators=(",", ":")) + "\n```\n")
+        console.print(f"wrote {write_path}")
+
+
+def _verdicts(results: dict) -> dict:
+    t = results.get("throughput", {})
+    engine100 = (t.get("100") or {}).get("engine")
+    out = {}
+    if engine100 is not None:
+        out["events_per_s_100"] = {"value": engine100, "target": TARGETS["events_per_s_100"],
+                                   "ok": engine100 >= TARGETS["events_per_s_100"]}
+    if results.get("ratio_vs_faust"):
+        out["ratio_vs_faust"] = {"value": results["ratio_vs_faust"], "target": TARGETS["ratio_vs_faust"],
+                                 "ok": results["ratio_vs_faust"] >= TARGETS["ratio_vs_faust"]}
+    p99 = (results.get("e2e") or {}).get("p99_s")
+    if p99 is not None:
+        out["e2e_p99_s"] = {"value": p99, "target": TARGETS["e2e_p99_s"], "ok": p99 <= TARGETS["e2e_p99_s"]}
+    per_viewer = (results.get("memory") or {}).get("bytes_per_viewer")
+    if per_viewer is not None:
+        out["bytes_per_viewer"] = {"value": per_viewer, "target": TARGETS["bytes_per_viewer"],
+                                   "ok": per_viewer <= TARGETS["bytes_per_viewer"]}
+    render = (results.get("render") or {}).get("render_s")
+    if render is not None:
+        out["render_s"] = {"value": render, "target": TARGETS["render_s"], "ok": render <= TARGETS["render_s"]}
+    return out
+
+
+def _fmt(value, unit="", digits=0):
+    if value is None:
+        return "–"
+    if isinstance(value, float) and digits:
+        return f"{value:,.{digits}f}{unit}"
+    return f"{value:,.0f}{unit}"
+
+
+def _report(r: dict) -> str:
+    m = r["machine"]
+    lines = [f"# livemon bench ({r['mode']})", "",
+             f"- date: {r['date']}", f"- machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, "
+             f"Python {m['python']}, {m['platform']}; load average at start {m['load_avg']}",
+             f"- command: `{r['command']}`; seed {r['seed']}; {r.get('seconds', '?')} s",
+             f"- traffic: {r['data']['generator']}, {r['data']['rooms']} rooms, {r['data']['events']:,} events "
+             f"({r['data']['event_seconds']} s of show); the 1-event envelope uses a prefix", "",
+             "## Throughput, events/s (one process each; timed from its first message to its last)", "",
+             "| envelope | events | raw aiokafka (ceiling) | per-message Faust + engine | engine worker loop "
+             "| livemon worker | engine / raw | engine / Faust |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for envelope, row in r.get("throughput", {}).items():
+        lines.append(f"| {envelope} | {row['events']:,} | {_fmt(row.get('raw'))} | {_fmt(row.get('faust'))} | "
+                     f"{_fmt(row.get('engine'))} | {_fmt(row.get('worker'))} | "
+                     f"{_fmt(row.get('engine_vs_raw'), digits=2)} | {_fmt(row.get('engine_vs_faust'), digits=1)} |")
+    lines += ["", f"Engine worker loop at 100-event envelopes vs the per-event Faust agent (envelope 1): "
+                  f"**{_fmt(r.get('ratio_vs_faust'), 'x', 1)}**", ""]
+    so = r.get("scale_out")
+    if so:
+        lines += ["## Scale-out (engine worker loop, 100-event envelopes, partitions split in half)", "",
+                  f"1 process: {_fmt(so.get('one'))} ev/s; 2 processes: {_fmt(so.get('two'))} ev/s; "
+                  f"ratio **{_fmt(so.get('ratio'), digits=2)}** (2 cores shared with the broker and the "
+                  f"bench itself, and a noisy machine: read the ratio, not the absolute figures)", ""]
+    e = r.get("e2e")
+    if e:
+        lines += ["## End-to-end latency (produce -> value on `/metrics` of `livemon worker`)", "",
+                  f"steady {_fmt(e.get('rate'))} ev/s (envelopes of {e.get('envelope')}), {e.get('seen')}/"
+                  f"{e.get('probes')} probes seen: p50 **{_fmt(e.get('p50_s'), ' s', 3)}**, "
+                  f"p99 **{_fmt(e.get('p99_s'), ' s', 3)}**, max {_fmt(e.get('max_s'), ' s', 3)}", ""]
+    mem = r.get("memory")
+    if mem and "error" not in mem:
+        lines += ["## Memory and /metrics", "",
+                  f"- {mem['viewers']:,} tracked viewers over {mem['rooms']:,} rooms: RSS +{mem['rss_delta'] / 2**20:,.0f} "
+                  f"MiB, **{mem['bytes_per_viewer']:,.0f} bytes per viewer**"]
+    ren = r.get("render")
+    if ren and "error" not in ren:
+        lines += [f"- `/metrics` at {ren['rooms']:,} rooms: render **{ren['render_s']:.3f} s** "
+                  f"({ren['samples']:,} samples, {ren['bytes'] / 2**20:.1f} MiB); the live snapshots "
+                  f"behind it {ren['snapshots_s']:.3f} s (once per step)"]
+    lines += ["", "## Targets", "", "| target | measured | goal | met |", "|---|---:|---:|---|"]
+    for name, v in r.get("targets", {}).items():
+        digits = 3 if name in ("e2e_p99_s", "render_s") else (1 if name == "ratio_vs_faust" else 0)
+        lines.append(f"| {name} | {_fmt(v['value'], digits=digits)} | {_fmt(v['target'], digits=digits)} | "
+                     f"{'yes' if v['ok'] else 'NO'} |")
+    return "\n".join(lines) + "\n"
