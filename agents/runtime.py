@@ -210,8 +210,11 @@ class StreamRuntime:
                 high = consumer.highwater(_tp(topic, partition)) if consumer is not None else None
             except Exception:  # noqa: BLE001 - not fetched yet
                 high = None
-            if high is not None and received >= high:
-                continue  # nothing more to read on this topic: it holds nothing back
+            fresh = topic in state.heard or now - state.loaded_at > HOLD_SECONDS
+            if high is not None and received >= high and fresh:
+                # Nothing more to read on this topic: it holds nothing back. (Right after an
+                # assignment the high watermark is the one from before the pause: not trusted.)
+                continue
             if now - state.heard.get(topic, state.loaded_at) > HOLD_SECONDS:
                 continue  # silent for a while (or no data at all): do not wait for it
             bound = min(bound, state.newest.get(topic, -math.inf))
@@ -418,6 +421,10 @@ class StreamRuntime:
             for partition in sorted(set(self.owned) - partitions):
                 self._release(partition)
             kept = sorted(partitions & set(self.owned))
+            for partition in kept:
+                # Fetching paused during the rebalance: what we knew of each topic is stale.
+                self.owned[partition].heard.clear()
+                self.owned[partition].loaded_at = time.monotonic()
             for partition in kept:
                 # Someone else may have owned it meanwhile (we were out of the group for a
                 # while): if their checkpoint is ahead of us, our state is stale.

@@ -7,7 +7,7 @@ import json
 
 import msgspec
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from livemon.engine import Engine, EngineConfig
@@ -93,9 +93,9 @@ def mutated(draw, envelope_element=False):
     """A valid event broken in one way: (raw bytes, the reason it must be rejected with, topic)."""
     doc = draw(valid_events)
     topic = TOPIC_OF_TYPE[doc["type"]]
-    kinds = ["missing", "wrong_type", "bad_value", "unknown_type", "wrong_topic", "too_large", "not_object"]
-    if not envelope_element:
-        kinds.append("truncated")
+    kinds = ["missing", "wrong_type", "bad_value", "unknown_type", "too_large", "not_object"]
+    if not envelope_element:  # in an envelope: wrong topics are made apart, truncation breaks it all
+        kinds += ["wrong_topic", "truncated"]
     kind = draw(st.sampled_from(kinds))
     if kind == "missing":
         del doc[draw(st.sampled_from(REQUIRED[doc["type"]]))]
@@ -138,8 +138,9 @@ def mutated(draw, envelope_element=False):
     if kind == "too_large":
         doc["pad"] = "x" * (MAX_EVENT_BYTES + draw(st.integers(0, 2000)))
         return raw(doc), TOO_LARGE, topic
-    if kind == "not_object":
-        return draw(st.sampled_from([b"42", b'"666"', b"null", b"true", b"[]", b"[1]", b"3.5"])), INVALID_JSON, topic
+    if kind == "not_object":  # JSON, but not an event object
+        shapes = [b"42", b'"666"', b"null", b"true", b"3.5"] + ([b"[]", b"[1]"] if envelope_element else [])
+        return draw(st.sampled_from(shapes)), INVALID_JSON, topic
     value = raw(doc)  # truncated: cut anywhere before the end
     return value[:draw(st.integers(0, len(value) - 1))], INVALID_JSON, topic
 
@@ -159,14 +160,14 @@ def check_well_formed(value: bytes, events, rejections):
 
 # ---- properties ----
 
-@settings(max_examples=400)
+@settings(max_examples=400, deadline=None)
 @given(st.binary(max_size=400), st.sampled_from([None, *TOPIC_OF_TYPE.values()]))
 def test_arbitrary_bytes_never_raise_and_are_accounted_for(value, topic):
     events, rejections = decode(value, topic)
     check_well_formed(value, events, rejections)
     try:
-        doc = json.loads(value)
-    except ValueError:
+        doc = msgspec.json.decode(value)
+    except msgspec.DecodeError:
         doc = None
     if isinstance(doc, list):
         assert len(events) + len(rejections) == len(doc)
@@ -177,14 +178,14 @@ def test_arbitrary_bytes_never_raise_and_are_accounted_for(value, topic):
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=10),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=10),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
         st.sampled_from(["type", "room_id", "user_id", "ts", "action", "text", "target", "amount", "x"]),
         inner, max_size=5),
     max_leaves=12)
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(json_values, st.sampled_from([None, *TOPIC_OF_TYPE.values()]))
 def test_arbitrary_json_never_raises_and_is_accounted_for(doc, topic):
     value = json.dumps(doc).encode()
@@ -193,7 +194,7 @@ def test_arbitrary_json_never_raises_and_is_accounted_for(doc, topic):
     assert len(events) + len(rejections) == (len(doc) if isinstance(doc, list) else 1)
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(valid_events)
 def test_a_valid_event_decodes_to_itself(doc):
     value = raw(doc)
@@ -207,7 +208,7 @@ def test_a_valid_event_decodes_to_itself(doc):
     assert decode(encode(event), None) == ([event], [])  # and encodes back the same
 
 
-@settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(mutated())
 def test_a_mutated_event_is_rejected_with_its_reason_and_raw_bytes(case):
     value, reason, topic = case
@@ -223,11 +224,10 @@ def _topic_envelopes():
     def for_topic(topic):
         kind = next(k for k, t in TOPIC_OF_TYPE.items() if t == topic)
         good = VALID[kind].map(lambda doc: (raw(doc), None))
-        bad = mutated(envelope_element=True).filter(lambda case: case[1] != WRONG_TOPIC or True).map(
-            lambda case: (case[0], case[1]) if case[1] != WRONG_TOPIC else None)
+        bad = mutated(envelope_element=True).map(lambda case: (case[0], case[1]))
         wrong_topic = st.sampled_from([k for k in VALID if k != kind]).flatmap(lambda k: VALID[k]).map(
             lambda doc: (raw(doc), WRONG_TOPIC))
-        item = st.one_of(good, good, bad.filter(lambda case: case is not None), wrong_topic)
+        item = st.one_of(good, good, bad, wrong_topic)
         return st.tuples(st.just(topic), st.lists(item, min_size=1, max_size=12))
     return st.sampled_from(sorted(set(TOPIC_OF_TYPE.values()))).flatmap(for_topic)
 

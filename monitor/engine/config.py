@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 RETENTION_HORIZONS = (30, 60, 180)  # seconds, SPEC §5
@@ -18,10 +19,10 @@ class EngineConfig:
 
     def __post_init__(self):
         for name in ("step", "window", "presence_timeout", "show_idle", "future_limit"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
-        if self.lateness < 0:
-            raise ValueError(f"lateness must be >= 0, got {self.lateness!r}")
+            if not 0 < getattr(self, name) < math.inf:
+                raise ValueError(f"{name} must be a positive number, got {getattr(self, name)!r}")
+        if not 0 <= self.lateness < math.inf:
+            raise ValueError(f"lateness must be a number >= 0, got {self.lateness!r}")
         for name, value in (("window", self.window), *((f"{h}s horizon", h) for h in RETENTION_HORIZONS)):
             ratio = value / self.step
             if abs(ratio - round(ratio)) > 1e-9:

@@ -16,7 +16,9 @@ from typing import Iterable
 
 from ..ingest.events import FUTURE, LATE, AnyEvent, Click, Danmaku, Health, Order, Show, View
 from .config import EngineConfig
-from .room import Room
+from .room import (BEACONS, C_BEACONS, C_ERRORS, C_PLAY_MS, C_STALL_MS, DANMAKU, ERRORS, EVENTS, PLAY_MS,
+                   STALL_MS, STALLS, USER, CdnStats, Room)
+from .windows import LatencySketch
 
 
 class Engine:
@@ -55,6 +57,8 @@ class Engine:
         step, lateness = config.step, config.lateness
         future = None if wall is None else wall + config.future_limit
         now = self.now(wall)
+        show_idle = config.show_idle
+        bin_of = LatencySketch.bin_of
         for event in events:
             ts = event.ts
             if future is not None and ts > future:
@@ -82,28 +86,63 @@ class Engine:
                 else:  # the wall clock had run the clock on past ts: never turn it back
                     self._clock_wall = wall - (now - ts)
             kind = type(event)
-            if kind is View:
-                room.note_event(ts, bucket)
-                room.view(event.user_id, event.action, ts, watermark)
-            elif kind is Health:
-                room.note_event(ts, bucket)
-                room.add_health(event, bucket)
-            elif kind is Danmaku:
-                room.note_event(ts, bucket)
-                room.add_danmaku(event.user_id, bucket)
-            elif kind is Click:
-                room.note_event(ts, bucket)
-                room.add_click(event.user_id, event.target, bucket)
-            elif kind is Order:
-                room.note_event(ts, bucket)
-                if event.status == "paid":
-                    room.add_paid_order(event.order_id, event.user_id, event.amount, bucket)
-            elif kind is Show:
+            if kind is Show:
                 if event.action == "start":
                     room.begin_show(event.show_id, ts, event.title)
                 room.note_event(ts, bucket)
                 if event.action == "end":
                     room.end_show(ts)
+                continue
+            # Room.note_event, inline for the common case (see there): count the event, no show change.
+            vector = room.sums.buckets.get(bucket)
+            if vector is None:
+                vector = room.sums.at(bucket)
+            shows = room.shows
+            if shows and ts - room.max_ts <= show_idle and ts >= shows[-1].start and shows[-1].ended_at is None:
+                vector[EVENTS] += 1
+                if ts > room.max_ts:
+                    room.max_ts = ts
+            else:
+                room.note_event(ts, bucket)
+            if kind is View:
+                room.view(event.user_id, event.action, ts, watermark)
+            elif kind is Health:
+                # Room.add_health, inline.
+                stall_ms, play_ms = event.stall_ms, event.play_ms
+                vector[STALL_MS] += stall_ms
+                vector[PLAY_MS] += play_ms
+                vector[STALLS] += event.stall_count
+                vector[BEACONS] += 1
+                cdn = room.cdns.get(event.cdn)
+                if cdn is None:
+                    cdn = room.cdns[event.cdn] = CdnStats(room.width, room.frontier)
+                cvector = cdn.sums.buckets.get(bucket)
+                if cvector is None:
+                    cvector = cdn.sums.at(bucket)
+                cvector[C_STALL_MS] += stall_ms
+                cvector[C_PLAY_MS] += play_ms
+                cvector[C_BEACONS] += 1
+                if event.error is not None:
+                    vector[ERRORS] += 1
+                    cvector[C_ERRORS] += 1
+                latency = event.latency_ms
+                if latency is not None:
+                    index = bin_of(latency)
+                    room.latency.add_bin(index, bucket)
+                    cdn.latency.add_bin(index, bucket)
+                user = event.user_id
+                record = room.viewers.get(user)
+                cdn.viewers.add(user if record is None else record[USER], bucket)
+            elif kind is Danmaku:
+                vector[DANMAKU] += 1
+                user = event.user_id
+                record = room.viewers.get(user)
+                room.interacting.add(user if record is None else record[USER], bucket)
+            elif kind is Click:
+                room.add_click(room.user_key(event.user_id), event.target, bucket)
+            elif kind is Order:
+                if event.status == "paid":
+                    room.add_paid_order(event.order_id, room.user_key(event.user_id), event.amount, bucket)
         return rejected
 
     # ---- output ----

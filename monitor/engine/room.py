@@ -27,8 +27,11 @@ C_STALL_MS, C_PLAY_MS, C_BEACONS, C_ERRORS = range(4)
 
 # Presence operations; EXPIRE is the timeout checked by the sweep.
 ENTER, HEARTBEAT, LEAVE, EXPIRE = "enter", "heartbeat", "leave", "expire"
-# A viewer record: [start, last_seen, end (None while present), log of non-final operations].
-START, LAST_SEEN, END, LOG = range(4)
+# A viewer record: [start, last_seen, end (None while present), log of non-final operations, user id].
+# The record keeps the one copy of the user id string that the room's structures share (every
+# event brings its own copy; kept in expiry lists and distinct-user windows they would add up).
+START, LAST_SEEN, END, LOG, USER = range(5)
+_NO_CHANGES = ()
 
 MICRO = 1_000_000
 QUANTILES = (0.5, 0.95)
@@ -190,16 +193,43 @@ class Room:
 
     # ---- presence ----
 
+    def user_key(self, user: str) -> str:
+        """The room's own copy of a user id, when it has one (see USER)."""
+        record = self.viewers.get(user)
+        return user if record is None else record[USER]
+
     def view(self, user: str, action: str, ts: float, watermark: float) -> None:
         record = self.viewers.get(user)
         if record is None:
-            record = self.viewers[user] = [None, None, None, None]
+            record = self.viewers[user] = [None, None, None, None, user]
             if action != ENTER:  # no presence yet: kept only while an earlier enter may arrive
                 self.cleanups.setdefault(self.bucket_of(ts) + self.keep, []).append(user)
+        else:
+            user = record[USER]
         log = record[LOG]
         if log:
             while log and log[0][0] < watermark:
                 del log[0]  # final: no event can go before it any more
+            if not log:
+                log = record[LOG] = None
+        if action != LEAVE and (not log or ts >= log[-1][0]):
+            # The common case, `_apply` of a heartbeat (or repeated enter) of a present viewer in
+            # event-time order, before its timeout: it moves last_seen and changes no sums.
+            start, last_seen, end = record[START], record[LAST_SEEN], record[END]
+            if start is not None and end is None and ts < last_seen + self.timeout:
+                record[LAST_SEEN] = ts
+                expiry = math.ceil((ts + self.timeout) / self.step)
+                expiries = self.expiries.get(expiry)
+                if expiries is None:
+                    self.expiries[expiry] = [user]
+                else:
+                    expiries.append(user)
+                entry = (ts, action, start, last_seen, end, _NO_CHANGES)
+                if log is None:
+                    record[LOG] = [entry]
+                else:
+                    log.append(entry)
+                return
         if log and ts < log[-1][0]:
             redo = []
             while log and log[-1][0] > ts:
@@ -234,7 +264,7 @@ class Room:
         self._journal = None
         if record[LOG] is None:
             record[LOG] = []
-        record[LOG].append((ts, action, start, last_seen, end, changes))
+        record[LOG].append((ts, action, start, last_seen, end, changes or _NO_CHANGES))
 
     def _bump(self, bucket, field, delta):
         self.sums.at(bucket)[field] += delta

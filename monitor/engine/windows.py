@@ -202,6 +202,14 @@ class LatencySketch:
         index = self.bin_of(value)
         bins[index] = bins.get(index, 0) + 1
 
+    def add_bin(self, index: int, bucket: int) -> None:
+        """`add` of a value whose bin is known (`bin_of`): one log for the room and its CDN."""
+        bins = self.buckets.get(bucket)
+        if bins is None:
+            self.buckets[bucket] = {index: 1}
+        else:
+            bins[index] = bins.get(index, 0) + 1
+
     def advance(self) -> None:
         self.frontier = frontier = self.frontier + 1
         window = self.window

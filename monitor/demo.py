@@ -1,0 +1,175 @@
+"""`livemon demo`: the embedded default. A broker, a worker and a simulated show, on loopback.
+
+Every child runs in its own process group and is stopped (SIGTERM, then SIGKILL) when the demo
+ends, however it ends: Ctrl-C, SIGTERM, or a child dying.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+import click
+
+from livemon.broker import BrokerUnavailable, EmbeddedBroker, free_port
+
+SUMMARY_ROWS = 12
+
+
+def _spawn(args: list[str], log_path: str) -> subprocess.Popen:
+    with open(log_path, "ab") as log:
+        return subprocess.Popen([sys.executable, "-m", "livemon", *args], stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+def _stop(process: subprocess.Popen | None, timeout: float = 15.0) -> None:
+    if process is None or process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    except ProcessLookupError:
+        pass
+
+
+def read_rooms(metrics_url: str) -> list[dict]:
+    """Per-room values from a worker's /metrics, for the terminal summary."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(metrics_url, timeout=3) as response:
+        text = response.read().decode()
+    rooms: dict[str, dict] = {}
+    wanted = {"livemon_room_online": "online", "livemon_room_interaction_ratio": "interaction",
+              "livemon_room_conversion_ratio": "conversion", "livemon_room_gmv_total": "gmv",
+              "livemon_room_stall_ratio": "stall", "livemon_room_orders_total": "orders"}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            room = sample.labels.get("room")
+            if room is None or "cdn" in sample.labels:
+                continue
+            if sample.name in wanted:
+                rooms.setdefault(room, {})[wanted[sample.name]] = sample.value
+            elif sample.name == "livemon_room_retention_ratio" and sample.labels.get("horizon") == "60s":
+                rooms.setdefault(room, {})["retention"] = sample.value
+    return sorted(({"room": room, **values} for room, values in rooms.items()),
+                  key=lambda row: -row.get("online", 0))
+
+
+def summary_table(rows: list[dict], title: str):
+    from rich.table import Table
+
+    def pct(value):
+        return "-" if value is None else f"{value * 100:.1f}%"
+
+    table = Table(title=title, expand=False)
+    for name in ("room", "online", "retention 60s", "interaction", "conversion", "GMV", "orders", "stall"):
+        table.add_column(name, justify="left" if name == "room" else "right")
+    for row in rows[:SUMMARY_ROWS]:
+        stall = row.get("stall")
+        table.add_row(row["room"], f"{row.get('online', 0):.0f}", pct(row.get("retention")),
+                      pct(row.get("interaction")), pct(row.get("conversion")), f"{row.get('gmv', 0):,.2f}",
+                      f"{row.get('orders', 0):.0f}",
+                      "-" if stall is None else (f"[red]{stall * 100:.1f}%[/]" if stall > 0.05 else f"{stall * 100:.1f}%"))
+    if not rows:
+        table.add_row("(waiting for the first events)", "", "", "", "", "", "", "")
+    return table
+
+
+@click.command()
+@click.option("--rooms", default=6, show_default=True, type=click.IntRange(1, 10_000), help="Simulated live rooms.")
+@click.option("--rate", default=800.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Simulated events per second.")
+@click.option("--scenario", default="normal,cdn-outage", show_default=True,
+              help="Simulator scenario(s), comma-separated (see `livemon simulate --help`).")
+@click.option("--web-port", default=6066, show_default=True, type=click.IntRange(0, 65535),
+              help="Port of the web page and /metrics (0: a free port).")
+@click.option("--partitions", default=8, show_default=True, type=click.IntRange(1, 256))
+@click.option("--duration", default=0.0, show_default=True, type=click.FloatRange(min=0),
+              help="Stop after this many seconds (0: until Ctrl-C).")
+@click.option("--no-summary", is_flag=True, help="No live terminal table (for logs and scripts).")
+def demo(rooms, rate, scenario, web_port, partitions, duration, no_summary):
+    """Run the embedded demo: broker, worker, simulator and web page, all on 127.0.0.1."""
+    from rich.console import Console
+    from rich.live import Live
+
+    console = Console()
+    web_port = web_port or free_port()
+    logs = tempfile.mkdtemp(prefix="livemon-demo-")
+    broker = EmbeddedBroker(partitions=partitions, log_path=os.path.join(logs, "broker.log"))
+    worker = simulator = None
+    stop_requested = []
+
+    def on_term(signum, frame):
+        stop_requested.append(signum)
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        try:
+            broker.start()
+        except BrokerUnavailable as error:
+            raise click.ClickException(str(error)) from None
+        worker = _spawn(["worker", "--broker", broker.bootstrap, "--web-port", str(web_port),
+                         "--partitions", str(partitions)], os.path.join(logs, "worker.log"))
+        base = f"http://127.0.0.1:{web_port}"
+        deadline = time.monotonic() + 60
+        while True:
+            if worker.poll() is not None:
+                with open(os.path.join(logs, "worker.log"), errors="replace") as log:
+                    raise click.ClickException(f"the worker exited:\n{log.read()[-2000:]}")
+            try:
+                with urllib.request.urlopen(base + "/healthz", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise click.ClickException(f"the worker did not become ready; see {logs}/worker.log")
+            time.sleep(0.3)
+        simulator = _spawn(["simulate", "--broker", broker.bootstrap, "--scenario", scenario, "--rooms",
+                            str(rooms), "--rate", str(rate), "--duration", "0", "--quiet"],
+                           os.path.join(logs, "simulator.log"))
+        console.print(f"[bold]livemon demo[/] broker {broker.bootstrap}")
+        console.print(f"  control room  {base}/")
+        console.print(f"  metrics       {base}/metrics")
+        console.print(f"  health        {base}/healthz")
+        console.print(f"  logs          {logs}")
+        console.print("Ctrl-C stops everything.")
+        ends = time.monotonic() + duration if duration else None
+        title = "top rooms by online viewers"
+
+        def render():
+            try:
+                return summary_table(read_rooms(base + "/metrics"), title)
+            except OSError:
+                return summary_table([], title + " (worker not answering)")
+        if no_summary:
+            while ends is None or time.monotonic() < ends:
+                _check_children(worker, simulator, logs)
+                time.sleep(1)
+        else:
+            with Live(render(), console=console, refresh_per_second=1, transient=False) as live:
+                while ends is None or time.monotonic() < ends:
+                    _check_children(worker, simulator, logs)
+                    time.sleep(1)
+                    live.update(render())
+    except KeyboardInterrupt:
+        console.print("stopping...")
+    finally:
+        _stop(simulator)
+        _stop(worker)
+        broker.stop()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _check_children(worker, simulator, logs) -> None:
+    for name, process in (("worker", worker), ("simulator", simulator)):
+        if process.poll() is not None:
+            raise click.ClickException(f"the {name} exited with code {process.returncode}; see {logs}/{name}.log")
