@@ -92,6 +92,20 @@ class Owned:
     newest: dict[str, float] = field(default_factory=dict)  # topic -> newest timestamp received
     heard: dict[str, float] = field(default_factory=dict)  # topic -> monotonic time of last message
     loaded_at: float = field(default_factory=time.monotonic)
+    # The engine runs a silent room's clock on with the wall clock. While fetching is paused (a
+    # rebalance) that is wrong: the events are there, we just do not read them, and on resuming
+    # the engine would call the first seconds of the backlog late. So each partition's engine
+    # gets a wall clock that stands still while the partition is paused.
+    pause_start: float | None = None
+    pause_total: float = 0.0
+
+    def wall(self, now: float) -> float:
+        return (self.pause_start if self.pause_start is not None else now) - self.pause_total
+
+    def resume(self, now: float) -> None:
+        if self.pause_start is not None:
+            self.pause_total += max(0.0, now - self.pause_start)
+            self.pause_start = None
 
 
 class StreamRuntime:
@@ -180,6 +194,8 @@ class StreamRuntime:
             if offset < state.received.get(topic, 0):
                 continue  # already applied or waiting (redelivery after a rebalance or restart)
             state.received[topic] = offset + 1
+            if state.pause_start is not None:
+                state.resume(time.time())
             # Never below the topic's previous timestamp: within a topic, messages must be applied
             # in offset order, or the offsets we checkpoint would not describe the state.
             stamp = max(message.timestamp or 0, state.newest.get(topic, 0))
@@ -220,6 +236,21 @@ class StreamRuntime:
             bound = min(bound, state.newest.get(topic, -math.inf))
         return bound
 
+    def _caught_up(self, partition: int, state: "Owned") -> bool:
+        if state.pending or time.monotonic() - state.loaded_at < HOLD_SECONDS:
+            return False
+        consumer = self.consumer_ref() if self.consumer_ref else None
+        if consumer is None:
+            return True
+        for topic in EVENT_TOPICS:
+            try:
+                high = consumer.highwater(_tp(topic, partition))
+            except Exception:  # noqa: BLE001 - not fetched yet
+                return False
+            if high is None or state.received.get(topic, 0) < high:
+                return False
+        return True
+
     async def _apply_due(self, partitions, everything: bool = False) -> None:
         now = time.time()
         counts: Counter = Counter()
@@ -245,7 +276,7 @@ class StreamRuntime:
                     counts[TYPE_OF_TOPIC[topic]] += len(good)
             if not events:
                 continue
-            for event, reason in state.engine.ingest(events, now):
+            for event, reason in state.engine.ingest(events, state.wall(now)):
                 counts[event_type(event)] -= 1
                 rejects.append((reason, encode(event), f"{reason} event (ts {event.ts})",
                                 _topic_of(event), event.room_id))
@@ -297,10 +328,13 @@ class StreamRuntime:
         await self._apply_due(list(self.owned), everything=self._stopping)
         finals: list[dict] = []
         live: dict[str, dict] = {}
-        for state in list(self.owned.values()):
-            finals.extend(state.engine.advance(now))
-            live.update(state.engine.live_snapshots(now))
-            state.engine.forget_idle_rooms(now)
+        for partition, state in list(self.owned.items()):
+            if state.pause_start is not None and self._caught_up(partition, state):
+                state.resume(now)  # nothing came after the pause because nothing was sent
+            wall = state.wall(now)
+            finals.extend(state.engine.advance(wall))
+            live.update(state.engine.live_snapshots(wall))
+            state.engine.forget_idle_rooms(wall)
         finals.sort(key=lambda snapshot: snapshot["ts"])
         self.last_live = live
         self.collector.update(live)
@@ -407,6 +441,9 @@ class StreamRuntime:
         """Before giving partitions away: checkpoint them so their next owner replays little."""
         self.settled.clear()
         self.metrics.rebalances.inc()
+        for state in self.owned.values():
+            if state.pause_start is None:
+                state.pause_start = time.time()
         partitions = {tp.partition for tp in revoked if tp.topic in EVENT_TOPICS}
         async with self._checkpoint_lock:
             try:

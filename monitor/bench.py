@@ -52,7 +52,7 @@ SIZES = {
                  e2e_rate=50_000, e2e_seconds=30, e2e_warmup=5, mem_viewers=1_000_000, mem_rooms=2_000,
                  render_rooms=10_000),
     "quick": dict(rooms=40, rate=20_000, duration=3, events_1=15_000, faust_max=15_000,
-                  e2e_rate=50_000, e2e_seconds=6, e2e_warmup=3, mem_viewers=100_000, mem_rooms=200,
+                  e2e_rate=50_000, e2e_seconds=5, e2e_warmup=2, mem_viewers=100_000, mem_rooms=200,
                   render_rooms=10_000),
 }
 TARGETS = {"events_per_s_100": 250_000, "ratio_vs_faust": 20.0, "e2e_p99_s": 1.5,
@@ -700,7 +700,7 @@ def bench(broker, quick, seed, write_path, skip, log_path):
             engine_result = Child({**base, "role": "engine"}, log).run(900)
             row["engine"] = _rate(engine_result)
             row["rejected"] = engine_result.get("rejected")
-            if "faust" not in skip and not broker:
+            if "faust" not in skip and not broker and (envelope == 1 or mode == "full"):
                 status(f"envelope {envelope}: per-message Faust agent")
                 row["faust"] = _rate(Child({**base, "role": "faust", "messages": len(packed)}, log).run(600))
             if envelope == 100 and "worker" not in skip and not broker:

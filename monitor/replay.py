@@ -68,12 +68,16 @@ def write_timeline(snapshots: Iterable[dict], out: IO[bytes]) -> int:
 @click.option("--lateness", type=float, default=5.0, show_default=True, help="Allowed lateness in seconds.")
 @click.option("--presence-timeout", type=float, default=90.0, show_default=True,
               help="Seconds without enter/heartbeat after which a viewer is gone.")
+@click.option("--future-limit", type=float, default=3600.0, show_default=True,
+              help="Reject events this many seconds ahead of the newest ts so far (a skewed clock); "
+                   "raise it for a recording with longer silences between shows.")
 @click.option("--until", type=float, default=None,
               help="Evaluate on to this instant (Unix seconds) after the last event.")
-def replay(events_file, out_path, step, window, lateness, presence_timeout, until):
+def replay(events_file, out_path, step, window, lateness, presence_timeout, future_limit, until):
     """Compute the metric timeline of EVENTS_FILE (one event per line, in arrival order)."""
     try:
-        config = EngineConfig(step=step, window=window, lateness=lateness, presence_timeout=presence_timeout)
+        config = EngineConfig(step=step, window=window, lateness=lateness, presence_timeout=presence_timeout,
+                              clockless_future_limit=future_limit)
     except ValueError as error:
         raise click.BadParameter(str(error)) from None
     stats = ReplayStats()

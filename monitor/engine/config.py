@@ -16,6 +16,9 @@ class EngineConfig:
     presence_timeout: float = 90.0
     show_idle: float = 600.0  # a show ends after this long without events
     future_limit: float = 300.0  # with a wall clock: events further ahead are rejected (`future`)
+    # Without one (replay): events this far ahead of the newest ts are rejected (`future`); a
+    # recording with a longer silence between two shows needs a larger value (or None).
+    clockless_future_limit: float | None = 3600.0
 
     def __post_init__(self):
         for name in ("step", "window", "presence_timeout", "show_idle", "future_limit"):

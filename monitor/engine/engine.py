@@ -50,12 +50,19 @@ class Engine:
     def ingest(self, events: Iterable[AnyEvent], wall: float | None = None) -> list[tuple[AnyEvent, str]]:
         """Apply events in arrival order. Returns the rejected ones as (event, reason).
 
-        With `wall`, events further than `future_limit` ahead of it are rejected as `future`.
+        With `wall`, events further than `future_limit` ahead of it are rejected as `future`;
+        without (replay), those further than `clockless_future_limit` ahead of the engine clock,
+        so that one skewed timestamp cannot push every room's watermark past its real events.
         """
         rejected = []
         rooms, config = self.rooms, self.config
         step, lateness = config.step, config.lateness
-        future = None if wall is None else wall + config.future_limit
+        if wall is not None:
+            future = wall + config.future_limit
+        elif self.clock is not None and config.clockless_future_limit is not None:
+            future = self.clock + config.clockless_future_limit
+        else:
+            future = None
         now = self.now(wall)
         show_idle = config.show_idle
         bin_of = LatencySketch.bin_of

@@ -137,9 +137,14 @@ def _reason_of(error: Exception) -> str:
     return BAD_VALUE
 
 
+MAX_TS = 1e11  # seconds since the epoch (year 5138): larger values are milliseconds by mistake
+
+
 def _check_event(event: AnyEvent, raw: bytes, topic: str | None) -> Rejection | None:
     if not math.isfinite(event.ts):
         return Rejection(BAD_VALUE, raw, "`ts` must be a finite number")
+    if event.ts >= MAX_TS:
+        return Rejection(BAD_VALUE, raw, f"`ts` {event.ts:.6g} is not seconds since the epoch (milliseconds?)")
     if topic is not None and TOPIC_OF_TYPE[type(event).__struct_config__.tag] != topic:
         return Rejection(WRONG_TOPIC, raw, f"a {type(event).__struct_config__.tag} event on {topic}")
     return None
@@ -160,7 +165,7 @@ def decode(value: bytes, topic: str | None = None) -> tuple[list[AnyEvent], list
             events = decoded if isinstance(decoded, list) else [decoded]
             rejected = None
             for event in events:
-                if not math.isfinite(event.ts) or (
+                if not math.isfinite(event.ts) or event.ts >= MAX_TS or (
                         topic is not None and TOPIC_OF_TYPE[type(event).__struct_config__.tag] != topic):
                     rejected = True
                     break
@@ -169,7 +174,7 @@ def decode(value: bytes, topic: str | None = None) -> tuple[list[AnyEvent], list
             if not isinstance(decoded, list):
                 return [], [_check_event(decoded, value, topic)]
     elif not value.lstrip().startswith(b"["):
-        return [], [Rejection(TOO_LARGE, value[:MAX_EVENT_BYTES],
+        return [], [Rejection(TOO_LARGE, value,
                               f"event of {len(value)} bytes exceeds {MAX_EVENT_BYTES}")]
     return _decode_elements(value, topic)
 
@@ -185,7 +190,7 @@ def _decode_elements(value: bytes, topic: str | None) -> tuple[list[AnyEvent], l
     for element in elements:
         raw = bytes(element)
         if len(raw) > MAX_EVENT_BYTES:
-            rejections.append(Rejection(TOO_LARGE, raw[:MAX_EVENT_BYTES],
+            rejections.append(Rejection(TOO_LARGE, raw,
                                         f"event of {len(raw)} bytes exceeds {MAX_EVENT_BYTES}"))
             continue
         try:
