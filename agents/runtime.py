@@ -38,6 +38,7 @@ from aiohttp import web
 from aiokafka import AIOKafkaProducer
 
 from livemon.agents.checkpoints import Checkpoint, CheckpointStore, ahead
+from livemon.agents.watchdog import Watchdog, stall_hook
 from livemon.broker import SNAPSHOTS_TOPIC
 from livemon.engine import Engine, EngineConfig
 from livemon.exposition import RoomCollector, WorkerMetrics
@@ -73,10 +74,12 @@ class WorkerSettings:
     recording_dir: str | None = None  # where the web component records timelines (None: its default)
     token: str | None = None  # control-action token of the web page (None: $LIVEMON_TOKEN or generated)
     web_page: bool = True
+    future_limit: float = 300.0  # events further ahead of the wall clock are rejected (`future`)
+    stall_after: float = 30.0  # seconds without progress despite lag before the watchdog calls it stuck
 
     def engine_config(self) -> EngineConfig:
         return EngineConfig(step=self.step, window=self.window, lateness=self.lateness,
-                            presence_timeout=self.presence_timeout)
+                            presence_timeout=self.presence_timeout, future_limit=self.future_limit)
 
 
 @dataclass
@@ -133,6 +136,7 @@ class StreamRuntime:
         self._sequence = itertools.count()
         self._tasks: list[asyncio.Task] = []
         self._stopping = False
+        self.watchdog = Watchdog(self, stall_after=settings.stall_after)
 
     # ---- lifecycle ----
 
@@ -146,7 +150,8 @@ class StreamRuntime:
         self.alerts = await _start_alerts(self)
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._step_loop(), name="livemon-step"),
-                       loop.create_task(self._checkpoint_loop(), name="livemon-checkpoint")]
+                       loop.create_task(self._checkpoint_loop(), name="livemon-checkpoint"),
+                       loop.create_task(self.watchdog.run(), name="livemon-watchdog")]
         if self.alerts is not None and hasattr(self.alerts, "handle_operator"):
             self._tasks.append(loop.create_task(_operator_loop(self), name="livemon-operator"))
 
@@ -179,6 +184,7 @@ class StreamRuntime:
     async def process(self, messages) -> None:
         """Take one drained batch of Kafka messages (with topic, partition, offset, key, value,
         timestamp) and apply what is due."""
+        await stall_hook()
         started = time.perf_counter()
         await self.settled.wait()
         for partition in {m.partition for m in messages}:
@@ -192,7 +198,9 @@ class StreamRuntime:
                 continue  # not ours (any more): its owner resumes from its checkpoint
             topic, offset = message.topic, message.offset
             if offset < state.received.get(topic, 0):
-                continue  # already applied or waiting (redelivery after a rebalance or restart)
+                if not self._log_lost(message):
+                    continue  # already applied or waiting (redelivery after a rebalance or restart)
+                await self._forget_offsets(message.partition, state)
             state.received[topic] = offset + 1
             if state.pause_start is not None:
                 state.resume(time.time())
@@ -206,6 +214,25 @@ class StreamRuntime:
         self.metrics.messages.inc(len(messages))
         await self._apply_due(touched)
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
+
+    def _log_lost(self, message) -> bool:
+        """The partition's log now ends before what we already received: the broker lost it (a
+        memory-only broker restarted) and offsets start again at 0."""
+        consumer = self.consumer_ref() if self.consumer_ref else None
+        try:
+            high = consumer.highwater(_tp(message.topic, message.partition)) if consumer else None
+        except Exception:  # noqa: BLE001 - not fetched yet
+            return False
+        state = self.owned[message.partition]
+        return high is not None and high < state.received.get(message.topic, 0)
+
+    async def _forget_offsets(self, partition: int, state: "Owned") -> None:
+        """Keep the state, start the partition's offsets again at 0 (see `_log_lost`)."""
+        await self._apply_due([partition], everything=True)
+        log.warning("partition %d: the broker lost its log (offsets %s); counting on from offset 0",
+                    partition, state.offsets)
+        state.offsets, state.received, state.checkpointed = {}, {}, {}
+        self.watchdog.log_resets.inc()
 
     def _release_bound(self, partition: int, state: "Owned") -> float:
         """Messages of the partition up to this Kafka timestamp can be applied now.
@@ -356,8 +383,11 @@ class StreamRuntime:
             record = {"worker": self.settings.worker_id, "now": now, "live": snapshots[chunk],
                       "final": finals[chunk], "part": i, "parts": parts}
             try:
-                await self.producer.send(SNAPSHOTS_TOPIC, orjson.dumps(record),
-                                         key=self.settings.worker_id.encode())
+                # Bounded: with the broker down the producer's buffer fills and a send would wait
+                # for it, holding up the step (and so /metrics and alerting) for the whole outage.
+                await asyncio.wait_for(self.producer.send(SNAPSHOTS_TOPIC, orjson.dumps(record),
+                                                          key=self.settings.worker_id.encode()),
+                                       timeout=self.settings.step / 2)
             except Exception as error:  # noqa: BLE001 - the broker may be down; metrics go on
                 log.warning("snapshot publish failed: %r", error)
                 return
@@ -469,6 +499,9 @@ class StreamRuntime:
                 if stored is not None and ahead(stored.offsets, self.owned[partition].offsets):
                     log.warning("partition %d moved on without us: reloading", partition)
                     self._release(partition)
+                elif stored is None and self.owned[partition].checkpointed:
+                    # Our checkpoints are gone: the broker lost its data (memory-only, restarted).
+                    await self._forget_offsets(partition, self.owned[partition])
             await asyncio.gather(*(self.load(p) for p in sorted(partitions - set(self.owned))))
         finally:
             self.settled.set()
@@ -515,6 +548,7 @@ class StreamRuntime:
         app = web.Application(client_max_size=64 * 1024)
         app.router.add_get("/metrics", self._metrics_page)
         app.router.add_get("/healthz", self._health_page)
+        app.router.add_get("/livez", self._live_page)
         self.web_app = app
         if self.settings.web_page:
             _attach_web(self, app)
@@ -530,11 +564,22 @@ class StreamRuntime:
     async def _health_page(self, request: web.Request) -> web.Response:
         last = self.metrics.last_step._value.get()
         stale = time.time() - last > max(10.0, 10 * self.settings.step)
-        healthy = self.ready and not stale
+        stuck = self.watchdog.stalled
+        healthy = self.ready and not stale and not stuck
         body = {"status": "ok" if healthy else ("starting" if not self.ready else "stalled"),
                 "worker": self.settings.worker_id, "partitions": sorted(self.owned),
-                "rooms": self.room_count, "last_step": last}
+                "rooms": self.room_count, "last_step": last, "consumer_stuck": stuck,
+                "broker_up": self.watchdog.broker_up}
         return web.json_response(body, status=200 if healthy else 503)
+
+    async def _live_page(self, request: web.Request) -> web.Response:
+        """Liveness for an orchestrator: 503 = restart me (steps stopped, or the consumer is stuck).
+        A broker outage is not a reason: a restart would not bring the broker back."""
+        stale = time.time() - self.metrics.last_step._value.get() > max(10.0, 10 * self.settings.step)
+        stuck = self.watchdog.stalled
+        body = {"status": "stuck" if stuck else ("stalled" if stale else "ok"),
+                "broker_up": self.watchdog.broker_up}
+        return web.json_response(body, status=503 if stuck or stale else 200)
 
 
 def _tp(topic: str, partition: int):

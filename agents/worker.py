@@ -58,11 +58,15 @@ def _check_port(host: str, port: int) -> None:
               help="Token for control actions on the web page (default: generated and printed).")
 @click.option("--connect-timeout", default=10.0, show_default=True, type=click.FloatRange(min=0.1),
               help="Seconds to wait for the broker at start.")
+@click.option("--future-limit", default=300.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Events more than this many seconds ahead of the worker's clock are rejected (future).")
+@click.option("--stall-after", default=30.0, show_default=True, type=click.FloatRange(min=1),
+              help="Seconds without progress while messages wait before /livez reports the consumer stuck.")
 @click.option("--log-level", default="warning", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
 def worker(broker, web_host, web_port, partitions, data_dir, step, window, lateness, presence_timeout,
            checkpoint_interval, group, worker_id, alerts_config, no_alerts, no_web_page, recording_dir,
-           token, connect_timeout, log_level):
+           token, connect_timeout, future_limit, stall_after, log_level):
     """Run a stream worker: consume the event topics, serve /metrics and the web page."""
     from livemon.agents.runtime import WorkerSettings, default_alerts_config
 
@@ -77,7 +81,8 @@ def worker(broker, web_host, web_port, partitions, data_dir, step, window, laten
                                   presence_timeout=presence_timeout,
                                   checkpoint_interval=checkpoint_interval, group=group,
                                   alerts_config=None if no_alerts else (alerts_config or default_alerts_config()),
-                                  recording_dir=recording_dir, token=token, web_page=not no_web_page)
+                                  recording_dir=recording_dir, token=token, web_page=not no_web_page,
+                                  future_limit=future_limit, stall_after=stall_after)
         settings.engine_config()  # validates the window/step combination
     except ValueError as error:
         raise click.UsageError(str(error)) from None

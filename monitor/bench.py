@@ -24,6 +24,7 @@ and `/metrics` render time with the engine state built in-process.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import datetime
 import gc
 import json
@@ -154,7 +155,9 @@ async def _consume(args, handle, on_idle=None):
 
     consumer = AIOKafkaConsumer(bootstrap_servers=args["bootstrap"], group_id=None, enable_auto_commit=False,
                                 auto_offset_reset="earliest", fetch_max_bytes=64 << 20,
-                                max_partition_fetch_bytes=4 << 20)
+                                # small per-partition fetches: the six topics stay level in event
+                                # time (a topic far ahead would make the others late)
+                                max_partition_fetch_bytes=1 << 20)
     await consumer.start()
     try:
         tps = [TopicPartition(t, p) for t in EVENT_TOPICS for p in args["partitions"]]
@@ -169,7 +172,8 @@ async def _consume(args, handle, on_idle=None):
         tune_gc()
         first = None
         messages = 0
-        while ends:
+        newest, held = {}, []
+        while ends or held:
             batches = await consumer.getmany(timeout_ms=100, max_records=20_000)
             now = time.time()
             if on_idle is not None:
@@ -179,13 +183,27 @@ async def _consume(args, handle, on_idle=None):
             if first is None:
                 first = now
             for tp, records in batches.items():
-                handle(records, now)
                 messages += len(records)
+                newest[tp] = records[-1].timestamp
+                held.extend(records)
                 if records[-1].offset + 1 >= ends.get(tp, 0):
                     ends.pop(tp, None)
+                    newest.pop(tp, None)
+            # Like the worker runtime: apply in producer-timestamp order across the topics, up to
+            # the newest timestamp every unfinished partition has reached (none runs ahead).
+            bound = min((newest.get(tp, -1) for tp in ends), default=math.inf)
+            held.sort(key=_stamp)
+            cut = len(held) if bound == math.inf else bisect.bisect_right(held, bound, key=_stamp)
+            if cut:
+                handle(held[:cut], now)
+                del held[:cut]
         return first, time.time(), messages
     finally:
         await consumer.stop()
+
+
+def _stamp(record):
+    return record.timestamp
 
 
 def _role_raw(args):
@@ -260,7 +278,6 @@ def _role_faust(args):
     from livemon.engine import Engine
     from livemon.ingest.events import EVENT_TOPICS, decode
 
-    logging.disable(logging.WARNING)
     app = faust.App(f"bench-faust-{os.getpid()}", broker=f"kafka://{args['bootstrap']}", store="memory://",
                     web_enabled=False, autodiscover=False, topic_partitions=args["partition_count"],
                     consumer_auto_offset_reset="earliest", broker_session_timeout=6.0,
@@ -295,7 +312,7 @@ def _role_faust(args):
 
     _ready_then_wait()
     tune_gc()
-    worker = faust.Worker(app, loglevel="error", quiet=True, redirect_stdouts=False)
+    worker = faust.Worker(app, loglevel="warning", quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()
     return {"error": "faust worker stopped before the end of the data"}
 
@@ -412,7 +429,8 @@ class Child:
             self.process.kill()
             self.process.communicate()
             return {"error": f"timed out after {timeout:.0f} s"}
-        lines = [line for line in out.splitlines() if line.startswith("{")]
+        # Faust writes terminal control codes to stdout: the result is the line's JSON object.
+        lines = [line[line.index("{"):] for line in out.splitlines() if "{" in line]
         if not lines:
             return {"error": f"exit code {self.process.returncode}, no result"}
         return json.loads(lines[-1])

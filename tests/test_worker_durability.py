@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tests.livemon_stream import mismatches, read_events, replay_at, simulate, snapshot_instants, wait_caught_up
+from tests.fixtures.worker import mismatches, read_events, replay_at, simulate, snapshot_instants, wait_caught_up
 
 WORKER_ARGS = ("--no-alerts", "--no-web-page", "--checkpoint-interval", "2")
 
@@ -46,13 +46,14 @@ def test_sigkill_mid_show_keeps_gmv_and_orders_exact(make_broker, start_worker, 
     assert sum(orders for _, orders in totals.values()) > 20  # the show sold something
     for room, (gmv, orders) in totals.items():
         labels = frozenset({"room": room}.items())
-        assert metrics[("livemon_room_orders_total", labels)] == orders, (room, [(w.value("livemon_events_rejected_total", reason="late"), w.value("livemon_checkpoints_restored_total"), w.value("livemon_rebalances_total")) for w in (second, third)], first.log()[-3000:], second.log()[-3000:])
+        assert metrics[("livemon_room_orders_total", labels)] == orders, room
         assert metrics[("livemon_room_gmv_total", labels)] == pytest.approx(gmv, rel=1e-9), room
     # And every metric of every room equals the replay of what was sent.
     instants = snapshot_instants(metrics)
     records = replay_at(out, {room: instants[room] for room in totals}, str(tmp_path / "timeline.jsonl"))
     assert set(records) == set(totals)
-    print("LATE", second.value("livemon_events_rejected_total", reason="late"), third.value("livemon_events_rejected_total", reason="late"), second.value("livemon_checkpoints_restored_total"), third.value("livemon_checkpoints_restored_total"))
     assert mismatches(metrics, records) == []
+    # Nothing of the backlog replayed after the takeover was mistaken for late input.
+    assert not any(worker.value("livemon_events_rejected_total", reason="late") for worker in (second, third))
     # The killed worker's partitions were resumed from its checkpoints, not from scratch.
     assert sum(worker.value("livemon_checkpoints_restored_total") or 0 for worker in (second, third)) > 0

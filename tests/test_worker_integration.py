@@ -7,7 +7,7 @@ import json
 
 from kafka import KafkaConsumer
 
-from tests.livemon_stream import mismatches, read_events, replay_at, simulate, snapshot_instants, wait_caught_up
+from tests.fixtures.worker import mismatches, read_events, replay_at, simulate, snapshot_instants, wait_caught_up
 
 
 def test_metrics_equal_replay_of_what_was_sent(make_broker, start_worker, tmp_path):

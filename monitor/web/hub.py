@@ -84,6 +84,7 @@ class ControlRoomHub:
         self._consumer = None
         self._producer = None
         self.broker_error: str | None = None
+        self.outage: str | None = None    # set by the worker's watchdog while the broker is down
         self._closed_at = self._purged_at = clock()
 
     # ---- feeding -------------------------------------------------------------------------------
@@ -220,7 +221,7 @@ class ControlRoomHub:
                           "spark": spark})
         tiles.sort(key=lambda t: (-(t["metrics"]["online"] or 0), t["room_id"]))
         return {"version": self.version, "now": self.clock(), "rooms": tiles,
-                "workers": sorted(self.workers), "broker_error": self.broker_error,
+                "workers": sorted(self.workers), "broker_error": self.broker_error or self.outage,
                 "alerts_active": len(self.active_alerts)}
 
     def room_view(self, room_id: str, since: float | None = None) -> dict | None:
