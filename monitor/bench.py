@@ -10,7 +10,10 @@ last:
 - `raw`: aiokafka + orjson, decodes and counts (the ceiling of any Python consumer);
 - `faust`: a plain per-message Faust agent (`async for value in stream`) that decodes and feeds
   the same engine, with a 1 s timer for the steps (what a typical Faust app does);
-- `engine`: the bench's worker loop: aiokafka batches -> `ingest.decode` (validation) ->
+- `engine`: the bench's worker loop: aiokafka batches, applied in producer-timestamp order across
+  the six topics up to the newest timestamp every partition has reached (as the worker runtime
+  does; without it a thin topic runs ahead and the others' events are rejected as late) ->
+  `ingest.decode` (validation) ->
   `Engine.ingest` -> every second of wall clock `advance`, `live_snapshots` and the Prometheus
   collector update, i.e. the whole engine path of a worker without Faust;
 - `livemon worker`: the real worker process (Faust runtime, checkpoints, snapshots topic), fed

@@ -20,17 +20,23 @@ def _nearest_rank(values, q):
 
 
 def accept(events, lateness=5.0):
-    """Events that are not late, in arrival order (the watermark rule of SPEC §3)."""
-    newest_of_room, clock, accepted = {}, None, []
+    """Events that are not late, in arrival order (the watermark rule of SPEC §3).
+
+    A room's watermark is its newest ts less the lateness; once the room has had no newer event
+    for longer than the lateness (measured on the newest ts of any room), it moves on with that.
+    """
+    newest_of_room, seen_at, clock, accepted = {}, {}, None, []
     for event in events:
-        newest = newest_of_room.get(event["room_id"], event["ts"])
-        if clock is not None:
-            newest = max(newest, clock - lateness)
-        if event["ts"] < newest - lateness:
-            continue
+        room, ts = event["room_id"], event["ts"]
+        reference = ts if clock is None else max(clock, ts)
+        if room in newest_of_room:
+            newest = newest_of_room[room] + max(0.0, reference - seen_at[room] - lateness)
+            if ts < newest - lateness:
+                continue
         accepted.append(event)
-        newest_of_room[event["room_id"]] = max(newest_of_room.get(event["room_id"], event["ts"]), event["ts"])
-        clock = event["ts"] if clock is None else max(clock, event["ts"])
+        if ts > newest_of_room.get(room, -math.inf):
+            newest_of_room[room], seen_at[room] = ts, reference
+        clock = reference
     return accepted
 
 

@@ -65,7 +65,7 @@ def wait_for(predicate, timeout: float, what: str):
 def topics_with_partitions(bootstrap: str) -> dict:
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
     try:
-        return {d["topic"]: len(d["partitions"]) for d in admin.describe_topics(list(ALL_TOPICS))
+        return {d.get("name", d.get("topic")): len(d["partitions"]) for d in admin.describe_topics(list(ALL_TOPICS))
                 if not d.get("error_code")}
     finally:
         admin.close()

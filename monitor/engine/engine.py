@@ -1,11 +1,11 @@
 """The metric engine: validated events in, snapshots out. No I/O and no clock of its own.
 
-Time comes from the events (event time) and, optionally, from the driver's wall clock. The
-engine clock is the newest accepted `ts`; a driver that passes `wall` lets it run on with the
-wall clock while no event arrives at all, so that silent rooms show their silence. A room's
-watermark is `max(room's newest ts, clock - lateness) - lateness`; the instants before it are
-final. A room's live instant is the newest instant its events (or the clock less the lateness)
-have reached.
+Time comes from the events (event time). A room's watermark is its newest `ts` less the allowed
+lateness (SPEC §3); the instants before it are final. So that a silent room shows its silence, a
+room's clock runs on from its newest `ts` along a reference time once no newer event has come:
+the driver's wall clock in a worker, the newest `ts` of any room in a replay (which keeps a replay
+independent of reading speed). The room's live instant is its clock less the lateness (or its
+newest `ts`, whichever is later), and its watermark follows the live instant, one lateness behind.
 """
 
 from __future__ import annotations
@@ -25,25 +25,34 @@ class Engine:
     def __init__(self, config: EngineConfig | None = None):
         self.config = config or EngineConfig()
         self.rooms: dict[str, Room] = {}
-        self.clock: float | None = None  # newest accepted ts
-        self._clock_wall: float | None = None  # wall time when the clock last rose
+        self.clock: float | None = None  # newest accepted ts of any room
 
     # ---- time ----
 
-    def now(self, wall: float | None = None) -> float | None:
-        """The engine clock, run on by the wall clock since the last event raised it."""
-        if self.clock is None or wall is None or self._clock_wall is None:
-            return self.clock
-        return self.clock + max(0.0, wall - self._clock_wall)
+    def reference(self, wall: float | None = None) -> float | None:
+        """The time silent rooms move on with: the wall clock, else the newest ts of any room."""
+        return wall if wall is not None else self.clock
 
-    def watermark(self, room: Room, now: float | None) -> float:
-        lateness = self.config.lateness
-        newest = room.max_ts if now is None else max(room.max_ts, now - lateness)
-        return newest - lateness
+    @staticmethod
+    def room_clock(room: Room, reference: float | None) -> float:
+        """The room's newest ts, run on by the reference time passed since it last rose."""
+        if room.seen_at is None:  # restored from a checkpoint: count from the first look
+            room.seen_at = reference
+        if reference is None or room.seen_at is None or reference <= room.seen_at:
+            return room.max_ts
+        return room.max_ts + (reference - room.seen_at)
 
-    def live_instant(self, room: Room, now: float | None) -> int:
-        newest = room.max_ts if now is None else max(room.max_ts, now - self.config.lateness)
-        return max(math.floor(newest / self.config.step), room.frontier)
+    def live_time(self, room: Room, reference: float | None) -> float:
+        return max(room.max_ts, self.room_clock(room, reference) - self.config.lateness)
+
+    def watermark(self, room: Room, reference: float | None) -> float:
+        return self.live_time(room, reference) - self.config.lateness
+
+    def live_instant(self, room: Room, reference: float | None) -> int:
+        # Never back: a room heard from again after a silence restarts its clock from its newest
+        # ts, which may be behind the instant already shown; the shown instant waits for it.
+        instant = math.floor(self.live_time(room, reference) / self.config.step)
+        return max(instant, room.frontier, room.live_floor)
 
     # ---- input ----
 
@@ -63,7 +72,7 @@ class Engine:
             future = self.clock + config.clockless_future_limit
         else:
             future = None
-        now = self.now(wall)
+        reference = self.reference(wall)
         show_idle = config.show_idle
         bin_of = LatencySketch.bin_of
         for event in events:
@@ -73,11 +82,17 @@ class Engine:
                 continue
             room_id = event.room_id
             room = rooms.get(room_id)
+            if wall is None and (self.clock is None or ts > self.clock):
+                reference = ts  # replay: the newest ts of any room, this event's included
             # The room's watermark (see `watermark`), inline: this runs once per event.
-            newest = ts if room is None else room.max_ts
-            if now is not None and now - lateness > newest:
-                newest = now - lateness
-            watermark = newest - lateness
+            if room is None:
+                watermark = ts - lateness
+            else:
+                newest = room.max_ts
+                seen_at = room.seen_at
+                if reference is not None and seen_at is not None and reference - seen_at > lateness:
+                    newest += reference - seen_at - lateness
+                watermark = newest - lateness
             bucket = math.ceil(ts / step)
             if ts < watermark or (room is not None and bucket <= room.frontier):
                 rejected.append((event, LATE))  # older than the watermark, or of a final instant
@@ -85,13 +100,11 @@ class Engine:
             if room is None:
                 frontier = math.ceil(watermark / step) - 1
                 room = rooms[room_id] = Room(room_id, config, ts, frontier)
+                room.seen_at = reference
+            elif ts > room.max_ts:
+                room.seen_at = reference  # the room's clock restarts from this newer ts
             if self.clock is None or ts > self.clock:
                 self.clock = ts
-                if now is None or ts >= now:
-                    self._clock_wall = wall
-                    now = ts
-                else:  # the wall clock had run the clock on past ts: never turn it back
-                    self._clock_wall = wall - (now - ts)
             kind = type(event)
             if kind is Show:
                 if event.action == "start":
@@ -156,10 +169,10 @@ class Engine:
 
     def advance(self, wall: float | None = None) -> list[dict]:
         """Make final every instant now before a room's watermark; return their snapshots."""
-        now = self.now(wall)
+        reference = self.reference(wall)
         finals = []
         for room in self.rooms.values():
-            watermark = self.watermark(room, now)
+            watermark = self.watermark(room, reference)
             finals.extend(self._finalize(room, math.ceil(watermark / self.config.step) - 1, watermark))
         finals.sort(key=lambda snapshot: snapshot["ts"])
         return finals
@@ -179,11 +192,11 @@ class Engine:
 
     def live_snapshots(self, wall: float | None = None) -> dict[str, dict]:
         """The provisional snapshot of every room at its live instant."""
-        now = self.now(wall)
+        reference = self.reference(wall)
         live = {}
         for room_id, room in self.rooms.items():
-            t = self.live_instant(room, now)
-            room.sweep(t, self.watermark(room, now))
+            t = room.live_floor = self.live_instant(room, reference)
+            room.sweep(t, self.watermark(room, reference))
             live[room_id] = room.snapshot(t)
         return live
 
@@ -201,11 +214,12 @@ class Engine:
 
     def forget_idle_rooms(self, wall: float | None = None) -> list[str]:
         """Drop rooms idle past their show's end; returns their ids."""
-        now = self.now(wall)
-        if now is None:
+        reference = self.reference(wall)
+        if reference is None:
             return []
         gone = []
         for room_id, room in self.rooms.items():
+            now = self.room_clock(room, reference)
             show = room.shows[-1] if room.shows else None
             ended = show is not None and show.ended_at is not None and \
                 now - self.config.lateness > show.ended_at + self.config.window
@@ -225,6 +239,7 @@ class Engine:
         state = pickle.loads(blob)
         for room in state["rooms"].values():
             room.config = self.config
+            room.seen_at = None  # a reference time of another process: not comparable
         self.rooms.update(state["rooms"])
         if state["clock"] is not None and (self.clock is None or state["clock"] > self.clock):
             self.clock = state["clock"]

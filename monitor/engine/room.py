@@ -86,6 +86,8 @@ class Room:
         self.keep = width + max(self.horizons) + 2  # buckets a snapshot may read
         self.timeout = config.presence_timeout
         self.max_ts = first_ts
+        self.seen_at = None  # reference time (see Engine.reference) when max_ts last rose
+        self.live_floor = frontier  # the newest live instant shown
         self.frontier = frontier  # the last final instant (in buckets)
         self.swept = frontier  # presence timeouts checked up to this bucket
         self.sums = BucketSums(ROOM_FIELDS, width, frontier)
