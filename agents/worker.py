@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import gc
 import logging
 import shutil
 import socket
@@ -64,6 +65,14 @@ def _check_port(host: str, port: int) -> None:
               help="Seconds without progress while messages wait before /livez reports the consumer stuck.")
 @click.option("--log-level", default="warning", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
+def tune_gc() -> None:
+    """Freeze the start-up heap and collect the young generation less often: the engine keeps many
+    long-lived small objects, which the default thresholds would scan over and over (a 2-3x cost)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 1000)
+
+
 def worker(broker, web_host, web_port, partitions, data_dir, step, window, lateness, presence_timeout,
            checkpoint_interval, group, worker_id, alerts_config, no_alerts, no_web_page, recording_dir,
            token, connect_timeout, future_limit, stall_after, log_level):
@@ -112,6 +121,7 @@ def run(settings, log_level: str = "warning") -> None:
     from livemon.agents.app import make_app
 
     app, _runtime = make_app(settings)
+    tune_gc()
     click.echo(f"livemon worker {settings.worker_id}: broker {settings.bootstrap}, "
                f"metrics http://{settings.web_host}:{settings.web_port}/metrics", err=True)
     level = getattr(logging, log_level.upper())

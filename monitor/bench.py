@@ -46,6 +46,8 @@ from contextlib import ExitStack
 
 import click
 
+from livemon.agents.worker import tune_gc
+
 T0 = 1_700_000_000.0
 ENVELOPES = (1, 10, 100)
 
@@ -61,15 +63,6 @@ SIZES = {
 }
 TARGETS = {"events_per_s_100": 250_000, "ratio_vs_faust": 20.0, "e2e_p99_s": 1.5,
            "bytes_per_viewer": 400, "render_s": 0.5}
-
-
-def tune_gc() -> None:
-    """What a worker process should do: freeze the startup heap and collect the young generation
-    less often (the engine allocates many long-lived small objects, which the default thresholds
-    scan over and over)."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 50, 1000)
 
 
 # ---------------------------------------------------------------------------------------------
