@@ -25,6 +25,14 @@ def _check_port(host: str, port: int) -> None:
         raise click.ClickException(f"cannot listen on {host}:{port}: {reason}") from None
 
 
+def tune_gc() -> None:
+    """Freeze the start-up heap and collect the young generation less often: the engine keeps many
+    long-lived small objects, which the default thresholds would scan over and over (a 2-3x cost)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 1000)
+
+
 @click.command()
 @click.option("--broker", envvar="LIVEMON_BROKER", required=True, metavar="HOST:PORT",
               help="Kafka bootstrap server. Env: LIVEMON_BROKER.")
@@ -65,14 +73,6 @@ def _check_port(host: str, port: int) -> None:
               help="Seconds without progress while messages wait before /livez reports the consumer stuck.")
 @click.option("--log-level", default="warning", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
-def tune_gc() -> None:
-    """Freeze the start-up heap and collect the young generation less often: the engine keeps many
-    long-lived small objects, which the default thresholds would scan over and over (a 2-3x cost)."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 50, 1000)
-
-
 def worker(broker, web_host, web_port, partitions, data_dir, step, window, lateness, presence_timeout,
            checkpoint_interval, group, worker_id, alerts_config, no_alerts, no_web_page, recording_dir,
            token, connect_timeout, future_limit, stall_after, log_level):
