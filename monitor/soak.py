@@ -1,0 +1,335 @@
+"""`livemon soak`: a long promotion-level show against the embedded broker and a real worker.
+
+It starts the embedded broker, one `livemon worker` process (alerting and the control-room page
+on, as in production) and `livemon simulate --scenario surge` over many rooms, then samples the
+worker every `--interval` seconds: resident memory, consumer lag, events per second, CPU, and the
+end-to-end latency of a probe (a paid order in room `soak-probe` sent with the current time,
+timed until the worker's /metrics counts it). The verdict:
+
+* memory flat: after the warm-up, the median RSS of the last third of the samples is within
+  `--max-growth` (relative, plus 16 MiB) of the median of the first third;
+* lag bounded: after the warm-up, consumer lag never exceeds `--max-lag` messages and every probe
+  is seen within `--max-latency` seconds.
+
+It prints a table, a JSON line, and with `--write FILE` replaces the "Soak" section of FILE
+(between `<!-- soak:begin -->` and `<!-- soak:end -->`, appended if missing), leaving the rest of
+the file to whoever else writes it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import click
+
+BEGIN, END = "<!-- soak:begin -->", "<!-- soak:end -->"
+PROBE_ROOM = "soak-probe"
+_PROBE_LINE = re.compile(rb'^livemon_room_orders_total\{room="soak-probe"\} ([0-9.e+]+)$', re.M)
+_LAG_LINE = re.compile(rb"^livemon_consumer_lag_messages\{[^}]*\} ([0-9.e+]+)$", re.M)
+_EVENTS_LINE = re.compile(rb'^livemon_events_total\{type="[a-z]+"\} ([0-9.e+]+)$', re.M)
+
+
+@dataclass
+class Sample:
+    t: float  # seconds since the start
+    rss_mib: float
+    lag: int
+    events_per_s: float
+    cpu: float  # share of one core since the previous sample
+    latency_s: float | None  # the probe's end-to-end latency; None: not seen in time
+
+
+def _rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _scrape(url: str) -> bytes:
+    with urllib.request.urlopen(url + "/metrics", timeout=5) as response:
+        return response.read()
+
+
+def _probe_count(body: bytes) -> float:
+    match = _PROBE_LINE.search(body)
+    return float(match.group(1)) if match else 0.0
+
+
+class Probe:
+    """Paid orders in the probe room, each timed from sending until /metrics counts it."""
+
+    def __init__(self, bootstrap: str, url: str):
+        from kafka import KafkaProducer
+
+        self.producer = KafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=0)
+        self.url, self.sent = url, 0
+
+    def measure(self, timeout: float) -> float | None:
+        from livemon.ingest.events import Order, encode
+
+        self.sent += 1
+        started = time.time()
+        order = Order(PROBE_ROOM, "prober", round(started, 3), f"probe-{self.sent}", "sku-probe", 1.0, "paid")
+        self.producer.send("liveroom.orders", encode(order), key=PROBE_ROOM.encode())
+        self.producer.flush(timeout)
+        while time.time() - started < timeout:
+            try:
+                if _probe_count(_scrape(self.url)) >= self.sent:
+                    return time.time() - started
+            except OSError:
+                pass
+            time.sleep(0.02)
+        return None
+
+    def close(self) -> None:
+        self.producer.close(timeout=5)
+
+
+def verdict(samples: list[Sample], warmup: float, max_growth: float, max_lag: int,
+            max_latency: float) -> dict:
+    steady = [s for s in samples if s.t >= warmup]
+    if len(steady) < 3:
+        return {"ok": False, "reasons": ["too few samples after the warm-up"], "rss_growth": None}
+    third = max(1, len(steady) // 3)
+    early = statistics.median(s.rss_mib for s in steady[:third])
+    late = statistics.median(s.rss_mib for s in steady[-third:])
+    growth = (late - early) / early if early else 0.0
+    latencies = [s.latency_s for s in steady]
+    reasons = []
+    if late - early > max_growth * early + 16:
+        reasons.append(f"memory grew {growth:+.1%} after the warm-up ({early:.0f} -> {late:.0f} MiB)")
+    if max(s.lag for s in steady) > max_lag:
+        reasons.append(f"lag reached {max(s.lag for s in steady)} messages (bound {max_lag})")
+    if any(x is None or x > max_latency for x in latencies):
+        reasons.append(f"a probe took longer than {max_latency} s")
+    return {"ok": not reasons, "reasons": reasons, "rss_growth": round(growth, 4),
+            "rss_early_mib": round(early, 1), "rss_late_mib": round(late, 1)}
+
+
+def _summary(samples: list[Sample], warmup: float) -> dict:
+    steady = [s for s in samples if s.t >= warmup] or samples
+    latencies = sorted(s.latency_s for s in steady if s.latency_s is not None)
+
+    def rank(q):
+        return latencies[max(1, -(-len(latencies) * q // 1)) - 1] if latencies else None
+    return {"events_per_s": round(statistics.mean(s.events_per_s for s in steady)),
+            "cpu": round(statistics.mean(s.cpu for s in steady), 2),
+            "rss_max_mib": round(max(s.rss_mib for s in samples), 1),
+            "lag_max": max(s.lag for s in steady), "lag_last": steady[-1].lag,
+            "latency_p50_s": rank(0.5), "latency_p95_s": rank(0.95),
+            "latency_max_s": latencies[-1] if latencies else None}
+
+
+def _table(samples: list[Sample]) -> str:
+    rows = ["|   t (s) | RSS (MiB) |   lag | events/s |  CPU | e2e latency (s) |",
+            "|--------:|----------:|------:|---------:|-----:|----------------:|"]
+    for s in samples:
+        latency = "lost" if s.latency_s is None else f"{s.latency_s:.3f}"
+        rows.append(f"| {s.t:7.0f} | {s.rss_mib:9.1f} | {s.lag:5d} | {s.events_per_s:8.0f} | "
+                    f"{s.cpu:4.2f} | {latency:>15} |")
+    return "\n".join(rows)
+
+
+def _thin(samples: list[Sample], rows: int = 20) -> list[Sample]:
+    if len(samples) <= rows:
+        return samples
+    step = (len(samples) - 1) / (rows - 1)
+    return [samples[round(i * step)] for i in range(rows)]
+
+
+def report_markdown(result: dict, samples: list[Sample]) -> str:
+    s, v = result["summary"], result["verdict"]
+    lines = [
+        "## Soak", "",
+        f"`livemon soak --duration {result['duration']:.0f} --rooms {result['rooms']} --rate {result['rate']:.0f}` "
+        f"on {result['machine']}, {result['date']}: the `surge` scenario, embedded broker, one worker "
+        f"(alerting and page on), sampled every {result['interval']:.0f} s, warm-up {result['warmup']:.0f} s.",
+        "",
+        f"- **Verdict: {'PASS' if v['ok'] else 'FAIL'}**" + ("" if v["ok"] else f" ({'; '.join(v['reasons'])})"),
+        f"- Memory after the warm-up: {v.get('rss_early_mib')} MiB -> {v.get('rss_late_mib')} MiB "
+        f"({(v.get('rss_growth') or 0):+.1%}); peak {s['rss_max_mib']} MiB",
+        f"- Consumer lag after the warm-up: max {s['lag_max']} messages, at the end {s['lag_last']}",
+        f"- End-to-end latency (probe order sent -> counted on /metrics): p50 {s['latency_p50_s']:.3f} s, "
+        f"p95 {s['latency_p95_s']:.3f} s, max {s['latency_max_s']:.3f} s" if s["latency_p50_s"] is not None
+        else "- End-to-end latency: no probe seen",
+        f"- Throughput: {s['events_per_s']:,} events/s; worker CPU {s['cpu']:.2f} cores", "",
+        _table(_thin(samples)), "",
+    ]
+    return "\n".join(lines)
+
+
+def write_section(path: str | Path, text: str, begin: str = BEGIN, end: str = END) -> None:
+    """Replace the text between `begin` and `end` in `path` (append the block if it is missing)."""
+    path = Path(path)
+    old = path.read_text() if path.exists() else ""
+    block = f"{begin}\n{text.rstrip()}\n{end}"
+    if begin in old and end in old.split(begin, 1)[1]:
+        head, rest = old.split(begin, 1)
+        new = head + block + rest.split(end, 1)[1]
+    else:
+        new = (old.rstrip() + "\n\n" if old.strip() else "") + block + "\n"
+    path.write_text(new)
+
+
+def _machine() -> str:
+    cpu = platform.machine()
+    try:
+        with open("/proc/cpuinfo") as info:
+            cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+@click.command()
+@click.option("--duration", default=1800.0, show_default=True, type=click.FloatRange(min=20),
+              help="Seconds of show to run.")
+@click.option("--rooms", default=300, show_default=True, type=click.IntRange(1, 100_000),
+              help="Live rooms (room-001 is the hot one).")
+@click.option("--rate", default=1500.0, show_default=True, type=click.FloatRange(min=1),
+              help="Events per second of the normal show; the surge multiplies arrivals and orders.")
+@click.option("--interval", default=10.0, show_default=True, type=click.FloatRange(min=1),
+              help="Seconds between samples.")
+@click.option("--warmup", default=None, type=click.FloatRange(min=0),
+              help="Seconds before memory and lag are judged [10% of the duration, at least 10 s, at most 300 s].")
+@click.option("--max-growth", default=0.10, show_default=True, type=click.FloatRange(min=0),
+              help="Allowed relative RSS growth after the warm-up (plus 16 MiB).")
+@click.option("--max-lag", default=20_000, show_default=True, type=click.IntRange(min=0),
+              help="Allowed consumer lag in messages after the warm-up.")
+@click.option("--max-latency", default=5.0, show_default=True, type=click.FloatRange(min=0.1),
+              help="Allowed end-to-end latency of a probe, seconds.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the simulated show.")
+@click.option("--write", "write_path", type=click.Path(dir_okay=False), default=None,
+              help="Replace the Soak section of this Markdown file (e.g. BENCHMARKS.md).")
+@click.option("--json-out", type=click.Path(dir_okay=False), default=None,
+              help="Also append the JSON line to this file.")
+@click.option("--quiet", is_flag=True, help="No line per sample while running.")
+def soak(duration, rooms, rate, interval, warmup, max_growth, max_lag, max_latency, seed, write_path,
+         json_out, quiet):
+    """Run a long promotion-level show and report memory, lag and latency over time."""
+    from livemon.broker import BrokerUnavailable, EmbeddedBroker, free_port
+
+    warmup = min(300.0, max(10.0, duration * 0.1)) if warmup is None else warmup
+    workdir = tempfile.mkdtemp(prefix="livemon-soak-")
+    log_path = os.path.join(workdir, "soak.log")
+    processes: list[subprocess.Popen] = []
+    samples: list[Sample] = []
+    try:
+        broker = EmbeddedBroker(log_path=os.path.join(workdir, "broker.log")).start()
+    except BrokerUnavailable as error:
+        raise click.ClickException(str(error)) from None
+    try:
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        with open(log_path, "ab") as log:
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "livemon", "worker", "--broker", broker.bootstrap, "--web-port", str(port),
+                 "--group", "soak", "--data-dir", os.path.join(workdir, "worker"),
+                 "--recording-dir", os.path.join(workdir, "recording")],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+            processes.append(worker)
+            _wait_healthy(url, worker, log_path)
+            simulator = subprocess.Popen(
+                [sys.executable, "-m", "livemon", "simulate", "--broker", broker.bootstrap, "--scenario", "surge",
+                 "--rooms", str(rooms), "--rate", str(rate), "--duration", str(duration + 60),
+                 "--fault-at", "0", "--fault-for", str(duration + 60), "--seed", str(seed), "--quiet"],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+            processes.append(simulator)
+        probe = Probe(broker.bootstrap, url)
+        started = time.monotonic()
+        last_cpu, last_events, last_t = _cpu_seconds(worker.pid), 0.0, 0.0
+        if not quiet:
+            click.echo(f"soak: {rooms} rooms, surge, {duration:.0f} s; worker {url}; log {log_path}", err=True)
+        while (t := time.monotonic() - started) < duration:
+            time.sleep(max(0.0, interval - (t % interval)))
+            for process, name in ((worker, "worker"), (simulator, "simulator")):
+                if process.poll() is not None:
+                    raise click.ClickException(f"the {name} exited with {process.returncode}; see {log_path}")
+            t = time.monotonic() - started
+            latency = probe.measure(timeout=max_latency * 2)
+            body = _scrape(url)
+            events = sum(float(x) for x in _EVENTS_LINE.findall(body))
+            cpu = _cpu_seconds(worker.pid)
+            sample = Sample(t=round(t, 1), rss_mib=round(_rss_mib(worker.pid), 1),
+                            lag=int(sum(float(x) for x in _LAG_LINE.findall(body))),
+                            events_per_s=(events - last_events) / max(1e-9, t - last_t) if last_t else 0.0,
+                            cpu=round((cpu - last_cpu) / max(1e-9, t - last_t), 2) if last_t else 0.0,
+                            latency_s=None if latency is None else round(latency, 3))
+            last_cpu, last_events, last_t = cpu, events, t
+            samples.append(sample)
+            if not quiet:
+                click.echo(f"  t={sample.t:6.0f}s rss={sample.rss_mib:7.1f} MiB lag={sample.lag:6d} "
+                           f"events/s={sample.events_per_s:8.0f} cpu={sample.cpu:4.2f} e2e={sample.latency_s}", err=True)
+        probe.close()
+    finally:
+        for process in reversed(processes):
+            _stop(process)
+        broker.stop()
+    samples = samples[1:] or samples  # the first has no rates yet
+    result = {"kind": "soak", "date": time.strftime("%Y-%m-%d"), "machine": _machine(), "duration": duration,
+              "rooms": rooms, "rate": rate, "interval": interval, "warmup": warmup,
+              "summary": _summary(samples, warmup),
+              "verdict": verdict(samples, warmup, max_growth, max_lag, max_latency),
+              "samples": [asdict(s) for s in samples]}
+    click.echo(_table(samples))
+    v = result["verdict"]
+    click.echo(f"verdict: {'PASS' if v['ok'] else 'FAIL'}" + ("" if v["ok"] else " - " + "; ".join(v["reasons"])))
+    line = json.dumps(result, separators=(",", ":"))
+    click.echo(line)
+    if json_out:
+        with open(json_out, "a") as out:
+            out.write(line + "\n")
+    if write_path:
+        write_section(write_path, report_markdown(result, samples))
+        click.echo(f"wrote the Soak section of {write_path}", err=True)
+    if not v["ok"]:
+        sys.exit(1)
+
+
+def _wait_healthy(url: str, worker: subprocess.Popen, log_path: str, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if worker.poll() is not None:
+            raise click.ClickException(f"the worker exited with {worker.returncode}; see {log_path}")
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise click.ClickException(f"the worker was not healthy within {timeout:.0f} s; see {log_path}")
+
+
+def _stop(process: subprocess.Popen) -> None:
+    import signal
+
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    except ProcessLookupError:
+        pass
