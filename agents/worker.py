@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import gc
 import logging
+import os
 import shutil
 import socket
 import tempfile
@@ -107,6 +108,7 @@ def worker(broker, web_host, web_port, partitions, data_dir, step, window, laten
 
     temporary = data_dir is None
     settings.data_dir = tempfile.mkdtemp(prefix="livemon-worker-") if temporary else data_dir
+    os.makedirs(settings.data_dir, exist_ok=True)  # Faust exits silently with a missing workdir
     try:
         run(settings, log_level)
     finally:

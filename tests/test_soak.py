@@ -1,0 +1,57 @@
+"""`livemon soak`, short: a surge over many rooms against the embedded broker and a real worker.
+
+A minute is all warm-up (windows, presences and the page's 10-minute chart history are still
+filling), so this run judges lag and latency and checks the report; flat memory is judged by the
+long run whose figures are in BENCHMARKS.md (`livemon soak --duration 900 --warmup 600`).
+"""
+
+import json
+import subprocess
+import sys
+
+from livemon.soak import BEGIN, END, Sample, verdict, write_section
+
+
+def test_short_soak_reports_bounded_lag_and_latency(tmp_path):
+    report = tmp_path / "BENCHMARKS.md"
+    report.write_text(f"# Benchmarks\n\nthroughput figures\n\n{BEGIN}\nold soak\n{END}\n\n## Later section\n")
+    run = subprocess.run([sys.executable, "-m", "livemon", "soak", "--duration", "50", "--interval", "5",
+                          "--rooms", "150", "--rate", "800", "--warmup", "15", "--max-growth", "1.0",
+                          "--max-lag", "5000", "--max-latency", "5", "--quiet", "--write", str(report)],
+                         capture_output=True, text=True, timeout=150)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["verdict"]["ok"] is True
+    samples = result["samples"]
+    assert len(samples) >= 8
+    steady = [s for s in samples if s["t"] >= 15]
+    assert all(s["events_per_s"] > 300 for s in steady)  # the show was on all along
+    assert all(s["latency_s"] is not None and s["latency_s"] < 5 for s in steady)
+    assert max(s["lag"] for s in steady) <= 5000
+    assert "| RSS (MiB) |" in run.stdout and "verdict: PASS" in run.stdout
+    text = report.read_text()
+    # Only the Soak section was replaced; what others wrote stays.
+    assert text.count(BEGIN) == 1 and "old soak" not in text and "## Soak" in text
+    assert text.startswith("# Benchmarks\n\nthroughput figures") and text.rstrip().endswith("## Later section")
+
+
+def samples(rss: list[float], lag: int = 0, latency: float | None = 0.5) -> list[Sample]:
+    return [Sample(t=10.0 * i, rss_mib=r, lag=lag, events_per_s=1000, cpu=0.3, latency_s=latency)
+            for i, r in enumerate(rss)]
+
+
+def test_verdict_flat_memory_and_bounded_lag():
+    flat = samples([100, 180, 200, 201, 199, 202, 200, 201, 203])  # grows in the warm-up only
+    assert verdict(flat, warmup=20, max_growth=0.1, max_lag=100, max_latency=2)["ok"]
+    leaking = samples([100, 120, 140, 160, 180, 200, 220, 240, 260])
+    result = verdict(leaking, warmup=20, max_growth=0.1, max_lag=100, max_latency=2)
+    assert not result["ok"] and "memory grew" in result["reasons"][0]
+    assert not verdict(samples([100] * 9, lag=500), 20, 0.1, 100, 2)["ok"]
+    assert not verdict(samples([100] * 9, latency=None), 20, 0.1, 100, 2)["ok"]
+
+
+def test_write_section_appends_then_replaces(tmp_path):
+    path = tmp_path / "B.md"
+    write_section(path, "## Soak\none")
+    write_section(path, "## Soak\ntwo")
+    assert path.read_text() == f"{BEGIN}\n## Soak\ntwo\n{END}\n"
