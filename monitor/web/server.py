@@ -271,6 +271,18 @@ ROUTES = [
 ]
 
 
+@web.middleware
+async def harden_everything(request, handler):
+    try:
+        response = await handler(request)
+    except web.HTTPException as error:
+        _harden(error.headers)
+        raise
+    if not response.prepared:
+        _harden(response.headers)
+    return response
+
+
 def add_routes(app: web.Application, hub: ControlRoomHub, *, token: str) -> None:
     """Mount the control room on an existing app (before it starts). The hub's Kafka consumption
     is the caller's: `await hub.start(bootstrap)` on startup, `await hub.stop()` on cleanup."""
@@ -279,6 +291,7 @@ def add_routes(app: web.Application, hub: ControlRoomHub, *, token: str) -> None
     app[HUB_KEY] = hub
     app[TOKEN_KEY] = token
     app[STREAMS_KEY] = set()
+    app.middlewares.append(harden_everything)   # the app's own 404s and 405s too
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler if handler is api_stream else secured(handler))
 
@@ -290,18 +303,7 @@ def add_routes(app: web.Application, hub: ControlRoomHub, *, token: str) -> None
 def build_web_app(hub: ControlRoomHub, *, token: str, bootstrap_servers: str | None = None) -> web.Application:
     """A standalone app serving the control room; with `bootstrap_servers` it also runs the hub's
     Kafka consumption for its lifetime."""
-    @web.middleware
-    async def harden_everything(request, handler):   # the app's own 404s and 405s too
-        try:
-            response = await handler(request)
-        except web.HTTPException as error:
-            _harden(error.headers)
-            raise
-        if not response.prepared:
-            _harden(response.headers)
-        return response
-
-    app = web.Application(client_max_size=64 * 1024, middlewares=[harden_everything])
+    app = web.Application(client_max_size=64 * 1024)
     add_routes(app, hub, token=token)
     if bootstrap_servers:
         async def start(app):
