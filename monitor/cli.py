@@ -18,6 +18,8 @@ COMMANDS = {
     "dashboards": ("livemon.dashboards.cli", "dashboards", "Generate or push the Grafana dashboards."),
     "rules": ("livemon.alerting.cli", "rules", "Check alert rule files."),
     "bench": ("livemon.bench", "bench", "Measure throughput, latency and memory."),
+    "bench-alerts": ("livemon.alerting.latency", "bench_alerts",
+                     "Time from a CDN outage's first bad beacon to the alert and the failover."),
     "soak": ("livemon.soak", "soak", "Run a long promotion-level show and report resources over time."),
 }
 

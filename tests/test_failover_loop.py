@@ -1,80 +1,23 @@
 """Closed loop in one process: the simulator's CDN outage -> engine -> AlertService -> failover
 command -> the simulated viewers move -> the stall ratio recovers -> resolved notifications.
 
-The CDN vendor's control API is a local HTTP receiver (the only fake: it records the exact signed
-request); everything else is the product's code.
+The loop is `livemon bench-alerts`' own (`livemon.alerting.latency.run_outage`). The CDN vendor's
+control API and the webhook are local HTTP receivers (the only stand-ins: they verify and record the
+exact signed requests); everything else is the product's code.
 """
 
 import asyncio
-import json
 
-from aiohttp import web
+from livemon.alerting.latency import run_outage, summarize
+from livemon.alerting.service import CONTROL_TOPIC
 
-from livemon.alerting.config import Receiver, load_config
-from livemon.alerting.delivery import verify
-from livemon.alerting.service import AlertService, CONTROL_TOPIC
-from livemon.engine import Engine, EngineConfig
-from livemon.ingest.events import decode
-from livemon.simulator.core import Simulation
-from tests.fixtures.alertmanager import free_port
-
-SECRET = "cdn-control-secret-42"
 FAULT_AT, FAULT_FOR = 45.0, 150.0
 
 
 def test_cdn_outage_fails_over_once_and_recovers(tmp_path):
-    calls = []
-
-    async def vendor_api(request):
-        body = await request.read()
-        assert verify(SECRET, body, request.headers)
-        calls.append(json.loads(body))
-        return web.json_response({"ok": True})
-
-    async def main():
-        app = web.Application()
-        app.router.add_post("/v1/rooms/switch", vendor_api)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        port = free_port()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-
-        config = load_config("alerts/alerting.yml")
-        config = type(config)(**{**config.__dict__, "retry_initial": 0.05, "retry_max": 0.5,
-                                 "failover_endpoint": Receiver(
-                                     "vendor", f"http://127.0.0.1:{port}/v1/rooms/switch", SECRET,
-                                     ("command",))})
-        published = []
-        service = AlertService(config, data_dir=tmp_path,
-                               producer=lambda topic, key, value: published.append(
-                                   (topic, key.decode(), json.loads(value))))
-        await service.start()
-
-        sim = Simulation("cdn-outage", rooms=2, seed=3, duration=220, rate=200, bad_fraction=0,
-                         fault_at=FAULT_AT, fault_for=FAULT_FOR)
-        engine = Engine(EngineConfig())
-        last, history = None, []
-        for message in sim.messages():
-            events, _ = decode(message.value, message.topic)
-            engine.ingest(events, sim.now)
-            if sim.now == last:
-                continue
-            last = sim.now
-            live = engine.live_snapshots(sim.now)
-            history.append(live.get("room-001"))
-            for record in service.evaluate(live, sim.now):
-                if record.get("topic") == CONTROL_TOPIC:
-                    sim.apply_failover(record["room_id"], record["to_cdn"], from_cdn=record["from_cdn"])
-            await asyncio.sleep(0)                # let delivery run beside the stream
-        for _ in range(100):
-            if calls:
-                break
-            await asyncio.sleep(0.05)
-        await service.stop()
-        await runner.cleanup()
-        return sim, service, published, history
-
-    sim, service, published, history = asyncio.run(main())
+    run = asyncio.run(run_outage(tmp_path, fault_at=FAULT_AT, fault_for=FAULT_FOR))
+    sim, service, published, history = run.sim, run.service, run.published, run.history
+    calls = [command for _, command in run.vendor]
     fault = sim.start + FAULT_AT
     commands = [value for topic, _, value in published if topic == CONTROL_TOPIC]
     alerts = [value for topic, _, value in published if value.get("kind") == "alert"]
@@ -111,3 +54,10 @@ def test_cdn_outage_fails_over_once_and_recovers(tmp_path):
     assert dict(((s["room"], s["from_cdn"], s["to_cdn"]), v) for s, v in
                 service.counters()["livemon_cdn_failovers_total"]) == {
         ("room-001", "cdn-a", command["to_cdn"]): 1}
+
+
+def test_bench_alerts_reports_detection_within_for_plus_5(tmp_path):
+    summary = summarize(asyncio.run(run_outage(tmp_path)))
+    assert summary["failover"]["commands"] == 1 and summary["failover"]["within_for_plus_5"]
+    trigger = summary["alerts"]["CdnDegradedErrors"]
+    assert trigger["within_for_plus_5"] and trigger["delivery_wall_s"] is not None
