@@ -399,18 +399,26 @@ class StreamRuntime:
         self._step_events.clear()
         metrics.rooms.set(self.room_count)
         metrics.partitions.set(len(self.owned))
-        consumer = self.consumer_ref() if self.consumer_ref else None
-        if consumer is None:
-            return
         metrics.lag.clear()
-        for partition, state in self.owned.items():
+        for (topic, partition), lag in self.lags().items():
+            metrics.lag.labels(topic, str(partition)).set(lag)
+
+    def lags(self) -> dict[tuple[str, int], int]:
+        """Messages waiting per (event topic, owned partition): the broker's high-water mark less
+        the next offset to apply. Empty before the consumer has fetched anything."""
+        consumer = self.consumer_ref() if self.consumer_ref else None
+        lags = {}
+        if consumer is None:
+            return lags
+        for partition, state in list(self.owned.items()):
             for topic in EVENT_TOPICS:
                 try:
                     high = consumer.highwater(_tp(topic, partition))
                 except Exception:  # noqa: BLE001 - not fetched yet
                     continue
                 if high is not None:
-                    metrics.lag.labels(topic, str(partition)).set(max(0, high - state.offsets.get(topic, 0)))
+                    lags[(topic, partition)] = max(0, high - state.offsets.get(topic, 0))
+        return lags
 
     # ---- checkpoints ----
 

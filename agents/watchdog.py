@@ -144,20 +144,8 @@ class Watchdog:
     def lag_and_progress(self) -> tuple[int, int]:
         """(messages waiting, sum of applied offsets) over the owned partitions."""
         runtime = self.runtime
-        consumer = runtime.consumer_ref() if runtime.consumer_ref else None
-        lag = progress = 0
-        for partition, state in list(runtime.owned.items()):
-            progress += sum(state.offsets.values())
-            if consumer is None:
-                continue
-            for topic in EVENT_TOPICS:
-                try:
-                    high = consumer.highwater(_tp(topic, partition))
-                except Exception:  # noqa: BLE001 - not fetched yet
-                    continue
-                if high is not None:
-                    lag += max(0, high - state.offsets.get(topic, 0))
-        return lag, progress
+        progress = sum(sum(state.offsets.values()) for state in list(runtime.owned.values()))
+        return sum(runtime.lags().values()), progress
 
     def _check_progress(self, now: float) -> None:
         lag, progress = self.lag_and_progress()
@@ -174,8 +162,3 @@ class Watchdog:
         self.stalled_gauge.set(1 if self.stalled else 0)
         self.progress_age.set(now - self._progress_at)
 
-
-def _tp(topic: str, partition: int):
-    from faust.types import TP
-
-    return TP(topic, partition)

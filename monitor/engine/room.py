@@ -76,6 +76,8 @@ class Show:
 
 
 class Room:
+    logged = None  # rooms restored from a checkpoint of an older version have no `logged`
+
     def __init__(self, room_id: str, config: EngineConfig, first_ts: float, frontier: int):
         self.id = room_id
         self.config = config
@@ -99,6 +101,7 @@ class Room:
         self.viewers: dict[str, list] = {}
         self.expiries: dict[int, list[str]] = {}  # bucket -> viewers whose timeout may fall there
         self.cleanups: dict[int, list[str]] = {}  # bucket -> ended viewers to forget
+        self.logged: dict[int, list[str]] = {}  # bucket -> viewers whose log may be final then
         self.paid_orders: set[str] = set()
         self.cohorts = [[0, 0] for _ in self.horizons]  # per horizon: [started, short] at frontier
         self.last_event_bucket = None  # newest final bucket holding an event
@@ -227,8 +230,9 @@ class Room:
                 else:
                     expiries.append(user)
                 entry = (ts, action, start, last_seen, end, _NO_CHANGES)
-                if log is None:
+                if not log:
                     record[LOG] = [entry]
+                    self._logged(user, ts)
                 else:
                     log.append(entry)
                 return
@@ -264,9 +268,42 @@ class Room:
         elif present and action == LEAVE:
             self._end(user, record, ts)
         self._journal = None
-        if record[LOG] is None:
-            record[LOG] = []
-        record[LOG].append((ts, action, start, last_seen, end, changes or _NO_CHANGES))
+        log = record[LOG]
+        if not log:
+            log = record[LOG] = []
+            self._logged(user, ts)
+        log.append((ts, action, start, last_seen, end, changes or _NO_CHANGES))
+
+    def _logged(self, user, ts):
+        """A viewer's log has become non-empty: look at it again once `ts` is final (`_prune_logs`)."""
+        logged = self.logged
+        if logged is None:
+            logged = self.logged = {}  # a room from an older checkpoint
+        bucket = self.bucket_of(ts)
+        users = logged.get(bucket)
+        if users is None:
+            logged[bucket] = [user]
+        else:
+            users.append(user)
+
+    def _prune_logs(self, t):
+        """Drop the log entries of bucket `t` and before (just made final): every event still to
+        come, swept timeouts included, is of a later bucket, so none of them can be undone any
+        more. Without this a final entry stays until the viewer's next event."""
+        step, ceil, viewers = self.step, math.ceil, self.viewers
+        for user in self.logged.pop(t, ()):
+            record = viewers.get(user)
+            if record is None:
+                continue
+            log = record[LOG]
+            if not log:
+                continue
+            if ceil(log[-1][0] / step) <= t:  # the usual case: all of it final
+                record[LOG] = None
+                continue
+            while ceil(log[0][0] / step) <= t:
+                del log[0]
+            self._logged(user, log[-1][0])
 
     def _bump(self, bucket, field, delta):
         self.sums.at(bucket)[field] += delta
@@ -335,6 +372,8 @@ class Room:
                 show.gmv_base, show.orders_base = sums.total[GMV_MICRO], sums.total[PAID]
         while len(self.shows) > 1 and self.shows[1].start_bucket <= t:
             del self.shows[0]  # no instant from here on belongs to it
+        if self.logged:
+            self._prune_logs(t)
         for user in self.cleanups.pop(t, ()):
             record = self.viewers.get(user)
             if record is None:

@@ -8,7 +8,6 @@ Mount it on a worker's aiohttp app with `add_routes(app, hub, token=...)`, or se
 from __future__ import annotations
 
 import asyncio
-import functools
 import hmac
 import os
 import re
@@ -57,22 +56,6 @@ def _harden(headers, csp: str = CSP):
     headers.setdefault("Content-Security-Policy", csp)
     for name, value in SECURITY_HEADERS.items():
         headers.setdefault(name, value)
-
-
-def secured(handler):
-    """Every response, errors included, carries the CSP and the other hardening headers (a handler
-    may set its own stricter CSP first)."""
-    @functools.wraps(handler)
-    async def wrapper(request):
-        try:
-            response = await handler(request)
-        except web.HTTPException as error:
-            _harden(error.headers)
-            raise
-        if not response.prepared:
-            _harden(response.headers)
-        return response
-    return wrapper
 
 
 def json_response(data, status=200):
@@ -293,7 +276,7 @@ def add_routes(app: web.Application, hub: ControlRoomHub, *, token: str) -> None
     app[STREAMS_KEY] = set()
     app.middlewares.append(harden_everything)   # the app's own 404s and 405s too
     for method, path, handler in ROUTES:
-        app.router.add_route(method, path, handler if handler is api_stream else secured(handler))
+        app.router.add_route(method, path, handler)
 
     async def close_streams(app):
         app[STREAMS_KEY].clear()   # open event streams end within a second
