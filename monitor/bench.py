@@ -783,9 +783,11 @@ def bench(broker, quick, seed, write_path, skip, log_path):
     click.echo(text)
     click.echo(json.dumps(results, separators=(",", ":")))
     if write_path:
-        with open(write_path, "w") as out:
-            out.write(text)
-            out.write("\n```json\n" + json.dumps(results, separators=(",", ":")) + "\n```\n")
+        from livemon.soak import write_section
+
+        # Only this command's section: `livemon soak` and `livemon bench-alerts` write their own.
+        write_section(write_path, text + "\n```json\n" + json.dumps(results, separators=(",", ":")) + "\n```",
+                      begin="<!-- bench:begin -->", end="<!-- bench:end -->")
         console.print(f"wrote {write_path}")
 
 
