@@ -16,6 +16,8 @@ import urllib.request
 
 import click
 
+from livemon.agents.worker import wait_until_healthy
+
 from livemon.broker import BrokerUnavailable, EmbeddedBroker, free_port
 
 SUMMARY_ROWS = 12
@@ -119,20 +121,7 @@ def demo(rooms, rate, scenario, web_port, partitions, duration, no_summary):
         worker = _spawn(["worker", "--broker", broker.bootstrap, "--web-port", str(web_port),
                          "--partitions", str(partitions)], os.path.join(logs, "worker.log"))
         base = f"http://127.0.0.1:{web_port}"
-        deadline = time.monotonic() + 60
-        while True:
-            if worker.poll() is not None:
-                with open(os.path.join(logs, "worker.log"), errors="replace") as log:
-                    raise click.ClickException(f"the worker exited:\n{log.read()[-2000:]}")
-            try:
-                with urllib.request.urlopen(base + "/healthz", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise click.ClickException(f"the worker did not become ready; see {logs}/worker.log")
-            time.sleep(0.3)
+        wait_until_healthy(base, worker, os.path.join(logs, "worker.log"), timeout=60)
         simulator = _spawn(["simulate", "--broker", broker.bootstrap, "--scenario", scenario, "--rooms",
                             str(rooms), "--rate", str(rate), "--duration", "0", "--quiet"],
                            os.path.join(logs, "simulator.log"))

@@ -34,6 +34,8 @@ from pathlib import Path
 
 import click
 
+from livemon.agents.worker import wait_until_healthy
+
 BEGIN, END = "<!-- soak:begin -->", "<!-- soak:end -->"
 PROBE_ROOM = "soak-probe"
 _PROBE_LINE = re.compile(rb'^livemon_room_orders_total\{room="soak-probe"\} ([0-9.e+]+)$', re.M)
@@ -264,7 +266,7 @@ def soak(duration, rooms, rate, interval, warmup, max_growth, max_lag, max_laten
                  "--recording-dir", os.path.join(workdir, "recording")],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
             processes.append(worker)
-            _wait_healthy(url, worker, log_path)
+            wait_until_healthy(url, worker, log_path)
             simulator = subprocess.Popen(
                 [sys.executable, "-m", "livemon", "simulate", "--broker", broker.bootstrap, "--scenario", "surge",
                  "--rooms", str(rooms), "--rate", str(rate), "--duration", str(duration + 60),
@@ -320,21 +322,6 @@ def soak(duration, rooms, rate, interval, warmup, max_growth, max_lag, max_laten
         click.echo(f"wrote the Soak section of {write_path}", err=True)
     if not v["ok"]:
         sys.exit(1)
-
-
-def _wait_healthy(url: str, worker: subprocess.Popen, log_path: str, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if worker.poll() is not None:
-            raise click.ClickException(f"the worker exited with {worker.returncode}; see {log_path}")
-        try:
-            with urllib.request.urlopen(url + "/healthz", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.3)
-    raise click.ClickException(f"the worker was not healthy within {timeout:.0f} s; see {log_path}")
 
 
 def _stop(process: subprocess.Popen) -> None:
