@@ -7,7 +7,9 @@ end-to-end latency of a probe (a paid order in room `soak-probe` sent with the c
 timed until the worker's /metrics counts it). The verdict:
 
 * memory flat: after the warm-up, the median RSS of the last third of the samples is within
-  `--max-growth` (relative, plus 16 MiB) of the median of the first third;
+  `--max-growth` (relative, plus 16 MiB) of the median of the first third; or, when the audience
+  grew meanwhile (tracked viewers, the sum of `livemon_room_viewers`), RSS per tracked viewer did
+  not grow by more than `--max-growth`;
 * lag bounded: after the warm-up, consumer lag never exceeds `--max-lag` messages and every probe
   is seen within `--max-latency` seconds.
 
@@ -40,6 +42,7 @@ BEGIN, END = "<!-- soak:begin -->", "<!-- soak:end -->"
 PROBE_ROOM = "soak-probe"
 _PROBE_LINE = re.compile(rb'^livemon_room_orders_total\{room="soak-probe"\} ([0-9.e+]+)$', re.M)
 _LAG_LINE = re.compile(rb"^livemon_consumer_lag_messages\{[^}]*\} ([0-9.e+]+)$", re.M)
+_VIEWERS_LINE = re.compile(rb'^livemon_room_viewers\{[^}]*\} ([0-9.e+]+)$', re.M)
 _EVENTS_LINE = re.compile(rb'^livemon_events_total\{type="[a-z]+"\} ([0-9.e+]+)$', re.M)
 
 
@@ -51,6 +54,7 @@ class Sample:
     events_per_s: float
     cpu: float  # share of one core since the previous sample
     latency_s: float | None  # the probe's end-to-end latency; None: not seen in time
+    viewers: int = 0  # viewers the worker tracks (sum of livemon_room_viewers)
 
 
 def _rss_mib(pid: int) -> float:
@@ -131,16 +135,27 @@ def verdict(samples: list[Sample], warmup: float, max_growth: float, max_lag: in
     early = statistics.median(s.rss_mib for s in steady[:third])
     late = statistics.median(s.rss_mib for s in steady[-third:])
     growth = (late - early) / early if early else 0.0
+    # A growing audience legitimately needs more memory: then memory per tracked viewer must not grow.
+    viewers_early = statistics.median(s.viewers for s in steady[:third])
+    viewers_late = statistics.median(s.viewers for s in steady[-third:])
+    per_viewer_early = early / viewers_early if viewers_early else None
+    per_viewer_late = late / viewers_late if viewers_late else None
+    per_viewer_flat = (per_viewer_early is not None and per_viewer_late is not None and
+                       per_viewer_late <= per_viewer_early * (1 + max_growth))
     latencies = [s.latency_s for s in steady]
     reasons = []
-    if late - early > max_growth * early + 16:
-        reasons.append(f"memory grew {growth:+.1%} after the warm-up ({early:.0f} -> {late:.0f} MiB)")
+    if late - early > max_growth * early + 16 and not (viewers_late > viewers_early and per_viewer_flat):
+        reasons.append(f"memory grew {growth:+.1%} after the warm-up ({early:.0f} -> {late:.0f} MiB) "
+                       f"with tracked viewers {viewers_early:.0f} -> {viewers_late:.0f}")
     if max(s.lag for s in steady) > max_lag:
         reasons.append(f"lag reached {max(s.lag for s in steady)} messages (bound {max_lag})")
     if any(x is None or x > max_latency for x in latencies):
         reasons.append(f"a probe took longer than {max_latency} s")
     return {"ok": not reasons, "reasons": reasons, "rss_growth": round(growth, 4),
-            "rss_early_mib": round(early, 1), "rss_late_mib": round(late, 1)}
+            "rss_early_mib": round(early, 1), "rss_late_mib": round(late, 1),
+            "viewers_early": round(viewers_early), "viewers_late": round(viewers_late),
+            "kib_per_viewer_early": None if per_viewer_early is None else round(per_viewer_early * 1024, 2),
+            "kib_per_viewer_late": None if per_viewer_late is None else round(per_viewer_late * 1024, 2)}
 
 
 def _summary(samples: list[Sample], warmup: float) -> dict:
@@ -184,7 +199,9 @@ def report_markdown(result: dict, samples: list[Sample]) -> str:
         "",
         f"- **Verdict: {'PASS' if v['ok'] else 'FAIL'}**" + ("" if v["ok"] else f" ({'; '.join(v['reasons'])})"),
         f"- Memory after the warm-up: {v.get('rss_early_mib')} MiB -> {v.get('rss_late_mib')} MiB "
-        f"({(v.get('rss_growth') or 0):+.1%}); peak {s['rss_max_mib']} MiB",
+        f"({(v.get('rss_growth') or 0):+.1%}); peak {s['rss_max_mib']} MiB; tracked viewers "
+        f"{v.get('viewers_early')} -> {v.get('viewers_late')}, worker RSS per tracked viewer "
+        f"{v.get('kib_per_viewer_early')} -> {v.get('kib_per_viewer_late')} KiB",
         f"- Consumer lag after the warm-up: max {s['lag_max']} messages, at the end {s['lag_last']}",
         f"- End-to-end latency (probe order sent -> counted on /metrics): p50 {s['latency_p50_s']:.3f} s, "
         f"p95 {s['latency_p95_s']:.3f} s, max {s['latency_max_s']:.3f} s" if s["latency_p50_s"] is not None
@@ -292,7 +309,8 @@ def soak(duration, rooms, rate, interval, warmup, max_growth, max_lag, max_laten
                             lag=int(sum(float(x) for x in _LAG_LINE.findall(body))),
                             events_per_s=(events - last_events) / max(1e-9, t - last_t) if last_t else 0.0,
                             cpu=round((cpu - last_cpu) / max(1e-9, t - last_t), 2) if last_t else 0.0,
-                            latency_s=None if latency is None else round(latency, 3))
+                            latency_s=None if latency is None else round(latency, 3),
+                            viewers=int(sum(float(x) for x in _VIEWERS_LINE.findall(body))))
             last_cpu, last_events, last_t = cpu, events, t
             samples.append(sample)
             if not quiet:

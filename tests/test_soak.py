@@ -35,9 +35,10 @@ def test_short_soak_reports_bounded_lag_and_latency(tmp_path):
     assert text.startswith("# Benchmarks\n\nthroughput figures") and text.rstrip().endswith("## Later section")
 
 
-def samples(rss: list[float], lag: int = 0, latency: float | None = 0.5) -> list[Sample]:
-    return [Sample(t=10.0 * i, rss_mib=r, lag=lag, events_per_s=1000, cpu=0.3, latency_s=latency)
-            for i, r in enumerate(rss)]
+def samples(rss: list[float], lag: int = 0, latency: float | None = 0.5, viewers=None) -> list[Sample]:
+    viewers = viewers or [1000] * len(rss)
+    return [Sample(t=10.0 * i, rss_mib=r, lag=lag, events_per_s=1000, cpu=0.3, latency_s=latency, viewers=v)
+            for i, (r, v) in enumerate(zip(rss, viewers))]
 
 
 def test_verdict_flat_memory_and_bounded_lag():
@@ -48,6 +49,17 @@ def test_verdict_flat_memory_and_bounded_lag():
     assert not result["ok"] and "memory grew" in result["reasons"][0]
     assert not verdict(samples([100] * 9, lag=500), 20, 0.1, 100, 2)["ok"]
     assert not verdict(samples([100] * 9, latency=None), 20, 0.1, 100, 2)["ok"]
+
+
+def test_memory_may_grow_with_the_audience_but_not_per_viewer():
+    growing_audience = [1000, 1500, 2000, 2500, 3000, 3500, 4000, 4500, 5000]
+    # Memory that follows the audience: the same RSS per tracked viewer.
+    following = samples([50 + v * 0.04 for v in growing_audience], viewers=growing_audience)
+    assert verdict(following, warmup=20, max_growth=0.1, max_lag=100, max_latency=2)["ok"]
+    # Memory that grows faster than the audience does: a leak.
+    leaking = samples([50 + v * 0.04 * (1 + i / 2) for i, v in enumerate(growing_audience)], viewers=growing_audience)
+    result = verdict(leaking, warmup=20, max_growth=0.1, max_lag=100, max_latency=2)
+    assert not result["ok"] and "tracked viewers" in result["reasons"][0]
 
 
 def test_write_section_appends_then_replaces(tmp_path):
