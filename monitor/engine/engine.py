@@ -36,8 +36,6 @@ class Engine:
     @staticmethod
     def room_clock(room: Room, reference: float | None) -> float:
         """The room's newest ts, run on by the reference time passed since it last rose."""
-        if room.seen_at is None:  # restored from a checkpoint: count from the first look
-            room.seen_at = reference
         if reference is None or room.seen_at is None or reference <= room.seen_at:
             return room.max_ts
         return room.max_ts + (reference - room.seen_at)
@@ -101,7 +99,7 @@ class Engine:
                 frontier = math.ceil(watermark / step) - 1
                 room = rooms[room_id] = Room(room_id, config, ts, frontier)
                 room.seen_at = reference
-            elif ts > room.max_ts:
+            elif ts > room.max_ts or room.seen_at is None:
                 room.seen_at = reference  # the room's clock restarts from this newer ts
             if self.clock is None or ts > self.clock:
                 self.clock = ts
@@ -223,6 +221,8 @@ class Engine:
             show = room.shows[-1] if room.shows else None
             ended = show is not None and show.ended_at is not None and \
                 now - self.config.lateness > show.ended_at + self.config.window
+            if room.seen_at is None and self.clock is not None:
+                now = max(now, self.clock)  # never heard from since a restore: judge by the newest ts
             if ended or now - room.max_ts > self.config.show_idle:
                 gone.append(room_id)
         for room_id in gone:
@@ -239,7 +239,9 @@ class Engine:
         state = pickle.loads(blob)
         for room in state["rooms"].values():
             room.config = self.config
-            room.seen_at = None  # a reference time of another process: not comparable
+            # A reference time of another process is not comparable; and a restored room's events
+            # may still be waiting in the backlog: its clock stays put until it is heard from.
+            room.seen_at = None
         self.rooms.update(state["rooms"])
         if state["clock"] is not None and (self.clock is None or state["clock"] > self.clock):
             self.clock = state["clock"]
