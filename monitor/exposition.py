@@ -66,6 +66,16 @@ ROOM_COUNTERS = (
 )
 
 
+
+def _per_room(family, metrics, key):
+    """One sample per room whose snapshot has `key` (null values are left out, not NaN)."""
+    add = family.add_metric
+    for room, m in metrics:
+        value = m.get(key)
+        if value is not None:
+            add((room,), value)
+    return family
+
 class RoomCollector(Collector):
     """Metric families of SPEC §7 built from the latest live snapshots {room_id: snapshot}."""
 
@@ -88,13 +98,7 @@ class RoomCollector(Collector):
         snapshots = list(self._live.values())
         metrics = [(s["room_id"], s.get("metrics") or {}) for s in snapshots]
         for name, key, text in ROOM_GAUGES:
-            family = GaugeMetricFamily(name, text, labels=("room",))
-            add = family.add_metric
-            for room, m in metrics:
-                value = m.get(key)
-                if value is not None:
-                    add((room,), value)
-            yield family
+            yield _per_room(GaugeMetricFamily(name, text, labels=("room",)), metrics, key)
         for name, label, parts, text in ROOM_LABELLED:
             family = GaugeMetricFamily(name, text, labels=("room", label))
             add = family.add_metric
@@ -116,13 +120,7 @@ class RoomCollector(Collector):
                         add((room, cdn, *extra_values), value * scale)
             yield family
         for name, key, text in ROOM_COUNTERS:
-            family = CounterMetricFamily(name, text, labels=("room",))
-            add = family.add_metric
-            for room, m in metrics:
-                value = m.get(key)
-                if value is not None:
-                    add((room,), value)
-            yield family
+            yield _per_room(CounterMetricFamily(name, text, labels=("room",)), metrics, key)
         family = GaugeMetricFamily("livemon_room_snapshot_timestamp_seconds",
                                    "Event-time instant of the room's live snapshot.", labels=("room",))
         for snapshot in snapshots:
