@@ -101,6 +101,9 @@ class Owned:
     # gets a wall clock that stands still while the partition is paused.
     pause_start: float | None = None
     pause_total: float = 0.0
+    # An alert or incident of its rooms changed: checkpoint soon, even without new offsets, so a
+    # successor does not fire or open it a second time.
+    alerts_changed: bool = False
 
     def wall(self, now: float) -> float:
         return (self.pause_start if self.pause_start is not None else now) - self.pause_total
@@ -132,6 +135,7 @@ class StreamRuntime:
         self.ready = False
         self.last_live: dict = {}
         self._checkpoint_lock = asyncio.Lock()
+        self._checkpoint_soon = asyncio.Event()  # an alert changed: do not wait for the interval
         self._step_events: Counter = Counter()
         self._sequence = itertools.count()
         self._tasks: list[asyncio.Task] = []
@@ -367,13 +371,23 @@ class StreamRuntime:
         self.collector.update(live)
         if self.alerts is not None:
             try:
-                await _maybe_await(self.alerts.evaluate(live, now))
+                records = await _maybe_await(self.alerts.evaluate(live, now))
             except Exception:  # noqa: BLE001 - alerting trouble must not stop the metrics
                 log.exception("alert evaluation failed")
+            else:
+                self._alerts_changed({record["room_id"] for record in records or ()})
         await self._publish(now, live, finals)
         self._update_health(now)
         self.metrics.step_seconds.set(time.perf_counter() - started)
         self.metrics.last_step.set(time.time())
+
+    def _alerts_changed(self, rooms: set[str]) -> None:
+        if not rooms:
+            return
+        for state in self.owned.values():
+            if not state.alerts_changed and not rooms.isdisjoint(state.engine.rooms):
+                state.alerts_changed = True
+        self._checkpoint_soon.set()
 
     async def _publish(self, now: float, live: dict, finals: list) -> None:
         snapshots = list(live.values())
@@ -423,8 +437,15 @@ class StreamRuntime:
     # ---- checkpoints ----
 
     async def _checkpoint_loop(self) -> None:
+        interval = self.settings.checkpoint_interval
+        gap = min(1.0, interval)  # at most a round a second, however many alerts change
         while True:
-            await asyncio.sleep(self.settings.checkpoint_interval)
+            await asyncio.sleep(gap)
+            try:
+                await asyncio.wait_for(self._checkpoint_soon.wait(), interval - gap)
+            except asyncio.TimeoutError:
+                pass
+            self._checkpoint_soon.clear()
             try:
                 await self.checkpoint_round(commit=True)
             except asyncio.CancelledError:
@@ -443,14 +464,17 @@ class StreamRuntime:
         written = {}
         for partition in partitions:
             state = self.owned.get(partition)
-            if state is None or state.offsets == state.checkpointed or not state.offsets:
+            if state is None or not state.offsets or (state.offsets == state.checkpointed
+                                                      and not state.alerts_changed):
                 continue
             # State and offsets are taken together, with no await in between: they match.
             offsets = dict(state.offsets)
             rooms = sorted(state.engine.rooms)
             blob = state.engine.export_rooms(rooms)
+            alerts = self.alerts.export_rooms(rooms) if self.alerts is not None else {}
+            state.alerts_changed = False
             await self.store.write(Checkpoint(partition=partition, offsets=offsets, rooms=rooms,
-                                              state=blob, worker=self.settings.worker_id,
+                                              state=blob, alerts=alerts, worker=self.settings.worker_id,
                                               wall=time.time()))
             if self.owned.get(partition) is state:
                 state.checkpointed = offsets
@@ -517,7 +541,10 @@ class StreamRuntime:
         log.info("worker %s owns partitions %s", self.settings.worker_id, sorted(self.owned))
 
     def _release(self, partition: int) -> None:
-        self.owned.pop(partition)  # its engine, and so its rooms, go with it
+        state = self.owned.pop(partition)  # its engine, and so its rooms, go with it
+        if self.alerts is not None:
+            # Their alerts too, unresolved: the next owner carries them on from the checkpoint.
+            self.alerts.release_rooms(list(state.engine.rooms))
 
     async def load(self, partition: int) -> None:
         if partition in self.loading:
@@ -537,6 +564,8 @@ class StreamRuntime:
             state = Owned(engine=Engine(self.engine_config))
             if checkpoint is not None:
                 rooms = state.engine.import_rooms(checkpoint.state) if checkpoint.state else []
+                if self.alerts is not None and checkpoint.alerts:
+                    self.alerts.import_rooms(checkpoint.alerts)
                 state.offsets = dict(checkpoint.offsets)
                 state.received = dict(checkpoint.offsets)
                 state.checkpointed = dict(checkpoint.offsets)

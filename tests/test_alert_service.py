@@ -76,3 +76,51 @@ def test_manual_failover_and_cancel_through_operator_actions():
         service.handle_operator({"action": "failover", "room_id": "r1"}, T0 + 3)
     with pytest.raises(ValueError):
         service.handle_operator({"action": "reboot", "room_id": "r1"}, T0 + 3)
+
+
+def test_hand_over_carries_a_firing_alert_and_its_incident_to_the_next_owner(tmp_path):
+    """A room's partition moves to another worker mid-alert (a rebalance, or a crash after the
+    last checkpoint): the new owner neither waits `for` again nor opens a second incident, the old
+    owner resolves nothing, and the one incident is resolved once, by the new owner."""
+    import orjson
+
+    published = []
+
+    def service(name):
+        return AlertService(ServiceConfig(rules=RULES, failover=FailoverConfig(cooldown=0)),
+                            data_dir=tmp_path / name,
+                            producer=lambda t, k, v: published.append((name, json.loads(v))))
+    old, new = service("old"), service("new")
+    cdn = {"a": {"viewers": 50, "error_rate": 0.5}, "b": {"viewers": 50, "error_rate": 0.0}}
+    for t in range(0, 15):
+        old.evaluate({"r1": snap(t, 0.5, cdn=cdn), "r2": snap(t, 0.0, room="r2")}, T0 + t)
+    [incident] = [i for i in old.incidents.open() if i.rule == "Errors"]
+    state = orjson.loads(orjson.dumps(old.export_rooms(["r1"])))  # as a checkpoint stores it
+    new.import_rooms(state)
+    old.release_rooms(["r1"])
+    # The old owner goes on with its other room only, and resolves nothing of r1.
+    assert old.evaluate({"r2": snap(15, 0.0, room="r2")}, T0 + 15) == []
+    assert not [i for i in old.incidents.open() if i.room_id == "r1"]
+    # The new owner: still firing (no new `for` wait, no second incident, no second failover).
+    assert new.evaluate({"r1": snap(15, 0.5, cdn=cdn)}, T0 + 15) == []
+    assert {(a.rule.name, a.state) for a in new.evaluator.alerts()} == {("Errors", "firing"),
+                                                                         ("CdnErrors", "firing")}
+    assert new.notified == old_notified_of(published, "r1")
+    out = []
+    for t in range(16, 20):
+        out += new.evaluate({"r1": snap(t, 0.0, cdn={"b": {"viewers": 100, "error_rate": 0.0}})}, T0 + t)
+    resolved = [r for r in out if r.get("kind") == "incident" and r["status"] == "resolved"]
+    assert sorted(r["rule"] for r in resolved) == ["CdnErrors", "Errors"]
+    assert incident.id in {r["id"] for r in resolved}
+    records = [r for _, r in published]
+    incidents = {r["id"] for r in records if r.get("kind") == "incident"}
+    assert len(incidents) == 2  # one per alert, across both owners
+    assert sum(r.get("kind") == "failover" and r["decision"] == "taken" for r in records) == 1
+    # Each book, read back from its file, agrees: the old owner holds nothing open any more.
+    assert IncidentBook(tmp_path / "old" / "incidents.jsonl").open() == []
+    assert IncidentBook(tmp_path / "new" / "incidents.jsonl").open() == []
+
+
+def old_notified_of(published, room):
+    return {r["id"] for name, r in published
+            if name == "old" and r.get("kind") == "alert" and r["state"] == "firing" and r["room_id"] == room}

@@ -305,10 +305,13 @@ class AlertmanagerSink(Sink):
 
     def to_alertmanager(self, record: dict, now: float) -> dict:
         annotations = dict(record.get("annotations") or {})
+        # Event time, but never ahead of our clock: with producer clocks ahead, a future end would
+        # keep a resolved alert active until then, and an end before the start is refused (400).
+        starts = min(record["fired_at"], now)
+        ends = (max(starts, min(record["resolved_at"], now)) if record["state"] == "resolved"
+                else now + 4 * self.resend_interval)
         alert = {"labels": record["labels"], "annotations": annotations,
-                 "startsAt": rfc3339(record["fired_at"]),
-                 "endsAt": rfc3339(record["resolved_at"] if record["state"] == "resolved"
-                                   else now + 4 * self.resend_interval)}
+                 "startsAt": rfc3339(starts), "endsAt": rfc3339(ends)}
         if self.generator_url:
             alert["generatorURL"] = self.generator_url.format(room_id=record["room_id"],
                                                               rule=record["rule"])
@@ -334,6 +337,20 @@ class AlertmanagerSink(Sink):
 
     def idle_wait(self) -> float:
         return self.resend_interval if self.tracked else 3600.0
+
+    def adopt(self, records: list[dict]):
+        """Firing alerts another worker notified, now ours to re-send (so they do not expire);
+        re-sent at once: Alertmanager de-duplicates an alert it already has."""
+        for record in records:
+            self.tracked[record["id"]] = record
+        if records:
+            self._last_resend = 0.0
+            self.wake()
+
+    def release(self, alert_ids):
+        """Stop re-sending alerts whose room went to another worker."""
+        for alert_id in alert_ids:
+            self.tracked.pop(alert_id, None)
 
     async def idle(self):
         if not self.tracked or time.monotonic() - self._last_resend < self.resend_interval:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Iterable
 
 from livemon.alerting.rules import Anomaly, Rule
@@ -155,6 +155,45 @@ class Evaluator:
         for key in [k for k in self.baselines if k[1] == room_id]:
             del self.baselines[key]
         return out
+
+    # -- hand-over: a room's series travel with its partition's checkpoint ----------------------
+
+    def export_rooms(self, rooms) -> dict:
+        """The state of `rooms`' series as plain JSON values: active alerts, baselines, last ts."""
+        rooms = set(rooms)
+        alerts = [{**{f.name: getattr(a, f.name) for f in fields(Alert) if f.name != "rule"},
+                   "rule": a.rule.name} for a in self.active.values() if a.room_id in rooms]
+        baselines = [[*key, asdict(b)] for key, b in self.baselines.items() if key[1] in rooms]
+        return {"alerts": alerts, "baselines": baselines,
+                "last_ts": {r: ts for r, ts in self.last_ts.items() if r in rooms}}
+
+    def import_rooms(self, state: dict) -> list[Alert]:
+        """Take over series exported by `export_rooms` (of another worker); returns the alerts.
+        A series whose rule is no longer configured is dropped."""
+        rules = {rule.name: rule for rule in self.rules}
+        taken = []
+        for data in state.get("alerts", ()):
+            rule = rules.get(data["rule"])
+            if rule is None:
+                continue
+            alert = Alert(**{**data, "rule": rule})
+            self.active[(rule.name, alert.room_id, alert.cdn)] = alert
+            taken.append(alert)
+        for name, room, cdn, base in state.get("baselines", ()):
+            if name in rules:
+                self.baselines[(name, room, cdn)] = Baseline(**base)
+        self.last_ts.update(state.get("last_ts", {}))
+        return taken
+
+    def release_rooms(self, rooms) -> list[Alert]:
+        """Drop `rooms`' series without resolving them (their new owner carries them on)."""
+        rooms = set(rooms)
+        dropped = [self.active.pop(k) for k in [k for k in self.active if k[1] in rooms]]
+        for key in [k for k in self.baselines if k[1] in rooms]:
+            del self.baselines[key]
+        for room in rooms:
+            self.last_ts.pop(room, None)
+        return dropped
 
     def firing(self) -> list[Alert]:
         return [a for a in self.active.values() if a.state == "firing"]

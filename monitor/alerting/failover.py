@@ -16,7 +16,7 @@ enough viewers there; otherwise what the other rooms see of that CDN; with no ev
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from livemon.alerting.evaluator import Alert
 from livemon.alerting.rules import Rule
@@ -174,6 +174,19 @@ class FailoverController:
             cdn = room.moved[cdn]
             seen.add(cdn)
         return cdn
+
+    # -- hand-over: a room's failover state travels with its partition's checkpoint ------------
+
+    def export_rooms(self, rooms) -> dict:
+        return {room_id: asdict(self.rooms[room_id]) for room_id in rooms if room_id in self.rooms}
+
+    def import_rooms(self, state: dict) -> None:
+        for room_id, data in state.items():
+            self.rooms[room_id] = _Room(**data)
+
+    def release_rooms(self, rooms) -> None:
+        for room_id in rooms:
+            self.rooms.pop(room_id, None)
 
     # -- operator overrides -------------------------------------------------------------------
 

@@ -51,22 +51,33 @@ class Incident:
     def record(self) -> dict:
         return {"kind": "incident", **asdict(self), "status": self.status, **self.durations()}
 
+    @classmethod
+    def from_record(cls, data: dict) -> "Incident":
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
 
 class IncidentBook:
-    """Open incidents by alert, and every incident's latest record; persisted as JSON lines."""
+    """Open incidents by alert, and every incident's latest record; persisted as JSON lines.
+
+    An open incident moves between workers with its room (`adopt` / `hand_over`): the worker that
+    takes the room over resolves it, so it stays one incident whoever detected it.
+    """
 
     def __init__(self, path: str | Path | None = None):
         self.path = Path(path) if path else None
         self.incidents: dict[str, Incident] = {}
         self.open_by_alert: dict[str, str] = {}
         if self.path and self.path.exists():
-            fields = Incident.__dataclass_fields__
             for line in self.path.read_text(encoding="utf-8").splitlines():
                 try:
                     data = json.loads(line)
                 except ValueError:
                     continue                       # a torn last line after a crash
-                incident = Incident(**{k: v for k, v in data.items() if k in fields})
+                if data.get("kind") == "handover":  # its room went to another worker
+                    if self.open_by_alert.get(data.get("alert_id")) == data.get("id"):
+                        del self.open_by_alert[data["alert_id"]]
+                    continue
+                incident = Incident.from_record(data)
                 self.incidents[incident.id] = incident
                 if incident.resolved_ts is None:
                     self.open_by_alert[incident.alert_id] = incident.id
@@ -75,13 +86,42 @@ class IncidentBook:
 
     def _save(self, incident: Incident) -> dict:
         record = incident.record()
+        self._append(record)
+        return record
+
+    def _append(self, record: dict) -> None:
         if self.path:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
                 f.flush()
                 os.fsync(f.fileno())
-        return record
+
+    def adopt(self, records: list[dict]) -> list[Incident]:
+        """Open incidents of rooms taken over from another worker (from its checkpoint)."""
+        adopted = []
+        for data in records:
+            incident = Incident.from_record(data)
+            if incident.resolved_ts is not None or self.open_by_alert.get(incident.alert_id) == incident.id:
+                continue
+            self.incidents[incident.id] = incident
+            self.open_by_alert[incident.alert_id] = incident.id
+            self._save(incident)
+            adopted.append(incident)
+        return adopted
+
+    def hand_over(self, rooms) -> list[dict]:
+        """Give up the open incidents of `rooms` (unresolved: their new owner carries them on)."""
+        rooms = set(rooms)
+        given = [i for i in self.open() if i.room_id in rooms]
+        for incident in given:
+            del self.open_by_alert[incident.alert_id]
+            self._append({"kind": "handover", "id": incident.id, "alert_id": incident.alert_id})
+        return [incident.record() for incident in given]
+
+    def open_records(self, rooms) -> list[dict]:
+        rooms = set(rooms)
+        return [i.record() for i in self.open() if i.room_id in rooms]
 
     def opened(self, transition_record: dict) -> dict:
         r = transition_record

@@ -23,7 +23,7 @@ from typing import Callable
 
 from livemon.alerting.config import ServiceConfig, load_config
 from livemon.alerting.delivery import AlertmanagerSink, Sink, WebhookSink
-from livemon.alerting.evaluator import Evaluator, Transition
+from livemon.alerting.evaluator import Evaluator, Transition, alert_id
 from livemon.alerting.failover import Decision, FailoverController
 from livemon.alerting.incidents import IncidentBook, report
 
@@ -34,6 +34,11 @@ CONTROL_TOPIC = "liveroom.control"
 OPERATOR_TOPIC = "liveroom.operator"
 
 Producer = Callable[[str, bytes, bytes], object]
+
+
+def _firing_record(alert) -> dict:
+    return Transition(alert, "firing", "pending", alert.fired_at, alert.value, None,
+                      alert.annotations()).record()
 
 
 def _json(value: dict) -> bytes:
@@ -200,6 +205,54 @@ class AlertService:
                                 type(error).__name__, attempt + 1)
                     await asyncio.sleep(0.5 * 2 ** attempt)
             self._queue.task_done()
+
+    # -- hand-over: a room's alert state travels with its partition's checkpoint ---------------
+
+    def export_rooms(self, rooms) -> dict:
+        """Everything the alerting layer knows of `rooms`, as plain JSON values: alert series in
+        progress, anomaly baselines, open incidents, which firings were notified, failover state
+        and silences. Taken together with the rooms' engine state, at the same instant."""
+        rooms = set(rooms)
+        state = self.evaluator.export_rooms(rooms)
+        ids = {alert_id(a["rule"], a["room_id"], a["cdn"]) for a in state["alerts"]}
+        state.update(incidents=self.incidents.open_records(rooms), notified=sorted(self.notified & ids),
+                     failover=self.failover.export_rooms(rooms) if self.failover else {},
+                     silences=[s for s in self.silences if s["room_id"] in rooms],
+                     offset={r: self._offset[r] for r in rooms if r in self._offset})
+        return state
+
+    def import_rooms(self, state: dict) -> None:
+        """Carry on the alert state of rooms taken over (see `export_rooms`): a firing alert goes
+        on firing with no second `for` wait, its open incident is resolved here, once, and
+        Alertmanager keeps getting it re-sent from here."""
+        alerts = self.evaluator.import_rooms(state)
+        notified = set(state.get("notified", ())) & {a.id for a in alerts}
+        self.notified |= notified
+        self.incidents.adopt(state.get("incidents", ()))
+        if self.failover is not None:
+            self.failover.import_rooms(state.get("failover", {}))
+        self.silences += state.get("silences", [])
+        self._offset.update(state.get("offset", {}))
+        firing = [_firing_record(a) for a in alerts if a.id in notified]
+        for sink in self.sinks:
+            if isinstance(sink, AlertmanagerSink):
+                sink.adopt(firing)
+
+    def release_rooms(self, rooms) -> None:
+        """Rooms handed to another worker: forget their alert state without resolving anything
+        (the new owner carries it on from the checkpoint) and stop re-sending their alerts."""
+        rooms = set(rooms)
+        ids = {a.id for a in self.evaluator.release_rooms(rooms)}
+        self.notified -= ids
+        self.incidents.hand_over(rooms)
+        if self.failover is not None:
+            self.failover.release_rooms(rooms)
+        self.silences = [s for s in self.silences if s["room_id"] not in rooms]
+        for room in rooms:
+            self._offset.pop(room, None)
+        for sink in self.sinks:
+            if isinstance(sink, AlertmanagerSink):
+                sink.release(ids)
 
     # -- operator actions ---------------------------------------------------------------------
 
