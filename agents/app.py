@@ -13,11 +13,39 @@ import asyncio
 import logging
 
 import faust
+from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from livemon.agents.runtime import StreamRuntime, WorkerSettings
 from livemon.ingest.events import EVENT_TOPICS
 
 log = logging.getLogger(__name__)
+
+# Faust hard-codes a 1.5 s fetch wait, and a broker with little traffic on a partition holds each
+# fetch for all of it: up to 1.5 s before an event even reaches the worker. We wait 200 ms.
+FETCH_MAX_WAIT_MS = 200
+
+
+class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport):
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read when the consumer starts its fetcher
+        return consumer
+
+
+class _Consumer(faust_aiokafka.Consumer):
+    def _new_consumer_thread(self):
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class _Transport(faust_aiokafka.Transport):
+    Consumer = _Consumer
+
+
+class _App(faust.App):
+    """Faust's app with the consumer above (the broker URL is always `kafka://`)."""
+
+    def _new_transport(self):
+        return _Transport(self.conf.broker_consumer, self)
 
 
 def faust_settings(settings: WorkerSettings) -> dict:
@@ -50,7 +78,7 @@ def faust_settings(settings: WorkerSettings) -> dict:
 
 
 def make_app(settings: WorkerSettings) -> tuple[faust.App, StreamRuntime]:
-    app = faust.App(settings.group, **faust_settings(settings))
+    app = _App(settings.group, **faust_settings(settings))
     runtime = StreamRuntime(settings, consumer_ref=lambda: app.consumer)
     started = asyncio.Event()
 

@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 # exceed the broker's message size as one record.
 SNAPSHOTS_PER_RECORD = 500
 MAX_DEADLETTER_RAW = 64 * 1024
+# Steps run this fraction of a step after each instant (see `_step_loop`).
+STEP_OFFSET = 0.4
 # Longest a partition's messages wait for a lagging topic of the same partition (see _release_bound).
 HOLD_SECONDS = 3.0
 
@@ -323,8 +325,15 @@ class StreamRuntime:
             await self._dead_letter(rejects)
 
     async def _dead_letter(self, rejects) -> None:
+        # Bounded like the snapshot records: with the broker down the producer's buffer fills,
+        # and a send would hold up the stream for the whole outage. Once a send has waited half
+        # a step, the rest of the batch is dropped from the dead-letter topic (still counted).
+        dropped = 0
         for reason, raw, detail, topic, key in rejects:
             self.metrics.rejected.labels(reason).inc()
+            if dropped:
+                dropped += 1
+                continue
             record = {"reason": reason, "detail": detail[:1000], "topic": topic,
                       "worker": self.settings.worker_id}
             raw = raw[:MAX_DEADLETTER_RAW]
@@ -334,18 +343,25 @@ class StreamRuntime:
                 record["raw"] = base64.b64encode(raw).decode("ascii")
                 record["raw_b64"] = True
             try:
-                await self.producer.send(DEADLETTER_TOPIC, orjson.dumps(record),
-                                         key=key.encode() if key else None)
+                await asyncio.wait_for(self.producer.send(DEADLETTER_TOPIC, orjson.dumps(record),
+                                                          key=key.encode() if key else None),
+                                       timeout=self.settings.step / 2)
             except Exception as error:  # noqa: BLE001 - counted above; never stop the stream for it
+                dropped += 1
                 log.warning("dead-letter write failed: %r", error)
+        if dropped > 1:
+            log.warning("%d dead-letter records not written (broker unavailable)", dropped)
 
     # ---- steps ----
 
     async def _step_loop(self) -> None:
         step = self.settings.step
+        offset = STEP_OFFSET * step
         while True:
-            # Steps on multiples of the step in wall-clock time, like the evaluation instants.
-            await asyncio.sleep(step - (time.time() % step) + 0.001)
+            # Steps follow the evaluation instants (multiples of the step in wall-clock time), a
+            # little after each: instant t shows once an event at or after t has arrived, and the
+            # events just after t are then in (a step on the boundary would show t one step late).
+            await asyncio.sleep(step - ((time.time() - offset) % step) + 0.001)
             try:
                 await self.step(time.time())
             except asyncio.CancelledError:
