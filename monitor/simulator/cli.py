@@ -74,10 +74,12 @@ def _scenarios(ctx, param, value):
               help="Create the product's topics that do not exist yet.")
 @click.option("--connect-timeout", default=10.0, show_default=True, type=click.FloatRange(min=0.1),
               help="Seconds to wait for the broker.")
+@click.option("--compression", type=click.Choice(["gzip", "none"]), default="gzip", show_default=True,
+              help="Kafka compression of the produced batches (as client SDKs and edge collectors send).")
 @click.option("--quiet", is_flag=True, help="No progress display and no summary.")
 def simulate(broker, scenarios, rooms, room_prefix, rate, duration, seed, envelope, traces, out, speed,
              beacon_interval, fault_at, fault_for, bad_fraction, end_show, follow_failover,
-             create_topics, connect_timeout, quiet):
+             create_topics, connect_timeout, compression, quiet):
     """Produce realistic live-room traffic to a Kafka broker."""
     from livemon.broker import BrokerUnavailable, ensure_topics, parse_bootstrap, wait_for_broker
 
@@ -102,7 +104,7 @@ def simulate(broker, scenarios, rooms, room_prefix, rate, duration, seed, envelo
         raise click.ClickException(f"cannot use the broker at {broker}: {error}") from None
 
     with ExitStack() as stack:
-        producer = _producer(broker)
+        producer = _producer(broker, compression)
         stack.callback(producer.close, 10)
         files = _open_outputs(stack, out)
         commands: queue.Queue = queue.Queue()
@@ -162,14 +164,14 @@ def _run(sim: Simulation, producer, files, commands: queue.Queue, report: "_Repo
         report.refresh(sim.now - sim.start)
 
 
-def _producer(broker: str):
+def _producer(broker: str, compression: str):
     from kafka import KafkaProducer
     from kafka.errors import KafkaError
 
     try:
         return KafkaProducer(bootstrap_servers=broker, client_id="livemon-simulate", acks=1,
                              linger_ms=20, batch_size=512 * 1024, max_request_size=4 * 1024 * 1024,
-                             retries=5)
+                             retries=5, compression_type=None if compression == "none" else compression)
     except KafkaError as error:
         raise click.ClickException(f"cannot connect a producer to {broker}: {error}") from None
 
