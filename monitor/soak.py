@@ -55,6 +55,8 @@ class Sample:
     cpu: float  # share of one core since the previous sample
     latency_s: float | None  # the probe's end-to-end latency; None: not seen in time
     viewers: int = 0  # viewers the worker tracks (sum of livemon_room_viewers)
+    broker_rss_mib: float = 0.0  # the embedded broker's memory: it keeps every record (no retention)
+    broker_cpu: float = 0.0  # share of one core since the previous sample
 
 
 def _rss_mib(pid: int) -> float:
@@ -173,12 +175,12 @@ def _summary(samples: list[Sample], warmup: float) -> dict:
 
 
 def _table(samples: list[Sample]) -> str:
-    rows = ["|   t (s) | RSS (MiB) |   lag | events/s |  CPU | e2e latency (s) |",
-            "|--------:|----------:|------:|---------:|-----:|----------------:|"]
+    rows = ["|   t (s) | RSS (MiB) | viewers |   lag | events/s |  CPU | e2e latency (s) | broker RSS (MiB) | broker CPU |",
+            "|--------:|----------:|--------:|------:|---------:|-----:|----------------:|-----------------:|-----------:|"]
     for s in samples:
         latency = "lost" if s.latency_s is None else f"{s.latency_s:.3f}"
-        rows.append(f"| {s.t:7.0f} | {s.rss_mib:9.1f} | {s.lag:5d} | {s.events_per_s:8.0f} | "
-                    f"{s.cpu:4.2f} | {latency:>15} |")
+        rows.append(f"| {s.t:7.0f} | {s.rss_mib:9.1f} | {s.viewers:7d} | {s.lag:5d} | {s.events_per_s:8.0f} | "
+                    f"{s.cpu:4.2f} | {latency:>15} | {s.broker_rss_mib:16.0f} | {s.broker_cpu:10.2f} |")
     return "\n".join(rows)
 
 
@@ -206,7 +208,9 @@ def report_markdown(result: dict, samples: list[Sample]) -> str:
         f"- End-to-end latency (probe order sent -> counted on /metrics): p50 {s['latency_p50_s']:.3f} s, "
         f"p95 {s['latency_p95_s']:.3f} s, max {s['latency_max_s']:.3f} s" if s["latency_p50_s"] is not None
         else "- End-to-end latency: no probe seen",
-        f"- Throughput: {s['events_per_s']:,} events/s; worker CPU {s['cpu']:.2f} cores", "",
+        f"- Throughput: {s['events_per_s']:,} events/s; worker CPU {s['cpu']:.2f} cores",
+        f"- Embedded broker (memory storage, keeps every record): RSS {samples[0].broker_rss_mib:.0f} -> "
+        f"{samples[-1].broker_rss_mib:.0f} MiB, CPU {samples[0].broker_cpu:.2f} -> {samples[-1].broker_cpu:.2f} cores", "",
         _table(_thin(samples)), "",
     ]
     return "\n".join(lines)
@@ -293,6 +297,7 @@ def soak(duration, rooms, rate, interval, warmup, max_growth, max_lag, max_laten
         probe = Probe(broker.bootstrap, url)
         started = time.monotonic()
         last_cpu, last_events, last_t = _cpu_seconds(worker.pid), 0.0, 0.0
+        last_broker_cpu = _cpu_seconds(broker.process.pid)
         if not quiet:
             click.echo(f"soak: {rooms} rooms, surge, {duration:.0f} s; worker {url}; log {log_path}", err=True)
         while (t := time.monotonic() - started) < duration:
@@ -304,14 +309,16 @@ def soak(duration, rooms, rate, interval, warmup, max_growth, max_lag, max_laten
             latency = probe.measure(timeout=max_latency * 2)
             body = _scrape(url)
             events = sum(float(x) for x in _EVENTS_LINE.findall(body))
-            cpu = _cpu_seconds(worker.pid)
+            cpu, broker_cpu = _cpu_seconds(worker.pid), _cpu_seconds(broker.process.pid)
             sample = Sample(t=round(t, 1), rss_mib=round(_rss_mib(worker.pid), 1),
                             lag=int(sum(float(x) for x in _LAG_LINE.findall(body))),
                             events_per_s=(events - last_events) / max(1e-9, t - last_t) if last_t else 0.0,
                             cpu=round((cpu - last_cpu) / max(1e-9, t - last_t), 2) if last_t else 0.0,
                             latency_s=None if latency is None else round(latency, 3),
-                            viewers=int(sum(float(x) for x in _VIEWERS_LINE.findall(body))))
-            last_cpu, last_events, last_t = cpu, events, t
+                            viewers=int(sum(float(x) for x in _VIEWERS_LINE.findall(body))),
+                            broker_rss_mib=round(_rss_mib(broker.process.pid), 1),
+                            broker_cpu=round((broker_cpu - last_broker_cpu) / max(1e-9, t - last_t), 2) if last_t else 0.0)
+            last_cpu, last_events, last_t, last_broker_cpu = cpu, events, t, broker_cpu
             samples.append(sample)
             if not quiet:
                 click.echo(f"  t={sample.t:6.0f}s rss={sample.rss_mib:7.1f} MiB lag={sample.lag:6d} "

@@ -29,6 +29,7 @@ def test_short_soak_reports_bounded_lag_and_latency(tmp_path):
     assert all(s["latency_s"] is not None and s["latency_s"] < 5 for s in steady)
     assert max(s["lag"] for s in steady) <= 5000
     assert "| RSS (MiB) |" in run.stdout and "verdict: PASS" in run.stdout
+    assert all(s["broker_rss_mib"] > 0 for s in samples)  # the broker's growth is reported beside
     text = report.read_text()
     # Only the Soak section was replaced; what others wrote stays.
     assert text.count(BEGIN) == 1 and "old soak" not in text and "## Soak" in text
