@@ -521,7 +521,10 @@ async def _e2e(bootstrap: str, url: str, messages, rate: float, seconds: float, 
                envelope: int = 20) -> dict:
     """Steady traffic at `rate` events/s (the simulated events, re-stamped with the wall clock at
     sending), plus a probe every 100 ms: a paid order in room `bench-probe`, found on /metrics as
-    `livemon_room_orders_total{room="bench-probe"}`; latency = first scrape showing it - send."""
+    `livemon_room_orders_total{room="bench-probe"}`; latency = first scrape showing it - send.
+    After the measured seconds the traffic (and the probe room's clock) goes on until every probe
+    is seen: a room gone silent shows its last instant only after the lateness, which would be a
+    tail of the benchmark, not of a show."""
     import aiohttp
     import msgspec
     from aiokafka import AIOKafkaProducer
@@ -540,7 +543,8 @@ async def _e2e(bootstrap: str, url: str, messages, rate: float, seconds: float, 
     sent_at: list[float] = []
     seen_at: dict[int, float] = {}
     probe_line = re.compile(rb'^livemon_room_orders_total\{room="bench-probe"\} ([0-9.e+]+)$', re.M)
-    stop = asyncio.Event()
+    stop = asyncio.Event()  # the traffic ends
+    measured = asyncio.Event()  # no more counted probes; traffic goes on
     started = time.time()
     measure_from = started + warmup
 
@@ -556,7 +560,7 @@ async def _e2e(bootstrap: str, url: str, messages, rate: float, seconds: float, 
                 sent += n
             if now >= next_probe:
                 next_probe += 0.1
-                if now >= measure_from:
+                if now >= measure_from and not measured.is_set():
                     k = len(sent_at)
                     sent_at.append(time.time())
                     probe = Order("bench-probe", "probe", round(time.time(), 3), f"probe-{k}", "sku-probe", 1.0, "paid")
@@ -568,7 +572,7 @@ async def _e2e(bootstrap: str, url: str, messages, rate: float, seconds: float, 
 
     async def poll():
         async with aiohttp.ClientSession() as session:
-            while not stop.is_set() or len(seen_at) < len(sent_at):
+            while not measured.is_set() or len(seen_at) < len(sent_at):
                 try:
                     async with session.get(url + "/metrics") as response:
                         body = await response.read()
@@ -580,7 +584,7 @@ async def _e2e(bootstrap: str, url: str, messages, rate: float, seconds: float, 
                 if match:
                     for k in range(int(float(match.group(1)))):
                         seen_at.setdefault(k, now)
-                if stop.is_set() and now - stopped_at[0] > 10:
+                if measured.is_set() and now - stopped_at[0] > 10:
                     break
                 await asyncio.sleep(0.02)
 
@@ -588,11 +592,12 @@ async def _e2e(bootstrap: str, url: str, messages, rate: float, seconds: float, 
     loader = asyncio.create_task(load())
     poller = asyncio.create_task(poll())
     await asyncio.sleep(warmup + seconds)
-    stop.set()
+    measured.set()
     stopped_at[0] = time.time()
+    await poller
+    stop.set()
     sent = await loader
     await producer.flush()
-    await poller
     await producer.stop()
     latencies = [seen_at[k] - t for k, t in enumerate(sent_at) if k in seen_at]
     return {"rate": sent / (time.time() - started), "probes": len(sent_at), "seen": len(latencies),

@@ -14,6 +14,7 @@ import asyncio
 import collections
 import logging
 import time
+from array import array
 from typing import Awaitable, Callable
 
 import orjson
@@ -42,28 +43,149 @@ def alert_identity(rec: dict) -> tuple:
     return rec.get("rule"), rec.get("room_id"), rec.get("cdn")
 
 
+# The per-CDN fields the room page charts (room.js `cdnCol`); the rest of a CDN reading is not kept.
+CDN_CHART_METRICS = ("stall_ratio", "latency_p95_ms")
+# A room keeps chart history for at most this many CDNs (rooms are served by two or three); a CDN
+# beyond it is left out of the charts unless one of the others has been absent for the whole window,
+# whose rings it then takes over. This bounds a room's history memory whatever the input says.
+MAX_CDNS_PER_ROOM = 8
+
+NAN = float("nan")
+_EMPTY_RING = array("d", [NAN]) * HISTORY_SECONDS
+
+
+def _number(value) -> float:
+    """A metric value as a double; None (and anything not a number) is NaN, read back as None."""
+    if value is None:
+        return NAN
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return NAN
+
+
+def _value(x: float):
+    return None if x != x else x   # NaN -> None (JSON null)
+
+
+class CdnHistory:
+    """One CDN's chart series in a room: a ring of doubles per field of CDN_CHART_METRICS, aligned
+    with the room's timestamp ring, and whether the CDN was in the snapshot at each point."""
+    __slots__ = ("series", "present")
+
+    def __init__(self):
+        self.series = [array("d", _EMPTY_RING) for _ in CDN_CHART_METRICS]
+        self.present = bytearray(HISTORY_SECONDS)
+
+    def write(self, i: int, reading) -> None:
+        if isinstance(reading, dict):
+            for ring, name in zip(self.series, CDN_CHART_METRICS):
+                ring[i] = _number(reading.get(name))
+        else:
+            for ring in self.series:
+                ring[i] = NAN
+        self.present[i] = 1
+
+    def clear(self, i: int) -> None:
+        self.present[i] = 0
+
+
 class Room:
+    """The latest snapshot of a room and its chart history for the last HISTORY_SECONDS points.
+
+    The history is preallocated, so its memory is flat from the first point: a ring of timestamps
+    and one ring of doubles per CHART_METRICS series (NaN for a missing value), a write index and a
+    count, and per CDN (allocated on first sight) a ring per CDN_CHART_METRICS field and a presence
+    ring. About (len(CHART_METRICS) + 1) * HISTORY_SECONDS * 8 bytes per room, plus
+    (len(CDN_CHART_METRICS) * 8 + 1) * HISTORY_SECONDS per CDN."""
+
     def __init__(self, room_id: str):
         self.room_id = room_id
         self.latest: dict | None = None
         self.seen = 0.0                       # wall clock of the last live snapshot
-        self.history: collections.deque = collections.deque(maxlen=HISTORY_SECONDS)
-        self.cdn_history: collections.deque = collections.deque(maxlen=HISTORY_SECONDS)
         self.worker: str | None = None
+        self.ts = array("d", _EMPTY_RING)     # ring of point timestamps
+        self.series = [array("d", _EMPTY_RING) for _ in CHART_METRICS]
+        self.cdns: dict[str, CdnHistory] = {}
+        self.head = 0                         # ring index the next new point is written to
+        self.count = 0                        # points held, at most HISTORY_SECONDS
 
     def add(self, snap: dict, worker: str | None, wall: float):
-        ts = snap["ts"]
+        ts = float(snap["ts"])                # before any write: a bad record leaves the rings as they were
         if self.latest is not None and ts < self.latest["ts"]:
             return   # an older provisional value (e.g. from the topic backfill) is superseded
         metrics = snap.get("metrics") or {}
-        point = [ts] + [metrics.get(name) for name in CHART_METRICS]
-        if self.history and self.history[-1][0] == ts:
-            self.history[-1] = point
-            self.cdn_history[-1] = (ts, snap.get("cdn") or {})
+        last = (self.head - 1) % HISTORY_SECONDS
+        if self.count and self.ts[last] == ts:
+            i = last                          # same second again: overwrite the last point
         else:
-            self.history.append(point)
-            self.cdn_history.append((ts, snap.get("cdn") or {}))
+            i = self.head
+            self.head = (i + 1) % HISTORY_SECONDS
+            self.count = min(self.count + 1, HISTORY_SECONDS)
+        self.ts[i] = ts
+        for ring, name in zip(self.series, CHART_METRICS):
+            ring[i] = _number(metrics.get(name))
+        cdns = snap.get("cdn") or {}
+        for name, history in self.cdns.items():
+            if name not in cdns:
+                history.clear(i)
+        for name, reading in cdns.items():
+            history = self.cdns.get(name) or self._new_cdn(name)
+            if history is not None:
+                history.write(i, reading)
         self.latest, self.seen, self.worker = snap, wall, worker
+
+    def _new_cdn(self, name) -> CdnHistory | None:
+        if len(self.cdns) < MAX_CDNS_PER_ROOM:
+            history = self.cdns[name] = CdnHistory()
+            return history
+        for old, history in self.cdns.items():
+            if 1 not in history.present:      # absent for the whole window: reuse its rings
+                del self.cdns[old]
+                self.cdns[name] = history
+                return history
+        return None
+
+    def _indices(self, since: float | None = None) -> range:
+        """Logical positions (0 = oldest point held) of the points newer than `since`."""
+        start = (self.head - self.count) % HISTORY_SECONDS
+        lo, hi = 0, self.count
+        if since is not None:                 # timestamps rise along the ring: bisect
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if self.ts[(start + mid) % HISTORY_SECONDS] > since:
+                    hi = mid
+                else:
+                    lo = mid + 1
+        return range(lo, self.count)
+
+    def points(self, since: float | None = None) -> list[list]:
+        """`[ts, *CHART_METRICS]` per point, oldest first, None for a missing value."""
+        start = (self.head - self.count) % HISTORY_SECONDS
+        rings = (self.ts, *self.series)
+        out = []
+        for k in self._indices(since):
+            i = (start + k) % HISTORY_SECONDS
+            out.append([v if v == v else None for v in (ring[i] for ring in rings)])   # NaN -> None
+        return out
+
+    def cdn_points(self, since: float | None = None) -> list[dict]:
+        """`{"ts", "cdn": {cdn: {field: value}}}` per point, with the CDNs present at that point."""
+        start = (self.head - self.count) % HISTORY_SECONDS
+        cdns = list(self.cdns.items())
+        out = []
+        for k in self._indices(since):
+            i = (start + k) % HISTORY_SECONDS
+            out.append({"ts": self.ts[i],
+                        "cdn": {name: {field: _value(ring[i]) for field, ring in zip(CDN_CHART_METRICS, h.series)}
+                                for name, h in cdns if h.present[i]}})
+        return out
+
+    def recent(self, name: str, n: int) -> list:
+        """The last `n` values of one CHART_METRICS series, oldest first."""
+        ring = self.series[CHART_METRICS.index(name)]
+        n = min(n, self.count)
+        return [_value(ring[(self.head - n + k) % HISTORY_SECONDS]) for k in range(n)]
 
 
 class ControlRoomHub:
@@ -212,7 +334,7 @@ class ControlRoomHub:
         tiles = []
         for room in self.live_rooms():
             m = room.latest.get("metrics") or {}
-            spark = [p[1] for p in list(room.history)[-120:]]
+            spark = room.recent("online", 120)
             tiles.append({"room_id": room.room_id, "ts": room.latest["ts"], "worker": room.worker,
                           "show": room.latest.get("show"),
                           "metrics": {k: m.get(k) for k in CHART_METRICS},
@@ -228,12 +350,10 @@ class ControlRoomHub:
         room = self.rooms.get(room_id)
         if room is None:
             return None
-        points = [p for p in room.history if since is None or p[0] > since]
-        cdns = [(ts, c) for ts, c in room.cdn_history if since is None or ts > since]
         return {"version": self.version, "room_id": room_id, "latest": room.latest, "worker": room.worker,
                 "alert": self.room_alert_state(room_id),
-                "columns": ["ts", *CHART_METRICS], "points": points,
-                "cdn_points": [{"ts": ts, "cdn": c} for ts, c in cdns],
+                "columns": ["ts", *CHART_METRICS], "points": room.points(since),
+                "cdn_points": room.cdn_points(since),
                 "alerts_active": [a for (r_, room_, c_), a in self.active_alerts.items() if room_ == room_id],
                 "alert_feed": [a for a in self.alert_feed if a.get("room_id") == room_id][:100],
                 "failovers": [f for f in self.failovers if f.get("room_id") == room_id][:100],
