@@ -249,7 +249,7 @@ def _machine() -> str:
 @click.option("--interval", default=10.0, show_default=True, type=click.FloatRange(min=1),
               help="Seconds between samples.")
 @click.option("--warmup", default=None, type=click.FloatRange(min=0),
-              help="Seconds before memory and lag are judged [40% of the duration, at most 720 s: the page keeps 10 minutes of chart history per room, so memory grows for the first 10 minutes].")
+              help="Seconds before memory and lag are judged [40% of the duration, at most 720 s: windows, presences, the retention horizons and the recording's caches fill during the first minutes].")
 @click.option("--max-growth", default=0.10, show_default=True, type=click.FloatRange(min=0),
               help="Allowed relative RSS growth after the warm-up (plus 16 MiB).")
 @click.option("--max-lag", default=20_000, show_default=True, type=click.IntRange(min=0),

@@ -1,8 +1,8 @@
 """`livemon soak`, short: a surge over many rooms against the embedded broker and a real worker.
 
-A minute is all warm-up (windows, presences and the page's 10-minute chart history are still
-filling), so this run judges lag and latency and checks the report; flat memory is judged by the
-long run whose figures are in BENCHMARKS.md (`livemon soak --duration 900 --warmup 600`).
+A minute is all warm-up (windows, presences and retention horizons are still filling), so this
+run judges lag and latency and checks the report; flat memory is judged by the 30-minute run whose
+figures are in BENCHMARKS.md (`livemon soak --write BENCHMARKS.md`).
 """
 
 import json
