@@ -4,64 +4,24 @@ outage, a real Alertmanager and a signed webhook receiver that only comes up aft
 Runs in real time (about 100 s), so it is marked slow: `pytest -m slow tests/test_alert_e2e.py`.
 """
 
-import json
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 
-from livemon.alerting.delivery import verify
-from tests.fixtures.alertmanager import free_port
+from tests.fixtures.alertmanager import alerting_config
+from tests.fixtures.webhook import SignedWebhook, wait_for
 
-ROOT = Path(__file__).resolve().parents[1]
 SECRET = "e2e-webhook-secret"
-
-
-class Hook(BaseHTTPRequestHandler):
-    got: list = []
-
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        ok = verify(SECRET, body, self.headers)
-        if ok:
-            Hook.got.append(json.loads(body))
-        self.send_response(200 if ok else 401)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_cdn_outage_end_to_end(make_broker, start_worker, alertmanager, tmp_path):
     bootstrap = make_broker(4)
-    hook_port = free_port()
-    config = tmp_path / "alerting.yml"
-    config.write_text(f"""
-rule_files: [{ROOT / 'alerts' / 'rules.yml'}]
-delivery:
-  alertmanager: {{urls: ["{alertmanager.url}"], resend_interval: 10s}}
-  webhooks:
-    - {{name: oncall, url: "http://127.0.0.1:{hook_port}/hook", secret: "{SECRET}",
-       kinds: [alert, failover]}}
-  retry: {{initial: 200ms, max: 2s}}
-failover: {{cooldown: 5m, failback_after: false, pools: {{"*": [cdn-a, cdn-b, cdn-c]}}}}
-""")
+    hook = SignedWebhook(SECRET)
+    config = alerting_config(tmp_path / "alerting.yml", alertmanager.url, hook.url, SECRET, "10s")
     worker = start_worker(bootstrap, "--alerts-config", str(config), "--data-dir",
                           str(tmp_path / "data"), "--window", "20", "--no-web-page")
     sim = subprocess.Popen(
@@ -76,26 +36,25 @@ failover: {{cooldown: 5m, failback_after: false, pools: {{"*": [cdn-a, cdn-b, cd
                           "the CDN alert at Alertmanager")
         assert alerts[0]["labels"]["room"] == "room-001" and alerts[0]["labels"]["cdn"] == "cdn-a"
         detected = time.time() - started
-        server = ThreadingHTTPServer(("127.0.0.1", hook_port), Hook)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        hook.start()
         try:
-            wait_for(lambda: any(r.get("kind") == "failover" for r in Hook.got), 30, "queued records")
+            wait_for(lambda: any(r.get("kind") == "failover" for r in hook.got), 30, "queued records")
             # Recovery: the room's viewers moved; the resolve follows at both receivers.
             wait_for(lambda: any(r.get("rule") == "CdnDegradedErrors" and r.get("state") == "resolved"
-                                 for r in Hook.got), 120, "the resolved notification")
+                                 for r in hook.got), 120, "the resolved notification")
             wait_for(lambda: not alertmanager.alerts(alertname="CdnDegradedErrors"), 30,
                      "the resolve at Alertmanager")
             stall = worker.value("livemon_room_stall_ratio", room="room-001")
             assert stall is not None and stall < 0.05
         finally:
-            server.shutdown()
+            hook.stop()
     finally:
         sim.terminate()
         sim.wait(timeout=20)
-    failovers = [r for r in Hook.got if r.get("kind") == "failover"]
+    failovers = [r for r in hook.got if r.get("kind") == "failover"]
     assert [(f["decision"], f["room_id"], f["from_cdn"]) for f in failovers] == [
         ("taken", "room-001", "cdn-a")]
-    states = [r["state"] for r in Hook.got if r.get("rule") == "CdnDegradedErrors"]
+    states = [r["state"] for r in hook.got if r.get("rule") == "CdnDegradedErrors"]
     assert states == ["firing", "resolved"]                     # in order, once each
     assert worker.value("livemon_cdn_failovers_total", room="room-001", from_cdn="cdn-a",
                         to_cdn=failovers[0]["to_cdn"]) == 1

@@ -12,35 +12,16 @@ nothing of them firing.
 import json
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 from kafka import KafkaConsumer
 
-from livemon.alerting.delivery import verify
-from tests.fixtures.alertmanager import free_port
+from tests.fixtures.alertmanager import alerting_config
+from tests.fixtures.webhook import SignedWebhook, wait_for
 
-ROOT = Path(__file__).resolve().parents[1]
 SECRET = "kill-test-webhook-secret"
-
-
-class Hook(BaseHTTPRequestHandler):
-    got: list = []
-
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        ok = verify(SECRET, body, self.headers)
-        if ok:
-            Hook.got.append(json.loads(body))
-        self.send_response(200 if ok else 401)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
 
 
 def alert_records(bootstrap: str) -> list[dict]:
@@ -67,35 +48,12 @@ def owned_rooms(worker) -> set[str]:
             if name == "livemon_room_online"}
 
 
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.mark.timeout(300)
 def test_sigkill_while_alerts_fire_keeps_one_incident_per_alert(make_broker, start_worker, alertmanager,
                                                                 tmp_path):
     bootstrap = make_broker()
-    hook_port = free_port()
-    config = tmp_path / "alerting.yml"
-    config.write_text(f"""
-rule_files: [{ROOT / 'alerts' / 'rules.yml'}]
-delivery:
-  alertmanager: {{urls: ["{alertmanager.url}"], resend_interval: 5s}}
-  webhooks:
-    - {{name: oncall, url: "http://127.0.0.1:{hook_port}/hook", secret: "{SECRET}",
-       kinds: [alert, failover]}}
-  retry: {{initial: 200ms, max: 2s}}
-failover: {{cooldown: 5m, failback_after: false, pools: {{"*": [cdn-a, cdn-b, cdn-c]}}}}
-""")
-    server = ThreadingHTTPServer(("127.0.0.1", hook_port), Hook)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    Hook.got = []
+    hook = SignedWebhook(SECRET).start()
+    config = alerting_config(tmp_path / "alerting.yml", alertmanager.url, hook.url, SECRET, "5s")
     args = ("--alerts-config", str(config), "--window", "20", "--checkpoint-interval", "2", "--no-web-page")
     workers = [start_worker(bootstrap, *args, "--data-dir", str(tmp_path / f"data-{i}"), wait=False)
                for i in range(3)]
@@ -144,13 +102,13 @@ failover: {{cooldown: 5m, failback_after: false, pools: {{"*": [cdn-a, cdn-b, cd
         assert {incident for incident, _ in incidents} == {f"{alert}-{int(fired)}"}, incidents
         assert ("{}-{}".format(alert, int(fired)), "resolved") in incidents
         # The on-call webhook got that episode's firing once, then its resolve once.
-        wait_for(lambda: [r["state"] for r in Hook.got if r.get("kind") == "alert" and r["id"] == alert
+        wait_for(lambda: [r["state"] for r in hook.got if r.get("kind") == "alert" and r["id"] == alert
                           and r["fired_at"] == fired] == ["firing", "resolved"], 30,
                  f"the webhook to get {alert} fired and resolved, once each")
         # Alertmanager holds it no more.
         if len(states) == 2:  # (a later episode of the series is rightly active there)
             wait_for(lambda: not alertmanager.alerts(**states[0]["labels"]), 30, "the resolve at Alertmanager")
-    server.shutdown()
+    hook.stop()
     # One failover command per failed CDN and room, whoever took it.
     taken = Counter((r["room_id"], r["from_cdn"]) for r in records
                     if r.get("kind") == "failover" and r["decision"] == "taken")

@@ -1,0 +1,246 @@
+"""Engine checkpoints (`export_rooms` / `import_rooms`, what the worker writes): a restored engine
+carries on exactly as one that never stopped, and a checkpoint written by an older version of the
+engine, with another in-memory layout, still loads.
+
+The run is the worker's loop on a small generated show: every half second of wall clock the events
+that arrived are ingested; every second the engine advances, takes its live snapshots and forgets
+idle rooms. Arrival is out of order within the lateness (so viewers have undo logs pending at the
+checkpoint), some events come too late, some heartbeats and leaves before their enter, viewers
+time out, leave and come back.
+"""
+
+import base64
+import hashlib
+import json
+import random
+import zlib
+
+import msgspec
+
+from livemon.engine import Engine
+from livemon.ingest.events import Click, Danmaku, Health, Order, Show, View
+
+T0 = 1_700_000_000.0
+ROOMS = ("room-a", "room-b")
+CUT = 170.25  # wall seconds after T0 at which the checkpoint is taken
+END = 330.0
+
+
+def arrivals(seed=11, users=60):
+    """(arrival, event) pairs in arrival order; times are absolute."""
+    rng = random.Random(seed)
+    timed = [(0.0, Show(room_id=ROOMS[0], ts=T0, action="start", show_id="show-a", title="A"))]
+    for u in range(users):
+        room, user, cdn = ROOMS[u % 2], f"user-{u}", rng.choice(("cdn-a", "cdn-b", "cdn-c"))
+        t = rng.uniform(0, 120)
+        while t < END - 20:
+            if rng.random() < 0.15:
+                timed.append((t - 1, View(room_id=room, user_id=user, ts=T0 + t - 1, action="heartbeat")))
+            timed.append((t, View(room_id=room, user_id=user, ts=T0 + t, action="enter")))
+            for _ in range(rng.randint(0, 8)):
+                t += rng.choice((rng.uniform(2, 30), rng.uniform(2, 30), rng.uniform(85, 110)))
+                kind, ts = rng.random(), T0 + t
+                if kind < 0.55:
+                    timed.append((t, View(room_id=room, user_id=user, ts=ts,
+                                          action=rng.choice(("heartbeat", "heartbeat", "enter")))))
+                elif kind < 0.7:
+                    timed.append((t, Danmaku(room_id=room, user_id=user, ts=ts, text="666")))
+                elif kind < 0.85:
+                    target = rng.choice(("product", "product", "cart", "like", "share", "follow"))
+                    product = "sku-1" if target in ("product", "cart") else None
+                    timed.append((t, Click(room_id=room, user_id=user, ts=ts, target=target, product_id=product)))
+                else:
+                    timed.append((t, Order(room_id=room, user_id=user, ts=ts, order_id=f"o-{rng.randrange(20)}",
+                                           product_id="sku-1", amount=round(rng.uniform(1, 300), 2),
+                                           status=rng.choice(("created", "paid", "paid", "refunded")))))
+                timed.append((t + 0.5, Health(
+                    room_id=room, user_id=user, ts=ts + 0.5, cdn=cdn, play_ms=rng.randrange(10_000),
+                    stall_ms=rng.choice((0, 0, rng.randrange(5000))), stall_count=rng.randrange(3),
+                    latency_ms=rng.uniform(300, 9000) if rng.random() < 0.8 else None,
+                    error="decode" if rng.random() < 0.1 else None)))
+            if rng.random() < 0.6:
+                t += rng.uniform(0, 20)
+                timed.append((t, View(room_id=room, user_id=user, ts=T0 + t, action="leave")))
+            t += rng.choice((rng.uniform(1, 30), rng.uniform(30, 150)))  # back within the window, or not
+    pairs = []
+    for room in ROOMS:
+        # A viewer heard from every half second, promptly: the rooms' clocks never run on with the
+        # wall clock alone, so a restored room (whose clock waits until it is heard from) keeps
+        # exactly the clock of one that never stopped.
+        for k in range(int((END - 1) * 2)):
+            pairs.append((T0 + k / 2 + rng.uniform(0, 0.5), View(room_id=room, user_id=f"host-{room}", ts=T0 + k / 2,
+                                                                 action="enter" if k == 0 else "heartbeat")))
+    for t, event in timed:
+        delay = rng.uniform(0, 4)  # within the lateness of 5 s
+        if rng.random() < 0.02:
+            delay += rng.uniform(8, 30)  # too late: rejected
+        pairs.append((T0 + t + delay, event))
+    pairs.sort(key=lambda pair: pair[0])
+    return pairs
+
+
+def run(engine, pairs, start, stop):
+    """The worker's loop for wall times in (start, stop]; returns everything it produced."""
+    out = []
+    pending = [(arrival, event) for arrival, event in pairs if T0 + start < arrival <= T0 + stop]
+    wall = T0 + start
+    while wall < T0 + stop:
+        wall += 0.25
+        batch = []
+        while pending and pending[0][0] <= wall:
+            batch.append(pending.pop(0)[1])
+        rejected = engine.ingest(batch, wall)
+        out.append(("rejected", [(msgspec.json.encode(event).decode(), reason) for event, reason in rejected]))
+        if (wall - T0) % 1.0 == 0:
+            # Rooms in a restored engine come in another order: only the order of rooms differs.
+            out.append(("finals", sorted(engine.advance(wall), key=by_room)))
+            out.append(("live", engine.live_snapshots(wall)))
+            out.append(("forgotten", sorted(engine.forget_idle_rooms(wall))))
+    return out
+
+
+def by_room(snapshot):
+    return snapshot["ts"], snapshot["room_id"]
+
+
+def digest(transcript) -> str:
+    return hashlib.sha256(json.dumps(transcript, sort_keys=True).encode()).hexdigest()
+
+
+def resumed(blob):
+    """(never stopped, restored from `blob`): what each produced after the checkpoint."""
+    pairs = arrivals()
+    never = Engine()
+    run(never, pairs, -1.0, CUT)
+    restored = Engine()
+    assert sorted(restored.import_rooms(blob)) == list(ROOMS)
+    return run(never, pairs, CUT, END) + [sorted(never.finish(), key=by_room)], \
+        run(restored, pairs, CUT, END) + [sorted(restored.finish(), key=by_room)]
+
+
+def test_a_restored_engine_carries_on_as_one_that_never_stopped():
+    engine = Engine()
+    run(engine, arrivals(), -1.0, CUT)
+    never, restored = resumed(engine.export_rooms(ROOMS))
+    assert restored == never
+    assert any(kind == "finals" and snapshots for kind, snapshots in never)
+
+
+def test_a_checkpoint_of_the_previous_layout_loads_and_carries_on():
+    # Viewer records were 5-item lists until the compact layout; this checkpoint was exported at
+    # CUT by that engine (commit f21b3a6) from this very run, and OLD_DIGEST is what that engine
+    # produced after CUT without stopping.
+    never, restored = resumed(zlib.decompress(base64.b64decode(OLD_CHECKPOINT)))
+    assert restored == never
+    assert digest(never) == OLD_DIGEST
+
+
+OLD_DIGEST = "a3c1bef54c1067eff6685291c8d13492de2dd41ca01e407805469376cbdbd2a1"
+OLD_CHECKPOINT = (  # base64 of zlib of `export_rooms(ROOMS)`, 10,524 characters
+    "eNrtXQmYFMXZnp6dPWC5Vw4VEOQQYyAsh4CuYfHI6gw9GhFQDpfZ3WZ7mmV33ZnhUmBBbgZZZfBAoyABQxQlalDxADECXkm8f9EY"
+    "4hUTDHKraPSv+qq6uqprmqkhv8/z/8/z4/PsVH399ldVXx3fV9X9to25q7U5Pvg3O9UnmVtZU1c5JVU24r1rvrMafb5kbkNd3dRY"
+    "Cl/Lw8m+kVSyqCY6zZhaV9vPqK2O1hr9sDyVDFyNf1alzp0HaH+0KmUGknmVdbWTo9WpZHvXTba8xWWQv4Rk2e2BWNyoT5UNP0jq"
+    "lsybHq2tqpueKisNU0lBTSRu1BqxGJKdRmVt6huMmFFbaZTHo1ONukQcXRvTSK41i5l108ujVTUGEs7fQYQtJifiiQajvCY6NYrB"
+    "DVTeAexQg7SXuxAPdQNEosJs69Qud3q0Km6mQiXJArOuITqrrjaWCnUNlYQeX4wMM8VATQkdTubLlcqbGplRHo9Rg09CkvyYYdSW"
+    "R+JUVI9EzbHpyifX1NU1pIKbDo0ykgWTG+pq41ED5X+N87mx6UZ9nF4MxBKox5IdXAYnBkQXml+cqJxixEdhFNg7jAxudgqVmN2I"
+    "tvwKAECvB31IMjHVJ6SFfOg/LeSHX+k/I6hRoC3yBPpdGnPSAjUjmKOqMaCqMVdVY54LGKC6ffqwPHSX5iDzVVUWuCoZ8AI2U21N"
+    "c9WiC1WBLVSLbunSmOOlsVVGjRr+zwi2lixOU3pxIaCYyjaqrWmrCmynCixiQK2stH2br7agOczX1Y0/TdVMVwpm4sab20ztvTTq"
+    "S1oBhqnsoNqojqrATqrA01WBZ6gCz1QFdlYdwV0UpiNYvGt6i+tzC/TRZ4trwVmq3d1NtZbdXcA8WviWQn1Aayhcs6Fne46MSL5Y"
+    "zR6qxuypCuxFgX4KS29MvxHsrarxHCULIWAfVY3nujTmUut0aasP7cqtMMiUP3HNRs/uOU+18J+qAvuqjox+qhp/Jo0LLT2wv9eM"
+    "0IfkU/vQRahYtewBLmAuUa4/11q/5AxxuRroMc025un1fm6kI+gg1eIHqwLPVwUO4R1A15Z/+TNxAJ6jM6Y6jIeq1mCY6hpzged6"
+    "8E4zcT24ULXsEoVp7sPT/CJVjT/n7Vk6ffKHGRzqcMlP2o26phXXKDRGZ/Gaabh9spqUqlZ5hFIch2pwsWcHfNxVHPuXqE7RS9OX"
+    "rb/n16cUimvYZart+YUqsEwVeLlqzHeFqsYg35kXv7ZpWoZpF1JVvIgHBn9A/7yxI1Vnnu4Zypb5xVA2rLonuIo3QLdZBxtd80Rf"
+    "1U6c079UtcDVCr4OOiuZvlX6ngJ9aEexWaNUC79GFThadR0dowocq9qb13r25iWudfQ6zwl/mmsLM0613eNVgROyXO4mStEQ8cwj"
+    "2+jP5Iqr05286siHd89uPLnq63l8v/tbDM0wWdd4eP7CVnqTRpYKG1qu2mmTPDutJiAGExHPTnugpdhpFapDq9LLSbmBVR5T6qmA"
+    "XtOJP2sxgobqQJic5UCoVlV8v6tVucxQo/NEQ5mqKqOq3Wl5dlLfM8Q5OEW17BopNCUKA7n6z38i2n6qqs5a3vbjNr3TSVylf9D/"
+    "2kkcfHWqmn8r+ynNC1svdZTHWcINHiYYF9DbDUM25kzQwLds+GefX0NaVoAVBSftvzRPP6utfqIjamqOc9PDcqV9XpWOq1oioQqc"
+    "ln4i2Avd6a1D+8ShM91zkO3vIQ7wR11Iz1bN8FyGql2nNTNVm3VjlvN7axadcJNqJZ5QNcBsjxWud77+XQfRqHNUC5+bpQUaVRU/"
+    "rdqqeXwNikPhtRl2LfM9rJBqqdd3FsfBs1l0181soguGsLX3a6N36yIO8QXpTWefNt6tf1kk3rA9i+osVLXzjiyULk5fY09PscRz"
+    "EkfPFJv2gmpvL1X1Usu8PKQbuNyzkqs6iJVckX6JRsj3u9OFnCJv8dTZq704xFaq9lOTKvBWVeBtqqZc5dma73NEC6VUy17tacpk"
+    "G9FAtzOkv6x0cuYF5g7VKrwhDPzvTzrw7/JyX3atv24uGuKtLGbV21lg7/ZaM+yKPNxdrMg9quZ4N4ta/EpV6b3pF0X74LxHkf7u"
+    "+SE/H9vcp6p6bxb1Xes52oa7+m2dZ4zQuYM4xdd7TopNHcQR/GulA2wE3OBZeEeXY9roQuazJ6J5vUR7PuBZzeYB0eX/RtXymxSB"
+    "CbMdhuWH2pSVrl4+bDPp+53YwZEotdWs4Dmz/b5Q71C3UCD4HerC4Df2HyOZG6+LR2pSWMU5oU5lpWvytn3fhFScqX+hhZrbOu55"
+    "LZj/eI4vNDw0JJRPC07mls8yGuoyu5N4KrEoVZEsjNbGjYZIZTxaW50yeyRbXRqNoXRlfCx5zSHtc/lATSQWh7cj8hMxo6HvoKEp"
+    "CPZptnhQCoJeOzsgBWE7zQ5G2QVcFoEXO9lB6OoKJzvg/BQsQIlkbmVdohYKhaKQDRrIzzTys4D8LCY/K8jPXfCTSOZPNaZWGA0x"
+    "drt50Dy0iFTLPLyQVNc8tJDUzDyykNTJPLqQ1MY8tpDUwzy+MIXU1Ru1Vdhgs1MwHFcySwzun2qKme1C+WDcgsqaaOUUsOx+2Yzm"
+    "AXiZBe5DzZwH5cDuNmF+hSs6jzTiftII8xtbZhVqPh+q0P20ZgnLr+G3ZlC5fig3rz4y82Sl2rYeRCwQw8VRc8ZwMZC2OkApMUe5"
+    "Bsrz4XWXypl4tLQcSdKjphjxSjPtYDH74GrjffPslP4Smskx2PEiob4H5fR69CcBG1Z0/bdwvYFevxVf3wPXp5Pr5XB9BsncAJnZ"
+    "JHM7ZOaTTAIyC0hmGWSWkMwSyCwnmasgkySZ5yBzC8nshsxqklkHmVX8lbtIZiFk1pBME2TuJZmbIbOOZEZAZi3JPA+Z9SQTh8xG"
+    "knkcMg+QzCycQasIbwc/2A8sBpYCc4AZoPnQbGguNBOaB83ClfZDM6DGUFOoIVQGqgc1SUD/Biqrasl7Vrko1bcyZeYmCy6pqh0V"
+    "j8T593TONnt59TZ7aQW/pKLhdZM+u6bPqkFEnyjTJ8hwDtCf3Tckn4Doczv2nI5/nIQfH2ncwwj68EETjqnxebQmnJ7i01KNO3lk"
+    "J438aR0+nYMqsVM5fAqncWdl9GzML5wK4VMgjTumwIcRGzoSENvV4128JmzKySbc2aXSXakm7CPwvgEk9PybnndrQsxNYmw+bsVx"
+    "qibEcThg07jzTud8kwUtLDrhwwIcBgCI+Wrim3lPiz2rxvyffuHFwfJumi/UOuQ3zE+wJG9OcP9eJOkSChjmZ31Eb2R1RkuN1RX9"
+    "UVpHyDoBK0RMdYUQ1gHvqf8fz/Y00xiWu5fSzNsl4kR1zdERbGbmT4sa07EX8/QmsGbzzra4fwpsRrMDkaOeDj4Pqm77AQSaAc6N"
+    "+Lij0HzbAyOHvAacIjSQuiZLcMHTyc8M8oPtjcLSJeQnSX5uIT+reL8MetHPveRnHe/ncAHWTcTPES8NbVtE6m/NJldwidYckp5N"
+    "3TMUDJ47aXt3XLg1l8BW2Vdtdw61sK/eC7eYR1A562gkYHvXPjDuOVd/fqoJuhmJ4PYm1M+hZrinoLdg9YykrOHccD7JmsleO8Ov"
+    "mcGkYm9YkTeqnFcT6KsImvBslzzL5R/+4Ic9Gn8aDMe+cJdzijqaQOwT2DH6OVQNPSpiR0POMQ89z9H4cxw4sNGEIwV8hKAJRwf4"
+    "qACKZztgsuPl93Z4E6cJewyyp+ADf73iTH6RefSs4Hl5aEkpZIvMtb2DoZFI0iaUcyqLTJpgBHzwyeILIaQQAgfe1dOVAJz3raLL"
+    "Bm+9TnDF1gxUSc+5bh6EXrMnOooga7mJjmbtzXaoCNW2LwwSou9itCAsJ4EnrqeVi+F3O/O8lkzNG7jpTtSh3M1C4L2cC7x9YIEQ"
+    "0YSE6/mZjVVa28l0uwFCcTrFrR1EOJ8LcW/m5Lgg63mSxqVZO0maBeir7cTddlNQer0rSLYDdrgOsXqBOGUrlKcse9ENv9imca92"
+    "0Ve5NP5FEXgxRBOeyuOn8Br3CIg+8vFzE1IPBPT9NKagzxHIAwNN2NvjvbzGPxuDZ2GuWfPrZvys6d5J/9UYfBpB58zPz9VfT6K9"
+    "pe9UZkyaiF4Id/kIl/eG9XYQqjDe7QGMnBUujm6chpKceYjfcQ5AmLUOZkCK31VheMhPhrTP3j2uTbPVwkDrCG76UeJ5brA3iWy3"
+    "iG+zjjm7Mes4pKWxdsQea7n2WEtAY3GzCs26WLwvpTSgnoDX7Ut9Ph97FT+MpEQcBf6AaUQa4hWG/Wo+w5r7EPbcOFUR7YZqnuen"
+    "1xgIq+BApelB3QTQpPSgUgHUmB40SQCtTQ9qFEA70oPWCqB96UE7eJDlSw8S7GSlt5Ml2MlKbydLsJOV3k4WtZNh5aBrbCE+n3X2"
+    "tev+vZslwmGrCMNgfWLD4fVDMyBx6be7myAx/sbdTWHAkEFnIy++aOkvIXHlrB0jIWGc2DEyDBjDupVDjjg6oRUxR8GE1WFbijNO"
+    "GxhmVPlFfXAbIqACxUU2vnrE8ItJYt/GZ8Jh8whabO1rwSklhpiYtL/ECJvH2Dwdymww/vVWfxcTk3p8tDJsdQZbzOHqbVbf1pol"
+    "kLXmQMvmcoiyvbv2ionrx+3ay1o4LbjVaWF6LLR0Lih+nlM86cGdv2EJVPTzgNjJV+5PZdezBELsBGsdty9fseGrDyFR3m7gucha"
+    "x4mjYwbr9VpHMTFpw2sdw4Ah5zE2sqLsUAFLoHI6AGI2h7jyoRmbxcTkn87YHAYM8rk2LPzdrgoxYdy0qyJsHrQXz0Gsi8IvLxwj"
+    "JozgwjFh61xuVA9w4FeVVD8hJiY/U/1E2DoPevQYV9Wr3vj4VTFRffXHr4YBQzYBNvKa8Dwy/Mf1+9kvIDHh8gs3hAGD4nYbNmrO"
+    "5OupnicsZObDJIawL4/u8Ie/EetGH/kAGW8H3H2IXZ6xq5Yl0N2HiBewL4+9cOjHxPQjhlWhu49ALbdziGuvu62SjOXLhp2FENtB"
+    "/1H78oRNX+VAomrKOh/Sf9RIJAuMGfXRhqhBTijpSxawXpBFI/igLHqIF2ELOCkjuFnGPyyLHqGiHexuIt/ihiIjBH/nFtKiHpX1"
+    "PiaLHpdFv5dFW2XRE1KxYPHgkzL0KVm0TWrJYfZ8ncc9I5UCvWY/BieiIgf/nKxiuyzaIYuel0U7ZdELHrb+gwx9URbtkkW7ZdEe"
+    "Ktru6vyXZOjLvKizI39FqibMpeCrsorXpI44agT/KOP+JIv+LItel0VvyKI3ZdFbsuhtWfSOLHpXqv9xI/hfMu49WbRXFr0viz7w"
+    "sOVfqPx5Vzd9KKv4qyzaJ4v+Jos+kkUfy6JP0s5E4nuCn8r4z9LNvb/LuM9l0T9k0T9l0X5Z9EW6YfYvGXdAFn0piw7KokOy6LAs"
+    "OiKLjsqiY7LouCz6ShZ9TUTmYa6dR4zgNzLyhGQPhPtWxn0n9S3EVcF/y9DvJShEOcEfJDnEikHfYUmFJov8sihHFgVABJlIAj9f"
+    "MyK1iXriNUlTIdKN0MqYxyLBtuSWuSAeDhnzcIQ6VIigI9QPwhoboc4L2h+h3ofeTVwOzMQI9RjQ9gh1B7A0RuiqD1FbhK73uCJk"
+    "7YbpErGXJvMgCZ/oIkQrT5YfCNUidI2BsClC1w2IjFD782rqqquNqpR9OImu3Ar3bORrTR5u2zYrrI9Eq8rrGqrwQTI+zQzU4VPi"
+    "pmR+ZZ1Z1xCP4QAOHxjg4zT82yYUsB95G0ayLX70W25MM2rj5YSdzZjfJiZ1T8SPiwKjTOHRcfNkHr6KKfu5sTjavDob12RuPBqv"
+    "MVJJbUQq2QIuMr0+YJhXT51WXhGJGamQL1lI6s3yBUZtlVGFSerhZEF0an1NtDIaTy3FG+xIsqDcqks01EZqUuFEBf1oQEXKzCfE"
+    "frO5tQtPh0KzNUegh0OH023GvHlm6LDZmb29YXZhnyMwu5JkE0qeBW8F2EcV3UnuJMdGbiK79j9GZM8IzJrInhF4ykR2T+Ap89hz"
+    "MvHYM2psrsp5zJrHnhHYUrXoVqoaW6sCfzwae8bGFKm+hufBX9efaKbnuSgt7VUL/7/IS8/JxEvPSHXLmpeesY5dVYFnqQK7qQK7"
+    "qwLPVgX2UDVPT1VgL9Wis6akw4uQ55QUbMnwKnLWzPSMwJ+oAgUGEnlT0bOaWXPYM5IV+3qwVBf79dN6sJcftf+Qxe47OYv95Bxl"
+    "jsTu1FJTI7Hbi+CJZvo5LcR3OQd6vk45upP4OuUg1fYM9iDpNBXpb3YFnpLmxWLPycxiF1s036+3zBWX9VPmpfuz5qW7gRd6fo9g"
+    "s4t4WaJa9inw0jMAh6sCT5lfnqPKL/fUeEkaQ2rB/mMvaOHNMHcPjZlt9GYuFtRlHqyWzS30K13UyR+PY54ReIXnlBzaVhxFQdWB"
+    "GfJ8wfn1niJfdaRqLXXVssOezZnXVWzOld7cM9fb4lep1jJrUnlG4I/HFM8IHKMKHKsKvFbJ9aQhintq/PF44hl3bxNVR+T1qkWX"
+    "e35TTcsRl4tJ6T/Vg5nRRenZ28D2uOLxB/DZxsk+5qRMI6nIGOzQwL4qSzaiMpF7bbaMb/mbKJ+7PgqhzPU2vboqE4Pbptl8eoa+"
+    "sjsaMzneHG7Pwk+Bwq1m+qk8r2vcJxv8GQL432TP+1bmsaAaX/flrXtRDTJ8daQuy0a62d92j1zQTv/4dHGaPajKgLxBWNg0m/WC"
+    "XUk7kfvToLoExjwGzvL2eqfSUIDXGVf9Ok7CI3bZpumjXLzKaao9Nl11vZwhfanNXt3atj851duOmxqbh7qJ4cOs7EnhGYDKDO/Z"
+    "WQ67OenxBbRtZpH+4jBYD1jjnlIdfXNVPdE2VY2NnqHRkM7iOJnnGertdAVR81Ute7NqcxZ4l50rjpOFHnvES3P0D9qLc36Rh1/r"
+    "q/9wttigxelnKFIbLBEn6BLVpi/1GPmf5uv9C0TDL0s/npxZddx1w3LPPq0tFBu2KwsaZ9JT68yuomFX8BW+7MjK20Te6cVF+oph"
+    "YBuJsa0xRiXelrW58/S2+rRO+r6B4kdIVnosbhe209/MFxvYlOajkVqwvvCiQj3cRn9wcMjPV+OlLMxxykRvf9ZEbzcwpUppXa1a"
+    "9O2qQGV+953pIzHdH9CfbiMO17tU273GcxUY301UebdqNe/JlkudEXgfP/gnTSgen+ETUe9nMebWZfuBIvfq8m4r3eokTtb1HtC7"
+    "8/V7uqSnUmcsfoNqj270KPwiTT+RJxbuQaXWny3Ur3DF9r9Vreen6randOoWoWZlpYs+eu8g2l2hVepV/GmgYOP6MZ31se8E+x3w"
+    "+0LnhHqGcuGDBoRTjf+QF9xDvUMtykqXP3jaYrwedtX34eUoJ7jlRFOf4O6zNF+wZGDAFxoWGmyHCvx78CcnUZv/yPTS+oBhAsl5"
+    "4OAUBJP0FcthhMhEc+jaTI6ggS4uc15ejwtMq5nkZyF5lZ1Sn5fx77BjvLU4xyFLLSFpfKe1lKTx7dYyksY6rEUkvcyRcwxjeIPd"
+    "yj/Jm/q4prh05x4f3NNO4e3+AQMJW4vaojgFPoQ2/hbSwCa+gUDtuo9UGF+w1ror7FejMEQphWEjI+O9DDyGG6h8ic3UScDOZnZK"
+    "fwWoDTGeAkh5h7WQmUkyD0FmDlXzNFaz0qbiJiACRKCnALSQZAzILCKZbZBZTG/fhe9cDXcuJddX8fSjRyGzjGRqILOCZDZBpomq"
+    "+R1WsxXUUNrj03D9TpLZwDMdCb3yfr7NlNy4lOd2PM1xO7DloElQe86kr2B+I7Mk4TdiY4GRsAq/Yxswg9NgaCi0CVoJDXLaAVUm"
+    "XHHo7gsJucK6CHe7Ip2HPmOmz5Q17pmHfpOml+SKZGNyDq0JB5zkQFPgET9VRE5n6PkEPo843JVQfOjOUw+10rdShh3dONKNoosk"
+    "3JZSe+m2jW3TuD2PvrALkbCYWT94hpuXV1so8IhJCMkz9XCMeGNvgSNMvDxPMaLejGMU3Tw2uKeP5gu1ZDy8n8WCAxchSbtT4+EJ"
+    "U5LMxqxmG4wle+7AIHJNFM8Rzo/jjWlG6ko2Kh+1xx3cqE5jGoTW9Tn2Yit8AGMgIa7Cqg09Ams28RCUeVosEJqiZPmPkZ8E+eE9"
+    "hA9Kcj6OsZxj5rJPZawhQoEBhTVbB1DpUMtFKSjD+pKstomTuRbqQubYClyuBeh7B0k6yelcwelcw2Hud9Lcyp5nk6mst7KY5vSh"
+    "MH0IrAlPS8nTUefBJH0QqQkfp8ZP/TTuuRN9zqQJD3nwQx1NeE6Cn4towocx8bGowKK1N9Rsk8U2Vc4uTX+wUH+2vcCRZdGiE6jR"
+    "wIybnfN66QfweZZG5+aQIbr2PoqotFOZmYLT4L0BTBzqC1SnQnGxQEkdMJiGADRWQhNlJTf2hxBKJx37lHxKI4OVaeimwBo9OwDD"
+    "CIKFHiSNsVbPAOOIWr0CAnXvAYHsXTyQfNclwIbc6iyGnP0VC/KgXvAsp7XT7zid9Dl7mkef3nEPKvCDCU045tZ/5ReZ2/QI1Dl4"
+    "pQetGu9qSvP1Cjrmqc/AB2KlncmNjc7nN6g/mucMTOqO6AkPPdHR+JMcenLDn9jo4yibe6nt/uCARRMOVvAJioso3o56TXqAwE4L"
+    "NGcavNJC70EnFN3t0t0tz3plWxk2DUZdF5yxALmkIuakIolgwRtI0vHUvkgR5b8hkSlYFKLAUwgAIRyKiaFfVtGeEOClidye4kM1"
+    "jQvVnhbDsm0sNnPCsjQRmbo/HDCEeBd7vg0mdFvYo8AwtJeDYuJV7NvoDsG+bQi3nSEbGLw3gGbbCgZSN4M3CvzugrrRevJDGe8x"
+    "8kP9ZyO5No/bdmnQTfbuywddE/LRTZjtW+nHL5oI8/hOycXSjVg9l4bGV6MlyZoccFyvEXDcqokvVpOLuGJWlFyc597aUfki9zbP"
+    "JPKl3A6K2/IRI1ncwuneZYECVPidzkWJ+IxxsHA2PynxuSIN8blRID7/P5n5fxeZuQ/rpHSgSTbjeX7A4YYOGsx6ecQrvU4jZMqX"
+    "c4+Ew9atGAZe2kZcN/LYKsLRXP/tFwhxNiBwmGgjqo51WcASCIGvkQCTES3PuP1tSEz8fsN4hFgEiGqulPGfd3uf8HHH7VyGENVQ"
+    "Sj8O8Yu9782CxC+LSooJp3RVSTHjElddXuK0Pz0WuMT9QHEPTnFl+R1rWQIV3QMQ93HVN95rfJIlEAJfY7Yc4rDHt6y+hSUQ7B5Q"
+    "ZHBFBf815wgxyKIb30EIAxDLuKJC759/RExUjD//SBgwZBGwkSM7L51GAH/7Zw7SZYGug7yurx87SCjQ5VHMZj8IOg5wiHDTuKuJ"
+    "1S8ta0SIA3zDih0C8U/vJXUZdU//18i46tz/NfsqTifzgDZrpGQ8XjrgKTcOJBaT/yEhftpOn3UjCT5+DOXAuSPK4ZfdQq0x1MD9"
+    "tR6aNZlr+FULSnuTMXOi6Riq9GRuZA8exio9+ovdH7IEgj3Mw5wJMPofo65gCQTbAuUt5Yw05lDL9cRIn3SeihBLOSMNHsgUjd2z"
+    "cw5LINhjoGgxp+ja3qtfJwPtjOsIr7my28Q1YcDY52zcaBqf111MjC+eNDxsbQW9Uc4gE/xPPAeJSFHXy1DJUUAs4efftTsvYAmE"
+    "WMKV6LRgwsx5dSyBUNtAz1pOz8TN71xOplvvO2Y4XypAGWfuMUxFbMW75EsFa2Hg9eSqPHHX/OHEArGbzkNF9YSiTH5WvtRiD0sg"
+    "hMl130DHSpFZT0ZYAn8IABT1IorC6B+kjYQ12E8+HWUzuvF6SBZFxujmRA/Jos2y6GFZ9Igs2iKLfieLHuVFD9tyMhwZi5vDPy6L"
+    "fi+LtrpFZPQyKrcjh6WIUbk5FU/JIpvK/Ri7G/6A72CUbkcO45vxuh05jGTG63bksG4yXjdX7nZZtEO6G/wTI3dz0J0etnhBhv5B"
+    "Fr0oi3bJot2yaI8sekkW2bxuXCWuhizudBjeUdHo4EoZzXuJeDvMYEb4dnf2H+Vq/EkW/VkWvS4phBnOiN+OvKdTxTdlPW/Jordl"
+    "0Tuy6F1ZZBPAD8gGdKjgjhzWSMYHF63ukMI50Qey6C8eY+9DGfpXXhR15PskFbCAMWY4p+IjWfSxLPpEUoi9Pu2fT2X8ZxIe4ghG"
+    "DnfP4s/TdzHETIwrzum3ueJmQLTwfhn6hSz6lyw6wIu+zGHyL2XoQVl0SBYdlloE4R0jjouWdNjjnIpjsui4LPpKFn0ti76RRSdk"
+    "0bey6DuP+v5bhn4vi2zK+FrXTLAp45xIk0V+WZQjiwKSKGHdRt0yeQ0SlooI89Fb7T62HTJM50iwkhDJt0GGOCPotAh1PjAcI8F6"
+    "AjMhQ1ZmiKMjdLWFIR2hMxs2BpHganJPL8iQyQEhaCRhPeB3Pj6JpGtzOH43uZnyu+dDZpNw80PoZnyImVPXt38K/x2cAr73sFST"
+    "9YgfohVC8dbg4K11KMeheluPIwCc01i/B6j1pN85BmuebEt27n2Lh/Sn/1LWM/xW0HoW5cLWdqzGB9/x8+OXMaznyc9OuPoC+rsE"
+    "+NrWi1iQqEgk+v03EjMEXw=="
+)
