@@ -18,6 +18,7 @@ import zlib
 import msgspec
 
 from livemon.engine import Engine
+from livemon.engine.room import UNSET
 from livemon.ingest.events import Click, Danmaku, Health, Order, Show, View
 
 T0 = 1_700_000_000.0
@@ -62,7 +63,10 @@ def arrivals(seed=11, users=60):
                 t += rng.uniform(0, 20)
                 timed.append((t, View(room_id=room, user_id=user, ts=T0 + t, action="leave")))
             t += rng.choice((rng.uniform(1, 30), rng.uniform(30, 150)))  # back within the window, or not
-    pairs = []
+    # Right after the checkpoint, operations that go before ones logged in it (an expiry with its
+    # changes to the sums, a heartbeat): undone and redone on entries the checkpoint holds.
+    pairs = [(T0 + CUT + 0.1, View(room_id="room-b", user_id="user-41", ts=T0 + 168.0, action="heartbeat")),
+             (T0 + CUT + 0.1, View(room_id="room-b", user_id="user-13", ts=T0 + 165.3, action="leave"))]
     for room in ROOMS:
         # A viewer heard from every half second, promptly: the rooms' clocks never run on with the
         # wall clock alone, so a restored room (whose clock waits until it is heard from) keeps
@@ -130,12 +134,22 @@ def test_a_checkpoint_of_the_previous_layout_loads_and_carries_on():
     # Viewer records were 5-item lists until the compact layout; this checkpoint was exported at
     # CUT by that engine (commit f21b3a6) from this very run, and OLD_DIGEST is what that engine
     # produced after CUT without stopping.
-    never, restored = resumed(zlib.decompress(base64.b64decode(OLD_CHECKPOINT)))
+    blob = zlib.decompress(base64.b64decode(OLD_CHECKPOINT))
+    never, restored = resumed(blob)
     assert restored == never
     assert digest(never) == OLD_DIGEST
+    # What the checkpoint holds, so that every part of the old layout is converted: viewers with
+    # operations not final yet (one with changes to undo), never present, present, and ended.
+    engine = Engine()
+    engine.import_rooms(blob)
+    rooms = engine.rooms.values()
+    logs = [log for room in rooms for log in room.logs.values()]
+    assert len(logs) >= 5 and any(entry[5] for log in logs for entry in log)
+    states = [(room.starts[slot] == UNSET, room.ends[slot] == UNSET) for room in rooms for slot in room.viewers.values()]
+    assert {(True, True), (False, True), (False, False)} <= set(states)
 
 
-OLD_DIGEST = "a3c1bef54c1067eff6685291c8d13492de2dd41ca01e407805469376cbdbd2a1"
+OLD_DIGEST = "77b26042f705b7f79ca73c66177a86f4bdfe3082ca0e173f4281bfbaf3f6170b"
 OLD_CHECKPOINT = (  # base64 of zlib of `export_rooms(ROOMS)`, 10,524 characters
     "eNrtXQmYFMXZnp6dPWC5Vw4VEOQQYyAsh4CuYfHI6gw9GhFQDpfZ3WZ7mmV33ZnhUmBBbgZZZfBAoyABQxQlalDxADECXkm8f9EY"
     "4hUTDHKraPSv+qq6uqprmqkhv8/z/8/z4/PsVH399ldVXx3fV9X9to25q7U5Pvg3O9UnmVtZU1c5JVU24r1rvrMafb5kbkNd3dRY"

@@ -17,7 +17,7 @@ from typing import Iterable
 from ..ingest.events import FUTURE, LATE, AnyEvent, Click, Danmaku, Health, Order, Show, View
 from .config import EngineConfig
 from .room import (BEACONS, C_BEACONS, C_ERRORS, C_PLAY_MS, C_STALL_MS, DANMAKU, ERRORS, EVENTS, PLAY_MS,
-                   STALL_MS, STALLS, USER, CdnStats, Room)
+                   STALL_MS, STALLS, CdnStats, Room)
 from .windows import LatencySketch
 
 
@@ -54,12 +54,17 @@ class Engine:
 
     # ---- input ----
 
-    def ingest(self, events: Iterable[AnyEvent], wall: float | None = None) -> list[tuple[AnyEvent, str]]:
+    def ingest(self, events: Iterable[AnyEvent], wall: float | None = None,
+               catching_up: bool = False) -> list[tuple[AnyEvent, str]]:
         """Apply events in arrival order. Returns the rejected ones as (event, reason).
 
         With `wall`, events further than `future_limit` ahead of it are rejected as `future`;
         without (replay), those further than `clockless_future_limit` ahead of the engine clock,
         so that one skewed timestamp cannot push every room's watermark past its real events.
+
+        `catching_up` (with `wall`): these events come from a backlog, so silent rooms move on
+        with the events' own time, as in a replay (never past `wall`), not with the wall clock,
+        which has run ahead of them: a room's next events may be further down the backlog.
         """
         rejected = []
         rooms, config = self.rooms, self.config
@@ -71,6 +76,10 @@ class Engine:
         else:
             future = None
         reference = self.reference(wall)
+        if catching_up and wall is not None and self.clock is not None:
+            reference = min(wall, self.clock)
+        else:
+            catching_up = False
         show_idle = config.show_idle
         bin_of = LatencySketch.bin_of
         for event in events:
@@ -82,6 +91,8 @@ class Engine:
             room = rooms.get(room_id)
             if wall is None and (self.clock is None or ts > self.clock):
                 reference = ts  # replay: the newest ts of any room, this event's included
+            elif catching_up and ts > reference:
+                reference = ts if ts < wall else wall
             # The room's watermark (see `watermark`), inline: this runs once per event.
             if room is None:
                 watermark = ts - lateness
@@ -149,13 +160,13 @@ class Engine:
                     room.latency.add_bin(index, bucket)
                     cdn.latency.add_bin(index, bucket)
                 user = event.user_id
-                record = room.viewers.get(user)
-                cdn.viewers.add(user if record is None else record[USER], bucket)
+                slot = room.viewers.get(user)
+                cdn.viewers.add(user if slot is None else room.users[slot], bucket)
             elif kind is Danmaku:
                 vector[DANMAKU] += 1
                 user = event.user_id
-                record = room.viewers.get(user)
-                room.interacting.add(user if record is None else record[USER], bucket)
+                slot = room.viewers.get(user)
+                room.interacting.add(user if slot is None else room.users[slot], bucket)
             elif kind is Click:
                 room.add_click(room.user_key(event.user_id), event.target, bucket)
             elif kind is Order:

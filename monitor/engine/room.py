@@ -8,30 +8,63 @@ Viewer presence is the one order-sensitive part: a viewer's events must act in e
 keeps a short log of the operations not yet final (newer than the watermark, so at most the
 allowed lateness); an event older than the viewer's newest logged operation undoes the newer
 ones, applies, and redoes them, so the result equals processing in `ts` order.
+
+Viewer records are the bulk of the memory (a million of them at a time), so they are not objects:
+a viewer has a slot number, and its times are doubles at that slot of a few arrays, as is its log
+when it is one short entry, as most are (see `Room.__init__`).
 """
 
 from __future__ import annotations
 
 import math
+from array import array
+from itertools import repeat
 
 from .config import RETENTION_HORIZONS, EngineConfig
 from .windows import BucketSums, DistinctWindow, LatencySketch
 
-# Fields of a room's bucket vector.
-STARTS, ENDS, WATCH, COVER, EVENTS, DANMAKU, PAID, GMV_MICRO, STALL_MS, PLAY_MS, STALLS, \
-    BEACONS, ERRORS = range(13)
-SHORT = tuple(range(13, 13 + len(RETENTION_HORIZONS)))  # presences started here lasting < horizon
-ROOM_FIELDS = 13 + len(RETENTION_HORIZONS)
+# Fields of a room's bucket vector. The retention cohorts (STARTS and SHORT) come first: a bucket
+# out of the window keeps only them (see `finalize_next`).
+STARTS = 0
+SHORT = tuple(range(1, 1 + len(RETENTION_HORIZONS)))  # presences started here lasting < horizon
+COHORT_FIELDS = 1 + len(RETENTION_HORIZONS)
+ENDS, WATCH, COVER, EVENTS, DANMAKU, PAID, GMV_MICRO, STALL_MS, PLAY_MS, STALLS, BEACONS, ERRORS = \
+    range(COHORT_FIELDS, COHORT_FIELDS + 12)
+ROOM_FIELDS = COHORT_FIELDS + 12
+# Checkpoints before the compact viewer records had the fields in this order (new field i was
+# old field _OLD_FIELDS[i]).
+_OLD_FIELDS = (0, 13, 14, 15, *range(1, 13))
 # Fields of a CDN's bucket vector.
 C_STALL_MS, C_PLAY_MS, C_BEACONS, C_ERRORS = range(4)
 
 # Presence operations; EXPIRE is the timeout checked by the sweep.
 ENTER, HEARTBEAT, LEAVE, EXPIRE = "enter", "heartbeat", "leave", "expire"
-# A viewer record: [start, last_seen, end (None while present), log of non-final operations, user id].
-# The record keeps the one copy of the user id string that the room's structures share (every
-# event brings its own copy; kept in expiry lists and distinct-user windows they would add up).
-START, LAST_SEEN, END, LOG, USER = range(5)
+# A time not set in a viewer's slot: no start (never present) or no end (present, or never was).
+# Event times are finite, so it is never a real one.
+UNSET = -math.inf
 _NO_CHANGES = ()
+
+
+def _shared(time: float) -> float:
+    """A time read from a slot, as the one UNSET object when unset (each read makes a new float)."""
+    return UNSET if time == UNSET else time
+
+
+# Slot numbers as int objects shared by every room: a number above 256 is an object of its own,
+# which per viewer (in `Room.viewers`) would cost as much as the slot itself.
+_SLOT_NUMBERS: list[int] = []
+
+
+def _slot_number(i: int) -> int:
+    if i >= len(_SLOT_NUMBERS):
+        _SLOT_NUMBERS.extend(range(len(_SLOT_NUMBERS), max(2 * i, 1024)))
+    return _SLOT_NUMBERS[i]
+
+
+_TIME_ARRAYS = ("starts", "seen", "ends", "log_seen")  # a Room's per-slot doubles
+# The operation of the log entry kept in a slot (`Room.log_op`), by its code; 0: none.
+_SLOT_OPS = (None, HEARTBEAT, ENTER)
+_SLOT_OP_CODES = {HEARTBEAT: 1, ENTER: 2}
 
 MICRO = 1_000_000
 QUANTILES = (0.5, 0.95)
@@ -98,7 +131,24 @@ class Room:
         self.paying = DistinctWindow(width, frontier)
         self.latency = LatencySketch(width, frontier)
         self.cdns: dict[str, CdnStats] = {}
-        self.viewers: dict[str, list] = {}
+        # Viewer records. A list or an object per viewer costs ~180 B with its GC header and float
+        # objects; a slot in these arrays costs 33 B. `users[slot]` is the room's one copy of the
+        # user id string, shared by all its structures (every event brings its own copy; kept in
+        # expiry lists and distinct-user windows they would add up); None for a free slot.
+        self.viewers: dict[str, int] = {}  # user id -> slot
+        self.users: list[str | None] = []
+        self.starts = array("d")  # UNSET: never present
+        self.seen = array("d")  # last_seen; UNSET: never present
+        self.ends = array("d")  # UNSET: present, or never was
+        self.free: list[int] = []  # free slots
+        # A viewer's log of non-final operations: most are one short entry (see `view`), and every
+        # heartbeat makes one, so that one is kept in the slot, allocating nothing: its operation
+        # (a code of _SLOT_OPS; 0: none) and last_seen before it (UNSET: a first enter); its ts is
+        # the slot's last_seen, as the viewer's next operation moves it out of the slot first. Any
+        # other log is a list in `logs` (and then the slot keeps none).
+        self.log_op = array("b")
+        self.log_seen = array("d")
+        self.logs: dict[int, list] = {}  # slot -> log
         self.expiries: dict[int, list[str]] = {}  # bucket -> viewers whose timeout may fall there
         self.cleanups: dict[int, list[str]] = {}  # bucket -> ended viewers to forget
         self.logged: dict[int, list[str]] = {}  # bucket -> viewers whose log may be final then
@@ -107,6 +157,23 @@ class Room:
         self.last_event_bucket = None  # newest final bucket holding an event
         self.shows: list[Show] = []
         self._journal = None
+
+    # ---- checkpoints (pickled by Engine.export_rooms) ----
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        del state["viewers"], state["free"]  # both follow from `users`
+        return state
+
+    def __setstate__(self, state):
+        if "users" not in state:
+            state = _from_list_records(state)
+        self.__dict__.update(state)
+        users, number = self.users, _slot_number
+        number(len(self.starts))  # every slot of the arrays has its number
+        self.viewers = {user: number(slot) for slot, user in enumerate(users) if user is not None}
+        self.free = [number(slot) for slot, user in enumerate(users) if user is None]
+        self.logs = {number(slot): log for slot, log in self.logs.items()}
 
     # ---- ingestion (events already validated and not late) ----
 
@@ -199,80 +266,161 @@ class Room:
     # ---- presence ----
 
     def user_key(self, user: str) -> str:
-        """The room's own copy of a user id, when it has one (see USER)."""
-        record = self.viewers.get(user)
-        return user if record is None else record[USER]
+        """The room's own copy of a user id, when it has one (see `users`)."""
+        slot = self.viewers.get(user)
+        return user if slot is None else self.users[slot]
+
+    def _new_viewer(self, user: str) -> int:
+        """A slot for a viewer not tracked yet: nothing set."""
+        free, users = self.free, self.users
+        if free:
+            slot = free.pop()
+            users[slot] = user
+            self.starts[slot] = self.seen[slot] = self.ends[slot] = UNSET
+            self.log_op[slot] = 0
+        else:
+            slot = len(users)
+            if slot == len(self.starts):
+                self._grow()
+            slot = _SLOT_NUMBERS[slot]
+            users.append(user)
+        self.viewers[user] = slot
+        return slot
+
+    def _grow(self) -> None:
+        """More slots (unset) past `users`: an eighth more at a time, not one array append each."""
+        size = len(self.starts)
+        more = max(16, size // 8)
+        _slot_number(size + more)
+        for name in _TIME_ARRAYS:
+            getattr(self, name).extend(repeat(UNSET, more))
+        self.log_op.extend(repeat(0, more))
+
+    def _forget_viewer(self, user: str, slot: int) -> None:
+        del self.viewers[user]
+        self.users[slot] = None
+        self.logs.pop(slot, None)
+        self.log_op[slot] = 0
+        self.free.append(slot)
 
     def view(self, user: str, action: str, ts: float, watermark: float) -> None:
-        record = self.viewers.get(user)
-        if record is None:
-            record = self.viewers[user] = [None, None, None, None, user]
+        slot = self.viewers.get(user)
+        if slot is None:
+            slot = self._new_viewer(user)
             if action != ENTER:  # no presence yet: kept only while an earlier enter may arrive
                 self.cleanups.setdefault(self.bucket_of(ts) + self.keep, []).append(user)
         else:
-            user = record[USER]
-        log = record[LOG]
+            user = self.users[slot]
+        # The viewer's log (see `log_op`), less its entries now final: no event can go before them.
+        logs = self.logs
+        log = logs.get(slot)
         if log:
             while log and log[0][0] < watermark:
-                del log[0]  # final: no event can go before it any more
+                del log[0]
             if not log:
-                log = record[LOG] = None
-        if action != LEAVE and (not log or ts >= log[-1][0]):
-            # The common case, `_apply` of a heartbeat (or repeated enter) of a present viewer in
-            # event-time order, before its timeout: it moves last_seen and changes no sums.
-            start, last_seen, end = record[START], record[LAST_SEEN], record[END]
-            if start is not None and end is None and ts < last_seen + self.timeout:
-                record[LAST_SEEN] = ts
+                del logs[slot]
+                log = None
+        elif self.log_op[slot]:
+            if self.seen[slot] < watermark:
+                self.log_op[slot] = 0
+            else:
+                log = self._log_list(slot)  # this operation's entry follows it
+        newest = log[-1][0] if log else UNSET
+        if action != LEAVE and ts >= newest and self.ends[slot] == UNSET:
+            # The common cases of `_apply`, in event-time order for this viewer, with short log
+            # entries (see `_undo`): a heartbeat (or repeated enter) of a present viewer before its
+            # timeout moves last_seen and changes no sums; the first enter of a viewer starts it.
+            seen = self.seen
+            last_seen = seen[slot]
+            if self.starts[slot] != UNSET:
+                short = ts < last_seen + self.timeout
+                if short:
+                    seen[slot] = ts
+            else:
+                short = action == ENTER
+                if short:  # `_start` of a viewer never present
+                    vector = self.sums.at(math.ceil(ts / self.step))
+                    vector[COVER] += 1
+                    vector[STARTS] += 1
+                    self.starts[slot] = seen[slot] = ts
+                    last_seen = UNSET
+            if short:
                 expiry = math.ceil((ts + self.timeout) / self.step)
                 expiries = self.expiries.get(expiry)
                 if expiries is None:
                     self.expiries[expiry] = [user]
                 else:
                     expiries.append(user)
-                entry = (ts, action, start, last_seen, end, _NO_CHANGES)
-                if not log:
-                    record[LOG] = [entry]
+                if log is None:  # the log is empty: the entry goes in the slot
+                    self.log_op[slot] = _SLOT_OP_CODES[action]
+                    self.log_seen[slot] = last_seen
                     self._logged(user, ts)
                 else:
-                    log.append(entry)
+                    log.append((ts, ENTER) if last_seen == UNSET else (ts, action, last_seen))
                 return
-        if log and ts < log[-1][0]:
+        if ts < newest:
             redo = []
             while log and log[-1][0] > ts:
-                op_ts, op, start, last_seen, end, changes = log.pop()
-                sums = self.sums
-                for bucket, field, delta in reversed(changes):
-                    sums.buckets[bucket][field] -= delta
-                record[START], record[LAST_SEEN], record[END] = start, last_seen, end
-                redo.append((op_ts, op))
-            self._apply(user, record, action, ts)
+                entry = log.pop()
+                self._undo(slot, entry)
+                redo.append(entry[:2])
+            self._apply(user, slot, action, ts)
             for op_ts, op in reversed(redo):
-                self._apply(user, record, op, op_ts)
+                self._apply(user, slot, op, op_ts)
         else:
-            self._apply(user, record, action, ts)
+            self._apply(user, slot, action, ts)
 
-    def _apply(self, user, record, action, ts):
+    def _log_list(self, slot):
+        """Move the short entry kept in the slot to a list in `logs`; return the list."""
+        ts, last_seen = self.seen[slot], self.log_seen[slot]
+        entry = (ts, ENTER) if last_seen == UNSET else (ts, _SLOT_OPS[self.log_op[slot]], last_seen)
+        self.log_op[slot] = 0
+        log = self.logs[slot] = [entry]
+        return log
+
+    def _undo(self, slot, entry):
+        """Put a viewer back as it was before a log entry (the entries after it already undone).
+
+        An entry is `(ts, op, start, last_seen, end, changes)`: the times before, and the changes
+        to the sums as flat (bucket, field, delta) triples; or one of `view`'s short ones."""
+        if len(entry) == 3:  # (ts, op, last_seen before): only last_seen moved
+            self.seen[slot] = entry[2]
+            return
+        if len(entry) == 2:  # (ts, ENTER): the first start, from nothing set
+            vector = self.sums.buckets[self.bucket_of(entry[0])]
+            vector[STARTS] -= 1
+            vector[COVER] -= 1
+            self.starts[slot] = self.seen[slot] = UNSET
+            return
+        _, _, start, last_seen, end, changes = entry
+        buckets = self.sums.buckets
+        for i in range(len(changes) - 3, -1, -3):  # the last change first
+            buckets[changes[i]][changes[i + 1]] -= changes[i + 2]
+        self.starts[slot], self.seen[slot], self.ends[slot] = start, last_seen, end
+
+    def _apply(self, user, slot, action, ts):
         """One presence operation, in event-time order for this viewer."""
-        start, last_seen, end = record[START], record[LAST_SEEN], record[END]
+        start, last_seen, end = self.starts[slot], self.seen[slot], self.ends[slot]
         changes = []
         self._journal = changes
-        present = start is not None and end is None
+        present = start != UNSET and end == UNSET
         if present and ts >= last_seen + self.timeout:
-            self._end(user, record, last_seen + self.timeout)
+            self._end(user, slot, last_seen + self.timeout)
             present = False
         if action == ENTER and not present:
-            self._start(user, record, ts)
+            self._start(user, slot, ts)
         elif present and action in (ENTER, HEARTBEAT):
-            record[LAST_SEEN] = ts
+            self.seen[slot] = ts
             self.expiries.setdefault(self.bucket_of(ts + self.timeout), []).append(user)
         elif present and action == LEAVE:
-            self._end(user, record, ts)
+            self._end(user, slot, ts)
         self._journal = None
-        log = record[LOG]
+        log = self.logs.get(slot)  # the slot keeps no entry now (see `view`)
         if not log:
-            log = record[LOG] = []
+            log = self.logs[slot] = []
             self._logged(user, ts)
-        log.append((ts, action, start, last_seen, end, changes or _NO_CHANGES))
+        log.append((ts, action, _shared(start), _shared(last_seen), _shared(end),
+                    tuple(changes) if changes else _NO_CHANGES))
 
     def _logged(self, user, ts):
         """A viewer's log has become non-empty: look at it again once `ts` is final (`_prune_logs`)."""
@@ -290,16 +438,22 @@ class Room:
         """Drop the log entries of bucket `t` and before (just made final): every event still to
         come, swept timeouts included, is of a later bucket, so none of them can be undone any
         more. Without this a final entry stays until the viewer's next event."""
-        step, ceil, viewers = self.step, math.ceil, self.viewers
+        step, ceil, viewers, logs, log_op = self.step, math.ceil, self.viewers, self.logs, self.log_op
         for user in self.logged.pop(t, ()):
-            record = viewers.get(user)
-            if record is None:
+            slot = viewers.get(user)
+            if slot is None:
                 continue
-            log = record[LOG]
+            log = logs.get(slot)
             if not log:
+                if log_op[slot]:  # the entry kept in the slot, of ts last_seen
+                    newest = self.seen[slot]
+                    if ceil(newest / step) <= t:
+                        log_op[slot] = 0
+                    else:
+                        self._logged(user, newest)
                 continue
             if ceil(log[-1][0] / step) <= t:  # the usual case: all of it final
-                record[LOG] = None
+                del logs[slot]
                 continue
             while ceil(log[0][0] / step) <= t:
                 del log[0]
@@ -307,23 +461,23 @@ class Room:
 
     def _bump(self, bucket, field, delta):
         self.sums.at(bucket)[field] += delta
-        self._journal.append((bucket, field, delta))
+        self._journal += bucket, field, delta  # flat triples: a tuple each would cost 64 B more
 
-    def _start(self, user, record, ts):
+    def _start(self, user, slot, ts):
         bucket = self.bucket_of(ts)
-        previous_end = record[END]
-        if previous_end is not None and bucket < self.bucket_of(previous_end) + self.width:
+        previous_end = self.ends[slot]
+        if previous_end != UNSET and bucket < self.bucket_of(previous_end) + self.width:
             # Still counted as a viewer of the window: extend that coverage instead of a new one.
             self._bump(self.bucket_of(previous_end) + self.width, COVER, 1)
         else:
             self._bump(bucket, COVER, 1)
         self._bump(bucket, STARTS, 1)
-        record[START] = record[LAST_SEEN] = ts
-        record[END] = None
+        self.starts[slot] = self.seen[slot] = ts
+        self.ends[slot] = UNSET
         self.expiries.setdefault(self.bucket_of(ts + self.timeout), []).append(user)
 
-    def _end(self, user, record, end):
-        start = record[START]
+    def _end(self, user, slot, end):
+        start = self.starts[slot]
         start_bucket, end_bucket = self.bucket_of(start), self.bucket_of(end)
         duration = end - start
         self._bump(end_bucket, ENDS, 1)
@@ -332,17 +486,17 @@ class Room:
         for field, horizon in zip(SHORT, RETENTION_HORIZONS):
             if duration < horizon:
                 self._bump(start_bucket, field, 1)
-        record[END] = end
+        self.ends[slot] = end
         self.cleanups.setdefault(end_bucket + self.width + 1, []).append(user)
 
     def sweep(self, upto: int, watermark: float) -> None:
         """End the presences whose timeout falls in buckets up to `upto`."""
         for bucket in range(self.swept + 1, upto + 1):
             for user in self.expiries.pop(bucket, ()):
-                record = self.viewers.get(user)
-                if record is None or record[END] is not None or record[START] is None:
+                slot = self.viewers.get(user)
+                if slot is None or self.ends[slot] != UNSET or self.starts[slot] == UNSET:
                     continue
-                expiry = record[LAST_SEEN] + self.timeout
+                expiry = self.seen[slot] + self.timeout
                 if self.bucket_of(expiry) == bucket:
                     self.view(user, EXPIRE, expiry, watermark)
         self.swept = max(self.swept, upto)
@@ -358,13 +512,14 @@ class Room:
             cohort = self.cohorts[i]
             cohort[0] += entering[STARTS] - leaving[STARTS]
             cohort[1] += entering[SHORT[i]] - leaving[SHORT[i]]
-        sums.advance(self.keep)
+        # A bucket out of the window is read (and bumped) for the retention cohorts only.
+        sums.advance(self.keep, narrow=COHORT_FIELDS)
         self.interacting.advance()
         self.clicking.advance()
         self.paying.advance()
         self.latency.advance()
         for cdn in self.cdns.values():
-            cdn.advance(self.keep)
+            cdn.advance(self.width)  # a CDN reads its window only, not the retention cohorts
         if sums.get(t)[EVENTS]:
             self.last_event_bucket = t
         for show in self.shows:
@@ -375,12 +530,12 @@ class Room:
         if self.logged:
             self._prune_logs(t)
         for user in self.cleanups.pop(t, ()):
-            record = self.viewers.get(user)
-            if record is None:
+            slot = self.viewers.get(user)
+            if slot is None:
                 continue
-            if record[START] is None or (
-                    record[END] is not None and self.bucket_of(record[END]) + self.width < t):
-                del self.viewers[user]  # never present, or no longer able to count
+            end = self.ends[slot]
+            if self.starts[slot] == UNSET or (end != UNSET and self.bucket_of(end) + self.width < t):
+                self._forget_viewer(user, slot)  # never present, or no longer able to count
         self.frontier = t
         return t
 
@@ -475,3 +630,31 @@ class Room:
             "show": None if show is None else {"id": show.id, "start": show.start, "title": show.title,
                                                "ended_at": show.ended_at},
         }
+
+
+def _from_list_records(state: dict) -> dict:
+    """The state of a room checkpointed with the earlier layout, a list per viewer
+    `[start, last_seen, end, log, user]` (None for a time not set), in this layout."""
+    state = dict(state)
+    sums = state["sums"]
+    for vector in (*sums.buckets.values(), sums.window, sums.total):
+        vector[:] = [vector[old] for old in _OLD_FIELDS]
+    field_now = {old: new for new, old in enumerate(_OLD_FIELDS)}
+    users, starts, seen, ends, logs = [], array("d"), array("d"), array("d"), {}
+
+    def unset(value):
+        return UNSET if value is None else value
+
+    for slot, (start, last_seen, end, log, user) in enumerate(state.pop("viewers").values()):
+        users.append(user)
+        starts.append(unset(start))
+        seen.append(unset(last_seen))
+        ends.append(unset(end))
+        if log:
+            # Entries as `_apply` makes them; changes were (bucket, field, delta) tuples, now flat.
+            logs[slot] = [(ts, op, unset(a), unset(b), unset(c),
+                           tuple(x for bucket, field, delta in changes for x in (bucket, field_now[field], delta)))
+                          for ts, op, a, b, c, changes in log]
+    state.update(users=users, starts=starts, seen=seen, ends=ends, logs=logs, log_op=array("b", bytes(len(users))),
+                 log_seen=array("d", repeat(UNSET, len(users))))
+    return state

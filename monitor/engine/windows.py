@@ -11,7 +11,8 @@ constant per bucket, whatever the window.
 from __future__ import annotations
 
 import math
-from itertools import repeat
+from array import array
+from itertools import chain, repeat
 
 _ZERO_BIN = -(1 << 30)  # sketch bin of a zero value
 
@@ -38,8 +39,9 @@ class BucketSums:
     def get(self, bucket: int):
         return self.buckets.get(bucket, self._zero)
 
-    def advance(self, keep: int) -> None:
-        """Move the frontier by one bucket; keep buckets newer than `frontier - keep`."""
+    def advance(self, keep: int, narrow: int = 0) -> None:
+        """Move the frontier by one bucket; keep buckets newer than `frontier - keep`, and of the
+        one leaving the window only its first `narrow` fields when `narrow`."""
         self.frontier = frontier = self.frontier + 1
         entering = self.buckets.get(frontier, self._zero)
         leaving = self.buckets.get(frontier - self.width, self._zero)
@@ -48,6 +50,8 @@ class BucketSums:
             total[i] += value
             window[i] += value - leaving[i]
         self.buckets.pop(frontier - keep, None)
+        if narrow and leaving is not self._zero and keep > self.width:
+            self.buckets[frontier - self.width] = leaving[:narrow]
 
     def vectors_at(self, t: int) -> tuple[list, list]:
         """(window totals, cumulative totals) of every field at instant `t >= frontier`."""
@@ -91,19 +95,25 @@ class DistinctWindow:
 
     Final part: each user's last active bucket at or before the frontier (`last`), and how many
     users have each bucket as their last (`count`); the window total is the sum of `count` over
-    the window, kept running. Buckets after the frontier keep plain sets (`pending`).
+    the window, kept running. Buckets after the frontier keep plain sets (`pending`). A user
+    whose last bucket left the window stays in `last` until a pruning (see `advance`).
     """
 
-    __slots__ = ("width", "frontier", "last", "count", "members", "pending", "window")
+    __slots__ = ("width", "frontier", "last", "count", "pending", "window")
 
     def __init__(self, width: int, frontier: int):
         self.width = width
         self.frontier = frontier
         self.last: dict[str, int] = {}
         self.count: dict[int, int] = {}
-        self.members: dict[int, tuple] = {}  # users whose last bucket this was, to prune them
         self.pending: dict[int, set] = {}
         self.window = 0
+
+    def __setstate__(self, state):
+        _, slots = state
+        slots.pop("members", None)  # kept for pruning by checkpoints of earlier versions
+        for name, value in slots.items():
+            setattr(self, name, value)
 
     def add(self, user: str, bucket: int) -> None:
         users = self.pending.get(bucket)
@@ -120,18 +130,18 @@ class DistinctWindow:
         if arrived:
             for user in arrived:
                 previous = last.get(user)
-                if previous is not None:
+                if previous is not None and previous >= oldest:  # counted in the window: move
                     count[previous] -= 1
-                    if previous > oldest - 1:
-                        self.window -= 1
+                    self.window -= 1
                 last[user] = frontier
             count[frontier] = len(arrived)
-            self.members[frontier] = tuple(arrived)  # only iterated: a tuple is a fifth of the set
             self.window += len(arrived)
         self.window -= count.pop(oldest, 0)
-        for user in self.members.pop(oldest, ()):
-            if last.get(user) == oldest:
-                del last[user]
+        if len(last) > 2 * self.window + 64:
+            # Users out of the window outnumber those in it: prune them, all at once (a constant
+            # per user added, on average), rather than keep each bucket's users to prune them as
+            # it leaves the window (8 B per user and bucket).
+            self.last = {user: b for user, b in last.items() if b > oldest}
 
     def _pending_users(self, t: int):
         """Users of the buckets after the frontier that are inside `(t-W, t]`."""
@@ -171,8 +181,24 @@ class DistinctWindow:
         return any(user in self.pending.get(b, ()) for b in range(first, t + 1))
 
 
+_BINS: dict[int, int] = {}  # one int object per bin for every sketch's window (see `advance`)
+
+
+def _bin_counts(bins):
+    """(bin, count) pairs of a bucket: a dict while it may still change, then flat pairs."""
+    if type(bins) is dict:
+        return bins.items()
+    pairs = iter(bins)
+    return zip(pairs, pairs)
+
+
 class LatencySketch:
-    """Nearest-rank percentiles over a window from log-spaced bins (relative error <= 1%)."""
+    """Nearest-rank percentiles over a window from log-spaced bins (relative error <= 1%).
+
+    A bucket counts its values per bin in a dict until it is final; then it is read only twice
+    more (when it leaves the window, and by a snapshot reading the window's far end), so it is
+    kept as an array of flat (bin, count) pairs, a tenth of the dict and its int objects.
+    """
 
     __slots__ = ("width", "frontier", "buckets", "window")
 
@@ -215,9 +241,19 @@ class LatencySketch:
     def advance(self) -> None:
         self.frontier = frontier = self.frontier + 1
         window = self.window
-        for index, n in self.buckets.get(frontier, {}).items():
-            window[index] = window.get(index, 0) + n
-        for index, n in self.buckets.pop(frontier - self.width, {}).items():
+        bins = self.buckets.get(frontier)
+        if bins:
+            for index, n in bins.items():
+                count = window.get(index)
+                if count is None:  # a bin above 256 is an int object: share one
+                    window[_BINS.setdefault(index, index)] = n
+                else:
+                    window[index] = count + n
+            pairs = array("i", chain.from_iterable(bins.items()))
+            if -32768 <= min(pairs) and max(pairs) <= 32767:
+                pairs = array("h", pairs)  # the usual case: half the size
+            self.buckets[frontier] = pairs
+        for index, n in _bin_counts(self.buckets.pop(frontier - self.width, {})):
             left = window[index] - n
             if left:
                 window[index] = left
@@ -229,9 +265,9 @@ class LatencySketch:
         if t > self.frontier:
             bins = dict(bins)
             for b in range(self.frontier + 1, t + 1):
-                for index, n in self.buckets.get(b, {}).items():
+                for index, n in _bin_counts(self.buckets.get(b, {})):
                     bins[index] = bins.get(index, 0) + n
-                for index, n in self.buckets.get(b - self.width, {}).items():
+                for index, n in _bin_counts(self.buckets.get(b - self.width, {})):
                     bins[index] = bins.get(index, 0) - n
         total = sum(bins.values())
         if total <= 0:
