@@ -52,6 +52,8 @@ SNAPSHOTS_PER_RECORD = 500
 MAX_DEADLETTER_RAW = 64 * 1024
 # Steps run this fraction of a step after each instant (see `_step_loop`).
 STEP_OFFSET = 0.4
+# A partition with messages waiting unread this long is behind (see `Owned.behind`).
+BEHIND_AFTER = 1.0
 # Longest a partition's messages wait for a lagging topic of the same partition (see _release_bound).
 HOLD_SECONDS = 3.0
 
@@ -97,18 +99,30 @@ class Owned:
     newest: dict[str, float] = field(default_factory=dict)  # topic -> newest timestamp received
     heard: dict[str, float] = field(default_factory=dict)  # topic -> monotonic time of last message
     loaded_at: float = field(default_factory=time.monotonic)
+    # An alert or incident of its rooms changed: checkpoint soon, even without new offsets, so a
+    # successor does not fire or open it a second time.
+    alerts_changed: bool = False
     # The engine runs a silent room's clock on with the wall clock. While fetching is paused (a
     # rebalance) that is wrong: the events are there, we just do not read them, and on resuming
     # the engine would call the first seconds of the backlog late. So each partition's engine
     # gets a wall clock that stands still while the partition is paused.
     pause_start: float | None = None
     pause_total: float = 0.0
-    # An alert or incident of its rooms changed: checkpoint soon, even without new offsets, so a
-    # successor does not fire or open it a second time.
-    alerts_changed: bool = False
+    # Likewise while the partition is behind (messages wait unread at the broker: a saturated
+    # worker, a stuck consumer, a takeover's backlog): a room whose next events are still in the
+    # backlog is not silent, and running its clock on with the wall clock would reject that
+    # backlog as late. While behind, silent rooms move on with the stream's own time instead: the
+    # newest event time applied (the engine's `catching_up`).
+    behind: bool = False
+    behind_since: float | None = None  # monotonic time since messages wait unread
 
     def wall(self, now: float) -> float:
         return (self.pause_start if self.pause_start is not None else now) - self.pause_total
+
+    def step_clock(self, now: float) -> float:
+        wall = self.wall(now)
+        clock = self.engine.clock
+        return min(wall, clock) if self.behind and clock is not None else wall
 
     def resume(self, now: float) -> None:
         if self.pause_start is not None:
@@ -207,6 +221,9 @@ class StreamRuntime:
             if partition in self.loading:
                 await self.loading[partition]
         owned = self.owned
+        for partition in {m.partition for m in messages}:
+            if partition in owned:  # before this batch counts as received: is it a backlog?
+                self._check_behind(partition, owned[partition])
         touched = set()
         for message in messages:
             state = owned.get(message.partition)
@@ -279,6 +296,29 @@ class StreamRuntime:
             bound = min(bound, state.newest.get(topic, -math.inf))
         return bound
 
+    def _check_behind(self, partition: int, state: "Owned") -> None:
+        """Behind: messages of the partition have waited unread for over BEHIND_AFTER s (right
+        after a fetch nothing waits; a backlog keeps messages waiting fetch after fetch). It
+        stays so for the batch that brings the backlog in, and ends at the next check."""
+        consumer = self.consumer_ref() if self.consumer_ref else None
+        waiting = False
+        if consumer is not None:
+            for topic in EVENT_TOPICS:
+                try:
+                    high = consumer.highwater(_tp(topic, partition))
+                except Exception:  # noqa: BLE001 - not fetched yet
+                    continue
+                if high is not None and high > state.received.get(topic, 0):
+                    waiting = True
+                    break
+        if not waiting:
+            state.behind_since, state.behind = None, False
+            return
+        now = time.monotonic()
+        if state.behind_since is None:
+            state.behind_since = now
+        state.behind = now - state.behind_since > BEHIND_AFTER
+
     def _caught_up(self, partition: int, state: "Owned") -> bool:
         if state.pending or time.monotonic() - state.loaded_at < HOLD_SECONDS:
             return False
@@ -319,7 +359,7 @@ class StreamRuntime:
                     counts[TYPE_OF_TOPIC[topic]] += len(good)
             if not events:
                 continue
-            for event, reason in state.engine.ingest(events, state.wall(now)):
+            for event, reason in state.engine.ingest(events, state.wall(now), catching_up=state.behind):
                 counts[event_type(event)] -= 1
                 rejects.append((reason, encode(event), f"{reason} event (ts {event.ts})",
                                 _topic_of(event), event.room_id))
@@ -388,7 +428,8 @@ class StreamRuntime:
         for partition, state in list(self.owned.items()):
             if state.pause_start is not None and self._caught_up(partition, state):
                 state.resume(now)  # nothing came after the pause because nothing was sent
-            wall = state.wall(now)
+            self._check_behind(partition, state)
+            wall = state.step_clock(now)
             finals.extend(state.engine.advance(wall))
             live.update(state.engine.live_snapshots(wall))
             state.engine.forget_idle_rooms(wall)
