@@ -217,11 +217,12 @@ class StreamRuntime:
         await stall_hook()
         started = time.perf_counter()
         await self.settled.wait()
-        for partition in {m.partition for m in messages}:
+        partitions = {m.partition for m in messages}
+        for partition in partitions:
             if partition in self.loading:
                 await self.loading[partition]
         owned = self.owned
-        for partition in {m.partition for m in messages}:
+        for partition in partitions:
             if partition in owned:  # before this batch counts as received: is it a backlog?
                 self._check_behind(partition, owned[partition])
         touched = set()
@@ -300,17 +301,8 @@ class StreamRuntime:
         """Behind: messages of the partition have waited unread for over BEHIND_AFTER s (right
         after a fetch nothing waits; a backlog keeps messages waiting fetch after fetch). It
         stays so for the batch that brings the backlog in, and ends at the next check."""
-        consumer = self.consumer_ref() if self.consumer_ref else None
-        waiting = False
-        if consumer is not None:
-            for topic in EVENT_TOPICS:
-                try:
-                    high = consumer.highwater(_tp(topic, partition))
-                except Exception:  # noqa: BLE001 - not fetched yet
-                    continue
-                if high is not None and high > state.received.get(topic, 0):
-                    waiting = True
-                    break
+        waiting = any((high := self._highwater(topic, partition)) is not None
+                      and high > state.received.get(topic, 0) for topic in EVENT_TOPICS)
         if not waiting:
             state.behind_since, state.behind = None, False
             return
@@ -318,6 +310,14 @@ class StreamRuntime:
         if state.behind_since is None:
             state.behind_since = now
         state.behind = now - state.behind_since > BEHIND_AFTER
+
+    def _highwater(self, topic: str, partition: int) -> int | None:
+        """The broker's high-water mark of (topic, partition) as last fetched; None before."""
+        consumer = self.consumer_ref() if self.consumer_ref else None
+        try:
+            return consumer.highwater(_tp(topic, partition)) if consumer is not None else None
+        except Exception:  # noqa: BLE001 - not fetched yet
+            return None
 
     def _caught_up(self, partition: int, state: "Owned") -> bool:
         if state.pending or time.monotonic() - state.loaded_at < HOLD_SECONDS:
