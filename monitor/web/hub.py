@@ -459,7 +459,7 @@ class ControlRoomHub:
 
     def _handle(self, topic: str, value: bytes):
         try:
-            data = orjson.loads(value)
+            data = orjson.loads(value or b"")  # None: a tombstone or an unreadable batch
         except orjson.JSONDecodeError:
             log.warning("undecodable record on %s", topic)
             return
