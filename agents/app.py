@@ -15,8 +15,9 @@ import logging
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
+from livemon.agents.fetching import guard_fetches
 from livemon.agents.runtime import StreamRuntime, WorkerSettings
-from livemon.ingest.events import EVENT_TOPICS
+from livemon.broker import INPUT_TOPICS
 
 log = logging.getLogger(__name__)
 
@@ -78,11 +79,12 @@ def faust_settings(settings: WorkerSettings) -> dict:
 
 
 def make_app(settings: WorkerSettings) -> tuple[faust.App, StreamRuntime]:
+    guard_fetches()  # an unreadable batch must not crash the consumer (see fetching.py)
     app = _App(settings.group, **faust_settings(settings))
     runtime = StreamRuntime(settings, consumer_ref=lambda: app.consumer)
     started = asyncio.Event()
 
-    events = app.topic(*EVENT_TOPICS, key_type=bytes, value_type=bytes, key_serializer="raw",
+    events = app.topic(*INPUT_TOPICS, key_type=bytes, value_type=bytes, key_serializer="raw",
                        value_serializer="raw", acks=False)
 
     @app.agent(events, name="livemon-ingest", concurrency=1)

@@ -52,6 +52,9 @@ class Checkpoint:
     worker: str = ""
     wall: float = 0.0
     chunks: list[int] = field(default_factory=list)
+    # Forwarded events applied, per (topic, source partition): see ingest/routing.py.
+    sources: dict[str, int] = field(default_factory=dict)
+    layout: int = 2  # the payload's layout (see `_unpack`)
 
     @property
     def progress(self) -> int:
@@ -79,13 +82,14 @@ def ahead(stored: dict[str, int], mine: dict[str, int]) -> bool:
 
 class CheckpointStore:
     def __init__(self, bootstrap: str, producer: AIOKafkaProducer, partitions: int,
-                 topic: str = CHECKPOINT_TOPIC):
+                 topic: str = CHECKPOINT_TOPIC, on_rejected=lambda: None):
         self.bootstrap = bootstrap
         self.partitions = partitions
         self.producer = producer
         self.topic = topic
         self._reader: AIOKafkaConsumer | None = None
         self._reader_lock = asyncio.Lock()
+        self.on_rejected = on_rejected  # called for each record skipped as not a checkpoint of ours
 
     async def close(self) -> None:
         if self._reader is not None:
@@ -102,7 +106,8 @@ class CheckpointStore:
         chunk_offsets = [(await future).offset for future in futures]
         header = {"v": 2, "partition": checkpoint.partition, "offsets": checkpoint.offsets,
                   "rooms": checkpoint.rooms, "chunks": chunk_offsets, "worker": checkpoint.worker,
-                  "wall": checkpoint.wall, "bytes": len(checkpoint.state), "stored": len(payload)}
+                  "wall": checkpoint.wall, "bytes": len(checkpoint.state), "stored": len(payload),
+                  "sources": checkpoint.sources}
         meta = await self.producer.send_and_wait(self.topic, orjson.dumps(header), key=HEADER_KEY,
                                                  partition=checkpoint.partition)
         return meta.offset
@@ -145,13 +150,16 @@ class CheckpointStore:
         return records
 
     async def latest(self, partition: int, with_state: bool = True) -> Checkpoint | None:
-        """The most advanced complete checkpoint of `partition`, or None if there is none."""
+        """The most advanced complete checkpoint of `partition`, or None if there is none.
+
+        A record on the topic that is not a checkpoint of ours (a poison record, a header whose
+        chunks do not unpack) is skipped, counted in `rejected`, and the next best one used."""
         async with self._reader_lock:
             consumer = await self._consumer()
             tp = TopicPartition(self.topic, partition)
             end = (await consumer.end_offsets([tp]))[tp]
             begin = (await consumer.beginning_offsets([tp]))[tp]
-            headers: list[tuple[int, dict]] = []
+            headers: list[tuple[int, Checkpoint]] = []
             high = end
             while high > begin and len(headers) < WANTED_HEADERS:
                 low = max(begin, high - SCAN_WINDOW)
@@ -159,24 +167,54 @@ class CheckpointStore:
                 for offset in sorted(records, reverse=True):
                     key, value = records[offset]
                     if key == HEADER_KEY:
-                        try:
-                            headers.append((offset, orjson.loads(value)))
-                        except orjson.JSONDecodeError:
-                            log.warning("unreadable checkpoint header at %s@%d", tp, offset)
+                        header = _header(partition, value)
+                        if header is None:
+                            self.on_rejected()
+                            log.warning("unreadable checkpoint header at %s@%d skipped", tp, offset)
+                        else:
+                            headers.append((offset, header))
                 high = low
-            if not headers:
-                return None
-            _, best = max(headers, key=lambda item: (sum(item[1]["offsets"].values()), item[0]))
-            checkpoint = Checkpoint(partition=partition, offsets=best["offsets"], rooms=best["rooms"],
-                                    worker=best.get("worker", ""), wall=best.get("wall", 0.0),
-                                    chunks=best["chunks"])
-            if with_state:
-                chunks = best["chunks"]
-                records = await self._read_range(consumer, tp, min(chunks), max(chunks) + 1)
-                missing = [offset for offset in chunks if offset not in records]
-                if missing:
-                    raise RuntimeError(f"checkpoint of partition {partition} lost chunks {missing}")
-                payload = b"".join(records[offset][1] or b"" for offset in chunks)
-                checkpoint.state, checkpoint.alerts = await asyncio.to_thread(
-                    _unpack, payload, best.get("v", 1))
-            return checkpoint
+            # Most advanced first; among equals, the newest.
+            headers.sort(key=lambda item: (item[1].progress, item[0]), reverse=True)
+            for offset, checkpoint in headers:
+                if not with_state:
+                    return checkpoint
+                try:
+                    await self._load_state(consumer, tp, checkpoint)
+                except (ValueError, TypeError, zlib.error, orjson.JSONDecodeError) as error:
+                    self.on_rejected()
+                    log.warning("checkpoint at %s@%d unusable (%r); trying the one before", tp, offset, error)
+                    continue
+                return checkpoint
+            return None
+
+    async def _load_state(self, consumer: AIOKafkaConsumer, tp: TopicPartition, checkpoint: Checkpoint) -> None:
+        chunks = checkpoint.chunks
+        records = await self._read_range(consumer, tp, min(chunks), max(chunks) + 1)
+        missing = [offset for offset in chunks if offset not in records]
+        if missing:
+            raise RuntimeError(f"checkpoint of partition {tp.partition} lost chunks {missing}")
+        payload = b"".join(records[offset][1] or b"" for offset in chunks)
+        state, alerts = await asyncio.to_thread(_unpack, payload, checkpoint.layout)
+        if not isinstance(alerts, dict):
+            raise ValueError("alert state is not an object")
+        checkpoint.state, checkpoint.alerts = state, alerts
+
+
+def _header(partition: int, value: bytes | None) -> Checkpoint | None:
+    """The checkpoint a header record describes, without its state; None if it is not one."""
+    try:
+        header = orjson.loads(value or b"")
+        offsets, rooms, chunks = header["offsets"], header["rooms"], header["chunks"]
+        sources = header.get("sources", {})
+        valid = (all(isinstance(k, str) and type(v) is int and v >= 0 for k, v in offsets.items())
+                 and all(isinstance(k, str) and type(v) is int and v >= 0 for k, v in sources.items())
+                 and isinstance(rooms, list) and all(isinstance(room, str) for room in rooms)
+                 and chunks and all(type(c) is int and c >= 0 for c in chunks)
+                 and type(header.get("v", 1)) is int)
+    except (orjson.JSONDecodeError, TypeError, KeyError, AttributeError):
+        return None
+    if not valid:
+        return None
+    return Checkpoint(partition=partition, offsets=offsets, rooms=rooms, worker=str(header.get("worker", "")),
+                      wall=header.get("wall", 0.0), chunks=chunks, sources=sources, layout=header.get("v", 1))

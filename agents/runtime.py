@@ -38,11 +38,14 @@ from aiohttp import web
 from aiokafka import AIOKafkaProducer
 
 from livemon.agents.checkpoints import Checkpoint, CheckpointStore, ahead
+from livemon.agents.fetching import unreadable_batch
+from livemon.agents.forwarding import Forwarder
 from livemon.agents.watchdog import Watchdog, stall_hook
-from livemon.broker import SNAPSHOTS_TOPIC
+from livemon.broker import CHECKPOINT_TOPIC, INPUT_TOPICS, REPARTITION_TOPIC, SNAPSHOTS_TOPIC
 from livemon.engine import Engine, EngineConfig
 from livemon.exposition import RoomCollector, WorkerMetrics
-from livemon.ingest.events import DEADLETTER_TOPIC, EVENT_TOPICS, TYPE_OF_TOPIC, decode, encode, event_type
+from livemon.ingest.events import DEADLETTER_TOPIC, INVALID_JSON, REJECT_REASONS, TYPE_OF_TOPIC, decode, encode, event_type
+from livemon.ingest.routing import ForwardMarks, Part, Partitioner, decode_forward
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +95,9 @@ class Owned:
 
     engine: Engine
     offsets: dict[str, int] = field(default_factory=dict)  # topic -> next offset to apply
+    # Forwarded events already applied, per source (see ingest/routing.py); checkpointed with
+    # the offsets.
+    marks: ForwardMarks = field(default_factory=ForwardMarks)
     checkpointed: dict[str, int] = field(default_factory=dict)  # offsets of our last checkpoint
     # Received but not yet applied (see `_release_bound`): a heap of (timestamp, seq, message).
     pending: list = field(default_factory=list)
@@ -139,6 +145,9 @@ class StreamRuntime:
         # A callable returning the Faust consumer (set by the app): for commits, lag and assignment.
         self.consumer_ref = consumer_ref
         self.owned: dict[int, Owned] = {}
+        # The partition each room lives on, as the producers' partitioner picks it.
+        self.home = Partitioner(settings.partitions)
+        self.forwarder: Forwarder | None = None
         self.loading: dict[int, asyncio.Future] = {}
         # Cleared from a revocation until the next assignment is handled: no batch is applied in
         # between, because the assignment may replace a partition's state.
@@ -174,7 +183,9 @@ class StreamRuntime:
                                                     linger_ms=0, max_request_size=2 * 1024 * 1024,
                                                     client_id=f"livemon-{self.settings.worker_id}-checkpoints")
         await self.checkpoint_producer.start()
-        self.store = CheckpointStore(self.settings.bootstrap, self.checkpoint_producer, self.settings.partitions)
+        self.forwarder = Forwarder(self.producer.send, REPARTITION_TOPIC)
+        self.store = CheckpointStore(self.settings.bootstrap, self.checkpoint_producer, self.settings.partitions,
+                                     on_rejected=self.metrics.records_rejected.labels(CHECKPOINT_TOPIC).inc)
         await self.start_web()
         self.alerts = await _start_alerts(self)
         loop = asyncio.get_running_loop()
@@ -195,6 +206,8 @@ class StreamRuntime:
             await asyncio.wait_for(self.checkpoint_round(commit=True), timeout=10)
         except Exception as error:  # noqa: BLE001 - shutting down: the last periodic one stands
             log.warning("final checkpoint failed: %r", error)
+        if self.forwarder is not None:
+            await self.forwarder.close()
         if self.alerts is not None:
             await self.alerts.stop()
         if self.web_runner is not None:
@@ -266,6 +279,7 @@ class StreamRuntime:
         log.warning("partition %d: the broker lost its log (offsets %s); counting on from offset 0",
                     partition, state.offsets)
         state.offsets, state.received, state.checkpointed = {}, {}, {}
+        state.marks = ForwardMarks()  # the source offsets start again at 0 as well
         self.watchdog.log_resets.inc()
 
     def _release_bound(self, partition: int, state: "Owned") -> float:
@@ -281,7 +295,7 @@ class StreamRuntime:
         consumer = self.consumer_ref() if self.consumer_ref else None
         bound = math.inf
         now = time.monotonic()
-        for topic in EVENT_TOPICS:
+        for topic in INPUT_TOPICS:
             received = state.received.get(topic, 0)
             try:
                 high = consumer.highwater(_tp(topic, partition)) if consumer is not None else None
@@ -302,7 +316,7 @@ class StreamRuntime:
         after a fetch nothing waits; a backlog keeps messages waiting fetch after fetch). It
         stays so for the batch that brings the backlog in, and ends at the next check."""
         waiting = any((high := self._highwater(topic, partition)) is not None
-                      and high > state.received.get(topic, 0) for topic in EVENT_TOPICS)
+                      and high > state.received.get(topic, 0) for topic in INPUT_TOPICS)
         if not waiting:
             state.behind_since, state.behind = None, False
             return
@@ -325,7 +339,7 @@ class StreamRuntime:
         consumer = self.consumer_ref() if self.consumer_ref else None
         if consumer is None:
             return True
-        for topic in EVENT_TOPICS:
+        for topic in INPUT_TOPICS:
             try:
                 high = consumer.highwater(_tp(topic, partition))
             except Exception:  # noqa: BLE001 - not fetched yet
@@ -339,24 +353,42 @@ class StreamRuntime:
         counts: Counter = Counter()
         rejects: list[tuple[str, bytes, str, str, str | None]] = []
         newest = None
+        home = self.home
         for partition in partitions:
             state = self.owned.get(partition)
             if state is None or not state.pending:
                 continue
             bound = math.inf if everything else self._release_bound(partition, state)
             events = []
+            strays: dict[int, list[Part]] = {}  # target partition -> parts to forward there
+            stray_stamp = 0
             pending = state.pending
             while pending and pending[0][0] <= bound:
-                _, _, message = heapq.heappop(pending)
+                stamp, _, message = heapq.heappop(pending)
                 topic = message.topic
                 state.offsets[topic] = message.offset + 1
-                good, bad = decode(message.value or b"", topic)
+                if message.value is None:
+                    skipped = unreadable_batch(message)
+                    if skipped is not None:
+                        self._batch_rejected(skipped, message, rejects)
+                    else:
+                        rejects.append((INVALID_JSON, b"", "a null value (tombstone) carries no event",
+                                        topic, _key_text(message.key)))
+                    continue
+                if topic == REPARTITION_TOPIC:
+                    events.extend(self._forwarded(message, state, counts, rejects))
+                    continue
+                good, bad = decode(message.value, topic)
                 for rejection in bad:
                     rejects.append((rejection.reason, rejection.raw, rejection.detail, topic,
                                     _key_text(message.key)))
-                if good:
-                    events.extend(good)
-                    counts[TYPE_OF_TOPIC[topic]] += len(good)
+                if good and any(home(event.room_id) != partition for event in good):
+                    good = self._set_aside(good, partition, topic, message.offset, strays)
+                    stray_stamp = max(stray_stamp, stamp)
+                events.extend(good)
+                counts[TYPE_OF_TOPIC[topic]] += len(good)
+            if strays:
+                self.forwarder.queue(partition, strays, int(stray_stamp * 1000))
             if not events:
                 continue
             for event, reason in state.engine.ingest(events, state.wall(now), catching_up=state.behind):
@@ -374,13 +406,56 @@ class StreamRuntime:
         if rejects:
             await self._dead_letter(rejects)
 
+    def _set_aside(self, events: list, partition: int, topic: str, offset: int,
+                   strays: dict[int, list[Part]]) -> list:
+        """The events of a message that live on `partition`; the others go into `strays`, by
+        their room's partition, to be forwarded there (see ingest/routing.py)."""
+        ours = []
+        for event in events:
+            target = self.home(event.room_id)
+            if target == partition:
+                ours.append(event)
+                continue
+            parts = strays.setdefault(target, [])
+            if parts and parts[-1].offset == offset and parts[-1].topic == topic:
+                parts[-1].events.append(event)
+            else:
+                parts.append(Part(topic, offset, [event]))
+        self.metrics.rerouted.labels(topic).inc(len(events) - len(ours))
+        return ours
+
+    def _batch_rejected(self, skipped, message, rejects) -> None:
+        """A batch the consumer could not read (see agents/fetching.py): counted, its place
+        dead-lettered; the offsets after it are read as usual."""
+        self.metrics.batches_rejected.labels(skipped.reason).inc()
+        detail = (f"unreadable record batch ({skipped.reason}) at {message.topic}/{message.partition} "
+                  f"offsets {skipped.first}-{skipped.last}: {skipped.detail}")
+        record = orjson.dumps({"partition": message.partition, "first_offset": skipped.first,
+                               "last_offset": skipped.last, "reason": skipped.reason})
+        rejects.append((f"batch_{skipped.reason}", record, detail, message.topic, None))
+
+    def _forwarded(self, message, state: "Owned", counts: Counter, rejects) -> list:
+        """The events of a forward record not applied before (see ingest/routing.py)."""
+        forward, problem = decode_forward(message.value)
+        if problem is not None:
+            self.metrics.records_rejected.labels(message.topic).inc()
+            rejects.append(("forward_invalid", problem.raw, problem.detail, message.topic, None))
+            return []
+        events = []
+        for part in forward.parts:
+            if state.marks.accept(forward.source, part):
+                events.extend(part.events)
+                counts[TYPE_OF_TOPIC[part.topic]] += len(part.events)
+        return events
+
     async def _dead_letter(self, rejects) -> None:
         # Bounded like the snapshot records: with the broker down the producer's buffer fills,
         # and a send would hold up the stream for the whole outage. Once a send has waited half
         # a step, the rest of the batch is dropped from the dead-letter topic (still counted).
         dropped = 0
         for reason, raw, detail, topic, key in rejects:
-            self.metrics.rejected.labels(reason).inc()
+            if reason in REJECT_REASONS:  # unreadable batches and records have counters of their own
+                self.metrics.rejected.labels(reason).inc()
             if dropped:
                 dropped += 1
                 continue
@@ -492,7 +567,7 @@ class StreamRuntime:
         if consumer is None:
             return lags
         for partition, state in list(self.owned.items()):
-            for topic in EVENT_TOPICS:
+            for topic in INPUT_TOPICS:
                 try:
                     high = consumer.highwater(_tp(topic, partition))
                 except Exception:  # noqa: BLE001 - not fetched yet
@@ -536,13 +611,19 @@ class StreamRuntime:
                 continue
             # State and offsets are taken together, with no await in between: they match.
             offsets = dict(state.offsets)
+            sources = dict(state.marks.marks)
+            forwarded = self.forwarder.queued(partition) if self.forwarder is not None else 0
             rooms = sorted(state.engine.rooms)
             blob = state.engine.export_rooms(rooms)
             alerts = self.alerts.export_rooms(rooms) if self.alerts is not None else {}
             state.alerts_changed = False
+            if forwarded:
+                # Not past events whose forwards the broker does not have yet: a successor
+                # starting here would never send them.
+                await self.forwarder.delivered(partition, forwarded)
             await self.store.write(Checkpoint(partition=partition, offsets=offsets, rooms=rooms,
                                               state=blob, alerts=alerts, worker=self.settings.worker_id,
-                                              wall=time.time()))
+                                              wall=time.time(), sources=sources))
             if self.owned.get(partition) is state:
                 state.checkpointed = offsets
             written[partition] = offsets
@@ -573,7 +654,7 @@ class StreamRuntime:
         for state in self.owned.values():
             if state.pause_start is None:
                 state.pause_start = time.time()
-        partitions = {tp.partition for tp in revoked if tp.topic in EVENT_TOPICS}
+        partitions = {tp.partition for tp in revoked if tp.topic in INPUT_TOPICS}
         async with self._checkpoint_lock:
             try:
                 await asyncio.wait_for(self._checkpoint(sorted(partitions & set(self.owned)), commit=False),
@@ -582,7 +663,7 @@ class StreamRuntime:
                 log.warning("checkpoint on revocation failed: %r", error)
 
     async def on_assigned(self, assigned) -> None:
-        partitions = {tp.partition for tp in assigned if tp.topic in EVENT_TOPICS}
+        partitions = {tp.partition for tp in assigned if tp.topic in INPUT_TOPICS}
         try:
             for partition in sorted(set(self.owned) - partitions):
                 self._release(partition)
@@ -636,6 +717,7 @@ class StreamRuntime:
                 state.offsets = dict(checkpoint.offsets)
                 state.received = dict(checkpoint.offsets)
                 state.checkpointed = dict(checkpoint.offsets)
+                state.marks = ForwardMarks(checkpoint.sources)
                 self.metrics.restored.inc()
                 log.info("partition %d: resumed %d rooms at %s", partition, len(rooms), checkpoint.offsets)
             self.owned[partition] = state
@@ -760,10 +842,12 @@ async def _operator_loop(runtime: StreamRuntime) -> None:
     try:
         async for message in consumer:
             try:
-                action = orjson.loads(message.value)
-                if isinstance(action, dict):
-                    runtime.alerts.handle_operator(action, time.time())
+                action = orjson.loads(message.value or b"")
+                if not isinstance(action, dict):
+                    raise ValueError(f"not an object: {type(action).__name__}")
+                runtime.alerts.handle_operator(action, time.time())
             except Exception as error:  # noqa: BLE001 - a bad action must not stop the loop
+                runtime.metrics.records_rejected.labels(OPERATOR_TOPIC).inc()
                 log.warning("operator action ignored: %r", error)
     finally:
         await consumer.stop()

@@ -28,7 +28,6 @@ import time
 
 from prometheus_client import Counter, Gauge
 
-from livemon.ingest.events import EVENT_TOPICS
 
 log = logging.getLogger(__name__)
 

@@ -24,10 +24,14 @@ OPERATOR_TOPIC = "liveroom.operator"
 # Worker checkpoints: engine state of one partition's rooms with the offsets it reflects. Same
 # partition count as the event topics: checkpoint partition p belongs to event partition p.
 CHECKPOINT_TOPIC = "liveroom.checkpoints"
+# Events that arrived on another room's partition, forwarded to their own (see ingest/routing.py).
+REPARTITION_TOPIC = "liveroom.repartition"
+# What a worker consumes: partition p of each, all owned by the same worker.
+INPUT_TOPICS = (*EVENT_TOPICS, REPARTITION_TOPIC)
 
 DEFAULT_PARTITIONS = 8
 # Topics whose partition p must match the event topics' partition p.
-PARTITIONED_TOPICS = (*EVENT_TOPICS, CHECKPOINT_TOPIC)
+PARTITIONED_TOPICS = (*INPUT_TOPICS, CHECKPOINT_TOPIC)
 # Topics where one partition is enough and keeps a single total order for readers.
 SINGLE_TOPICS = (DEADLETTER_TOPIC, SNAPSHOTS_TOPIC, ALERTS_TOPIC, CONTROL_TOPIC, OPERATOR_TOPIC)
 ALL_TOPICS = PARTITIONED_TOPICS + SINGLE_TOPICS

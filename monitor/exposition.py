@@ -208,6 +208,17 @@ class WorkerMetrics:
                                  ("type",), registry=r)
         self.messages = Counter("livemon_messages", "Kafka messages consumed (an envelope is one message).",
                                 registry=r)
+        self.batches_rejected = Counter("livemon_batches_rejected",
+                                        "Record batches skipped because they cannot be read, by reason "
+                                        "(codec, crc, corrupt); their offsets go to the dead-letter topic.",
+                                        ("reason",), registry=r)
+        self.rerouted = Counter("livemon_events_rerouted",
+                                "Events that arrived on another room's partition and were forwarded to "
+                                "their own, by the topic they arrived on.", ("topic",), registry=r)
+        self.records_rejected = Counter("livemon_records_rejected",
+                                        "Records of the product's own topics (repartition, checkpoints, "
+                                        "operator actions) that could not be used, by topic.",
+                                        ("topic",), registry=r)
         self.lag = Gauge("livemon_consumer_lag_messages", "Messages not yet processed, per assigned partition.",
                          ("topic", "partition"), registry=r)
         self.rebalances = Counter("livemon_rebalances", "Consumer group rebalances seen.", registry=r)

@@ -1,8 +1,8 @@
 #!/bin/bash
 # Creates the product's topics on a real Kafka with production settings; run once by the `topics`
 # service of docker-compose.yml (and safe to run again: existing topics are left alone).
-#   PARTITIONS  partitions of each event topic and of liveroom.checkpoints (same number: a room's
-#               events and its checkpoint share a partition). Fixed for the life of the topics.
+#   PARTITIONS  partitions of each event topic, liveroom.repartition and liveroom.checkpoints (same
+#               number: a room's events and its checkpoint share a partition). Fixed for the life of the topics.
 #   REPLICATION replication factor (3 on a real cluster; 1 in the single-broker compose stack).
 set -euo pipefail
 BOOTSTRAP=${BOOTSTRAP:-kafka:9092}
@@ -24,6 +24,9 @@ for topic in views danmaku clicks orders health shows; do
   # Raw events: kept 3 days, enough to replay a show after an incident (livemon replay).
   create "liveroom.$topic" "$PARTITIONS" "retention.ms=$((3 * DAY))"
 done
+# Events forwarded from the partition they arrived on to their room's (a producer without the
+# room_id key): short-lived, a worker applies them within seconds.
+create liveroom.repartition "$PARTITIONS" "retention.ms=$((1 * DAY))"
 # Checkpoints: NOT compacted. One checkpoint is several `chunk` records under one key plus a
 # `header`; compaction would keep only the last chunk. A reader needs only the newest checkpoint,
 # so an hour of retention (hundreds of checkpoint intervals) with small segments is plenty.

@@ -76,10 +76,14 @@ def _scenarios(ctx, param, value):
               help="Seconds to wait for the broker.")
 @click.option("--compression", type=click.Choice(["gzip", "none"]), default="gzip", show_default=True,
               help="Kafka compression of the produced batches (as client SDKs and edge collectors send).")
+@click.option("--keys", type=click.Choice(["room", "none"]), default="room", show_default=True,
+              help="Message keys: the room id (as the monitor asks producers to), or none (the producer "
+                   "then picks partitions at random, as a misconfigured collector does; the workers "
+                   "forward each event to its room's partition).")
 @click.option("--quiet", is_flag=True, help="No progress display and no summary.")
 def simulate(broker, scenarios, rooms, room_prefix, rate, duration, seed, envelope, traces, out, speed,
              beacon_interval, fault_at, fault_for, bad_fraction, end_show, follow_failover,
-             create_topics, connect_timeout, compression, quiet):
+             create_topics, connect_timeout, compression, keys, quiet):
     """Produce realistic live-room traffic to a Kafka broker."""
     from livemon.broker import BrokerUnavailable, ensure_topics, parse_bootstrap, wait_for_broker
 
@@ -121,7 +125,7 @@ def simulate(broker, scenarios, rooms, room_prefix, rate, duration, seed, envelo
         stack.enter_context(report)
         _stop_on_sigterm(stack)
         try:
-            _run(sim, producer, files, commands, report, speed)
+            _run(sim, producer, files, commands, report, speed, keyed=keys == "room")
         except KeyboardInterrupt:
             report.note("stopped")
         finally:
@@ -132,7 +136,8 @@ def simulate(broker, scenarios, rooms, room_prefix, rate, duration, seed, envelo
     report.summary()
 
 
-def _run(sim: Simulation, producer, files, commands: queue.Queue, report: "_Report", speed: float):
+def _run(sim: Simulation, producer, files, commands: queue.Queue, report: "_Report", speed: float,
+         keyed: bool = True):
     from kafka.errors import KafkaError
 
     wall0, due_ts = time.monotonic(), sim.start
@@ -150,7 +155,8 @@ def _run(sim: Simulation, producer, files, commands: queue.Queue, report: "_Repo
                 report.refresh(sim.now - sim.start)
                 time.sleep(wait)
         try:
-            future = producer.send(message.topic, key=message.key.encode(), value=message.value)
+            future = producer.send(message.topic, key=message.key.encode() if keyed else None,
+                                   value=message.value)
         except KafkaError as error:
             raise click.ClickException(f"cannot send to the broker: {error}") from None
         future.add_errback(report.error)
