@@ -96,12 +96,15 @@ class _SkippedBatch:
         return iter((self._marker,))
 
 
+class _BatchCrcError(ValueError):
+    """The batch's CRC does not match its bytes."""
+
+
 def _reason(error: Exception) -> str:
     """The value of livemon_batches_rejected_total{reason}."""
-    text = str(error).lower()
-    if isinstance(error, UnsupportedCodecError) or "compression codec" in text:
+    if isinstance(error, UnsupportedCodecError) or "compression codec" in str(error).lower():
         return "codec"  # a codec this client cannot decode
-    if "crc" in text:
+    if isinstance(error, _BatchCrcError):
         return "crc"
     return "corrupt"  # the payload does not decompress or parse
 
@@ -127,7 +130,7 @@ class _GuardedRecords:
             return self._skip(self._position, self._position + 1, error)
         try:
             if not batch.validate_crc():
-                raise ValueError("CRC mismatch")
+                raise _BatchCrcError("CRC mismatch")
             records = list(batch)  # decompresses and parses every record of the batch
         except Exception as error:  # noqa: BLE001 - any failure to read the batch skips it
             self._position = batch.next_offset
