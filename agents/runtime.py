@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import heapq
-import inspect
 import itertools
 import logging
 import math
@@ -39,6 +38,7 @@ from aiohttp import web
 from aiokafka import AIOKafkaProducer
 
 from livemon.agents.checkpoints import Checkpoint, CheckpointStore, ahead
+from livemon.alerting.service import AlertService
 from livemon.agents.fetching import unreadable_batch
 from livemon.agents.forwarding import Forwarder
 from livemon.agents.watchdog import Watchdog, stall_hook
@@ -47,6 +47,9 @@ from livemon.engine import Engine, EngineConfig
 from livemon.exposition import RoomCollector, WorkerMetrics
 from livemon.ingest.events import DEADLETTER_TOPIC, INVALID_JSON, REJECT_REASONS, TYPE_OF_TOPIC, decode, encode, event_type
 from livemon.ingest.routing import ForwardMarks, Part, Partitioner, decode_forward
+from livemon.recording.store import RecordingStore
+from livemon.web.hub import ControlRoomHub
+from livemon.web.server import add_routes, control_token
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +84,8 @@ class WorkerSettings:
     alerts_config: str | None = None  # alert rules and receivers; None: no alerting
     recording_dir: str | None = None  # where the web component records timelines (None: its default)
     token: str | None = None  # control-action token of the web page (None: $LIVEMON_TOKEN or generated)
-    web_page: bool = True
+    web_page: bool = True  # the control-room page (routes); /metrics and /healthz are always served
+    recording: bool = True  # record every show's timeline for the post-show review
     future_limit: float = 300.0  # events further ahead of the wall clock are rejected (`future`)
     stall_after: float = 30.0  # seconds without progress despite lag before the watchdog calls it stuck
 
@@ -193,7 +197,7 @@ class StreamRuntime:
         self._tasks = [loop.create_task(self._step_loop(), name="livemon-step"),
                        loop.create_task(self._checkpoint_loop(), name="livemon-checkpoint"),
                        loop.create_task(self.watchdog.run(), name="livemon-watchdog")]
-        if self.alerts is not None and hasattr(self.alerts, "handle_operator"):
+        if self.alerts is not None:
             self._tasks.append(loop.create_task(_operator_loop(self), name="livemon-operator"))
 
     async def stop(self) -> None:
@@ -516,7 +520,7 @@ class StreamRuntime:
         self.collector.update(live)
         if self.alerts is not None:
             try:
-                records = await _maybe_await(self.alerts.evaluate(live, now))
+                records = self.alerts.evaluate(live, now)
             except Exception:  # noqa: BLE001 - alerting trouble must not stop the metrics
                 log.exception("alert evaluation failed")
             else:
@@ -739,8 +743,8 @@ class StreamRuntime:
         app.router.add_get("/healthz", self._health_page)
         app.router.add_get("/livez", self._live_page)
         self.web_app = app
-        if self.settings.web_page:
-            _attach_web(self, app)
+        if self.settings.web_page or self.settings.recording:
+            _attach_control_room(self, app)
         self.web_runner = web.AppRunner(app, access_log=None)
         await self.web_runner.setup()
         site = web.TCPSite(self.web_runner, self.settings.web_host, self.settings.web_port)
@@ -795,12 +799,6 @@ def _key_text(key) -> str | None:
         return None
 
 
-async def _maybe_await(value):
-    if inspect.isawaitable(value):
-        return await value
-    return value
-
-
 def default_alerts_config() -> str | None:
     """The rule set shipped in the repository's `alerts/` folder, when running from a checkout."""
     from pathlib import Path
@@ -812,13 +810,9 @@ def default_alerts_config() -> str | None:
 
 
 async def _start_alerts(runtime: StreamRuntime):
-    """The alerting layer, when installed and configured: evaluated every step on live snapshots."""
+    """The alerting layer, when configured: evaluated every step on live snapshots."""
     path = runtime.settings.alerts_config
     if not path:
-        return None
-    try:
-        from livemon.alerting.service import AlertService
-    except ImportError:
         return None
 
     def publish(topic: str, key: bytes, value: bytes):
@@ -830,8 +824,7 @@ async def _start_alerts(runtime: StreamRuntime):
     except Exception as error:  # noqa: BLE001 - run the metrics without alerting, say why
         log.error("alerting disabled: %s", error)
         return None
-    if hasattr(service, "collector"):
-        runtime.metrics.registry.register(service.collector())
+    runtime.metrics.registry.register(service.collector())
     return service
 
 
@@ -859,36 +852,24 @@ async def _operator_loop(runtime: StreamRuntime) -> None:
         await consumer.stop()
 
 
-def _attach_web(runtime: StreamRuntime, app: web.Application) -> None:
-    """Mount the control-room web page (livemon.web) on the worker's web server, when installed."""
-    try:
-        from livemon.web.hub import ControlRoomHub
-        from livemon.web.server import add_routes, control_token
-    except ImportError:
-        return
-    try:
-        recorder = None
-        try:
-            from livemon.recording.store import RecordingStore
-
-            recorder = RecordingStore(runtime.settings.recording_dir)
-        except ImportError:
-            pass
-        hub = ControlRoomHub(recorder=recorder)
-        token, generated = control_token(runtime.settings.token)
+def _attach_control_room(runtime: StreamRuntime, app: web.Application) -> None:
+    """The control room's hub on the worker's web server: it reads every worker's step records,
+    records the shows (unless `recording` is off) and serves the page (unless `web_page` is off)."""
+    settings = runtime.settings
+    hub = ControlRoomHub(recorder=RecordingStore(settings.recording_dir) if settings.recording else None)
+    if settings.web_page:
+        token, generated = control_token(settings.token)
         add_routes(app, hub, token=token)
         if generated:
             print(f"control token (for actions on the web page): {token}", flush=True)
 
-        async def start(app):
-            await hub.start(runtime.settings.bootstrap)
+    async def start(app):
+        await hub.start(settings.bootstrap)
 
-        async def stop(app):
-            await hub.stop()
-        app.on_startup.append(start)
-        app.on_cleanup.append(stop)
-    except Exception:  # noqa: BLE001 - the metrics endpoint must work without the page
-        log.exception("web page disabled")
+    async def stop(app):
+        await hub.stop()
+    app.on_startup.append(start)
+    app.on_cleanup.append(stop)
 
 
 def _extra_metrics() -> bytes:

@@ -81,6 +81,8 @@ def tune_gc() -> None:
               help="Alerting config (rules, receivers, failover). Default: the repository's alerts/alerting.yml.")
 @click.option("--no-alerts", is_flag=True, help="Run without alert evaluation.")
 @click.option("--no-web-page", is_flag=True, help="Serve only /metrics and /healthz, not the control-room page.")
+@click.option("--no-recording", is_flag=True,
+              help="Do not record shows for the post-show review (recording does not depend on the page).")
 @click.option("--recording-dir", type=click.Path(file_okay=False), default=None,
               help="Where recorded timelines go (default: the recording store's own default).")
 @click.option("--token", envvar="LIVEMON_TOKEN", default=None,
@@ -94,7 +96,7 @@ def tune_gc() -> None:
 @click.option("--log-level", default="warning", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
 def worker(broker, web_host, web_port, partitions, data_dir, step, window, lateness, presence_timeout,
-           checkpoint_interval, group, worker_id, alerts_config, no_alerts, no_web_page, recording_dir,
+           checkpoint_interval, group, worker_id, alerts_config, no_alerts, no_web_page, no_recording, recording_dir,
            token, connect_timeout, future_limit, stall_after, log_level):
     """Run a stream worker: consume the event topics, serve /metrics and the web page."""
     from livemon.agents.runtime import WorkerSettings, default_alerts_config
@@ -110,7 +112,7 @@ def worker(broker, web_host, web_port, partitions, data_dir, step, window, laten
                                   presence_timeout=presence_timeout,
                                   checkpoint_interval=checkpoint_interval, group=group,
                                   alerts_config=None if no_alerts else (alerts_config or default_alerts_config()),
-                                  recording_dir=recording_dir, token=token, web_page=not no_web_page,
+                                  recording_dir=recording_dir, token=token, web_page=not no_web_page, recording=not no_recording,
                                   future_limit=future_limit, stall_after=stall_after)
         settings.engine_config()  # validates the window/step combination
     except ValueError as error:

@@ -7,7 +7,6 @@ import pytest
 
 from tests.fixtures.browser import TOKEN, screenshot
 
-pytest.importorskip("livemon.simulator.cli")
 
 
 def simulate(bootstrap, tmp_path, *args):

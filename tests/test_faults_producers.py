@@ -9,7 +9,6 @@ import json
 import random
 import time
 
-import pytest
 from confluent_kafka import Producer
 from hypothesis import HealthCheck, given, settings, strategies as st
 

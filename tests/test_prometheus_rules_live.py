@@ -8,20 +8,16 @@ return data instead. A renamed metric on either side breaks this test.
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 import time
 
-import pytest
 
 from livemon.dashboards.queries import (
     Query, dashboard_queries, rule_files, rule_queries, selectors, to_promql,
 )
 from tests.fixtures.prometheus import QueryError, free_port
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("livemon.agents.worker") is None,
-                                reason="the stream worker (livemon.agents.worker) is not installed")
 
 HOT_ROOM = "room-001"  # the simulator's hot room: the one whose CDN fails
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from ..simulator.core import Simulation
 from .config import Receiver, load_config
 from .delivery import verify
 from .service import CONTROL_TOPIC, AlertService
+from ..broker import free_port
 
 SECRET = "bench-alerts-secret"
 TRIGGER = "CdnDegradedErrors"  # the default rule that moves viewers off a failing CDN
@@ -43,11 +43,6 @@ class OutageRun:
     first_bad_ts: float | None = None
     fired_wall: dict = field(default_factory=dict)  # rule -> wall time the firing was published
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def run_outage(data_dir: Path, config_path: str = "alerts/alerting.yml", seed: int = 3, rooms: int = 2,
@@ -69,7 +64,7 @@ async def run_outage(data_dir: Path, config_path: str = "alerts/alerting.yml", s
     app.router.add_post("/switch", lambda request: receive(request, vendor))
     runner = web.AppRunner(app)
     await runner.setup()
-    port = _free_port()
+    port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
         config = load_config(config_path)
