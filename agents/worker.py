@@ -12,7 +12,8 @@ import tempfile
 
 import click
 
-from livemon.broker import BrokerUnavailable, DEFAULT_PARTITIONS, ensure_topics, parse_bootstrap
+from livemon.broker import BrokerUnavailable, ensure_topics, parse_bootstrap
+from livemon.topics import DEFAULT_PARTITIONS, EVENT_TOPICS
 
 
 def _check_port(host: str, port: int) -> None:
@@ -125,7 +126,7 @@ def worker(broker, web_host, web_port, partitions, data_dir, step, window, laten
         raise click.ClickException(str(error)) from None
     except ValueError as error:
         raise click.ClickException(str(error)) from None
-    settings.partitions = counts.get("liveroom.views", partitions)
+    settings.partitions = counts.get(EVENT_TOPICS[0], partitions)
 
     temporary = data_dir is None
     settings.data_dir = tempfile.mkdtemp(prefix="livemon-worker-") if temporary else data_dir

@@ -47,6 +47,7 @@ from contextlib import ExitStack
 import click
 
 from livemon.agents.worker import tune_gc
+from livemon.topics import TOPIC_OF_TYPE
 
 T0 = 1_700_000_000.0
 ENVELOPES = (1, 10, 100)
@@ -267,7 +268,6 @@ def _role_engine(args):
 
 
 def _role_faust(args):
-    import logging
 
     import faust
 
@@ -569,7 +569,7 @@ async def _e2e(bootstrap: str, url: str, messages, rate: float, seconds: float, 
                     probe = Order("bench-probe", "probe", round(time.time(), 3), f"probe-{k}", "sku-probe", 1.0, "paid")
                 else:  # warm-up: the probe room exists and its clock moves, nothing counted
                     probe = Order("bench-probe", "probe", round(now, 3), "warm-up", "sku-probe", 1.0, "created")
-                await producer.send("liveroom.orders", encode(probe), key=b"bench-probe")
+                await producer.send(TOPIC_OF_TYPE["order"], encode(probe), key=b"bench-probe")
             await asyncio.sleep(0.005)
         return sent
 
@@ -710,7 +710,7 @@ def bench(broker, quick, seed, write_path, skip, log_path):
             else:
                 from livemon.broker import ensure_topics
 
-                partitions = ensure_topics(bootstrap)["liveroom.views"]
+                partitions = ensure_topics(bootstrap)[TOPIC_OF_TYPE["view"]]
             starts = asyncio.run(_end_offsets(bootstrap, partitions)) if broker else {}
             status(f"envelope {envelope}: producing {len(packed):,} messages ({events:,} events)")
             asyncio.run(_produce(bootstrap, packed))

@@ -16,32 +16,9 @@ import subprocess
 import tempfile
 import time
 
-from livemon.ingest.events import CONTROL_TOPIC, DEADLETTER_TOPIC, EVENT_TOPICS
-
-SNAPSHOTS_TOPIC = "liveroom.snapshots"
-ALERTS_TOPIC = "liveroom.alerts"
-OPERATOR_TOPIC = "liveroom.operator"
-# Worker checkpoints: engine state of one partition's rooms with the offsets it reflects. Same
-# partition count as the event topics: checkpoint partition p belongs to event partition p.
-CHECKPOINT_TOPIC = "liveroom.checkpoints"
-# Events that arrived on another room's partition, forwarded to their own (see ingest/routing.py).
-REPARTITION_TOPIC = "liveroom.repartition"
-# What a worker consumes: partition p of each, all owned by the same worker.
-INPUT_TOPICS = (*EVENT_TOPICS, REPARTITION_TOPIC)
-
-DEFAULT_PARTITIONS = 8
-# Topics whose partition p must match the event topics' partition p.
-PARTITIONED_TOPICS = (*INPUT_TOPICS, CHECKPOINT_TOPIC)
-# Topics where one partition is enough and keeps a single total order for readers.
-SINGLE_TOPICS = (DEADLETTER_TOPIC, SNAPSHOTS_TOPIC, ALERTS_TOPIC, CONTROL_TOPIC, OPERATOR_TOPIC)
-ALL_TOPICS = PARTITIONED_TOPICS + SINGLE_TOPICS
-
-# Brokers without log compaction (Tansu) keep checkpoints by time only; an hour is many times
-# the checkpoint interval, and a reader only ever needs the newest one.
-_TOPIC_CONFIGS = {
-    CHECKPOINT_TOPIC: {"retention.ms": str(3600 * 1000)},
-    SNAPSHOTS_TOPIC: {"retention.ms": str(3600 * 1000)},
-}
+from livemon.topics import (ALERTS_TOPIC, ALL_TOPICS, CHECKPOINT_TOPIC, CONTROL_TOPIC,  # noqa: F401 - re-exported
+                            DEADLETTER_TOPIC, DEFAULT_PARTITIONS, EVENT_TOPICS, INPUT_TOPICS, OPERATOR_TOPIC,
+                            PARTITIONED_TOPICS, REPARTITION_TOPIC, SINGLE_TOPICS, SNAPSHOTS_TOPIC, TOPIC_CONFIGS)
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +88,7 @@ def ensure_topics(bootstrap: str, partitions: int = DEFAULT_PARTITIONS,
         missing = [name for name in topics if name not in existing]
         if missing:
             new = [NewTopic(name, partitions if name in PARTITIONED_TOPICS else 1, 1,
-                            topic_configs=_TOPIC_CONFIGS.get(name, {}))
+                            topic_configs=TOPIC_CONFIGS.get(name, {}))
                    for name in missing]
             try:
                 admin.create_topics(new, timeout_ms=int(timeout * 1000))

@@ -37,6 +37,7 @@ from pathlib import Path
 import click
 
 from livemon.agents.worker import wait_until_healthy
+from livemon.topics import TOPIC_OF_TYPE
 
 BEGIN, END = "<!-- soak:begin -->", "<!-- soak:end -->"
 PROBE_ROOM = "soak-probe"
@@ -103,7 +104,7 @@ class Probe:
 
         while not self._stop.wait(0.1):
             beat = View(PROBE_ROOM, "probe-viewer", round(time.time(), 3), "heartbeat")
-            self.producer.send("liveroom.views", encode(beat), key=PROBE_ROOM.encode())
+            self.producer.send(TOPIC_OF_TYPE["view"], encode(beat), key=PROBE_ROOM.encode())
 
     def measure(self, timeout: float) -> float | None:
         from livemon.ingest.events import Order, encode
@@ -111,7 +112,7 @@ class Probe:
         self.sent += 1
         started = time.time()
         order = Order(PROBE_ROOM, "prober", round(started, 3), f"probe-{self.sent}", "sku-probe", 1.0, "paid")
-        self.producer.send("liveroom.orders", encode(order), key=PROBE_ROOM.encode())
+        self.producer.send(TOPIC_OF_TYPE["order"], encode(order), key=PROBE_ROOM.encode())
         self.producer.flush(timeout)
         while time.time() - started < timeout:
             try:

@@ -26,12 +26,10 @@ from livemon.alerting.delivery import AlertmanagerSink, Sink, WebhookSink
 from livemon.alerting.evaluator import Evaluator, Transition, alert_id
 from livemon.alerting.failover import Decision, FailoverController
 from livemon.alerting.incidents import IncidentBook, report
+from livemon.topics import ALERTS_TOPIC, CONTROL_TOPIC, OPERATOR_TOPIC  # noqa: F401 - CONTROL_TOPIC re-exported
 
 log = logging.getLogger("livemon.alerting")
 
-ALERTS_TOPIC = "liveroom.alerts"
-CONTROL_TOPIC = "liveroom.control"
-OPERATOR_TOPIC = "liveroom.operator"
 
 Producer = Callable[[str, bytes, bytes], object]
 

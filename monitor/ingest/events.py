@@ -17,6 +17,8 @@ from typing import Annotated, Literal, NamedTuple, Optional, Union
 
 import msgspec
 
+from ..topics import CONTROL_TOPIC, DEADLETTER_TOPIC, EVENT_TOPICS, TOPIC_OF_TYPE, TYPE_OF_TOPIC  # noqa: F401
+
 MAX_EVENT_BYTES = 64 * 1024
 
 ID_PATTERN = r"^[A-Za-z0-9_.:\-]+$"
@@ -89,18 +91,6 @@ class Show(msgspec.Struct, tag_field="type", tag="show", frozen=True, omit_defau
 
 AnyEvent = Union[View, Danmaku, Click, Order, Health, Show]
 
-TOPIC_OF_TYPE = {
-    "view": "liveroom.views",
-    "danmaku": "liveroom.danmaku",
-    "click": "liveroom.clicks",
-    "order": "liveroom.orders",
-    "health": "liveroom.health",
-    "show": "liveroom.shows",
-}
-EVENT_TOPICS = tuple(TOPIC_OF_TYPE.values())
-TYPE_OF_TOPIC = {topic: kind for kind, topic in TOPIC_OF_TYPE.items()}
-DEADLETTER_TOPIC = "liveroom.deadletter"
-CONTROL_TOPIC = "liveroom.control"
 EVENT_TYPES = tuple(TOPIC_OF_TYPE)
 
 # Rejection reasons, the values of livemon_events_rejected_total{reason}.
@@ -115,6 +105,11 @@ LATE = "late"  # older than the room's watermark
 FUTURE = "future"  # further ahead of the room's clock than allowed
 REJECT_REASONS = (INVALID_JSON, MISSING_FIELD, WRONG_TYPE, BAD_VALUE, UNKNOWN_TYPE, WRONG_TOPIC,
                   TOO_LARGE, LATE, FUTURE)
+# The engine's room admission (docs/ARCHITECTURE.md), not faults of the input itself: kept out of
+# REJECT_REASONS, which the simulator's bad-input scenario sends every one of.
+ROOM_LIMIT = "room_limit"  # over a cap on live rooms or room candidates
+ROOM_UNADMITTED = "room_unadmitted"  # held by a room candidate that was never admitted
+ROOM_REASONS = (ROOM_LIMIT, ROOM_UNADMITTED)
 
 
 class Rejection(NamedTuple):
