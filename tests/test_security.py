@@ -16,7 +16,7 @@ from livemon.broker import free_port
 from livemon.web import server
 from tests.fixtures.worker import simulate
 
-TOKEN = "tok-Zq81-control-room"
+TOKEN = "tok-Zq81-control-room-5b7e-9c2d-41af"
 HOOK_SECRET = "whsec-4f0b9e-oncall"
 VENDOR_SECRET = "cdn-vendor-7d2c-secret"
 URL_TOKEN = "urlkey-55aa"  # a credential in a receiver URL's query string

@@ -4,6 +4,7 @@ import json
 import socket
 import time
 
+import pytest
 import requests
 
 import livemon.web.server as server
@@ -77,9 +78,20 @@ def test_generated_token_is_long_and_random(monkeypatch):
     monkeypatch.delenv("LIVEMON_TOKEN", raising=False)
     (a, generated), (b, _) = server.control_token(), server.control_token()
     assert generated and a != b and len(a) >= 32
-    assert server.control_token("configured") == ("configured", False)
-    monkeypatch.setenv("LIVEMON_TOKEN", "from-env")
-    assert server.control_token() == ("from-env", False)
+    configured = "c" * 32
+    assert server.control_token(configured) == (configured, False)
+    monkeypatch.setenv("LIVEMON_TOKEN", "e" * 40)
+    assert server.control_token() == ("e" * 40, False)
+
+
+def test_a_short_or_odd_configured_token_is_refused(monkeypatch):
+    monkeypatch.delenv("LIVEMON_TOKEN", raising=False)
+    for bad in ("x" * 31, "ü" * 40, "tab\t" * 10):
+        with pytest.raises(ValueError, match="at least 32 printable ASCII"):
+            server.control_token(bad)
+    monkeypatch.setenv("LIVEMON_TOKEN", "short-from-env")
+    with pytest.raises(ValueError, match="LIVEMON_TOKEN"):
+        server.control_token()
 
 
 def test_actions_are_validated(control_room):
@@ -132,7 +144,7 @@ def test_review_page_has_its_own_hash_based_policy(control_room):
 def test_event_stream_pushes_at_least_every_two_seconds(control_room):
     fill(control_room, 3)
     with socket.create_connection(("127.0.0.1", control_room.port), timeout=5) as conn:
-        conn.sendall(b"GET /api/stream?room=room-snacks HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
+        conn.sendall(b"GET /api/stream?room=room-snacks HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n")
         started, buffer, grid_frames = time.monotonic(), b"", 0
         while grid_frames < 3:          # no new data at all: frames must come anyway
             buffer += conn.recv(65536)

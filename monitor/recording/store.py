@@ -38,6 +38,7 @@ CREATE TABLE IF NOT EXISTS shows (
     recorded_at REAL NOT NULL    -- wall clock of the last write, for retention
 );
 CREATE INDEX IF NOT EXISTS shows_room ON shows (room_id, start);
+CREATE INDEX IF NOT EXISTS shows_start ON shows (start);
 CREATE TABLE IF NOT EXISTS snapshots (
     room_id TEXT NOT NULL,
     ts REAL NOT NULL,
@@ -221,32 +222,45 @@ class RecordingStore:
 
     # ---- reading -------------------------------------------------------------------------------
 
-    def shows(self, room_id: str | None = None) -> list[dict]:
-        """Recorded shows, newest first, with a few totals for listing."""
+    SHOW_COLUMNS = ("key", "room_id", "show_id", "title", "start", "last_ts", "ended", "instants", "alerts",
+                    "failovers")
+
+    def _listed(self, where: str = "", args=(), tail: str = "ORDER BY s.start DESC") -> list[dict]:
+        """Shows with a few totals for listing; the caller holds the lock."""
         sql = ("SELECT s.key, s.room_id, s.show_id, s.title, s.start, s.last_ts, s.ended,"
                " (SELECT count(*) FROM snapshots WHERE show_key=s.key),"
                " (SELECT count(*) FROM records WHERE show_key=s.key AND kind='alert'),"
                " (SELECT count(*) FROM records WHERE show_key=s.key AND kind='failover')"
-               " FROM shows s {} ORDER BY s.start DESC")
+               f" FROM shows s {where} {tail}")
+        return [dict(zip(self.SHOW_COLUMNS, row)) for row in self._db.execute(sql, args).fetchall()]
+
+    def shows(self, room_id: str | None = None) -> list[dict]:
+        """Recorded shows, newest first, with a few totals for listing."""
         with self._lock:
-            if room_id:
-                rows = self._db.execute(sql.format("WHERE s.room_id=?"), (room_id,)).fetchall()
-            else:
-                rows = self._db.execute(sql.format("")).fetchall()
-        names = ("key", "room_id", "show_id", "title", "start", "last_ts", "ended", "instants", "alerts",
-                 "failovers")
-        return [dict(zip(names, row)) for row in rows]
+            return self._listed("WHERE s.room_id=?", (room_id,)) if room_id else self._listed()
+
+    def shows_page(self, limit: int, offset: int = 0) -> dict:
+        """One page of `shows()`: {"shows": [...], "total": number of shows}."""
+        with self._lock:
+            total = self._db.execute("SELECT count(*) FROM shows").fetchone()[0]
+            return {"shows": self._listed(tail="ORDER BY s.start DESC LIMIT ? OFFSET ?", args=(limit, offset)), "total": total}
+
+    def has_open_show(self, room_id: str) -> bool:
+        """Whether the room's newest show has not ended (e.g. one recorded before a restart)."""
+        with self._lock:
+            cur = self._current.get(room_id) or self._newest(room_id)
+        return cur is not None and cur["ended"] is None
 
     def find_show(self, name: str) -> dict | None:
-        """A show by its key, else the newest show of a room id, else by a unique key prefix."""
-        shows = self.shows()
-        for show in shows:
-            if show["key"] == name:
-                return show
-        for show in shows:
-            if show["room_id"] == name:
-                return show
-        matches = [s for s in shows if s["key"].startswith(name)]
+        """A show by its key, else the newest show of a room id, else by a unique key prefix; each
+        through an index, however many shows are recorded."""
+        with self._lock:
+            for where in ("WHERE s.key=?", "WHERE s.room_id=?"):
+                found = self._listed(where, (name,), "ORDER BY s.start DESC LIMIT 1")
+                if found:
+                    return found[0]
+            # Keys starting with `name` sort between it and it followed by the highest code point.
+            matches = self._listed("WHERE s.key >= ? AND s.key < ?", (name, name + "\U0010ffff"), "LIMIT 2")
         return matches[0] if len(matches) == 1 else None
 
     def timeline(self, key: str) -> list[dict]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import heapq
 import logging
 import time
 from array import array
@@ -30,6 +31,10 @@ HISTORY_SECONDS = 600       # chart history kept per room
 FEED_LENGTH = 300           # alert feed and failover history kept in memory
 ROOM_GONE_SECONDS = 900     # a room with no live snapshot for this long leaves the grid
 BACKFILL_SECONDS = 600      # on start, read this much of the topics back (charts, recording gap)
+GRID_ROOMS = 100            # rooms in a grid (most online viewers first), plus those a viewer asks for
+FRAME_CACHE = 256           # encoded frames kept per state version
+RECORD_AFTER = 30           # snapshots with an audience before a room without a producer show is recorded
+MIN_AUDIENCE = 2            # distinct viewers in the window for a snapshot to count towards RECORD_AFTER
 
 # The metrics a tile and the room charts show; the full snapshot is kept as `latest`.
 CHART_METRICS = ("online", "entries", "leaves", "viewers", "retention_30s", "retention_60s", "retention_180s",
@@ -37,6 +42,14 @@ CHART_METRICS = ("online", "entries", "leaves", "viewers", "retention_30s", "ret
                  "stall_ratio", "latency_p95_ms", "error_rate", "danmaku_per_min", "avg_watch_seconds")
 
 Publish = Callable[[str, bytes, bytes], Awaitable[None]]   # (topic, key, value)
+
+
+def producer_show(snap: dict) -> bool:
+    """Whether the snapshot's show was started by the producer's `show` event; the engine names a
+    show it opened itself at a room's first event `<room_id>-<start>`."""
+    show = snap.get("show")
+    return bool(show and show.get("id") and show.get("start") is not None
+                and show["id"] != f"{snap['room_id']}-{int(show['start'])}")
 
 
 def alert_identity(rec: dict) -> tuple:
@@ -189,8 +202,12 @@ class Room:
 
 
 class ControlRoomHub:
-    def __init__(self, recorder=None, publish: Publish | None = None, *, clock=time.time):
+    def __init__(self, recorder=None, publish: Publish | None = None, *, clock=time.time,
+                 record_after: int = RECORD_AFTER):
         self.recorder = recorder
+        self.record_after = record_after
+        self._recorded: set[str] = set()      # rooms whose final snapshots are recorded
+        self._pending: dict[str, int] = {}    # other rooms: snapshots with an audience so far
         self.publish = publish
         self.clock = clock
         self.rooms: dict[str, Room] = {}
@@ -203,11 +220,13 @@ class ControlRoomHub:
         self.version = 0
         self._changed = asyncio.Event()   # binds to the loop that first waits on it
         self._tasks: list[asyncio.Task] = []
+        self._frames: dict[tuple, bytes] = {}
+        self._frames_version = -1
         self._consumer = None
         self._producer = None
         self.broker_error: str | None = None
         self.outage: str | None = None    # set by the worker's watchdog while the broker is down
-        self._closed_at = self._purged_at = clock()
+        self._closed_at = self._purged_at = self._swept_at = clock()
 
     # ---- feeding -------------------------------------------------------------------------------
 
@@ -221,10 +240,36 @@ class ControlRoomHub:
             room = self.rooms.get(snap["room_id"]) or self.rooms.setdefault(snap["room_id"], Room(snap["room_id"]))
             room.add(snap, worker, wall)
         if self.recorder is not None:
-            if record.get("final"):
-                self.recorder.write(snapshots=record["final"], wall=wall)
+            finals = self._to_record(record.get("final") or ())
+            if finals:
+                self.recorder.write(snapshots=finals, wall=wall)
             self._maintain(wall, record.get("now"))
+        if wall - self._swept_at >= 60:
+            self._swept_at = wall
+            self._forget_gone(wall)
         self._touch()
+
+    def _to_record(self, finals) -> list[dict]:
+        """The final snapshots to record. A room is recorded from the start of a producer's show, or
+        already has an open show in the recording (a restart), or else once RECORD_AFTER of its
+        snapshots had an audience of MIN_AUDIENCE viewers: one-off room ids (a flood of junk
+        beacons) never open a show."""
+        out = []
+        for snap in finals:
+            room_id = snap["room_id"]
+            if room_id not in self._recorded:
+                first = room_id not in self._pending
+                self._pending.setdefault(room_id, 0)
+                if not (producer_show(snap) or (first and self.recorder.has_open_show(room_id))):
+                    if ((snap.get("metrics") or {}).get("viewers") or 0) < MIN_AUDIENCE:
+                        continue
+                    self._pending[room_id] += 1
+                    if self._pending[room_id] < self.record_after:
+                        continue
+                self._recorded.add(room_id)
+                del self._pending[room_id]
+            out.append(snap)
+        return out
 
     def _maintain(self, wall: float, now_ts):
         # Once a minute end the shows of rooms silent past the idle timeout; once an hour apply
@@ -235,6 +280,14 @@ class ControlRoomHub:
         if wall - self._purged_at >= 3600:
             self._purged_at = wall
             self.recorder.purge(wall)
+
+    def _forget_gone(self, wall: float):
+        # Rooms without a live snapshot for ROOM_GONE_SECONDS leave the grid: drop their history too.
+        cutoff = wall - ROOM_GONE_SECONDS
+        for room_id in [r for r, room in self.rooms.items() if room.seen < cutoff]:
+            del self.rooms[room_id]
+            self._recorded.discard(room_id)
+            self._pending.pop(room_id, None)
 
     def feed_alert(self, rec: dict):
         """An alert transition, failover decision or incident update from the alerting service."""
@@ -330,21 +383,65 @@ class ControlRoomHub:
         cutoff = self.clock() - ROOM_GONE_SECONDS
         return [room for room in self.rooms.values() if room.latest is not None and room.seen >= cutoff]
 
-    def grid(self) -> dict:
-        tiles = []
-        for room in self.live_rooms():
-            m = room.latest.get("metrics") or {}
-            spark = room.recent("online", 120)
-            tiles.append({"room_id": room.room_id, "ts": room.latest["ts"], "worker": room.worker,
-                          "show": room.latest.get("show"),
-                          "metrics": {k: m.get(k) for k in CHART_METRICS},
-                          "alert": self.room_alert_state(room.room_id),
-                          "alerts": sum(1 for (_, r, _) in self.active_alerts if r == room.room_id),
-                          "spark": spark})
-        tiles.sort(key=lambda t: (-(t["metrics"]["online"] or 0), t["room_id"]))
-        return {"version": self.version, "now": self.clock(), "rooms": tiles,
-                "workers": sorted(self.workers), "broker_error": self.broker_error or self.outage,
-                "alerts_active": len(self.active_alerts)}
+    def _tile(self, room: Room) -> dict:
+        m = room.latest.get("metrics") or {}
+        return {"room_id": room.room_id, "ts": room.latest["ts"], "worker": room.worker,
+                "show": room.latest.get("show"),
+                "metrics": {k: m.get(k) for k in CHART_METRICS},
+                "alert": self.room_alert_state(room.room_id),
+                "alerts": sum(1 for (_, r, _) in self.active_alerts if r == room.room_id),
+                "spark": room.recent("online", 120)}
+
+    def grid(self, limit: int = GRID_ROOMS, extra: tuple[str, ...] = ()) -> dict:
+        """The `limit` live rooms with the most online viewers, plus the `extra` rooms asked for,
+        most online first; `total_rooms` counts every live room."""
+        def rank(room):
+            return -((room.latest.get("metrics") or {}).get("online") or 0), room.room_id
+        live = self.live_rooms()
+        chosen = heapq.nsmallest(limit, live, key=rank)
+        shown = {room.room_id for room in chosen}
+        cutoff = self.clock() - ROOM_GONE_SECONDS
+        for room_id in extra:
+            room = self.rooms.get(room_id)
+            if room is not None and room_id not in shown and room.latest is not None and room.seen >= cutoff:
+                chosen.append(room)
+        chosen.sort(key=rank)
+        return {"version": self.version, "now": self.clock(), "rooms": [self._tile(room) for room in chosen],
+                "total_rooms": len(live), "workers": sorted(self.workers),
+                "broker_error": self.broker_error or self.outage, "alerts_active": len(self.active_alerts)}
+
+    def _cached(self, key: tuple, build: Callable[[], bytes]) -> bytes:
+        """Encoded frames, built once per state version and shared by every reader asking the same."""
+        if self._frames_version != self.version:
+            self._frames.clear()
+            self._frames_version = self.version
+        frame = self._frames.get(key)
+        if frame is None:
+            frame = build()
+            if len(self._frames) < FRAME_CACHE:   # distinct requests beyond it are built, not kept
+                self._frames[key] = frame
+        return frame
+
+    def grid_json(self, limit: int = GRID_ROOMS, extra: tuple[str, ...] = ()) -> bytes:
+        return self._cached(("grid", limit, extra), lambda: orjson.dumps(self.grid(limit, extra)))
+
+    def grid_frame(self, limit: int = GRID_ROOMS, extra: tuple[str, ...] = ()) -> bytes:
+        """The `grid` server-sent event."""
+        return self._cached(("grid-event", limit, extra),
+                            lambda: b"event: grid\ndata: " + self.grid_json(limit, extra) + b"\n\n")
+
+    def room_frame(self, room_id: str, since: float | None) -> tuple[bytes | None, float | None]:
+        """The `room` server-sent event with the points newer than `since`, and the newest point's
+        time (the reader's next `since`); (None, since) for an unknown room. Readers of a room that
+        are in step ask with the same `since`, so they share one encoding."""
+        room = self.rooms.get(room_id)
+        if room is None:
+            return None, since
+        newest = room.ts[(room.head - 1) % HISTORY_SECONDS] if room.count else None
+        newest = since if newest is None or (since is not None and newest <= since) else newest
+        frame = self._cached(("room", room_id, since),
+                             lambda: b"event: room\ndata: " + orjson.dumps(self.room_view(room_id, since)) + b"\n\n")
+        return frame, newest
 
     def room_view(self, room_id: str, since: float | None = None) -> dict | None:
         room = self.rooms.get(room_id)

@@ -3,15 +3,26 @@
 Mount it on a worker's aiohttp app with `add_routes(app, hub, token=...)`, or serve it alone with
 `build_web_app(hub, token=...)`. Viewing needs nothing; control actions need the token (header
 `Authorization: Bearer <token>` or `X-Livemon-Token`), compared in constant time.
+
+`add_routes` also hardens the whole app it is mounted on (the worker's /metrics, /healthz and /livez
+too): security headers on every answer, short JSON error bodies, an allow-list of Host names, and
+aiohttp's own logger kept free of request bytes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
+import ipaddress
+import logging
+import math
 import os
 import re
 import secrets
+import time
+from dataclasses import dataclass
+from http import HTTPStatus
 from pathlib import Path
 
 import orjson
@@ -19,12 +30,21 @@ from aiohttp import web
 
 from livemon.web.hub import ACTIONS, ControlRoomHub
 
+log = logging.getLogger(__name__)
+
 STATIC = Path(__file__).parent / "static"
+# Static files are served from this fixed list only: an odd name (NUL, 300 characters, "..") is a 404.
+STATIC_FILES = {p.relative_to(STATIC).as_posix(): p for p in STATIC.rglob("*") if p.is_file()}
 MAX_ACTION_BYTES = 4096
 STREAM_INTERVAL = 1.0        # an SSE frame at least this often (the page promises 2 s)
 ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 RULE_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 TOKEN_ENV = "LIVEMON_TOKEN"
+MIN_TOKEN_LENGTH = 32
+MAX_ROOMS_ASKED = 50         # `?rooms=` ids a grid request may add to the top rooms
+SHOWS_PAGE = 100             # /api/shows default page size
+MAX_SHOWS_PAGE = 1000
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 # Nothing inline, nothing from elsewhere: scripts, styles and data come from this origin only.
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -38,24 +58,88 @@ SECURITY_HEADERS = {
 CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                  ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
 
+
+@dataclass(frozen=True)
+class WebSettings:
+    """Limits of the web app; `from_env()` reads the LIVEMON_WEB_* variables over these defaults."""
+    max_streams: int = 100            # concurrent /api/stream clients; one more gets 503 + Retry-After
+    write_timeout: float = 10.0       # a stream client that takes no frame for this long is dropped
+    grid_rooms: int = 100             # rooms in a grid frame (most online first), plus those asked for
+    allowed_hosts: frozenset = frozenset()   # Host names accepted beside the loopback ones
+
+    @classmethod
+    def from_env(cls, environ=os.environ) -> "WebSettings":
+        def number(name, kind, default, low):
+            raw = environ.get(name)
+            if raw in (None, ""):
+                return default
+            try:
+                value = kind(raw)
+            except ValueError:
+                value = None
+            if value is None or not value >= low:
+                raise ValueError(f"{name} must be a number of at least {low}, not {raw!r}")
+            return value
+        hosts = frozenset(h.strip().lower().rstrip(".") for h in environ.get("LIVEMON_WEB_HOSTS", "").split(",")
+                          if h.strip())
+        return cls(max_streams=number("LIVEMON_WEB_MAX_STREAMS", int, cls.max_streams, 1),
+                   write_timeout=number("LIVEMON_WEB_WRITE_TIMEOUT", float, cls.write_timeout, 0.1),
+                   grid_rooms=number("LIVEMON_WEB_GRID_ROOMS", int, cls.grid_rooms, 1),
+                   allowed_hosts=hosts)
+
+
+class TokenGuard:
+    """Wrong control tokens per client address: after `free` of them, every try waits a back-off
+    that doubles with each further failure (1 s, 2 s, ... up to `max_wait`); the right token clears
+    the count. Entries are forgotten `forget` seconds after their last failure."""
+
+    def __init__(self, free: int = 5, max_wait: float = 300.0, forget: float = 900.0, clock=time.monotonic):
+        self.free, self.max_wait, self.forget, self.clock = free, max_wait, forget, clock
+        self.failures: dict[str, tuple[int, float]] = {}   # client -> (count, time of the last failure)
+
+    def wait(self, client: str) -> float:
+        """Seconds this client must still wait before its next try (0: it may try now)."""
+        count, last = self.failures.get(client, (0, 0.0))
+        if count < self.free:
+            return 0.0
+        return max(0.0, last + min(self.max_wait, 2.0 ** (count - self.free)) - self.clock())
+
+    def failed(self, client: str) -> None:
+        now = self.clock()
+        if len(self.failures) >= 10_000:   # many clients: drop the ones not heard from for a while
+            self.failures = {c: f for c, f in self.failures.items() if now - f[1] < self.forget}
+        count, last = self.failures.get(client, (0, now))
+        self.failures[client] = (count + 1 if now - last < self.forget else 1, now)
+
+    def succeeded(self, client: str) -> None:
+        self.failures.pop(client, None)
+
+
 HUB_KEY = web.AppKey("livemon_control_room_hub", ControlRoomHub)
 TOKEN_KEY = web.AppKey("livemon_control_token", str)
 STREAMS_KEY = web.AppKey("livemon_control_streams", set)
+SETTINGS_KEY = web.AppKey("livemon_web_settings", WebSettings)
+GUARD_KEY = web.AppKey("livemon_token_guard", TokenGuard)
 
 
 def control_token(configured: str | None = None) -> tuple[str, bool]:
     """The token for control actions: the configured one (option or $LIVEMON_TOKEN), else a new
-    random one. Returns (token, generated); the caller prints a generated token once at start."""
+    random one. Returns (token, generated); the caller prints a generated token once at start.
+    A configured token shorter than MIN_TOKEN_LENGTH characters, or not printable ASCII, is refused."""
     token = configured or os.environ.get(TOKEN_ENV)
     if token:
+        if len(token) < MIN_TOKEN_LENGTH or not (token.isascii() and token.isprintable()):
+            raise ValueError(f"the control token (--token or ${TOKEN_ENV}) must be at least {MIN_TOKEN_LENGTH} "
+                             "printable ASCII characters; e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))'")
         return token, False
-    return secrets.token_urlsafe(24), True
+    return secrets.token_urlsafe(32), True
 
 
 def _harden(headers, csp: str = CSP):
     headers.setdefault("Content-Security-Policy", csp)
     for name, value in SECURITY_HEADERS.items():
         headers.setdefault(name, value)
+    headers["Server"] = "livemon"   # no version for a scanner to match
 
 
 def json_response(data, status=200):
@@ -63,8 +147,38 @@ def json_response(data, status=200):
                         headers={"Cache-Control": "no-store"})
 
 
-def json_error(status: int, message: str):
-    return json_response({"error": message}, status)
+def json_error(status: int, message: str, headers=None):
+    response = json_response({"error": message}, status)
+    if headers:
+        response.headers.update(headers)
+    return response
+
+
+class BadQuery(ValueError):
+    """A query parameter that does not parse: a 400 with the message."""
+
+
+def _query_number(request, name: str, default, kind=float, low=None, high=None):
+    raw = request.query.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise BadQuery(f"{name} must be a number") from None
+    if not math.isfinite(value) or (low is not None and value < low) or (high is not None and value > high):
+        raise BadQuery(f"{name} is out of range")
+    return value
+
+
+def _query_rooms(request) -> tuple[str, ...]:
+    """The room ids a viewer asked to see whatever their rank: `?rooms=a,b` and `?room=`."""
+    asked = [r for r in request.query.get("rooms", "").split(",") if r]
+    if request.query.get("room"):
+        asked.append(request.query["room"])
+    if len(asked) > MAX_ROOMS_ASKED or not all(ID_RE.match(r) for r in asked):
+        raise BadQuery(f"rooms must be at most {MAX_ROOMS_ASKED} room ids")
+    return tuple(dict.fromkeys(asked))
 
 
 # ---- pages and static files ---------------------------------------------------------------------
@@ -80,7 +194,7 @@ async def page_grid(request):
 
 async def page_room(request):
     if not ID_RE.match(request.match_info["room_id"]):
-        raise web.HTTPNotFound()
+        return json_error(404, "no such room")
     return _file_response(STATIC / "room.html")
 
 
@@ -89,11 +203,9 @@ async def page_shows(request):
 
 
 async def static_file(request):
-    # Only files that exist under static/: no path traversal.
-    name = request.match_info["path"]
-    path = (STATIC / name).resolve()
-    if STATIC.resolve() not in path.parents or not path.is_file():
-        raise web.HTTPNotFound()
+    path = STATIC_FILES.get(request.match_info["path"])
+    if path is None:
+        return json_error(404, "no such file")
     return _file_response(path)
 
 
@@ -102,12 +214,12 @@ async def page_review(request):
 
     hub = request.app[HUB_KEY]
     if hub.recorder is None:
-        raise web.HTTPNotFound(text="nothing is recorded here")
+        return json_error(404, "nothing is recorded here")
     compare = request.query.get("compare") or None
     try:
         html, csp = await asyncio.to_thread(build_review, hub.recorder, request.match_info["show"], compare)
     except ReviewError as error:
-        raise web.HTTPNotFound(text=str(error))
+        return json_error(404, str(error)[:200])
     response = web.Response(text=html, content_type="text/html", charset="utf-8")
     response.headers["Content-Security-Policy"] = csp
     return response
@@ -116,12 +228,13 @@ async def page_review(request):
 # ---- JSON API -----------------------------------------------------------------------------------
 
 async def api_rooms(request):
-    return json_response(request.app[HUB_KEY].grid())
+    body = request.app[HUB_KEY].grid_json(request.app[SETTINGS_KEY].grid_rooms, _query_rooms(request))
+    return web.Response(body=body, content_type="application/json", headers={"Cache-Control": "no-store"})
 
 
 async def api_room(request):
-    since = request.query.get("since")
-    view = request.app[HUB_KEY].room_view(request.match_info["room_id"], float(since) if since else None)
+    since = _query_number(request, "since", None)
+    view = request.app[HUB_KEY].room_view(request.match_info["room_id"], since)
     if view is None:
         return json_error(404, "no such room")
     return json_response(view)
@@ -132,37 +245,53 @@ async def api_alerts(request):
 
 
 async def api_shows(request):
+    """One page of recorded shows, newest first: `?limit=` (default SHOWS_PAGE) and `?offset=`."""
+    limit = _query_number(request, "limit", SHOWS_PAGE, int, 1, MAX_SHOWS_PAGE)
+    offset = _query_number(request, "offset", 0, int, 0)
     hub = request.app[HUB_KEY]
-    shows = await asyncio.to_thread(hub.recorder.shows) if hub.recorder is not None else []
-    return json_response({"shows": shows})
+    if hub.recorder is None:
+        return json_response({"shows": [], "total": 0, "limit": limit, "offset": offset})
+    page = await asyncio.to_thread(hub.recorder.shows_page, limit, offset)
+    return json_response({**page, "limit": limit, "offset": offset})
 
 
 async def api_stream(request):
     """Server-sent events: `grid` every step (and at least every second), and `room` with the new
-    chart points and alert lists when `?room=` names a room."""
+    chart points and alert lists when `?room=` names a room. Frames come from the hub's cache, so
+    each is encoded once whatever the number of readers; a reader that does not take a frame within
+    the write timeout is cut off, and its unsent bytes with it."""
     hub: ControlRoomHub = request.app[HUB_KEY]
+    settings = request.app[SETTINGS_KEY]
     room_id = request.query.get("room")
-    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
-                                           "X-Accel-Buffering": "no",
-                                           "Content-Security-Policy": CSP, **SECURITY_HEADERS})
-    await response.prepare(request)
+    asked = _query_rooms(request)
     streams = request.app[STREAMS_KEY]
+    if len(streams) >= settings.max_streams:
+        return json_error(503, "too many live streams; try again shortly", {"Retry-After": "5"})
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
+                                           "X-Accel-Buffering": "no"})
     streams.add(response)
     version, since = -1, None
     try:
+        await response.prepare(request)
         await response.write(b"retry: 2000\n\n")
         while response in streams:
             version = await hub.wait_change(version, STREAM_INTERVAL)
-            frames = [b"event: grid\ndata: " + orjson.dumps(hub.grid()) + b"\n\n"]
+            frame = hub.grid_frame(settings.grid_rooms, asked)
             if room_id:
-                view = hub.room_view(room_id, since)
-                if view is not None:
-                    if view["points"]:
-                        since = view["points"][-1][0]
-                    frames.append(b"event: room\ndata: " + orjson.dumps(view) + b"\n\n")
-            await response.write(b"".join(frames))
+                room_frame, newest = hub.room_frame(room_id, since)
+                if room_frame is not None:
+                    frame += room_frame
+                    since = newest
+            try:
+                await asyncio.wait_for(response.write(frame), settings.write_timeout)
+            except asyncio.TimeoutError:
+                # close() would keep the unsent bytes until the client reads them: abort frees them now.
+                if request.transport is not None:
+                    request.transport.abort()
+                log.info("dropped an event stream that took no frame for %.0f s", settings.write_timeout)
+                break
             await asyncio.sleep(0.25)   # at most four frames a second whatever the number of workers
-    except (ConnectionResetError, asyncio.CancelledError):
+    except (ConnectionError, asyncio.CancelledError):
         pass
     finally:
         streams.discard(response)
@@ -177,6 +306,9 @@ def _token_of(request) -> str:
 
 
 def token_ok(given: str, expected: str) -> bool:
+    # A token is printable ASCII: anything else (e.g. a raw \xff byte) is simply wrong, not an error.
+    if not given.isascii():
+        return False
     # Constant time over the bytes, so response timing tells nothing about how much of a guess matched.
     return hmac.compare_digest(given.encode(), expected.encode())
 
@@ -214,8 +346,15 @@ def validate_action(body) -> dict:
 async def api_action(request):
     if request.content_length is not None and request.content_length > MAX_ACTION_BYTES:
         return json_error(413, f"body larger than {MAX_ACTION_BYTES} bytes")
+    guard, client = request.app[GUARD_KEY], request.remote or "-"
+    wait = guard.wait(client)
+    if wait > 0:
+        return json_error(429, "too many wrong tokens; wait before trying again",
+                          {"Retry-After": str(math.ceil(wait))})
     if not token_ok(_token_of(request), request.app[TOKEN_KEY]):
+        guard.failed(client)
         return json_error(401, "a valid control token is required")
+    guard.succeeded(client)
     raw = b""
     while len(raw) <= MAX_ACTION_BYTES:   # a chunked body arrives in pieces: stop past the limit
         piece = await request.content.read(MAX_ACTION_BYTES + 1 - len(raw))
@@ -237,6 +376,93 @@ async def api_action(request):
     return json_response({"ok": True, "action": record}, 202)
 
 
+# ---- the edge: every request and every answer of the app ---------------------------------------
+
+def _host_name(host: str) -> str:
+    """The name part of a Host header: no port, no IPv6 brackets, lower case, no trailing dot."""
+    if host.startswith("["):
+        return host[1:host.find("]")].lower() if "]" in host else ""
+    return host.rsplit(":", 1)[0].lower().rstrip(".") if host.count(":") == 1 else host.lower().rstrip(".")
+
+
+def host_allowed(request, allowed: frozenset) -> bool:
+    """Against DNS rebinding: a browser on a hostile page that resolved its own name to us sends
+    that name as Host. Accepted: loopback names, configured names, and the address the connection
+    came in on (Prometheus and probes reach a worker by its IP)."""
+    host = request.headers.get("Host")
+    if host is None:      # HTTP/1.0 without Host: not a browser
+        return True
+    name = _host_name(host)
+    if name in LOOPBACK_HOSTS or name in allowed:
+        return True
+    sock = request.transport.get_extra_info("sockname") if request.transport else None
+    try:
+        return bool(sock) and ipaddress.ip_address(name) == ipaddress.ip_address(sock[0])
+    except ValueError:
+        return False
+
+
+def _route_of(request) -> str:
+    """The route pattern a request matched, for logs: never the raw path or query."""
+    route = request.match_info.route
+    return getattr(route.resource, "canonical", None) or "-"
+
+
+@web.middleware
+async def edge(request, handler):
+    """Host allow-list, short JSON bodies for every error, one log line per error answer."""
+    settings = request.app[SETTINGS_KEY]
+    if not host_allowed(request, settings.allowed_hosts):
+        response = json_error(421, "this server does not answer for that host name")
+    else:
+        try:
+            response = await handler(request)
+        except BadQuery as error:
+            response = json_error(400, str(error))
+        except web.HTTPException as error:
+            if error.status < 400:
+                raise
+            # aiohttp's own answers (no route, wrong method, body too large): same shape as ours.
+            headers = {k: v for k, v in error.headers.items() if k in ("Allow", "Retry-After")}
+            response = json_error(error.status, error.reason.lower(), headers)
+        except Exception as error:
+            log.error("500 on %s %s: %s", request.method, _route_of(request), type(error).__name__)
+            return json_error(500, "internal error")
+    if response.status >= 400:
+        log.info("%d on %s %s", response.status, request.method, _route_of(request))
+    return response
+
+
+class _EdgeRequest(web.Request):
+    """Every answer leaves through this hook, including aiohttp's own to a request it could not
+    parse (a malformed header line, which never reaches the middlewares): the same security headers,
+    and a short JSON body instead of aiohttp's, which quotes the offending request bytes."""
+
+    async def _prepare_hook(self, response):
+        await super()._prepare_hook(response)
+        if self._match_info is None and response.status >= 400 and isinstance(response, web.Response):
+            body = orjson.dumps({"error": HTTPStatus(response.status).phrase.lower()})
+            response.body = body
+            response.headers["Content-Type"] = "application/json"
+            response.headers["Content-Length"] = str(len(body))
+        _harden(response.headers)
+
+
+class _QuietServerLog(logging.Filter):
+    """aiohttp logs a request it cannot parse with the exception, whose text quotes the raw bytes
+    (a token header included): one line with the exception's name instead."""
+
+    def filter(self, record):
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            record.msg, record.args = "%s: %s", (record.getMessage(), type(error).__name__)
+            record.exc_info = record.exc_text = None
+        return True
+
+
+QUIET_SERVER_LOG = _QuietServerLog()
+
+
 # ---- assembly -----------------------------------------------------------------------------------
 
 ROUTES = [
@@ -254,27 +480,23 @@ ROUTES = [
 ]
 
 
-@web.middleware
-async def harden_everything(request, handler):
-    try:
-        response = await handler(request)
-    except web.HTTPException as error:
-        _harden(error.headers)
-        raise
-    if not response.prepared:
-        _harden(response.headers)
-    return response
-
-
-def add_routes(app: web.Application, hub: ControlRoomHub, *, token: str) -> None:
-    """Mount the control room on an existing app (before it starts). The hub's Kafka consumption
-    is the caller's: `await hub.start(bootstrap)` on startup, `await hub.stop()` on cleanup."""
+def add_routes(app: web.Application, hub: ControlRoomHub, *, token: str, settings: WebSettings | None = None) -> None:
+    """Mount the control room on an existing app (before it starts) and harden the whole app. The
+    hub's Kafka consumption is the caller's: `await hub.start(bootstrap)` on startup,
+    `await hub.stop()` on cleanup. Without `settings`, WebSettings.from_env()."""
     if not token:
         raise ValueError("a control token is required (see control_token())")
     app[HUB_KEY] = hub
     app[TOKEN_KEY] = token
     app[STREAMS_KEY] = set()
-    app.middlewares.append(harden_everything)   # the app's own 404s and 405s too
+    app[SETTINGS_KEY] = settings or WebSettings.from_env()
+    app[GUARD_KEY] = TokenGuard()
+    app.middlewares.insert(0, edge)   # outermost: the app's own 404s and 405s, and its other routes, too
+    # The request class whose prepare hook hardens every answer (see _EdgeRequest).
+    app._make_request = functools.partial(app._make_request, _cls=_EdgeRequest)
+    server_log = logging.getLogger("aiohttp.server")
+    if QUIET_SERVER_LOG not in server_log.filters:
+        server_log.addFilter(QUIET_SERVER_LOG)
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
 
@@ -283,11 +505,12 @@ def add_routes(app: web.Application, hub: ControlRoomHub, *, token: str) -> None
     app.on_shutdown.append(close_streams)
 
 
-def build_web_app(hub: ControlRoomHub, *, token: str, bootstrap_servers: str | None = None) -> web.Application:
+def build_web_app(hub: ControlRoomHub, *, token: str, bootstrap_servers: str | None = None,
+                  settings: WebSettings | None = None) -> web.Application:
     """A standalone app serving the control room; with `bootstrap_servers` it also runs the hub's
     Kafka consumption for its lifetime."""
     app = web.Application(client_max_size=64 * 1024)
-    add_routes(app, hub, token=token)
+    add_routes(app, hub, token=token, settings=settings)
     if bootstrap_servers:
         async def start(app):
             await hub.start(bootstrap_servers)

@@ -39,7 +39,11 @@ LM.stream = function (url, handlers) {
   const dot = document.getElementById("conn");
   const source = new EventSource(url);
   source.onopen = () => { if (dot) { dot.className = "conn live"; dot.title = "live"; } };
-  source.onerror = () => { if (dot) { dot.className = "conn down"; dot.title = "reconnecting…"; } };
+  source.onerror = () => {
+    if (dot) { dot.className = "conn down"; dot.title = "reconnecting…"; }
+    // The browser gives up after an error answer (503: too many streams): try again in a while.
+    if (source.readyState === EventSource.CLOSED) setTimeout(() => LM.stream(url, handlers), 5000);
+  };
   for (const [name, fn] of Object.entries(handlers)) {
     source.addEventListener(name, (event) => fn(JSON.parse(event.data)));
   }

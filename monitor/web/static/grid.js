@@ -39,7 +39,8 @@
     for (const [canvas, values, color] of drawn) LM.sparkline(canvas, values, color);
     empty.classList.toggle("hidden", grid.rooms.length > 0);
     const online = grid.rooms.reduce((sum, r) => sum + (r.metrics.online || 0), 0);
-    summary.textContent = `${grid.rooms.length} rooms · ${LM.int(online)} online · ${grid.alerts_active} active alerts` +
+    const shown = grid.rooms.length < grid.total_rooms ? ` (top ${grid.rooms.length} shown)` : "";
+    summary.textContent = `${grid.total_rooms} rooms${shown} · ${LM.int(online)} online · ${grid.alerts_active} active alerts` +
       ` · ${grid.workers.length} workers · updated ${LM.time(grid.now)}` +
       (grid.broker_error ? " · broker unreachable: " + grid.broker_error : "");
   }

@@ -11,17 +11,28 @@
     return `${Math.floor(secs / 60)} min ${Math.round(secs % 60)} s`;
   }
 
-  fetch("/api/shows").then((r) => r.json()).then(({ shows }) => {
-    document.getElementById("empty").classList.toggle("hidden", shows.length > 0);
-    body.replaceChildren(...shows.map((s) => LM.el("tr", {},
-      LM.el("td", {}, LM.el("input", { type: "checkbox", value: s.key, "aria-label": "compare " + s.key,
-                                       onchange: () => { button.disabled = ticked().length !== 2; } })),
-      LM.el("td", {}, LM.el("a", { href: "/review/" + encodeURIComponent(s.key), text: s.key })),
-      LM.el("td", { text: s.room_id }), LM.el("td", { text: s.title || "" }),
-      LM.el("td", { text: new Date(s.start * 1000).toLocaleString() }),
-      LM.el("td", { text: duration(s) + (s.ended ? "" : " (live)") }),
-      LM.el("td", { text: String(s.alerts) }), LM.el("td", { text: String(s.failovers) }))));
-  });
+  const more = document.getElementById("more");
+  let loaded = 0;
+
+  // One page at a time, newest first; "Older shows" appends the next page.
+  function load() {
+    fetch("/api/shows?offset=" + loaded).then((r) => r.json()).then(({ shows, total }) => {
+      loaded += shows.length;
+      document.getElementById("empty").classList.toggle("hidden", total > 0);
+      more.classList.toggle("hidden", loaded >= total);
+      more.textContent = `Older shows (${total - loaded} more)`;
+      body.append(...shows.map((s) => LM.el("tr", {},
+        LM.el("td", {}, LM.el("input", { type: "checkbox", value: s.key, "aria-label": "compare " + s.key,
+                                         onchange: () => { button.disabled = ticked().length !== 2; } })),
+        LM.el("td", {}, LM.el("a", { href: "/review/" + encodeURIComponent(s.key), text: s.key })),
+        LM.el("td", { text: s.room_id }), LM.el("td", { text: s.title || "" }),
+        LM.el("td", { text: new Date(s.start * 1000).toLocaleString() }),
+        LM.el("td", { text: duration(s) + (s.ended ? "" : " (live)") }),
+        LM.el("td", { text: String(s.alerts) }), LM.el("td", { text: String(s.failovers) }))));
+    });
+  }
+  more.addEventListener("click", load);
+  load();
 
   button.addEventListener("click", () => {
     const [a, b] = ticked();
