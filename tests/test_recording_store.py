@@ -5,8 +5,12 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
+
+import requests
 
 from livemon.recording.store import RecordingStore
+from livemon.web.hub import RECORD_AFTER, ControlRoomHub
 from tests.fixtures.browser import SyntheticShow
 
 
@@ -123,3 +127,78 @@ def test_find_show_by_key_room_or_prefix(tmp_path):
     assert store.find_show("room-b")["key"] == "room-b.evening"
     assert store.find_show("room-") is None        # ambiguous
     assert store.find_show("nothing") is None
+
+
+def many_shows(store, n):
+    """n recorded shows, written straight into the file (fast), newest start = highest i."""
+    with store._db:
+        store._db.executemany("INSERT INTO shows VALUES (?,?,?,?,?,?,NULL,?)",
+                              [(f"room-{i:05d}.s", f"room-{i:05d}", "s", None, 1_700_000_000.0 + i,
+                                1_700_000_000.0 + i, 1_800_000_000.0) for i in range(n)])
+
+
+def test_a_show_is_found_through_an_index_among_many(tmp_path):
+    store = RecordingStore(tmp_path)
+    many_shows(store, 20_000)
+    statements = []
+    store._db.set_trace_callback(statements.append)
+    for name in ("room-19999.s", "room-00007", "room-0001", "no-such-show", "room-"):
+        statements.clear()
+        started = time.perf_counter()
+        found = store.find_show(name)
+        assert time.perf_counter() - started < 0.2, name
+        assert (found or {}).get("key") == {"room-19999.s": "room-19999.s", "room-00007": "room-00007.s"}.get(name)
+        for sql in statements:
+            plan = " ".join(row[3] for row in store._db.execute("EXPLAIN QUERY PLAN " + sql))
+            assert "SCAN" not in plan and "SEARCH s USING" in plan, (name, plan)
+
+
+def test_shows_are_listed_a_page_at_a_time(tmp_path):
+    store = RecordingStore(tmp_path)
+    many_shows(store, 250)
+    first = store.shows_page(100)
+    assert first["total"] == 250 and len(first["shows"]) == 100
+    assert first["shows"][0]["key"] == "room-00249.s" and first["shows"][-1]["key"] == "room-00150.s"
+    last = store.shows_page(100, 200)
+    assert [s["key"] for s in last["shows"]] == [f"room-{i:05d}.s" for i in range(49, -1, -1)]
+    assert store.shows_page(100, 300) == {"shows": [], "total": 250}
+
+
+def test_the_shows_api_is_paged(control_room):
+    show = SyntheticShow()
+    for i in range(3):
+        control_room.feed_step(show.step(show.start + 10 + i))
+    base = control_room.url + "/api/shows"
+    everything = requests.get(base, timeout=5).json()
+    assert everything["total"] == 4 and everything["limit"] == 100 and len(everything["shows"]) == 4
+    page = requests.get(base + "?limit=2&offset=1", timeout=5).json()
+    assert page["total"] == 4 and [s["key"] for s in page["shows"]] == [s["key"] for s in everything["shows"][1:3]]
+
+
+def quiet_room(room_id, ts, viewers, show=None):
+    snap = {"ts": ts, "room_id": room_id, "metrics": {"online": viewers, "viewers": viewers}, "cdn": {}}
+    if show:
+        snap["show"] = show
+    return snap
+
+
+def test_rooms_without_a_show_are_recorded_only_once_they_have_an_audience(tmp_path):
+    store = RecordingStore(tmp_path)
+    hub = ControlRoomHub(recorder=store)
+    start = 1_700_000_000.0
+    for i in range(RECORD_AFTER + 20):
+        ts = start + i
+        finals = [quiet_room(f"junk-{i}-{n}", ts, 1, {"id": f"junk-{i}-{n}-{int(ts)}", "start": ts})
+                  for n in range(50)]                                  # one-off ids: one viewer, engine show
+        finals.append(quiet_room("lonely", ts, 1))                     # a single viewer the whole time
+        finals.append(quiet_room("small", ts, 3, {"id": f"small-{int(start)}", "start": start}))
+        finals.append(quiet_room("launch", ts, 0, {"id": "launch-night", "start": start}))   # a producer show
+        hub.feed_step({"worker": "w", "now": ts + 5, "live": [], "final": finals})
+    shows = {s["room_id"]: s for s in store.shows()}
+    assert set(shows) == {"small", "launch"}
+    assert shows["launch"]["instants"] == RECORD_AFTER + 20              # from its first snapshot
+    assert shows["small"]["instants"] == 21                              # from its RECORD_AFTER-th
+    # A restarted hub carries on with a show the recording holds open, from the first snapshot.
+    again = ControlRoomHub(recorder=store)
+    again.feed_step({"worker": "w", "now": start + 60, "live": [], "final": [quiet_room("small", start + 55, 1)]})
+    assert {s["room_id"]: s for s in store.shows()}["small"]["instants"] == 22
