@@ -12,6 +12,9 @@ from livemon.dashboards.queries import RULE_DIR, rule_files, rule_queries
 from tests.fixtures.prometheus import PROMTOOL
 
 UNIT_TESTS = sorted((RULE_DIR / "tests").glob("*.test.yml"))
+MONITOR_ALERTS = {"MonitorWorkerDown", "LivemonStepStalled", "LivemonConsumerStalled", "LivemonBrokerDown",
+                  "LivemonConsumerLagGrowing", "LivemonCheckpointStale", "LivemonRejectedEventsSurge",
+                  "LivemonBatchesRejected", "LivemonAlertQueueBacklog", "LivemonFailoverDeclined"}
 
 
 
@@ -94,7 +97,8 @@ def test_equivalent_to_the_stream_default_rules():
     prometheus = {rule["alert"]: rule for group in yaml.safe_load((RULE_DIR / "alerts.yml").read_text())["groups"]
                   for rule in group["rules"] if "alert" in rule}
     assert {r["name"] for r in stream} <= set(prometheus)
-    assert set(prometheus) - {r["name"] for r in stream} == {"MonitorWorkerDown"}  # Prometheus only
+    # Prometheus only: the monitor watched from outside (the workers cannot report their own absence)
+    assert set(prometheus) - {r["name"] for r in stream} == MONITOR_ALERTS
     for rule in stream:
         twin = prometheus[rule["name"]]
         expr = " ".join(twin["expr"].split())
@@ -115,3 +119,22 @@ def test_equivalent_to_the_stream_default_rules():
             if "min_baseline" in anomaly:
                 assert f">= {_number(anomaly['min_baseline'])} " in expr, rule["name"]
             assert f"offset {anomaly['warmup']}" in expr, rule["name"]
+
+
+def _anchors(markdown: str) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces to dashes."""
+    import re
+    return {re.sub(r"[^\w\- ]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
+            for line in markdown.splitlines() if line.startswith("#")}
+
+
+def test_every_rule_has_summary_description_and_a_runbook_url_that_resolves():
+    """Prometheus rules and the stream's rules: `runbook_url` is a docs/ALERTING.md anchor that exists."""
+    anchors = _anchors((RULE_DIR.parents[1] / "docs" / "ALERTING.md").read_text())
+    prometheus = [(rule["alert"], rule["annotations"]) for group in yaml.safe_load((RULE_DIR / "alerts.yml").read_text())["groups"]
+                  for rule in group["rules"] if "alert" in rule]
+    stream = [(rule["name"], rule["annotations"]) for rule in yaml.safe_load((RULE_DIR.parent / "rules.yml").read_text())["rules"]]
+    for name, annotations in prometheus + stream:
+        assert {"summary", "description", "runbook_url"} <= set(annotations), name
+        page, _, anchor = annotations["runbook_url"].partition("#")
+        assert page == "docs/ALERTING.md" and anchor == name.lower() and anchor in anchors, name
