@@ -27,25 +27,6 @@ def _check_port(host: str, port: int) -> None:
         raise click.ClickException(f"cannot listen on {host}:{port}: {reason}") from None
 
 
-def wait_until_healthy(url: str, worker, log_path: str, timeout: float = 90.0) -> None:
-    """Wait for a started `livemon worker` process (a Popen) to answer `url`/healthz with 200."""
-    import time
-    import urllib.request
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if worker.poll() is not None:
-            raise click.ClickException(f"the worker exited with {worker.returncode}; see {log_path}")
-        try:
-            with urllib.request.urlopen(url + "/healthz", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.3)
-    raise click.ClickException(f"the worker was not healthy within {timeout:.0f} s; see {log_path}")
-
-
 def tune_gc() -> None:
     """Freeze the start-up heap and collect the young generation less often: the engine keeps many
     long-lived small objects, which the default thresholds would scan over and over (a 2-3x cost)."""

@@ -47,6 +47,7 @@ from contextlib import ExitStack
 import click
 
 from livemon.agents.worker import tune_gc
+from livemon.processes import WorkerProcess
 from livemon.topics import TOPIC_OF_TYPE
 
 T0 = 1_700_000_000.0
@@ -450,46 +451,19 @@ def _scrape(url: str, timeout: float = 2.0) -> bytes:
 _EVENTS_RE = re.compile(rb"^livemon_events(?:_rejected)?_total\{[^}]*\} ([0-9.e+]+)$", re.M)
 
 
-class Worker:
-    """`livemon worker` in a subprocess, with its /metrics."""
+class Worker(WorkerProcess):
+    """`livemon worker` in a subprocess, with the events its /metrics counts."""
 
-    def __init__(self, bootstrap: str, log, group: str):
-        from livemon.broker import free_port
-
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        command = [sys.executable, "-m", "livemon", "worker", "--broker", bootstrap, "--web-port", str(self.port),
-                   "--no-alerts", "--no-web-page", "--group", group, "--log-level", "error"]
-        self.process = subprocess.Popen(command, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                                        start_new_session=True)
-
-    def wait_healthy(self, timeout: float = 90.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise click.ClickException(f"livemon worker exited with code {self.process.returncode}")
-            try:
-                _scrape(self.url + "/healthz", timeout=1.0)
-                return
-            except Exception:  # noqa: BLE001 - not up yet (or 503 while starting)
-                time.sleep(0.2)
-        raise click.ClickException("livemon worker did not become healthy")
+    def __init__(self, bootstrap: str, log_path: str, group: str):
+        super().__init__(bootstrap, ["--no-alerts", "--no-web-page", "--no-recording", "--group", group,
+                                     "--log-level", "error"], log_path)
 
     def counted(self) -> float:
         return sum(float(v) for v in _EVENTS_RE.findall(_scrape(self.url + "/metrics")))
 
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
 
 def _worker_throughput(bootstrap: str, expected_events: int, log, timeout: float) -> dict:
-    worker = Worker(bootstrap, log, f"bench-tp-{os.getpid()}")
+    worker = Worker(bootstrap, log.name, f"bench-tp-{os.getpid()}")
     try:
         deadline = time.monotonic() + timeout
         worker.wait_healthy()
@@ -762,7 +736,7 @@ def bench(broker, quick, seed, write_path, skip, log_path):
             made = new_broker()
             bootstrap, embedded = made if isinstance(made, tuple) else (made, None)
             status("end-to-end: starting livemon worker")
-            worker = Worker(bootstrap, log, f"bench-e2e-{os.getpid()}")
+            worker = Worker(bootstrap, log.name, f"bench-e2e-{os.getpid()}")
             try:
                 worker.wait_healthy()
                 status(f"end-to-end: {size['e2e_rate']:,} ev/s for {size['e2e_warmup']}+{size['e2e_seconds']} s, "

@@ -8,38 +8,17 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
 
 import click
 
-from livemon.agents.worker import wait_until_healthy
 
 from livemon.broker import BrokerUnavailable, EmbeddedBroker, free_port
+from livemon.processes import LivemonProcess, WorkerProcess
 
 SUMMARY_ROWS = 12
-
-
-def _spawn(args: list[str], log_path: str) -> subprocess.Popen:
-    with open(log_path, "ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "livemon", *args], stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
-
-
-def _stop(process: subprocess.Popen | None, timeout: float = 15.0) -> None:
-    if process is None or process.poll() is not None:
-        return
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-    except ProcessLookupError:
-        pass
 
 
 def read_rooms(metrics_url: str) -> list[dict]:
@@ -118,13 +97,13 @@ def demo(rooms, rate, scenario, web_port, partitions, duration, no_summary):
             broker.start()
         except BrokerUnavailable as error:
             raise click.ClickException(str(error)) from None
-        worker = _spawn(["worker", "--broker", broker.bootstrap, "--web-port", str(web_port),
-                         "--partitions", str(partitions)], os.path.join(logs, "worker.log"))
-        base = f"http://127.0.0.1:{web_port}"
-        wait_until_healthy(base, worker, os.path.join(logs, "worker.log"), timeout=60)
-        simulator = _spawn(["simulate", "--broker", broker.bootstrap, "--scenario", scenario, "--rooms",
-                            str(rooms), "--rate", str(rate), "--duration", "0", "--quiet"],
-                           os.path.join(logs, "simulator.log"))
+        worker = WorkerProcess(broker.bootstrap, ["--partitions", str(partitions)],
+                               os.path.join(logs, "worker.log"), port=web_port)
+        base = worker.url
+        worker.wait_healthy(timeout=60)
+        simulator = LivemonProcess(["simulate", "--broker", broker.bootstrap, "--scenario", scenario, "--rooms",
+                                    str(rooms), "--rate", str(rate), "--duration", "0", "--quiet"],
+                                   os.path.join(logs, "simulator.log"))
         console.print(f"[bold]livemon demo[/] broker {broker.bootstrap}")
         console.print(f"  control room  {base}/")
         console.print(f"  metrics       {base}/metrics")
@@ -152,8 +131,9 @@ def demo(rooms, rate, scenario, web_port, partitions, duration, no_summary):
     except KeyboardInterrupt:
         console.print("stopping...")
     finally:
-        _stop(simulator)
-        _stop(worker)
+        for process in (simulator, worker):
+            if process is not None:
+                process.stop(timeout=15)
         broker.stop()
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 

@@ -26,7 +26,6 @@ import os
 import platform
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,7 +35,7 @@ from pathlib import Path
 
 import click
 
-from livemon.agents.worker import wait_until_healthy
+from livemon.processes import LivemonProcess, WorkerProcess
 from livemon.topics import TOPIC_OF_TYPE
 
 BEGIN, END = "<!-- soak:begin -->", "<!-- soak:end -->"
@@ -271,7 +270,7 @@ def soak(duration, rooms, rate, interval, warmup, max_growth, max_lag, max_laten
     warmup = min(720.0, max(10.0, duration * 0.4)) if warmup is None else warmup
     workdir = tempfile.mkdtemp(prefix="livemon-soak-")
     log_path = os.path.join(workdir, "soak.log")
-    processes: list[subprocess.Popen] = []
+    processes: list[LivemonProcess] = []
     samples: list[Sample] = []
     try:
         broker = EmbeddedBroker(log_path=os.path.join(workdir, "broker.log")).start()
@@ -281,20 +280,16 @@ def soak(duration, rooms, rate, interval, warmup, max_growth, max_lag, max_laten
         os.makedirs(os.path.join(workdir, "worker"))
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        with open(log_path, "ab") as log:
-            worker = subprocess.Popen(
-                [sys.executable, "-m", "livemon", "worker", "--broker", broker.bootstrap, "--web-port", str(port),
-                 "--group", "soak", "--data-dir", os.path.join(workdir, "worker"),
-                 "--recording-dir", os.path.join(workdir, "recording")],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-            processes.append(worker)
-            wait_until_healthy(url, worker, log_path)
-            simulator = subprocess.Popen(
-                [sys.executable, "-m", "livemon", "simulate", "--broker", broker.bootstrap, "--scenario", "surge",
-                 "--rooms", str(rooms), "--rate", str(rate), "--duration", str(duration + 60),
-                 "--fault-at", "0", "--fault-for", str(duration + 60), "--seed", str(seed), "--quiet"],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-            processes.append(simulator)
+        worker = WorkerProcess(broker.bootstrap, ["--group", "soak", "--data-dir", os.path.join(workdir, "worker"),
+                                                  "--recording-dir", os.path.join(workdir, "recording")],
+                               log_path, port=port)
+        processes.append(worker)
+        worker.wait_healthy()
+        simulator = LivemonProcess(["simulate", "--broker", broker.bootstrap, "--scenario", "surge",
+                                    "--rooms", str(rooms), "--rate", str(rate), "--duration", str(duration + 60),
+                                    "--fault-at", "0", "--fault-for", str(duration + 60), "--seed", str(seed),
+                                    "--quiet"], log_path)
+        processes.append(simulator)
         probe = Probe(broker.bootstrap, url)
         started = time.monotonic()
         last_cpu, last_events, last_t = _cpu_seconds(worker.pid), 0.0, 0.0
@@ -327,7 +322,7 @@ def soak(duration, rooms, rate, interval, warmup, max_growth, max_lag, max_laten
         probe.close()
     finally:
         for process in reversed(processes):
-            _stop(process)
+            process.stop()
         broker.stop()
     samples = samples[1:] or samples  # the first has no rates yet
     result = {"kind": "soak", "date": time.strftime("%Y-%m-%d"), "machine": _machine(), "duration": duration,
@@ -350,16 +345,3 @@ def soak(duration, rooms, rate, interval, warmup, max_growth, max_lag, max_laten
         sys.exit(1)
 
 
-def _stop(process: subprocess.Popen) -> None:
-    import signal
-
-    if process.poll() is not None:
-        return
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-    except ProcessLookupError:
-        pass
