@@ -20,6 +20,7 @@ COMMANDS = {
     "bench": ("livemon.bench", "bench", "Measure throughput, latency and memory."),
     "bench-alerts": ("livemon.alerting.latency", "bench_alerts",
                      "Time from a CDN outage's first bad beacon to the alert and the failover."),
+    "alert-relay": ("livemon.alerting.relay", "alert_relay", "Re-send Alertmanager webhooks to DingTalk/Feishu robots, signed."),
     "soak": ("livemon.soak", "soak", "Run a long promotion-level show and report resources over time."),
 }
 

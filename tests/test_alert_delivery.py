@@ -197,3 +197,43 @@ def test_a_refused_message_is_set_aside_and_the_queue_moves_on(tmp_path):
     asyncio.run(main())
     rejected = (tmp_path / "outbox" / "webhook-ops.rejected").read_text().splitlines()
     assert [json.loads(line)["body"]["state"] for line in rejected] == ["firing", "resolved"]
+
+
+def test_webhook_is_also_signed_the_standard_webhooks_way():
+    """webhook-id, webhook-timestamp, webhook-signature: `v1,` base64 HMAC-SHA256 over
+    id.timestamp.body, keyed with the base64-decoded part of a `whsec_` secret (standardwebhooks.com)."""
+    import base64
+    import hashlib
+    import hmac
+
+    key = b"0123456789abcdef0123456789abcdef"
+    standard_secret = "whsec_" + base64.b64encode(key).decode()
+
+    async def run():
+        got = []
+
+        async def handle(request):
+            got.append((dict(request.headers), await request.read()))
+            return web.Response()
+
+        app = web.Application()
+        app.router.add_post("/hook", handle)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        service = AlertService(ServiceConfig(
+            rules=[RULE], webhooks=(Receiver("std", f"http://127.0.0.1:{port}/hook", standard_secret, ("alert",)),), **RETRY))
+        await service.start()
+        service.evaluate({"room-7": snapshot("room-7", 1000.0, 0.3)}, now=1000.0)
+        await until(lambda: got)
+        await service.stop()
+        await runner.cleanup()
+        return got
+
+    (headers, body), = asyncio.run(run())
+    msg_id, timestamp = headers["webhook-id"], headers["webhook-timestamp"]
+    assert msg_id == headers[DELIVERY_HEADER] and abs(time.time() - int(timestamp)) < 60
+    expected = base64.b64encode(hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()).decode()
+    assert headers["webhook-signature"] == f"v1,{expected}"
+    assert verify(standard_secret, body, headers)          # and the X-Livemon signature as before

@@ -9,12 +9,18 @@ queue forever: that message goes to `<sink>.rejected` and is counted.
 
 Webhook and failover requests are signed: `X-Livemon-Signature: sha256=HMAC(secret, ts + "." + body)`
 with `X-Livemon-Timestamp: ts` (Unix seconds), so a receiver can reject both forgeries and replays.
-`X-Livemon-Delivery` is stable across retries, for receivers that de-duplicate.
+`X-Livemon-Delivery` is stable across retries, for receivers that de-duplicate. They are also
+signed the Standard Webhooks way (`webhook-id`, `webhook-timestamp`, `webhook-signature: v1,...`),
+so receivers built on a Standard Webhooks library verify them as they are.
+
+A webhook whose URL is a DingTalk or Feishu robot's is sent in that robot's own signed message
+format instead (livemon.alerting.robots).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
 import json
@@ -29,6 +35,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import aiohttp
+import yarl
+
+from livemon.alerting import robots
 
 log = logging.getLogger("livemon.alerting.delivery")
 
@@ -53,6 +62,18 @@ def verify(secret: str | bytes, body: bytes, headers, now: float | None = None,
     except ValueError:
         return False
     return age <= tolerance and hmac.compare_digest(sign(secret, timestamp, body), signature)
+
+
+STANDARD_ID, STANDARD_TIMESTAMP, STANDARD_SIGNATURE = "webhook-id", "webhook-timestamp", "webhook-signature"
+
+
+def standard_sign(secret: str | bytes, msg_id: str, timestamp: str, body: bytes) -> str:
+    """Standard Webhooks: `v1,` + base64(HMAC-SHA256(key, id + "." + timestamp + "." + body)); a
+    `whsec_` secret is the base64 of the key, any other secret is the key's bytes."""
+    if isinstance(secret, str):
+        secret = base64.b64decode(secret[6:]) if secret.startswith("whsec_") else secret.encode()
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    return "v1," + base64.b64encode(hmac.new(secret, signed, hashlib.sha256).digest()).decode()
 
 
 def safe_url(url: str) -> str:
@@ -247,13 +268,15 @@ class Sink:
 
 
 class WebhookSink(Sink):
-    """A generic signed webhook: one POST per record, body = the record as JSON."""
+    """A signed webhook: one POST per record, body = the record as JSON; or, when the URL is a
+    DingTalk or Feishu robot's, one robot message in that vendor's signed format."""
 
     def __init__(self, name, url: str, secret: str | None, outbox_dir, *,
                  kinds=("alert", "incident", "failover"), notify_states=("firing", "resolved"), **kw):
         super().__init__(name, outbox_dir, **kw)
         self.url, self._secret = url, secret
         self.kinds, self.notify_states = frozenset(kinds), frozenset(notify_states)
+        self.robot = robots.robot_format(url)
 
     def __repr__(self):
         return f"WebhookSink({self.name!r}, {self.where()!r})"       # never the secret
@@ -267,13 +290,28 @@ class WebhookSink(Sink):
         return super().wants(record)
 
     async def send(self, item) -> int:
+        if self.robot:
+            return await self._send_robot(item["body"])
         body = json.dumps(item["body"], separators=(",", ":"), sort_keys=True).encode()
-        headers = {"Content-Type": "application/json", DELIVERY_HEADER: f"{self.name}-{item['seq']}"}
+        delivery = f"{self.name}-{item['seq']}"
+        headers = {"Content-Type": "application/json", DELIVERY_HEADER: delivery}
         if self._secret:
             timestamp = str(int(time.time()))
             headers[TIMESTAMP_HEADER] = timestamp
             headers[SIGNATURE_HEADER] = sign(self._secret, timestamp, body)
+            headers[STANDARD_ID] = delivery
+            headers[STANDARD_TIMESTAMP] = timestamp
+            headers[STANDARD_SIGNATURE] = standard_sign(self._secret, delivery, timestamp, body)
         return await self.post(self.url, body, headers)
+
+    async def _send_robot(self, record: dict) -> int:
+        title, text, firing = robots.record_message(record)
+        url, body = robots.request(self.robot, self.url, self._secret, title, text, firing=firing)
+        # Signed again at each attempt: both robots refuse a timestamp an hour old.
+        # encoded=True: the sign goes out exactly as URL-encoded, not re-normalised by yarl
+        async with self._session.post(yarl.URL(url, encoded=True), data=body,
+                                      headers={"Content-Type": "application/json; charset=utf-8"}) as response:
+            return robots.outcome(response.status, await response.read())
 
 
 class AlertmanagerSink(Sink):
