@@ -26,6 +26,13 @@ ALLOWED_EMPTY = {
     "ALERTS": "Prometheus's own alert state: its `for` runs on the wall clock, while the simulated outage "
               "(event time at 4x) is failed over within seconds; the firing path of every rule is proven "
               "by the promtool unit tests (alerts/prometheus/tests/).",
+    "livemon_batches_rejected_total": "a series per reason is born with the first unreadable batch; the simulator's "
+                                      "bad input is readable batches of bad events (alerts/prometheus/tests/monitor.test.yml "
+                                      "proves the rule; tests/test_faults_producers.py the counter)",
+    "livemon_records_rejected_total": "a series per topic is born with the first unusable record of the product's own "
+                                      "topics, which a healthy run never has (monitor.test.yml proves the rule)",
+    'livemon_cdn_failover_decisions_total{decision="declined"}': "only when no healthy CDN is left or an operator pinned "
+                                      "the room; the simulated outage has healthy CDNs (monitor.test.yml proves the rule)",
 }
 
 
