@@ -8,9 +8,9 @@ import textwrap
 import time
 
 import requests
-
 from livemon.recording.store import RecordingStore
 from livemon.web.hub import RECORD_AFTER, ControlRoomHub
+
 from tests.fixtures.browser import SyntheticShow
 
 
@@ -193,10 +193,11 @@ def test_rooms_without_a_show_are_recorded_only_once_they_have_an_audience(tmp_p
         finals.append(quiet_room("lonely", ts, 1))                     # a single viewer the whole time
         finals.append(quiet_room("small", ts, 3, {"id": f"small-{int(start)}", "start": start}))
         finals.append(quiet_room("launch", ts, 0, {"id": "launch-night", "start": start}))   # a producer show
+        finals.append(quiet_room("titled", ts, 0, {"id": f"titled-{int(start)}", "start": start, "title": "Sale"}))
         hub.feed_step({"worker": "w", "now": ts + 5, "live": [], "final": finals})
     shows = {s["room_id"]: s for s in store.shows()}
-    assert set(shows) == {"small", "launch"}
-    assert shows["launch"]["instants"] == RECORD_AFTER + 20              # from its first snapshot
+    assert set(shows) == {"small", "launch", "titled"}
+    assert shows["launch"]["instants"] == shows["titled"]["instants"] == RECORD_AFTER + 20   # from the first
     assert shows["small"]["instants"] == 21                              # from its RECORD_AFTER-th
     # A restarted hub carries on with a show the recording holds open, from the first snapshot.
     again = ControlRoomHub(recorder=store)

@@ -13,9 +13,9 @@ import time
 import pytest
 import requests
 from aiohttp import web
-
 from livemon.web import server
 from livemon.web.hub import ControlRoomHub
+
 from tests.fixtures.browser import TOKEN, ControlRoomServer, SyntheticShow, free_port
 
 ACK = {"action": "ack", "room_id": "room-snacks", "rule": "cdn_stall_ratio_high"}

@@ -73,7 +73,7 @@ def test_every_reader_gets_the_same_bytes_encoded_once(make_room):
             try:
                 while chunk := reader.recv(1 << 20):
                     buffers[n] += chunk
-            except socket.timeout:
+            except TimeoutError:
                 pass
         frames = [{orjson.loads(f)["version"]: f for f in grid_frames(b)} for b in buffers]
         versions = set().union(*frames)

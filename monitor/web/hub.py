@@ -45,11 +45,13 @@ Publish = Callable[[str, bytes, bytes], Awaitable[None]]   # (topic, key, value)
 
 
 def producer_show(snap: dict) -> bool:
-    """Whether the snapshot's show was started by the producer's `show` event; the engine names a
-    show it opened itself at a room's first event `<room_id>-<start>`."""
+    """Whether the snapshot's show was started by the producer's `show` event. The engine names a
+    show it opened itself at a room's first event `<room_id>-<start>`, without a title; a producer
+    may use that same form, so a title also marks its show."""
     show = snap.get("show")
-    return bool(show and show.get("id") and show.get("start") is not None
-                and show["id"] != f"{snap['room_id']}-{int(show['start'])}")
+    if not show or not show.get("id") or show.get("start") is None:
+        return False
+    return bool(show.get("title")) or show["id"] != f"{snap['room_id']}-{int(show['start'])}"
 
 
 def alert_identity(rec: dict) -> tuple:

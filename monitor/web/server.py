@@ -27,7 +27,6 @@ from pathlib import Path
 
 import orjson
 from aiohttp import web
-
 from livemon.web.hub import ACTIONS, ControlRoomHub
 
 log = logging.getLogger(__name__)
@@ -68,7 +67,7 @@ class WebSettings:
     allowed_hosts: frozenset = frozenset()   # Host names accepted beside the loopback ones
 
     @classmethod
-    def from_env(cls, environ=os.environ) -> "WebSettings":
+    def from_env(cls, environ=os.environ) -> WebSettings:
         def number(name, kind, default, low):
             raw = environ.get(name)
             if raw in (None, ""):
@@ -284,7 +283,7 @@ async def api_stream(request):
                     since = newest
             try:
                 await asyncio.wait_for(response.write(frame), settings.write_timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 # close() would keep the unsent bytes until the client reads them: abort frees them now.
                 if request.transport is not None:
                     request.transport.abort()
@@ -425,7 +424,7 @@ async def edge(request, handler):
             # aiohttp's own answers (no route, wrong method, body too large): same shape as ours.
             headers = {k: v for k, v in error.headers.items() if k in ("Allow", "Retry-After")}
             response = json_error(error.status, error.reason.lower(), headers)
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - any bug in a handler is a 500, not a traceback
             log.error("500 on %s %s: %s", request.method, _route_of(request), type(error).__name__)
             return json_error(500, "internal error")
     if response.status >= 400:
