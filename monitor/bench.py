@@ -10,12 +10,11 @@ last:
 - `raw`: aiokafka + orjson, decodes and counts (the ceiling of any Python consumer);
 - `faust`: a plain per-message Faust agent (`async for value in stream`) that decodes and feeds
   the same engine, with a 1 s timer for the steps (what a typical Faust app does);
-- `engine`: the bench's worker loop: aiokafka batches, applied in producer-timestamp order across
-  the six topics up to the newest timestamp every partition has reached (as the worker runtime
-  does; without it a thin topic runs ahead and the others' events are rejected as late) ->
-  `ingest.decode` (validation) ->
-  `Engine.ingest` -> every second of wall clock `advance`, `live_snapshots` and the Prometheus
-  collector update, i.e. the whole engine path of a worker without Faust;
+- `engine`: the worker's own partition code (`livemon.agents.partition`) on aiokafka batches:
+  the merge across topics in producer-timestamp order, decoding and validation, the home-partition
+  check, `Engine.ingest`, and every second of wall clock the worker's step (`step_all`: advance,
+  live snapshots, forgetting idle rooms) and the Prometheus collector update, i.e. the whole path
+  of a worker without Faust, checkpoints and sends;
 - `livemon worker`: the real worker process (Faust runtime, checkpoints, snapshots topic), fed
   the 100-event envelopes, its rate read from its own `/metrics` (`livemon_events_total`).
 
@@ -27,9 +26,9 @@ and `/metrics` render time with the engine state built in-process.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import datetime
 import gc
+import itertools
 import json
 import math
 import os
@@ -43,6 +42,7 @@ import tempfile
 import time
 import urllib.request
 from contextlib import ExitStack
+from typing import NamedTuple
 
 import click
 
@@ -145,7 +145,7 @@ def _ready_then_wait() -> None:
     sys.stdin.readline()
 
 
-async def _consume(args, handle, on_idle=None):
+async def _consume(args, handle):
     """Assign the event partitions of this child, read them to their end; time first to last."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -170,38 +170,19 @@ async def _consume(args, handle, on_idle=None):
         tune_gc()
         first = None
         messages = 0
-        newest, held = {}, []
-        while ends or held:
+        while ends:
             batches = await consumer.getmany(timeout_ms=100, max_records=20_000)
             now = time.time()
-            if on_idle is not None:
-                on_idle(now)
-            if not batches:
-                continue
-            if first is None:
+            if batches and first is None:
                 first = now
             for tp, records in batches.items():
                 messages += len(records)
-                newest[tp] = records[-1].timestamp
-                held.extend(records)
                 if records[-1].offset + 1 >= ends.get(tp, 0):
                     ends.pop(tp, None)
-                    newest.pop(tp, None)
-            # Like the worker runtime: apply in producer-timestamp order across the topics, up to
-            # the newest timestamp every unfinished partition has reached (none runs ahead).
-            bound = min((newest.get(tp, -1) for tp in ends), default=math.inf)
-            held.sort(key=_stamp)
-            cut = len(held) if bound == math.inf else bisect.bisect_right(held, bound, key=_stamp)
-            if cut:
-                handle(held[:cut], now)
-                del held[:cut]
+            handle(batches, now, consumer, finished=not ends)  # also when idle: steps go on
         return first, time.time(), messages
     finally:
         await consumer.stop()
-
-
-def _stamp(record):
-    return record.timestamp
 
 
 def _role_raw(args):
@@ -209,69 +190,98 @@ def _role_raw(args):
 
     count = [0]
 
-    def handle(records, now):
+    def handle(batches, now, consumer, finished):
         n = 0
-        for record in records:
-            value = orjson.loads(record.value)
-            n += len(value) if type(value) is list else 1
+        for records in batches.values():
+            for record in records:
+                value = orjson.loads(record.value)
+                n += len(value) if type(value) is list else 1
         count[0] += n
 
     first, last, messages = asyncio.run(_consume(args, handle))
     return {"events": count[0], "messages": messages, "first": first, "last": last}
 
 
-class _Stepper:
-    """The worker's per-step work: advance, live snapshots, the Prometheus collector."""
+class _Message(NamedTuple):
+    """A Kafka record as the worker's consumer (Faust) hands it on: timestamp in seconds."""
 
-    def __init__(self, engine):
+    topic: str
+    partition: int
+    offset: int
+    timestamp: float
+    key: bytes | None
+    value: bytes | None
+    headers: tuple
+
+
+class _Steps:
+    """The worker's step (`livemon.agents.partition.step_all`) once a second of wall clock, and
+    the Prometheus collector's update, timed."""
+
+    def __init__(self, partitions):
         from livemon.exposition import RoomCollector
 
-        self.engine, self.collector, self.next = engine, RoomCollector(), None
-        self.steps, self.step_seconds = 0, 0.0
+        self.partitions, self.collector, self.next = partitions, RoomCollector(), None
+        self.steps, self.seconds = 0, 0.0
 
-    def __call__(self, now):
+    def __call__(self, now: float, highwater=lambda topic, number: None) -> None:
+        from livemon.agents.partition import step_all
+
         if self.next is None:
             self.next = now + 1.0
         if now < self.next:
             return
         self.next = now + 1.0
         started = time.perf_counter()
-        self.engine.advance(now)
-        self.collector.update(self.engine.live_snapshots(now))
-        self.engine.forget_idle_rooms(now)
+        _, live = step_all(self.partitions, now, highwater)
+        self.collector.update(live)
         self.steps += 1
-        self.step_seconds += time.perf_counter() - started
+        self.seconds += time.perf_counter() - started
 
 
 def _role_engine(args):
+    """The worker's own code on a partition set, without Faust or the broker's group: the merge
+    across topics, decoding, forwarding decisions, the engine, and every second the step (advance,
+    live snapshots, forgetting idle rooms) and the Prometheus collector."""
+    from livemon.agents.partition import Applied, Partition
     from livemon.engine import Engine
-    from livemon.ingest.events import decode
+    from livemon.ingest.routing import Partitioner
 
-    engine = Engine()
-    stepper = _Stepper(engine)
+    partitions = {number: Partition(number, Engine()) for number in args["partitions"]}
+    home = Partitioner(args["partition_count"])
+    sequence = itertools.count()
     stats = {"events": 0, "rejected": 0}
+    step = _Steps(list(partitions.values()))
 
-    def handle(records, now):
-        events = []
-        rejected = 0
-        for record in records:
-            good, bad = decode(record.value, record.topic)
-            events += good
-            rejected += len(bad)
-        rejected += len(engine.ingest(events, now))
-        stats["events"] += len(events)
-        stats["rejected"] += rejected
-        stepper(now)
+    def handle(batches, now, consumer, finished):
+        from aiokafka import TopicPartition
 
-    first, last, messages = asyncio.run(_consume(args, handle, stepper))
-    return {**stats, "messages": messages, "first": first, "last": last, "rooms": len(engine.rooms),
-            "steps": stepper.steps, "step_seconds": stepper.step_seconds}
+        def highwater(topic, number):
+            return consumer.highwater(TopicPartition(topic, number))
+        for tp, records in batches.items():
+            partition = partitions[tp.partition]
+            for r in records:
+                partition.receive(_Message(r.topic, r.partition, r.offset, r.timestamp / 1000, r.key, r.value,
+                                           r.headers), next(sequence), now)
+        applied = Applied()
+        for partition in partitions.values():
+            partition.apply_due(math.inf if finished else partition.release_bound(highwater), home, now,
+                                applied, {})
+        stats["events"] += sum(applied.counts.values())
+        stats["rejected"] += sum(1 for reject in applied.rejects)
+        step(now, highwater)
+
+    first, last, messages = asyncio.run(_consume(args, handle))
+    return {**stats, "messages": messages, "first": first, "last": last,
+            "rooms": sum(len(p.engine.rooms) for p in partitions.values()),
+            "steps": step.steps, "step_seconds": step.seconds}
 
 
 def _role_faust(args):
 
     import faust
 
+    from livemon.agents.partition import Partition
     from livemon.engine import Engine
     from livemon.ingest.events import EVENT_TOPICS, decode
 
@@ -283,7 +293,7 @@ def _role_faust(args):
     topic = app.topic(*EVENT_TOPICS, key_type=bytes, value_type=bytes, key_serializer="raw",
                       value_serializer="raw")
     engine = Engine()
-    stepper = _Stepper(engine)
+    stepper = _Steps([Partition(0, engine)])
     state = {"first": None, "messages": 0, "events": 0, "rejected": 0}
     expected = args["messages"]
 
