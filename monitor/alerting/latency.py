@@ -26,6 +26,7 @@ from ..simulator.core import Simulation
 from .config import Receiver, load_config
 from .delivery import verify
 from .service import CONTROL_TOPIC, AlertService
+from ..agents.partition import Partition, step_all
 from ..broker import free_port
 
 SECRET = "bench-alerts-secret"
@@ -90,6 +91,7 @@ async def run_outage(data_dir: Path, config_path: str = "alerts/alerting.yml", s
         run = OutageRun(sim, service, published, webhook=webhook, vendor=vendor, fired_wall=fired_wall)
         fault = sim.start + fault_at
         engine = Engine(EngineConfig())
+        partition = Partition(0, engine)  # the worker's step code, on the simulation's clock
         last = None
         for message in sim.messages():
             events, _ = decode(message.value, message.topic)
@@ -100,8 +102,7 @@ async def run_outage(data_dir: Path, config_path: str = "alerts/alerting.yml", s
             if sim.now == last:
                 continue
             last = sim.now
-            engine.advance(sim.now)
-            live = engine.live_snapshots(sim.now)
+            _, live = step_all([partition], sim.now, highwater=lambda topic, number: None)
             run.history.append(live.get("room-001"))
             for record in service.evaluate(live, sim.now):
                 if record.get("topic") == CONTROL_TOPIC:
