@@ -22,7 +22,8 @@ def test_default_rule_set_covers_live_commerce():
     assert rules["RoomHighStallRatio"].threshold == 0.05          # the common QoE alarm line
     assert all("failover" in r.actions for r in rules.values() if r.scope == "cdn")
     assert all(r.volume_metric and r.volume_min > 0 for r in rules.values())
-    assert all("summary" in r.annotations and "runbook" in r.annotations for r in rules.values())
+    assert all("summary" in r.annotations and r.annotations.get("runbook_url", "").startswith("docs/ALERTING.md#")
+               for r in rules.values())
     assert config.failover is not None and config.failover.cooldown == 300
 
 

@@ -54,7 +54,7 @@ def test_valid_compose_file_with_and_without_the_simulator():
         assert result.returncode == 0, result.stderr
     without = set(compose("config", "--services").stdout.split())
     with_simulator = set(compose("--profile", "simulator", "config", "--services").stdout.split())
-    assert without == {"kafka", "topics", "worker", "web", "prometheus", "alertmanager", "grafana"}
+    assert without == {"kafka", "topics", "worker", "web", "alert-relay", "prometheus", "alertmanager", "grafana"}
     assert with_simulator == without | {"simulator"}
 
 
