@@ -82,12 +82,17 @@ def worker(broker, web_host, web_port, partitions, data_dir, step, window, laten
            token, connect_timeout, future_limit, stall_after, log_level):
     """Run a stream worker: consume the event topics, serve /metrics and the web page."""
     from livemon.agents.runtime import WorkerSettings, default_alerts_config
+    from livemon.web.server import control_token
 
     try:
         parse_bootstrap(broker)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--broker") from None
     _check_port(web_host, web_port)
+    try:
+        control_token(token)  # a weak configured token is refused before joining the group
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--token") from None
     try:
         settings = WorkerSettings(bootstrap=broker, web_host=web_host, web_port=web_port,
                                   partitions=partitions, step=step, window=window, lateness=lateness,
