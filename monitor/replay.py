@@ -5,6 +5,11 @@ Input: one event per line, in arrival order. Output: one JSON line per room per 
 the events' own: the clock is the newest `ts` read so far, so the result does not depend on how
 fast the file is read. Invalid lines are rejected as a worker would reject them, counted, and
 reported; they never stop the replay.
+
+Every room of the file has its lines (SPEC §6): a replay admits each room at its first event and
+caps nothing. Room admission is the live workers' defence against made-up room ids; it only
+delays when a worker materialises a room, never its numbers, so every room a worker shows has the
+same timeline here (docs/ARCHITECTURE.md, "Rooms are admitted").
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from .engine import Engine, EngineConfig
 from .ingest.events import decode
 
 CHUNK = 2000  # lines between two advances: bounds memory, does not change the result
+# Every room admitted at its first event, no caps on rooms: see above.
+REPLAY_ADMISSION = {"admit_events": 1, "max_rooms": None, "max_candidates": None}
 
 
 class ReplayStats:
@@ -32,7 +39,7 @@ class ReplayStats:
 def replay_lines(lines: Iterable[bytes], config: EngineConfig | None = None, until: float | None = None,
                  stats: ReplayStats | None = None) -> Iterator[dict]:
     """Final snapshots, oldest first, of the events in `lines` (JSON, one event per line)."""
-    engine = Engine(config)
+    engine = Engine(config or EngineConfig(**REPLAY_ADMISSION))
     stats = stats if stats is not None else ReplayStats()
     for number, line in enumerate(lines, 1):
         line = line.strip()
@@ -48,7 +55,15 @@ def replay_lines(lines: Iterable[bytes], config: EngineConfig | None = None, unt
             stats.events += len(events)
         if number % CHUNK == 0:
             yield from engine.advance()
+            _count_held(engine, stats)
     yield from engine.finish(until)
+    _count_held(engine, stats)
+
+
+def _count_held(engine: Engine, stats: ReplayStats) -> None:
+    """Held events rejected since (with a config that admits rooms later than their first event)."""
+    for _, reason in engine.take_rejected():
+        stats.rejected[reason] += 1
 
 
 def write_timeline(snapshots: Iterable[dict], out: IO[bytes]) -> int:
@@ -77,7 +92,7 @@ def replay(events_file, out_path, step, window, lateness, presence_timeout, futu
     """Compute the metric timeline of EVENTS_FILE (one event per line, in arrival order)."""
     try:
         config = EngineConfig(step=step, window=window, lateness=lateness, presence_timeout=presence_timeout,
-                              clockless_future_limit=future_limit)
+                              clockless_future_limit=future_limit, **REPLAY_ADMISSION)
     except ValueError as error:
         raise click.BadParameter(str(error)) from None
     stats = ReplayStats()

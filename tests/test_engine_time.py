@@ -7,7 +7,7 @@ import itertools
 from livemon.engine import Engine, EngineConfig
 from livemon.ingest.events import FUTURE, LATE
 
-from tests.test_engine_metrics import ROOM, T0, at, beacon, chat, click, expect, order, show, view
+from tests.test_engine_metrics import ADMIT_ALL, ROOM, T0, at, beacon, chat, click, expect, order, show, view
 
 
 def timeline(snapshots):
@@ -15,7 +15,7 @@ def timeline(snapshots):
 
 
 def test_events_older_than_the_watermark_are_rejected_late_and_not_counted():
-    engine = Engine()
+    engine = Engine(ADMIT_ALL)
     a, b, c, d = view("A", 0), view("B", 100), view("C", 94.9), view("D", 95)
     # After B at 100 the watermark is 100 - 5 = 95: C (94.9) is late, D (95, not older) is not.
     assert engine.ingest([a, b, c, d]) == [(c, LATE)]
@@ -31,7 +31,7 @@ def test_late_events_of_every_kind_change_nothing():
     late = [view("C", 50), chat("A", 50), click("B", 50, "product"), order("B", 50, "o2", 99.0),
             order("A", 50, "o1", 1.0, status="paid"),
             beacon("B", 50, "cdn-b", play_ms=1, stall_ms=9, error="E"), view("A", 54, "leave")]
-    clean, dirty = Engine(), Engine()
+    clean, dirty = Engine(ADMIT_ALL), Engine(ADMIT_ALL)
     assert clean.ingest(base) == []
     assert dirty.ingest(base + late) == [(event, LATE) for event in late]  # watermark 60 - 5 = 55
     assert dirty.finish(T0 + 200) == clean.finish(T0 + 200)
@@ -64,7 +64,7 @@ ARRIVAL = [
 
 def test_out_of_order_within_the_lateness_gives_the_in_order_result():
     assert sorted(ARRIVAL, key=lambda e: e.ts) == IN_ORDER
-    in_order, shuffled = Engine(), Engine()
+    in_order, shuffled = Engine(ADMIT_ALL), Engine(ADMIT_ALL)
     assert in_order.ingest(IN_ORDER) == []
     assert shuffled.ingest(ARRIVAL) == []
     want = in_order.finish(T0 + 260)
@@ -82,14 +82,14 @@ def test_out_of_order_within_the_lateness_gives_the_in_order_result():
 
 def test_out_of_order_with_a_worker_advancing_between_arrivals():
     # As a worker does: the final instants are taken every step while events keep arriving.
-    worker = Engine()
+    worker = Engine(ADMIT_ALL)
     finals = []
     for event in ARRIVAL:
         assert worker.ingest([event]) == []
         finals += worker.advance()
         worker.live_snapshots()  # reading live values must not disturb the result
     finals += worker.finish(T0 + 260)
-    reference = Engine()
+    reference = Engine(ADMIT_ALL)
     reference.ingest(IN_ORDER)
     assert finals == reference.finish(T0 + 260)
 
@@ -100,7 +100,7 @@ def test_any_permutation_within_the_lateness_gives_the_same_timeline():
             view("A", 111, "leave"), view("B", 112, "heartbeat")]
     want = None
     for arrival in itertools.permutations(tail):  # 720 arrival orders, all within the 5 s lateness
-        engine = Engine()
+        engine = Engine(ADMIT_ALL)
         assert engine.ingest(events + list(arrival)) == []
         got = engine.finish(T0 + 250)
         want = want or got
@@ -118,7 +118,7 @@ def test_any_permutation_within_the_lateness_gives_the_same_timeline():
 
 
 def test_live_snapshot_equals_the_final_one_once_all_events_are_in():
-    engine = Engine()
+    engine = Engine(ADMIT_ALL)
     engine.ingest(IN_ORDER)
     live = engine.live_snapshots()[ROOM]
     assert live["ts"] == T0 + 112  # the newest instant the room's events reached
@@ -129,7 +129,7 @@ def test_live_snapshot_equals_the_final_one_once_all_events_are_in():
 
 
 def test_a_silent_rooms_live_instant_runs_on_with_the_wall_clock():
-    engine = Engine()
+    engine = Engine(ADMIT_ALL)
     wall = T0 + 10.5  # the driver's clock when A's events arrive
     assert engine.ingest([view("A", 0), view("A", 10, "heartbeat")], wall=wall) == []  # A until 100
     live = engine.live_snapshots(wall=wall)[ROOM]
@@ -158,7 +158,7 @@ def test_a_silent_rooms_live_instant_runs_on_with_the_wall_clock():
 
 
 def test_the_provisional_value_differs_only_by_events_within_the_lateness():
-    engine = Engine()
+    engine = Engine(ADMIT_ALL)
     engine.ingest([view("A", 0), order("A", 10, "o1", 5.0)])
     before = engine.live_snapshots()[ROOM]
     assert before["ts"] == T0 + 10
@@ -174,7 +174,7 @@ def test_an_event_arriving_after_the_wall_ran_the_clock_on_does_not_turn_it_back
     # Bug found by this test: an event newer than the last one but older than the wall-run clock set
     # the clock back to its ts; the watermarks fell behind instants already final, and an event
     # for one of those was taken into a closed window (danmaku_per_min went to -1 a minute later).
-    engine = Engine()
+    engine = Engine(ADMIT_ALL)
     assert engine.ingest([view("A", 0)], wall=T0 + 0.5) == []
     final = timeline(engine.advance(wall=T0 + 100.5))  # clock 100: final up to 100 - 10 -> 89
     assert max(final) == 89
@@ -188,10 +188,10 @@ def test_an_event_arriving_after_the_wall_ran_the_clock_on_does_not_turn_it_back
 
 def test_after_a_checkpoint_restore_events_of_final_instants_are_late():
     # Same family: a restored room had instants final beyond its own newest ts - lateness.
-    engine = Engine()
+    engine = Engine(ADMIT_ALL)
     engine.ingest([view("A", 0)], wall=T0 + 0.5)
     engine.advance(wall=T0 + 60.5)  # final up to 49
-    restored = Engine()
+    restored = Engine(ADMIT_ALL)
     restored.import_rooms(engine.export_rooms([ROOM]))
     stale, fresh = chat("A", 20), chat("A", 55)
     assert restored.ingest([stale, fresh], wall=T0 + 61) == [(stale, LATE)]
@@ -203,7 +203,7 @@ def test_after_a_checkpoint_restore_events_of_final_instants_are_late():
 def test_an_order_arriving_after_a_later_event_at_show_start_counts_in_gmv_total():
     # Bug found by these tests: the show began at the first event to *arrive* (a danmaku at 3), so
     # a paid order at 1 arriving 2 s later fell before the show and never entered gmv_total.
-    engine = Engine()
+    engine = Engine(ADMIT_ALL)
     assert engine.ingest([chat("A", 3), order("A", 1, "o1", 10.0)]) == []
     tl = timeline(engine.finish())
     # In event time the room's first event is the order at 1: the show begins there.
@@ -213,7 +213,7 @@ def test_an_order_arriving_after_a_later_event_at_show_start_counts_in_gmv_total
 
 
 def test_a_show_start_marker_arriving_after_the_first_viewers_names_and_starts_the_show():
-    engine = Engine()
+    engine = Engine(ADMIT_ALL)
     assert engine.ingest([view("A", 1), order("A", 2, "o1", 10.0), show(0, "start", "s1")]) == []
     tl = timeline(engine.finish())
     assert tl[0]["show"]["id"] == "s1" and tl[0]["show"]["start"] == T0

@@ -1,7 +1,7 @@
 """The pure metric engine (SPEC §3-5): events in, snapshots out; no I/O, no clock."""
 
 from .config import RETENTION_HORIZONS, EngineConfig
-from .engine import Engine
+from .engine import Engine, RoomBudget
 
 METRIC_NAMES = (
     "online", "entries", "leaves", "viewers", "retention_30s", "retention_60s", "retention_180s",
@@ -11,4 +11,4 @@ METRIC_NAMES = (
 )
 CDN_METRIC_NAMES = ("viewers", "stall_ratio", "latency_p95_ms", "error_rate")
 
-__all__ = ["Engine", "EngineConfig", "METRIC_NAMES", "CDN_METRIC_NAMES", "RETENTION_HORIZONS"]
+__all__ = ["Engine", "EngineConfig", "RoomBudget", "METRIC_NAMES", "CDN_METRIC_NAMES", "RETENTION_HORIZONS"]

@@ -6,26 +6,107 @@ room's clock runs on from its newest `ts` along a reference time once no newer e
 the driver's wall clock in a worker, the newest `ts` of any room in a replay (which keeps a replay
 independent of reading speed). The room's live instant is its clock less the lateness (or its
 newest `ts`, whichever is later), and its watermark follows the live instant, one lateness behind.
+
+Rooms are admitted, not assumed (any client can put any room id on a beacon): a room is tracked
+once it has a show `start` or `admit_events` events before its watermark passes its first event's
+ts + `admit_within`. Until then a small `Candidate` holds its accepted events, with the clock a
+room would have; on admission they are applied as if the room had been tracked from the first,
+so admission only delays when a room is materialised and never changes its numbers. A candidate
+that misses is forgotten (`advance`) and its events rejected `room_unadmitted` (`take_rejected`).
+Caps on rooms and candidates, per engine (`EngineConfig`) and per worker (`RoomBudget`), reject
+what is over them `room_limit`.
 """
 
 from __future__ import annotations
 
 import math
 import pickle
+import weakref
+from collections import deque
 from typing import Iterable
 
-from ..ingest.events import FUTURE, LATE, AnyEvent, Click, Danmaku, Health, Order, Show, View
+from ..ingest.events import (FUTURE, LATE, ROOM_LIMIT, ROOM_UNADMITTED, AnyEvent, Click, Danmaku, Health, Order,
+                             Show, View)
 from .config import EngineConfig
 from .room import (BEACONS, C_BEACONS, C_ERRORS, C_PLAY_MS, C_STALL_MS, DANMAKU, ERRORS, EVENTS, PLAY_MS,
                    STALL_MS, STALLS, CdnStats, Room)
 from .windows import LatencySketch
 
 
+# Held events rejected (candidates that missed or hit a cap) kept for `take_rejected`: a driver that
+# never collects them cannot make the engine grow.
+MAX_HELD_REJECTIONS = 50_000
+
+
+class Candidate:
+    """A room not admitted yet: the clock a Room would have (so that the late rule is the same)
+    and its accepted events, applied on admission as if the room had been tracked from the first."""
+
+    __slots__ = ("id", "max_ts", "seen_at", "frontier", "deadline", "held")
+
+    def __init__(self, room_id: str, ts: float, seen_at: float | None, frontier: int, deadline: float):
+        self.id = room_id
+        self.max_ts = ts
+        self.seen_at = seen_at
+        self.frontier = frontier  # moved by `advance` as a Room's frontier would be
+        self.deadline = deadline  # first event's ts + admit_within: forgotten once the watermark passes it
+        self.held: list[tuple[AnyEvent, float]] = []  # (event, its watermark), in arrival order
+
+    def __getstate__(self):
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    def __setstate__(self, state):
+        for name, value in state.items():
+            setattr(self, name, value)
+
+
+class RoomBudget:
+    """Caps on live rooms and candidates shared by the engines of one worker (one per partition).
+
+    Pure bookkeeping: it counts the rooms of the engines built with it (`Engine(config, budget)`),
+    weakly, so an engine dropped with its partition stops counting; `detach` says so at once.
+    None for a cap: none."""
+
+    def __init__(self, max_rooms: int | None = 4000, max_candidates: int | None = 50000):
+        self.max_rooms = max_rooms
+        self.max_candidates = max_candidates
+        self._engines: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+    def attach(self, engine: "Engine") -> None:
+        self._engines.add(engine)
+
+    def detach(self, engine: "Engine") -> None:
+        self._engines.discard(engine)
+
+    @property
+    def rooms(self) -> int:
+        return sum(len(engine.rooms) for engine in self._engines)
+
+    @property
+    def candidates(self) -> int:
+        return sum(len(engine.candidates) for engine in self._engines)
+
+    def room_free(self) -> bool:
+        return self.max_rooms is None or self.rooms < self.max_rooms
+
+    def candidate_free(self) -> bool:
+        return self.max_candidates is None or self.candidates < self.max_candidates
+
+
 class Engine:
-    def __init__(self, config: EngineConfig | None = None):
+    def __init__(self, config: EngineConfig | None = None, budget: RoomBudget | None = None):
         self.config = config or EngineConfig()
         self.rooms: dict[str, Room] = {}
+        self.candidates: dict[str, Candidate] = {}  # rooms not admitted yet
         self.clock: float | None = None  # newest accepted ts of any room
+        self.budget = budget
+        if budget is not None:
+            budget.attach(self)
+        # Final snapshots of rooms admitted since the last `advance`: instants that a room tracked
+        # from its first event would have made final already.
+        self._finals_due: list[dict] = []
+        self._held_rejections: deque[tuple[AnyEvent, str]] = deque()
+        self.uncollected_rejections = 0  # dropped from `_held_rejections` (never taken), counted
 
     # ---- time ----
 
@@ -87,30 +168,25 @@ class Engine:
             if future is not None and ts > future:
                 rejected.append((event, FUTURE))
                 continue
-            room_id = event.room_id
-            room = rooms.get(room_id)
             if wall is None and (self.clock is None or ts > self.clock):
                 reference = ts  # replay: the newest ts of any room, this event's included
             elif catching_up and ts > reference:
                 reference = ts if ts < wall else wall
+            room = rooms.get(event.room_id)
+            if room is None:  # not admitted (yet): the candidate's slow path
+                self._candidate_event(event, ts, reference, rejected)
+                continue
             # The room's watermark (see `watermark`), inline: this runs once per event.
-            if room is None:
-                watermark = ts - lateness
-            else:
-                newest = room.max_ts
-                seen_at = room.seen_at
-                if reference is not None and seen_at is not None and reference - seen_at > lateness:
-                    newest += reference - seen_at - lateness
-                watermark = newest - lateness
+            newest = room.max_ts
+            seen_at = room.seen_at
+            if reference is not None and seen_at is not None and reference - seen_at > lateness:
+                newest += reference - seen_at - lateness
+            watermark = newest - lateness
             bucket = math.ceil(ts / step)
-            if ts < watermark or (room is not None and bucket <= room.frontier):
+            if ts < watermark or bucket <= room.frontier:
                 rejected.append((event, LATE))  # older than the watermark, or of a final instant
                 continue
-            if room is None:
-                frontier = math.ceil(watermark / step) - 1
-                room = rooms[room_id] = Room(room_id, config, ts, frontier)
-                room.seen_at = reference
-            elif ts > room.max_ts or room.seen_at is None:
+            if ts > room.max_ts or seen_at is None:
                 room.seen_at = reference  # the room's clock restarts from this newer ts
             if self.clock is None or ts > self.clock:
                 self.clock = ts
@@ -174,15 +250,152 @@ class Engine:
                     room.add_paid_order(event.order_id, room.user_key(event.user_id), event.amount, bucket)
         return rejected
 
+    # ---- admission (see EngineConfig.admit_events) ----
+
+    def _candidate_event(self, event: AnyEvent, ts: float, reference: float | None,
+                         rejected: list[tuple[AnyEvent, str]]) -> None:
+        """An event of a room not tracked: held by the room's candidate, which it may admit."""
+        config = self.config
+        lateness, step = config.lateness, config.step
+        room_id = event.room_id
+        candidate = self.candidates.get(room_id)
+        if candidate is not None and self._candidate_watermark(candidate, reference) > candidate.deadline:
+            self._drop_candidate(candidate, ROOM_UNADMITTED)  # it missed: this event starts afresh
+            candidate = None
+        starts_show = type(event) is Show and event.action == "start"
+        if candidate is None:
+            watermark = ts - lateness  # a new room's, as in `ingest`: nothing is late yet
+            admit = starts_show or config.admit_events <= 1
+            if not self._room_free() or not (admit or self._candidate_free()):
+                rejected.append((event, ROOM_LIMIT))
+                return
+            candidate = Candidate(room_id, ts, reference, math.ceil(watermark / step) - 1, ts + config.admit_within)
+            if not admit:
+                self.candidates[room_id] = candidate
+        else:
+            # The late rule of a tracked room (see `ingest`), on the candidate's clock.
+            newest, seen_at = candidate.max_ts, candidate.seen_at
+            if reference is not None and seen_at is not None and reference - seen_at > lateness:
+                newest += reference - seen_at - lateness
+            watermark = newest - lateness
+            if ts < watermark or math.ceil(ts / step) <= candidate.frontier:
+                rejected.append((event, LATE))
+                return
+            admit = starts_show or len(candidate.held) + 1 >= config.admit_events
+            if admit and not self._room_free():
+                self._drop_candidate(candidate, ROOM_LIMIT)
+                rejected.append((event, ROOM_LIMIT))
+                return
+            if ts > candidate.max_ts or seen_at is None:
+                candidate.seen_at = reference
+                if ts > candidate.max_ts:
+                    candidate.max_ts = ts
+        if self.clock is None or ts > self.clock:
+            self.clock = ts
+        candidate.held.append((event, watermark))
+        if admit:
+            self._admit(candidate, watermark)
+
+    def _admit(self, candidate: Candidate, watermark: float) -> Room:
+        """Track the room: its held events applied in arrival order, each with the watermark it
+        came with, so the room is what it would be had it been tracked from its first event."""
+        self.candidates.pop(candidate.id, None)
+        first, first_watermark = candidate.held[0]
+        room = Room(candidate.id, self.config, first.ts, math.ceil(first_watermark / self.config.step) - 1)
+        for event, at in candidate.held:
+            self._apply(room, event, at)
+        room.seen_at = candidate.seen_at
+        self.rooms[candidate.id] = room
+        if candidate.frontier > room.frontier:
+            # `advance` made these instants final for the candidate: the same for the room, so
+            # that its late rule stays that of a room tracked all along.
+            self._finals_due.extend(self._finalize(room, candidate.frontier, watermark))
+        return room
+
+    def _apply(self, room: Room, event: AnyEvent, watermark: float) -> None:
+        """One accepted event: what `ingest` does inline, through the Room's methods."""
+        ts = event.ts
+        bucket = math.ceil(ts / self.config.step)
+        kind = type(event)
+        if kind is Show:
+            if event.action == "start":
+                room.begin_show(event.show_id, ts, event.title)
+            room.note_event(ts, bucket)
+            if event.action == "end":
+                room.end_show(ts)
+            return
+        room.note_event(ts, bucket)
+        if kind is View:
+            room.view(event.user_id, event.action, ts, watermark)
+        elif kind is Health:
+            room.add_health(event, bucket)
+        elif kind is Danmaku:
+            room.add_danmaku(room.user_key(event.user_id), bucket)
+        elif kind is Click:
+            room.add_click(room.user_key(event.user_id), event.target, bucket)
+        elif kind is Order and event.status == "paid":
+            room.add_paid_order(event.order_id, room.user_key(event.user_id), event.amount, bucket)
+
+    def _candidate_watermark(self, candidate: Candidate, reference: float | None) -> float:
+        """The watermark a candidate's expiry is judged by: a Room's (see `watermark`); for one
+        restored from a checkpoint and not heard from since, on the newest ts of any room (as
+        `forget_idle_rooms` judges such a room), so that it still expires."""
+        if candidate.seen_at is None:
+            clock = candidate.max_ts if self.clock is None else max(candidate.max_ts, self.clock)
+            return max(candidate.max_ts, clock - self.config.lateness) - self.config.lateness
+        return self.watermark(candidate, reference)
+
+    def _age_candidates(self, reference: float | None) -> None:
+        """Forget the candidates whose time ran out; move the others' frontiers as a room's."""
+        step = self.config.step
+        missed = []
+        for candidate in self.candidates.values():
+            if self._candidate_watermark(candidate, reference) > candidate.deadline:
+                missed.append(candidate)
+                continue
+            last = math.ceil(self.watermark(candidate, reference) / step) - 1
+            if last > candidate.frontier:
+                candidate.frontier = last
+        for candidate in missed:
+            self._drop_candidate(candidate, ROOM_UNADMITTED)
+
+    def _drop_candidate(self, candidate: Candidate, reason: str) -> None:
+        del self.candidates[candidate.id]
+        held = self._held_rejections
+        for event, _ in candidate.held:
+            if len(held) >= MAX_HELD_REJECTIONS:
+                held.popleft()
+                self.uncollected_rejections += 1
+            held.append((event, reason))
+
+    def _room_free(self) -> bool:
+        cap = self.config.max_rooms
+        return (cap is None or len(self.rooms) < cap) and (self.budget is None or self.budget.room_free())
+
+    def _candidate_free(self) -> bool:
+        cap = self.config.max_candidates
+        return (cap is None or len(self.candidates) < cap) and (self.budget is None or self.budget.candidate_free())
+
+    def take_rejected(self) -> list[tuple[AnyEvent, str]]:
+        """Held events rejected since the last call, as (event, reason): `room_unadmitted` (their
+        room was never admitted) or `room_limit` (its admission found the rooms at a cap). `ingest`
+        accepted them earlier (its own return holds only events it was given); the driver counts
+        and dead-letters these. Call it each step, after `advance`."""
+        taken = list(self._held_rejections)
+        self._held_rejections.clear()
+        return taken
+
     # ---- output ----
 
     def advance(self, wall: float | None = None) -> list[dict]:
         """Make final every instant now before a room's watermark; return their snapshots."""
         reference = self.reference(wall)
-        finals = []
+        finals, self._finals_due = self._finals_due, []
         for room in self.rooms.values():
             watermark = self.watermark(room, reference)
             finals.extend(self._finalize(room, math.ceil(watermark / self.config.step) - 1, watermark))
+        if self.candidates:
+            self._age_candidates(reference)
         finals.sort(key=lambda snapshot: snapshot["ts"])
         return finals
 
@@ -210,12 +423,15 @@ class Engine:
         return live
 
     def finish(self, until: float | None = None) -> list[dict]:
-        """End of input: every instant up to the newest `ts` (or `until`) becomes final."""
+        """End of input: every instant up to the newest `ts` (or `until`) becomes final. Rooms
+        not admitted by then never will be: their held events go to `take_rejected`."""
+        for candidate in list(self.candidates.values()):
+            self._drop_candidate(candidate, ROOM_UNADMITTED)
         if self.clock is None:
             return []
         horizon = self.clock if until is None else max(self.clock, until)
         last = math.floor(horizon / self.config.step)
-        finals = []
+        finals, self._finals_due = self._finals_due, []
         for room in self.rooms.values():
             finals.extend(self._finalize(room, last, horizon + self.config.step))
         finals.sort(key=lambda snapshot: snapshot["ts"])
@@ -243,21 +459,34 @@ class Engine:
     # ---- state for checkpoints ----
 
     def export_rooms(self, room_ids: Iterable[str]) -> bytes:
+        """The state of these rooms, with every candidate (the engine is one partition's: its
+        candidates go with it) and the final snapshots of these rooms not yet taken by `advance`."""
         rooms = {room_id: self.rooms[room_id] for room_id in room_ids if room_id in self.rooms}
-        return pickle.dumps({"clock": self.clock, "rooms": rooms}, protocol=pickle.HIGHEST_PROTOCOL)
+        finals_due = [snapshot for snapshot in self._finals_due if snapshot["room_id"] in rooms]
+        return pickle.dumps({"clock": self.clock, "rooms": rooms, "candidates": self.candidates,
+                             "finals_due": finals_due}, protocol=pickle.HIGHEST_PROTOCOL)
 
     def import_rooms(self, blob: bytes) -> list[str]:
+        """Load `export_rooms` state (also of older versions, without candidates); returns the
+        room ids. Restored rooms count against the caps but are never refused."""
         state = pickle.loads(blob)
         for room in state["rooms"].values():
             room.config = self.config
             # A reference time of another process is not comparable; and a restored room's events
             # may still be waiting in the backlog: its clock stays put until it is heard from.
             room.seen_at = None
+        candidates = state.get("candidates", {})
+        for candidate in candidates.values():
+            candidate.seen_at = None  # likewise (see `_candidate_watermark`)
         self.rooms.update(state["rooms"])
+        self.candidates.update(candidates)
+        self._finals_due.extend(state.get("finals_due", ()))
         if state["clock"] is not None and (self.clock is None or state["clock"] > self.clock):
             self.clock = state["clock"]
         return list(state["rooms"])
 
     def drop_rooms(self, room_ids: Iterable[str]) -> None:
+        """Let these rooms (and candidates) go, e.g. to another owner; nothing is rejected."""
         for room_id in room_ids:
             self.rooms.pop(room_id, None)
+            self.candidates.pop(room_id, None)

@@ -261,7 +261,7 @@ class Room:
         if event.latency_ms is not None:
             self.latency.add(event.latency_ms, bucket)
             cdn.latency.add(event.latency_ms, bucket)
-        cdn.viewers.add(event.user_id, bucket)
+        cdn.viewers.add(self.user_key(event.user_id), bucket)
 
     # ---- presence ----
 
