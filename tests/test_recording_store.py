@@ -182,7 +182,7 @@ def quiet_room(room_id, ts, viewers, show=None):
     return snap
 
 
-def test_rooms_without_a_show_are_recorded_only_once_they_have_an_audience(tmp_path):
+def test_rooms_without_a_show_are_recorded_from_their_start_once_they_have_an_audience(tmp_path):
     store = RecordingStore(tmp_path)
     hub = ControlRoomHub(recorder=store)
     start = 1_700_000_000.0
@@ -198,8 +198,8 @@ def test_rooms_without_a_show_are_recorded_only_once_they_have_an_audience(tmp_p
     shows = {s["room_id"]: s for s in store.shows()}
     assert set(shows) == {"small", "launch", "titled"}
     assert shows["launch"]["instants"] == shows["titled"]["instants"] == RECORD_AFTER + 20   # from the first
-    assert shows["small"]["instants"] == 21                              # from its RECORD_AFTER-th
+    assert shows["small"]["instants"] == RECORD_AFTER + 20                # held back, then from the first
     # A restarted hub carries on with a show the recording holds open, from the first snapshot.
     again = ControlRoomHub(recorder=store)
     again.feed_step({"worker": "w", "now": start + 60, "live": [], "final": [quiet_room("small", start + 55, 1)]})
-    assert {s["room_id"]: s for s in store.shows()}["small"]["instants"] == 22
+    assert {s["room_id"]: s for s in store.shows()}["small"]["instants"] == RECORD_AFTER + 21

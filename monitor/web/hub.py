@@ -209,7 +209,9 @@ class ControlRoomHub:
         self.recorder = recorder
         self.record_after = record_after
         self._recorded: set[str] = set()      # rooms whose final snapshots are recorded
-        self._pending: dict[str, int] = {}    # other rooms: snapshots with an audience so far
+        # Other rooms: (snapshots with an audience so far, the newest finals held back). Once the
+        # room qualifies, what was held is recorded too: the show's review starts at its start.
+        self._pending: dict[str, tuple[int, collections.deque]] = {}
         self.publish = publish
         self.clock = clock
         self.rooms: dict[str, Room] = {}
@@ -255,22 +257,28 @@ class ControlRoomHub:
         """The final snapshots to record. A room is recorded from the start of a producer's show, or
         already has an open show in the recording (a restart), or else once RECORD_AFTER of its
         snapshots had an audience of MIN_AUDIENCE viewers: one-off room ids (a flood of junk
-        beacons) never open a show."""
+        beacons) never open a show. The last RECORD_AFTER finals of a room not yet recorded are
+        held back and recorded when it qualifies, so its review starts at its first instant."""
         out = []
         for snap in finals:
             room_id = snap["room_id"]
-            if room_id not in self._recorded:
-                first = room_id not in self._pending
-                self._pending.setdefault(room_id, 0)
-                if not (producer_show(snap) or (first and self.recorder.has_open_show(room_id))):
-                    if ((snap.get("metrics") or {}).get("viewers") or 0) < MIN_AUDIENCE:
-                        continue
-                    self._pending[room_id] += 1
-                    if self._pending[room_id] < self.record_after:
-                        continue
-                self._recorded.add(room_id)
-                del self._pending[room_id]
-            out.append(snap)
+            if room_id in self._recorded:
+                out.append(snap)
+                continue
+            first = room_id not in self._pending
+            audience, held = self._pending.get(room_id) or (0, collections.deque(maxlen=self.record_after))
+            if producer_show(snap) or (first and self.recorder.has_open_show(room_id)):
+                qualified = True
+            else:
+                audience += ((snap.get("metrics") or {}).get("viewers") or 0) >= MIN_AUDIENCE
+                qualified = audience >= self.record_after
+            held.append(snap)
+            if not qualified:
+                self._pending[room_id] = (audience, held)
+                continue
+            out.extend(held)
+            self._recorded.add(room_id)
+            self._pending.pop(room_id, None)
         return out
 
     def _maintain(self, wall: float, now_ts):
