@@ -20,11 +20,10 @@ from typing import Awaitable, Callable
 
 import orjson
 
+from livemon.topics import ALERTS_TOPIC, OPERATOR_TOPIC, SNAPSHOTS_TOPIC
+
 log = logging.getLogger(__name__)
 
-SNAPSHOTS_TOPIC = "liveroom.snapshots"
-ALERTS_TOPIC = "liveroom.alerts"
-OPERATOR_TOPIC = "liveroom.operator"
 ACTIONS = ("ack", "silence", "failover", "cancel_failover")
 
 HISTORY_SECONDS = 600       # chart history kept per room
