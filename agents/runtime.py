@@ -19,11 +19,8 @@ import base64
 import itertools
 import logging
 import math
-import os
-import socket
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 
 import orjson
 from aiokafka import AIOKafkaProducer
@@ -33,9 +30,9 @@ from livemon.agents.forwarding import Forwarder
 from livemon.agents.http import WorkerHttp
 from livemon.agents.ownership import Ownership
 from livemon.agents.partition import NOT_EVENTS, Applied, Partition, Reject, step_all
+from livemon.agents.settings import WorkerSettings
 from livemon.agents.watchdog import Watchdog, stall_hook
 from livemon.alerting.service import AlertService
-from livemon.engine import EngineConfig
 from livemon.exposition import RoomCollector, WorkerMetrics
 from livemon.ingest.routing import Part, Partitioner
 from livemon.topics import (CHECKPOINT_TOPIC, DEADLETTER_TOPIC, INPUT_TOPICS, OPERATOR_TOPIC, REPARTITION_TOPIC,
@@ -49,35 +46,6 @@ SNAPSHOTS_PER_RECORD = 500
 MAX_DEADLETTER_RAW = 64 * 1024
 # Steps run this fraction of a step after each instant (see `_step_loop`).
 STEP_OFFSET = 0.4
-
-
-@dataclass
-class WorkerSettings:
-    bootstrap: str
-    web_host: str = "127.0.0.1"
-    web_port: int = 6066
-    partitions: int = 8
-    data_dir: str | None = None
-    step: float = 1.0
-    window: float = 60.0
-    lateness: float = 5.0
-    presence_timeout: float = 90.0
-    checkpoint_interval: float = 5.0
-    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
-    batch_max: int = 2000  # messages per drained batch
-    batch_within: float = 0.05  # seconds to wait for a batch to fill
-    group: str = "livemon"
-    alerts_config: str | None = None  # alert rules and receivers; None: no alerting
-    recording_dir: str | None = None  # where the web component records timelines (None: its default)
-    token: str | None = None  # control-action token of the web page (None: $LIVEMON_TOKEN or generated)
-    web_page: bool = True  # the control-room page (routes); /metrics and /healthz are always served
-    recording: bool = True  # record every show's timeline for the post-show review
-    future_limit: float = 300.0  # events further ahead of the wall clock are rejected (`future`)
-    stall_after: float = 30.0  # seconds without progress despite lag before the watchdog calls it stuck
-
-    def engine_config(self) -> EngineConfig:
-        return EngineConfig(step=self.step, window=self.window, lateness=self.lateness,
-                            presence_timeout=self.presence_timeout, future_limit=self.future_limit)
 
 
 class StreamRuntime:
@@ -388,7 +356,8 @@ def default_alerts_config() -> str | None:
 
 async def _start_alerts(runtime: StreamRuntime):
     """The alerting layer, when configured: evaluated every step on live snapshots."""
-    path = runtime.settings.alerts_config
+    settings = runtime.settings
+    path = (settings.alerts_config or default_alerts_config()) if settings.alerts else None
     if not path:
         return None
 
