@@ -347,17 +347,31 @@ class Engine:
 
     def _age_candidates(self, reference: float | None) -> None:
         """Forget the candidates whose time ran out; move the others' frontiers as a room's."""
-        step = self.config.step
+        step, lateness = self.config.step, self.config.lateness
+        ceil = math.ceil
         missed = []
         for candidate in self.candidates.values():
-            if self._candidate_watermark(candidate, reference) > candidate.deadline:
-                missed.append(candidate)
-                continue
-            last = math.ceil(self.watermark(candidate, reference) / step) - 1
+            newest, seen_at = candidate.max_ts, candidate.seen_at
+            if seen_at is None:
+                if self._candidate_watermark(candidate, reference) > candidate.deadline:
+                    missed.append(candidate)
+                    continue
+                watermark = newest - lateness
+            else:
+                # A Room's watermark (see `watermark`), inline: this runs for every candidate.
+                if reference is not None and reference - seen_at > lateness:
+                    newest += reference - seen_at - lateness
+                watermark = newest - lateness
+                if watermark > candidate.deadline:
+                    missed.append(candidate)
+                    continue
+            last = ceil(watermark / step) - 1
             if last > candidate.frontier:
                 candidate.frontier = last
         for candidate in missed:
             self._drop_candidate(candidate, ROOM_UNADMITTED)
+        if missed and not self.candidates:
+            self.candidates = {}  # a dict keeps its table after deletions: a flood's, here
 
     def _drop_candidate(self, candidate: Candidate, reason: str) -> None:
         del self.candidates[candidate.id]
@@ -382,7 +396,7 @@ class Engine:
         accepted them earlier (its own return holds only events it was given); the driver counts
         and dead-letters these. Call it each step, after `advance`."""
         taken = list(self._held_rejections)
-        self._held_rejections.clear()
+        self._held_rejections = deque()
         return taken
 
     # ---- output ----
