@@ -332,13 +332,13 @@ def _rss() -> int:
 def _role_memory(args):
     """RSS per tracked viewer: `viewers` concurrent viewers over `rooms` rooms, each with an enter,
     a heartbeat and a health beacon, the clock 30 s on (a steady show's state)."""
-    from livemon.engine import Engine
+    from livemon.engine import Engine, EngineConfig
     from livemon.ingest.events import Health, View
 
     viewers, rooms = args["viewers"], args["rooms"]
     per_room = viewers // rooms
     rng = random.Random(0)
-    engine = Engine()
+    engine = Engine(EngineConfig(max_rooms=None))  # the engine's own cost, not the worker's room cap
     tune_gc()
     gc.collect()
     before = _rss()
@@ -377,13 +377,13 @@ def _role_memory(args):
 
 def _role_render(args):
     """`/metrics` render time at `rooms` rooms (the exposition collector over live snapshots)."""
-    from livemon.engine import Engine
+    from livemon.engine import Engine, EngineConfig
     from livemon.exposition import RoomCollector
     from livemon.ingest.events import Click, Danmaku, Health, Order, View
 
     rooms = args["rooms"]
     rng = random.Random(0)
-    engine = Engine()
+    engine = Engine(EngineConfig(max_rooms=None))  # more rooms than one partition's default cap
     tune_gc()
     for r in range(rooms):
         room = f"room-{r:05d}"
