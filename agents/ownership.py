@@ -158,6 +158,7 @@ class Ownership:
 
     def release(self, number: int) -> None:
         state = self.owned.pop(number)  # its engine, and so its rooms, go with it
+        self.runtime.budget.detach(state.engine)
         if self.runtime.alerts is not None:
             # Their alerts too, unresolved: the next owner carries them on from the checkpoint.
             self.runtime.alerts.release_rooms(list(state.engine.rooms))
@@ -178,7 +179,7 @@ class Ownership:
                     log.warning("loading checkpoint of partition %d failed (%r); retrying", number, error)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 5.0)
-            state = Partition(number, Engine(runtime.engine_config))
+            state = Partition(number, Engine(runtime.engine_config, runtime.budget))
             if checkpoint is not None:
                 rooms = state.engine.import_rooms(checkpoint.state) if checkpoint.state else []
                 if runtime.alerts is not None and checkpoint.alerts:

@@ -33,6 +33,7 @@ from livemon.agents.partition import NOT_EVENTS, Applied, Partition, Reject, ste
 from livemon.agents.settings import WorkerSettings
 from livemon.agents.watchdog import Watchdog, stall_hook
 from livemon.alerting.service import AlertService
+from livemon.engine import RoomBudget
 from livemon.exposition import RoomCollector, WorkerMetrics
 from livemon.ingest.routing import Part, Partitioner
 from livemon.topics import (CHECKPOINT_TOPIC, DEADLETTER_TOPIC, INPUT_TOPICS, OPERATOR_TOPIC, REPARTITION_TOPIC,
@@ -57,6 +58,8 @@ class StreamRuntime:
         # A callable returning the Faust consumer (set by the app): for commits, lag and assignment.
         self.consumer_ref = consumer_ref
         self.owned: dict[int, Partition] = {}
+        # The worker's caps on rooms, shared by its partitions' engines.
+        self.budget = RoomBudget(settings.worker_max_rooms, settings.worker_max_candidates)
         # The partition each room lives on, as the producers' partitioner picks it.
         self.home = Partitioner(settings.partitions)
         self.producer: AIOKafkaProducer | None = None

@@ -41,6 +41,13 @@ class WorkerSettings:
                                  "the consumer stuck.", minimum=1)
     connect_timeout: float = setting(10.0, "Seconds to wait for the broker at start.", minimum=0.1)
     log_level: str = setting("warning", "Log level.", choices=("debug", "info", "warning", "error"))
+    # Caps across all partitions of this worker (the engine's own caps are per partition): a room
+    # costs the engine about 150 KB at a busy show and the control-room page about 90 KB of chart
+    # history, so 4,000 live rooms keep a worker near 1 GB whatever the input (docs/ARCHITECTURE.md).
+    worker_max_rooms: int = setting(4000, "Live rooms this worker tracks at most, over all its partitions; "
+                                    "events of rooms beyond it are rejected room_limit.", minimum=1)
+    worker_max_candidates: int = setting(50000, "Rooms not yet admitted (candidates) this worker holds at "
+                                         "most; beyond it events are rejected room_limit.", minimum=0)
     engine: EngineConfig = setting(default_factory=EngineConfig)
 
     def engine_config(self) -> EngineConfig:
