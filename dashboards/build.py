@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 
+from livemon import catalogue
 from grafana_foundation_sdk.builders import bargauge, common as cb, dashboard, prometheus, stat, table, timeseries
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common as cm, dashboard as dm, prometheus as pm
@@ -180,7 +181,7 @@ def room():
                              "Product clickers", "B", instant=True))
               .with_target(q(f"max(livemon_room_viewers{{{sel}}} * livemon_room_product_ctr_ratio{{{sel}}}"
                              f" * livemon_room_conversion_ratio{{{sel}}})", "Buyers", "C", instant=True)))
-    return (base("room", "Livemon · Room", "One live room in depth.")
+    board = (base("room", "Livemon · Room", "One live room in depth.")
             .with_variable(room_variable(multi=False))
             .with_row(dashboard.Row("$room now"))
             .with_panel(big("Online", f"max(livemon_room_online{{{sel}}})"))
@@ -192,33 +193,35 @@ def room():
             .with_panel(big("GMV this show", f"max(livemon_room_gmv_total{{{sel}}})", unit="currencyCNY"))
             .with_panel(big("GPM", f"max(livemon_room_gpm{{{sel}}})", unit="currencyCNY",
                             desc="GMV per thousand entries."))
-            .with_row(dashboard.Row("Audience"))
-            .with_panel(ts("Online viewers", q(f"max(livemon_room_online{{{sel}}})", "online")))
-            .with_panel(ts("Entries and leaves (per window)",
-                           q(f"max(livemon_room_entries{{{sel}}})", "entries", "A"),
-                           q(f"max(livemon_room_leaves{{{sel}}})", "leaves", "B")))
-            .with_panel(ts("Retention by horizon",
-                           q(f"max by (horizon) (livemon_room_retention_ratio{{{sel}}})", "{{horizon}}"),
-                           unit="percentunit"))
-            .with_panel(ts("Average watch time", q(f"max(livemon_room_avg_watch_seconds{{{sel}}})", "watch"),
-                           unit="s"))
             .with_row(dashboard.Row("Commerce"))
-            .with_panel(funnel)
-            .with_panel(ts("Click-through and conversion",
-                           q(f"max(livemon_room_product_ctr_ratio{{{sel}}})", "product CTR", "A"),
-                           q(f"max(livemon_room_conversion_ratio{{{sel}}})", "conversion", "B"),
-                           unit="percentunit"))
-            .with_panel(ts("GMV per minute and GPM",
-                           q(f"max(livemon_room_gmv_window{{{sel}}})", "GMV / min", "A"),
-                           q(f"max(livemon_room_gpm{{{sel}}})", "GPM", "B"),
-                           q(f"max(livemon_room_uv_value{{{sel}}})", "UV value", "C"), unit="currencyCNY"))
-            .with_panel(ts("Paid orders per minute",
-                           q(f"max(livemon_room_orders_per_minute{{{sel}}})", "orders / min", "A"),
-                           q(f"sum(rate(livemon_room_orders_total{{{sel}}}[1m])) * 60", "orders / min (counter)", "B")))
-            .with_row(dashboard.Row("Interaction"))
-            .with_panel(ts("Danmaku per minute", q(f"max(livemon_room_danmaku_per_minute{{{sel}}})", "danmaku")))
-            .with_panel(ts("Interaction rate", q(f"max(livemon_room_interaction_ratio{{{sel}}})", "interaction"),
-                           unit="percentunit")))
+            .with_panel(funnel))
+    for row, title in ROOM_ROWS:
+        board = board.with_row(dashboard.Row(title))
+        for family, kind, text, metrics in catalogue.families("room"):
+            if metrics[0].dashboard == row:
+                board = board.with_panel(family_panel(family, kind, text, metrics, sel))
+    return board
+
+
+# The room dashboard's rows of catalogue metrics: (Metric.dashboard, row title).
+ROOM_ROWS = (("audience", "Audience"), ("sales", "Sales"), ("interaction", "Interaction"))
+UNITS = {"pct": "percentunit", "money": "currencyCNY", "ms": "s", "s": "s", "int": "short", "num": "short"}
+
+
+def family_panel(family: str, kind: str, text: str, metrics, sel: str):
+    """A time series of one Prometheus family of the catalogue: one line per extra label value."""
+    first = metrics[0]
+    if first.labels:
+        label = first.labels[0][0]
+        query = q(f"max by ({label}) ({family}{{{sel}}})", "{{" + label + "}}")
+        words = [m.en.split() for m in metrics]
+        common = list(itertools.takewhile(lambda w: len(set(w)) == 1, zip(*words)))  # "Retention 30 s", ...
+        common = [w[0] for w in common]
+        title = " ".join(common) + " by " + label
+    else:
+        query = q(f"max({family}{{{sel}}})", first.en)
+        title = first.en
+    return ts(title, query, unit=UNITS[first.format], desc=text)
 
 
 # --- Stream health and CDN ---------------------------------------------------------------------------

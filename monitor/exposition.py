@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import NamedTuple
 
+from livemon import catalogue
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import generate_latest
@@ -23,48 +25,27 @@ from prometheus_client.registry import Collector
 # `*_created` samples double the counters' lines and no dashboard or rule of ours reads them.
 disable_created_metrics()
 
-# Plain room gauges: (exposed name, snapshot metric, help).
-ROOM_GAUGES = (
-    ("livemon_room_online", "online", "Viewers present at the live instant."),
-    ("livemon_room_viewers", "viewers", "Distinct viewers present at any moment of the window."),
-    ("livemon_room_entries", "entries", "Presences that started in the window."),
-    ("livemon_room_leaves", "leaves", "Presences that ended in the window (leave or timeout)."),
-    ("livemon_room_danmaku_per_minute", "danmaku_per_min", "Danmaku per minute over the window."),
-    ("livemon_room_orders_per_minute", "orders_per_min", "Distinct paid orders per minute over the window."),
-    ("livemon_room_avg_watch_seconds", "avg_watch_seconds", "Mean duration of presences that ended in the window."),
-    ("livemon_room_interaction_ratio", "interaction_rate", "Interacting users divided by viewers."),
-    ("livemon_room_product_ctr_ratio", "product_ctr", "Users with a product click divided by viewers."),
-    ("livemon_room_conversion_ratio", "conversion_rate", "Share of product clickers with a paid order."),
-    ("livemon_room_gmv_window", "gmv", "GMV of the orders paid in the window."),
-    ("livemon_room_gpm", "gpm", "GMV per thousand entries over the window."),
-    ("livemon_room_uv_value", "uv_value", "GMV of the window divided by viewers."),
-    ("livemon_room_stall_ratio", "stall_ratio", "Stall time divided by play plus stall time."),
-    ("livemon_room_stalls_per_minute", "stalls_per_min", "Stalls per minute of playback."),
-    ("livemon_room_error_ratio", "error_rate", "Health beacons with an error divided by all beacons."),
-)
-# Room gauges with one more label: (name, label, ((label value, metric, scale), ...), help).
-ROOM_LABELLED = (
-    ("livemon_room_retention_ratio", "horizon",
-     (("30s", "retention_30s", 1.0), ("60s", "retention_60s", 1.0), ("180s", "retention_180s", 1.0)),
-     "Share of the presences started one horizon before the window that lasted the horizon."),
-    ("livemon_room_latency_seconds", "quantile",
-     (("0.5", "latency_p50_ms", 0.001), ("0.95", "latency_p95_ms", 0.001)),
-     "Live latency percentiles over the window's health beacons."),
-)
-# Per-CDN gauges: (name, cdn metric, scale, extra labels, help).
-CDN_GAUGES = (
-    ("livemon_cdn_viewers", "viewers", 1.0, (), "Distinct users with beacons on the CDN in the window."),
-    ("livemon_cdn_stall_ratio", "stall_ratio", 1.0, (), "Stall ratio of the CDN's beacons."),
-    ("livemon_cdn_latency_seconds", "latency_p95_ms", 0.001, (("quantile", "0.95"),),
-     "p95 live latency of the CDN's beacons."),
-    ("livemon_cdn_error_ratio", "error_rate", 1.0, (), "Error ratio of the CDN's beacons."),
-)
-# Room counters: (name without _total, snapshot metric, help).
-ROOM_COUNTERS = (
-    ("livemon_room_gmv", "gmv_total", "GMV of the distinct orders paid since the show began."),
-    ("livemon_room_orders", "orders_total", "Distinct paid orders since the show began."),
-)
+class Layout(NamedTuple):
+    """The room metrics' families as the collector walks them, from the catalogue (read at each
+    render: a metric added to the catalogue is exposed at once)."""
 
+    gauges: tuple  # plain room gauges: (exposed name, snapshot metric, help)
+    labelled: tuple  # room gauges with one more label: (name, label, ((label value, metric, scale), ...), help)
+    cdn: tuple  # per-CDN gauges: (name, cdn metric, scale, extra labels, help)
+    counters: tuple  # room counters: (name without _total, snapshot metric, help)
+
+
+def layout() -> Layout:
+    room = catalogue.families("room")
+    return Layout(
+        gauges=tuple((name, metrics[0].name, text) for name, kind, text, metrics in room
+                     if kind == "gauge" and not metrics[0].labels),
+        labelled=tuple((name, metrics[0].labels[0][0], tuple((m.labels[0][1], m.name, m.scale) for m in metrics), text)
+                       for name, kind, text, metrics in room if kind == "gauge" and metrics[0].labels),
+        cdn=tuple((name, metric.name, metric.scale, metric.labels, text)
+                  for name, kind, text, metrics in catalogue.families("cdn") for metric in metrics),
+        counters=tuple((metrics[0].exposed, metrics[0].name, text) for name, kind, text, metrics in room
+                       if kind == "counter"))
 
 
 def _per_room(family, metrics, key):
@@ -97,9 +78,10 @@ class RoomCollector(Collector):
     def collect(self):
         snapshots = list(self._live.values())
         metrics = [(s["room_id"], s.get("metrics") or {}) for s in snapshots]
-        for name, key, text in ROOM_GAUGES:
+        shape = layout()
+        for name, key, text in shape.gauges:
             yield _per_room(GaugeMetricFamily(name, text, labels=("room",)), metrics, key)
-        for name, label, parts, text in ROOM_LABELLED:
+        for name, label, parts, text in shape.labelled:
             family = GaugeMetricFamily(name, text, labels=("room", label))
             add = family.add_metric
             for room, m in metrics:
@@ -108,7 +90,7 @@ class RoomCollector(Collector):
                     if value is not None:
                         add((room, label_value), value * scale)
             yield family
-        for name, key, scale, extra, text in CDN_GAUGES:
+        for name, key, scale, extra, text in shape.cdn:
             family = GaugeMetricFamily(name, text, labels=("room", "cdn", *(k for k, _ in extra)))
             add = family.add_metric
             extra_values = tuple(v for _, v in extra)
@@ -119,7 +101,7 @@ class RoomCollector(Collector):
                     if value is not None:
                         add((room, cdn, *extra_values), value * scale)
             yield family
-        for name, key, text in ROOM_COUNTERS:
+        for name, key, text in shape.counters:
             yield _per_room(CounterMetricFamily(name, text, labels=("room",)), metrics, key)
         family = GaugeMetricFamily("livemon_room_snapshot_timestamp_seconds",
                                    "Event-time instant of the room's live snapshot.", labels=("room",))
@@ -170,22 +152,23 @@ def _render(snapshots: list) -> bytes:
     def head(name: str, text: str, kind: str) -> None:
         put(f"# HELP {name} {text}\n# TYPE {name} {kind}\n")
 
-    for name, key, text in ROOM_GAUGES:
+    shape = layout()
+    for name, key, text in shape.gauges:
         head(name, text, "gauge")
         put("".join([f'{name}{{room="{room}"}} {_num(v)}\n'
                      for room, m in rooms if (v := m.get(key)) is not None]))
-    for name, label, parts, text in ROOM_LABELLED:
+    for name, label, parts, text in shape.labelled:
         head(name, text, "gauge")
         for label_value, key, scale in parts:
             put("".join([f'{name}{{room="{room}",{label}="{label_value}"}} {_num(v * scale)}\n'
                          for room, m in rooms if (v := m.get(key)) is not None]))
-    for name, key, scale, extra, text in CDN_GAUGES:
+    for name, key, scale, extra, text in shape.cdn:
         head(name, text, "gauge")
         tail = "".join(f',{k}="{v}"' for k, v in extra)
         put("".join([f'{name}{{room="{_label(s["room_id"])}",cdn="{_label(cdn)}"{tail}}} {_num(v * scale)}\n'
                      for s in snapshots for cdn, m in (s.get("cdn") or {}).items()
                      if (v := m.get(key)) is not None]))
-    for name, key, text in ROOM_COUNTERS:
+    for name, key, text in shape.counters:
         head(f"{name}_total", text, "counter")
         put("".join([f'{name}_total{{room="{room}"}} {_num(v)}\n'
                      for room, m in rooms if (v := m.get(key)) is not None]))

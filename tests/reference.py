@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 
+from livemon import catalogue
+
 HORIZONS = (30, 60, 180)
 
 
@@ -123,6 +125,7 @@ def timeline(events, step=1.0, window=60.0, lateness=5.0, timeout=90.0, until=No
                 orders_per_min=len(window_paid) * 60 / window,
                 gmv=gmv,
                 gmv_total=sum(e["amount"] for e in paid if e["ts"] <= t),
+                orders_total=sum(1 for e in paid if e["ts"] <= t),
                 uv_value=ratio(gmv, viewers),
                 gpm=ratio(gmv * 1000, entries),
                 stall_ratio=ratio(stall, stall + play),
@@ -148,6 +151,10 @@ def timeline(events, step=1.0, window=60.0, lateness=5.0, timeout=90.0, until=No
 
 def assert_matches(snapshot, expected, where=""):
     """Exact for counts and sums (to float rounding), 2% for percentiles (a sketch may be used)."""
+    # Every metric of the catalogue has its reference computation: a new one without fails here.
+    assert set(expected["metrics"]) == set(catalogue.ROOM_NAMES), set(catalogue.ROOM_NAMES) ^ set(expected["metrics"])
+    for name, want in expected["cdn"].items():
+        assert set(want) == set(catalogue.CDN_NAMES), (name, set(catalogue.CDN_NAMES) ^ set(want))
     for scope, got_metrics, want_metrics in [("room", snapshot["metrics"], expected["metrics"])] + [
             (f"cdn {name}", snapshot["cdn"].get(name, {}), want) for name, want in expected["cdn"].items()]:
         for name, want in want_metrics.items():

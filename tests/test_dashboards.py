@@ -9,6 +9,7 @@ import shutil
 
 from click.testing import CliRunner
 
+from livemon import catalogue
 from livemon import exposition
 from livemon.alerting.metrics import HELP as ALERTING_METRICS
 from livemon.dashboards import build
@@ -87,8 +88,13 @@ def test_room_dashboard_is_driven_by_room_variable():
     variables = {v["name"]: v for v in model["templating"]["list"]}
     assert variables["room"]["query"] == "label_values(livemon_room_online, room)"
     titles = {p["title"] for p in panels(model)}
-    assert {"Online viewers", "Entries and leaves (per window)", "Retention by horizon",
-            "Funnel: viewers → product clickers → buyers", "GMV per minute and GPM", "Danmaku per minute"} <= titles
+    # Every room metric of the catalogue has its panel, by its family.
+    assert {"Online", "Entries", "Leaves", "Retention by horizon", "Avg watch time", "UV value", "GPM",
+            "Funnel: viewers → product clickers → buyers", "GMV (window)", "Danmaku/min"} <= titles
+    exprs = " ".join(t["expr"] for p in panels(model) for t in p["targets"])
+    for name, kind, _, metrics in catalogue.families("room"):
+        if metrics[0].dashboard in ("audience", "sales", "interaction"):
+            assert name in exprs, name
     for panel in panels(model):
         for target in panel["targets"]:
             assert 'room="$room"' in target["expr"], (panel["title"], target["expr"])
@@ -118,8 +124,9 @@ def test_internals_cover_throughput_rejections_lag_rebalances_latency():
 
 def exposed_names() -> set[str]:
     """Metric names the worker can expose: SPEC §7 room families, worker health, alerting counters."""
-    names = {name for name, *_ in exposition.ROOM_GAUGES + exposition.ROOM_LABELLED + exposition.CDN_GAUGES}
-    names |= {f"{name}_total" for name, *_ in exposition.ROOM_COUNTERS}
+    shape = exposition.layout()
+    names = {name for name, *_ in shape.gauges + shape.labelled + shape.cdn}
+    names |= {f"{name}_total" for name, *_ in shape.counters}
     suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"], "gauge": [""]}
     for family in exposition.WorkerMetrics().registry.collect():
         names |= {family.name + suffix for suffix in suffixes.get(family.type, [""])}

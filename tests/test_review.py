@@ -43,10 +43,10 @@ def test_kpis_of_a_recorded_show(recorded):
     online = [s["metrics"]["online"] for s in timeline]
     assert figures["peak_online"] == max(online)
     assert figures["avg_online"] == pytest.approx(sum(online) / len(online))
-    assert figures["gmv"] == timeline[-1]["metrics"]["gmv_total"]
+    assert figures["gmv_total"] == timeline[-1]["metrics"]["gmv_total"]
     # Entries are counted once: ten non-overlapping 60 s windows in a 600 s show.
     assert figures["entries"] == sum(s["metrics"]["entries"] for s in timeline[::-1][::60])
-    assert figures["gpm"] == pytest.approx(figures["gmv"] * 1000 / figures["entries"])
+    assert figures["gpm"] == pytest.approx(figures["gmv_total"] * 1000 / figures["entries"])
     assert figures["alerts_fired"] == 1 and figures["failovers"] == 1
     assert 0 < figures["stall_ratio"] < 0.2 and 0 < figures["retention_60s"] < 1
 
@@ -71,7 +71,7 @@ def test_report_is_self_contained_and_marks_alerts_and_failovers(recorded):
     assert len(show["ts"]) == 600 and set(show["cdn"]) == {"cdn-a", "cdn-b"}
     kinds = sorted(m["kind"] for m in show["markers"])
     assert kinds == ["alert", "alert", "failover"]            # fired, resolved, failover
-    for needle in ("Peak online", "Average watch time", "Retention 60 s", "Interaction rate", "Product CTR",
+    for needle in ("Peak online", "Avg watch time", "Retention 60 s", "Interaction", "Product CTR",
                    "Conversion", "GMV", "GPM", "Stall ratio", "Worst minutes"):
         assert needle in html
     assert "'unsafe-inline'" not in csp and "sha256-" in csp

@@ -8,16 +8,11 @@ import string
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from livemon import catalogue
 from livemon.alerting.schema import ConfigError, Section, load_yaml
 
-# SPEC §5 metric names, per room and per (room, cdn).
-ROOM_METRICS = (
-    "online", "entries", "leaves", "viewers", "retention_30s", "retention_60s", "retention_180s",
-    "avg_watch_seconds", "interaction_rate", "danmaku_per_min", "product_ctr", "conversion_rate",
-    "orders_per_min", "gmv", "gmv_total", "uv_value", "gpm", "stall_ratio", "stalls_per_min",
-    "latency_p50_ms", "latency_p95_ms", "error_rate", "orders_total",
-)
-CDN_METRICS = ("viewers", "stall_ratio", "latency_p95_ms", "error_rate")
+ROOM_METRICS = catalogue.RULE_NAMES  # what a rule may watch: the catalogue's rule metrics
+CDN_METRICS = catalogue.CDN_RULE_NAMES
 
 OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
 SEVERITIES = ("critical", "warning", "info")

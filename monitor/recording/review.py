@@ -17,13 +17,11 @@ from pathlib import Path
 
 import orjson
 
+from livemon import catalogue
+
 STATIC = Path(__file__).resolve().parent.parent / "web" / "static"
 MAX_POINTS = 3600          # chart points per show; longer shows are thinned evenly
 WORST_MINUTES = 6
-SERIES = ("online", "entries", "leaves", "viewers", "retention_30s", "retention_60s", "retention_180s",
-          "interaction_rate", "product_ctr", "conversion_rate", "gmv", "gmv_total", "orders_per_min",
-          "stall_ratio", "latency_p95_ms", "error_rate", "avg_watch_seconds")
-CDN_FIELDS = ("stall_ratio", "latency_p95_ms", "error_rate", "viewers")
 
 
 class ReviewError(Exception):
@@ -38,46 +36,38 @@ def _mean(values):
 
 
 def kpis(timeline: list[dict], records: list[dict], window: float = 60.0) -> dict:
-    """The show's KPIs from its final snapshots. Windowed ratios are averaged over the show's
-    instants; totals are taken from non-overlapping windows counted back from the last instant."""
+    """The show's KPIs from its final snapshots, each metric summed up as the catalogue says
+    (`Metric.review`): `peak` gives `peak_<name>` and `avg_<name>`, `mean` the mean over the show's
+    instants, `weighted` the mean weighted by another metric, `last` the largest (running totals).
+    Entries are counted over non-overlapping windows back from the last instant, and GPM from the
+    show's GMV and those entries."""
     m = [s["metrics"] for s in timeline]
-    col = lambda name: [x.get(name) for x in m]   # noqa: E731
-    online = [v for v in col("online") if v is not None]
-    watch = [(x.get("avg_watch_seconds"), x.get("leaves") or 0) for x in m if x.get("avg_watch_seconds") is not None]
-    weight = sum(w for _, w in watch)
-    entries_total, gmv_windows, last_taken = 0, 0.0, math.inf
+    out: dict = {"duration_minutes": (timeline[-1]["ts"] - timeline[0]["ts"]) / 60 if timeline else 0}
+    for metric in catalogue.ROOM:
+        values = [x.get(metric.name) for x in m]
+        present = [v for v in values if v is not None]
+        if metric.review == "peak":
+            out[f"peak_{metric.name}"] = max(present) if present else None
+            out[f"avg_{metric.name}"] = _mean(present)
+        elif metric.review == "mean":
+            out[metric.name] = _mean(present)
+        elif metric.review == "last":
+            out[metric.name] = max(present) if present else None
+        elif metric.review == "weighted":
+            pairs = [(v, x.get(metric.review_weight) or 0) for v, x in zip(values, m) if v is not None]
+            weight = sum(w for _, w in pairs)
+            out[metric.name] = sum(v * w for v, w in pairs) / weight if weight else _mean(v for v, _ in pairs)
+    entries, last_taken = 0, math.inf
     for snap in reversed(timeline):
         if snap["ts"] <= last_taken - window + 1e-6:
-            entries_total += snap["metrics"].get("entries") or 0
-            gmv_windows += snap["metrics"].get("gmv") or 0
+            entries += snap["metrics"].get("entries") or 0
             last_taken = snap["ts"]
-    gmv_totals = [v for v in col("gmv_total") if v is not None]
-    gmv = max(gmv_totals) if gmv_totals else gmv_windows
-    orders = [v for v in col("orders_total") if v is not None]
-    alerts = [r for r in records if r.get("kind", "alert") == "alert" and r.get("state") == "firing"]
-    failovers = [r for r in records if r.get("kind") == "failover" and r.get("decision", "taken") == "taken"]
-    start, end = (timeline[0]["ts"], timeline[-1]["ts"]) if timeline else (None, None)
-    return {
-        "duration_minutes": (end - start) / 60 if timeline else 0,
-        "peak_online": max(online) if online else None,
-        "avg_online": _mean(online),
-        "avg_watch_seconds": (sum(v * w for v, w in watch) / weight) if weight else _mean(v for v, _ in watch),
-        "retention_30s": _mean(col("retention_30s")),
-        "retention_60s": _mean(col("retention_60s")),
-        "retention_180s": _mean(col("retention_180s")),
-        "interaction_rate": _mean(col("interaction_rate")),
-        "product_ctr": _mean(col("product_ctr")),
-        "conversion_rate": _mean(col("conversion_rate")),
-        "gmv": gmv,
-        "orders": max(orders) if orders else None,
-        "entries": entries_total,
-        "gpm": gmv * 1000 / entries_total if entries_total else None,
-        "stall_ratio": _mean(col("stall_ratio")),
-        "latency_p95_ms": _mean(col("latency_p95_ms")),
-        "error_rate": _mean(col("error_rate")),
-        "alerts_fired": len(alerts),
-        "failovers": len(failovers),
-    }
+    out["entries"] = entries
+    gmv = out.get("gmv_total")
+    out["gpm"] = gmv * 1000 / entries if gmv is not None and entries else None
+    out["alerts_fired"] = sum(1 for r in records if r.get("kind", "alert") == "alert" and r.get("state") == "firing")
+    out["failovers"] = sum(1 for r in records if r.get("kind") == "failover" and r.get("decision", "taken") == "taken")
+    return out
 
 
 def worst_minutes(timeline: list[dict], records: list[dict], limit: int = WORST_MINUTES) -> list[dict]:
@@ -162,8 +152,9 @@ def show_data(show: dict, timeline: list[dict], records: list[dict]) -> dict:
         "end": timeline[-1]["ts"] if timeline else show["last_ts"],
         "ts": [s["ts"] for s in thin],
         "minutes": [round((s["ts"] - start) / 60, 3) for s in thin],
-        "series": {name: [s["metrics"].get(name) for s in thin] for name in SERIES},
-        "cdn": {c: {f: [(s.get("cdn") or {}).get(c, {}).get(f) for s in thin] for f in CDN_FIELDS} for c in cdns},
+        "series": {name: [s["metrics"].get(name) for s in thin] for name in catalogue.REVIEW_NAMES},
+        "cdn": {c: {f: [(s.get("cdn") or {}).get(c, {}).get(f) for s in thin] for f in catalogue.CDN_NAMES}
+                for c in cdns},
         "markers": markers(records),
         "kpis": kpis(timeline, records),
     }
@@ -171,17 +162,17 @@ def show_data(show: dict, timeline: list[dict], records: list[dict]) -> dict:
 
 # ---- HTML ----------------------------------------------------------------------------------------
 
-KPI_ROWS = [  # (key, label, format, higher is better)
-    ("duration_minutes", "Duration", "min", None), ("peak_online", "Peak online", "int", True),
-    ("avg_online", "Average online", "int", True), ("avg_watch_seconds", "Average watch time", "sec", True),
-    ("retention_30s", "Retention 30 s", "pct", True), ("retention_60s", "Retention 60 s", "pct", True),
-    ("retention_180s", "Retention 180 s", "pct", True), ("interaction_rate", "Interaction rate", "pct", True),
-    ("product_ctr", "Product CTR", "pct", True), ("conversion_rate", "Conversion", "pct", True),
-    ("gmv", "GMV", "money", True), ("orders", "Paid orders", "int", True), ("entries", "Entries (views)", "int", True),
-    ("gpm", "GPM (GMV per 1000 views)", "money", True), ("stall_ratio", "Stall ratio", "pct", False),
-    ("latency_p95_ms", "Latency p95", "ms", False), ("error_rate", "Playback error rate", "pct", False),
-    ("alerts_fired", "Alerts fired", "int", False), ("failovers", "CDN failovers", "int", False),
-]
+def _kpi_rows() -> list[tuple[str, str, str, bool | None]]:
+    """(key, label, format, higher is better) of the KPI table, in the catalogue's order."""
+    rows: list[tuple[str, str, str, bool | None]] = [("duration_minutes", "Duration", "min", None)]
+    for metric in catalogue.ROOM:
+        if metric.review == "peak":
+            rows += [(f"peak_{metric.name}", f"Peak {metric.en.lower()}", metric.format, True),
+                     (f"avg_{metric.name}", f"Average {metric.en.lower()}", metric.format, True)]
+        elif metric.review:
+            rows.append((metric.name, metric.en, metric.format, metric.higher_is_better))
+    return rows + [("entries", "Entries (views)", "int", True), ("alerts_fired", "Alerts fired", "int", False),
+                   ("failovers", "CDN failovers", "int", False)]
 
 
 def fmt(value, kind: str) -> str:
@@ -191,7 +182,7 @@ def fmt(value, kind: str) -> str:
         return f"{value * 100:.2f}%" if abs(value) < 0.1 else f"{value * 100:.1f}%"
     if kind == "money":
         return f"¥{value:,.0f}"
-    if kind == "sec":
+    if kind in ("sec", "s"):
         return f"{value:,.0f} s"
     if kind == "ms":
         return f"{value:,.0f} ms"
@@ -210,7 +201,7 @@ def _kpi_table(datas: list[dict]) -> str:
     if len(datas) == 2:
         head += "<th>Difference</th>"
     rows = []
-    for key, label, kind, better in KPI_ROWS:
+    for key, label, kind, better in _kpi_rows():
         values = [d["kpis"].get(key) for d in datas]
         cells = "".join(f"<td>{e(fmt(v, kind))}</td>" for v in values)
         if len(datas) == 2:
@@ -269,7 +260,7 @@ def render_html(datas: list[dict], records_by_show: list[list[dict]], worst_by_s
              f"Comparison: {datas[0]['key']} vs {datas[1]['key']}")
     style = (STATIC / "vendor" / "uPlot.min.css").read_text() + (STATIC / "review.css").read_text()
     code = "\n".join((STATIC / name).read_text() for name in ("vendor/uPlot.iife.min.js", "common.js", "charts.js", "review.js"))
-    payload = orjson.dumps({"shows": datas}).decode().replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    payload = orjson.dumps({"shows": datas, "catalogue": catalogue.as_json()}).decode().replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     heads = []
     for d in datas:
         heads.append(f"<div class=\"show-head\"><h2>{e(d['key'])}</h2><p>room <strong>{e(d['room_id'])}</strong>"

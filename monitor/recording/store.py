@@ -44,7 +44,7 @@ CREATE TABLE IF NOT EXISTS snapshots (
     ts REAL NOT NULL,
     show_key TEXT NOT NULL,
     metrics BLOB NOT NULL,       -- JSON of the SPEC metrics
-    cdn BLOB NOT NULL,           -- JSON {cdn: {viewers, stall_ratio, latency_p95_ms, error_rate}}
+    cdn BLOB NOT NULL,           -- JSON {cdn: {metric: value}}, the snapshot's per-CDN metrics
     PRIMARY KEY (room_id, ts)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS snapshots_show ON snapshots (show_key, ts);

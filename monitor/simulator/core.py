@@ -220,7 +220,7 @@ class Room:
         error = None
         if not player.started and player.clock >= 10.0:
             error = "ERR_STARTUP_TIMEOUT"
-        elif rng.random() < condition.error_rate:
+        elif rng.random() < condition.error_probability:
             error = rng.choice(CDN_ERRORS)
         watched = interval.play_ms + interval.stall_ms
         self.emit(t, Health(
@@ -331,7 +331,7 @@ class Room:
 
 class _Condition(NamedTuple):
     throughput: float
-    error_rate: float
+    error_probability: float
     extra_latency: float
 
 

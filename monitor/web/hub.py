@@ -20,6 +20,7 @@ from typing import Awaitable, Callable
 
 import orjson
 
+from livemon import catalogue
 from livemon.topics import ALERTS_TOPIC, OPERATOR_TOPIC, SNAPSHOTS_TOPIC
 
 log = logging.getLogger(__name__)
@@ -35,10 +36,8 @@ FRAME_CACHE = 256           # encoded frames kept per state version
 RECORD_AFTER = 30           # snapshots with an audience before a room without a producer show is recorded
 MIN_AUDIENCE = 2            # distinct viewers in the window for a snapshot to count towards RECORD_AFTER
 
-# The metrics a tile and the room charts show; the full snapshot is kept as `latest`.
-CHART_METRICS = ("online", "entries", "leaves", "viewers", "retention_30s", "retention_60s", "retention_180s",
-                 "interaction_rate", "product_ctr", "conversion_rate", "gmv", "gmv_total", "orders_per_min",
-                 "stall_ratio", "latency_p95_ms", "error_rate", "danmaku_per_min", "avg_watch_seconds")
+# The metrics a tile and the room charts show (the catalogue's); the full snapshot is kept as `latest`.
+CHART_METRICS = catalogue.CHART_NAMES
 
 Publish = Callable[[str, bytes, bytes], Awaitable[None]]   # (topic, key, value)
 
@@ -58,7 +57,7 @@ def alert_identity(rec: dict) -> tuple:
 
 
 # The per-CDN fields the room page charts (room.js `cdnCol`); the rest of a CDN reading is not kept.
-CDN_CHART_METRICS = ("stall_ratio", "latency_p95_ms")
+CDN_CHART_METRICS = catalogue.CDN_CHART_NAMES
 # A room keeps chart history for at most this many CDNs (rooms are served by two or three); a CDN
 # beyond it is left out of the charts unless one of the others has been absent for the whole window,
 # whose rings it then takes over. This bounds a room's history memory whatever the input says.
@@ -396,7 +395,7 @@ class ControlRoomHub:
         m = room.latest.get("metrics") or {}
         return {"room_id": room.room_id, "ts": room.latest["ts"], "worker": room.worker,
                 "show": room.latest.get("show"),
-                "metrics": {k: m.get(k) for k in CHART_METRICS},
+                "metrics": {k: m.get(k) for k in catalogue.TILE_NAMES},
                 "alert": self.room_alert_state(room.room_id),
                 "alerts": sum(1 for (_, r, _) in self.active_alerts if r == room.room_id),
                 "spark": room.recent("online", 120)}

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import orjson
 from aiohttp import web
+
+from livemon import catalogue
 from livemon.web.hub import ACTIONS, ControlRoomHub
 
 log = logging.getLogger(__name__)
@@ -241,6 +243,11 @@ async def api_room(request):
 
 async def api_alerts(request):
     return json_response(request.app[HUB_KEY].alerts_view())
+
+
+async def api_catalogue(request):
+    """The metric catalogue: names, labels (zh, en), formats, charts and tiles the page draws."""
+    return json_response(catalogue.as_json())
 
 
 async def api_shows(request):
@@ -473,6 +480,7 @@ ROUTES = [
     ("GET", "/api/rooms", api_rooms),
     ("GET", "/api/rooms/{room_id}", api_room),
     ("GET", "/api/alerts", api_alerts),
+    ("GET", "/api/catalogue", api_catalogue),
     ("GET", "/api/shows", api_shows),
     ("GET", "/api/stream", api_stream),
     ("POST", "/api/actions", api_action),

@@ -2,8 +2,6 @@
 // follows the container, and vertical markers for alerts and failovers.
 "use strict";
 
-LM.fmt = { int: LM.int, num: LM.num, pct: LM.pct, money: LM.money, secs: LM.secs, ms: LM.ms };
-
 LM.AXIS = { stroke: "#93a1b0", grid: { stroke: "#2b3a4a", width: 1 }, ticks: { stroke: "#2b3a4a", width: 1 } };
 
 function axisValues(kind) {
@@ -78,7 +76,7 @@ LM.chart = function (container, series, data, opts = {}) {
       opts.xTime === false ? { label: "minute", value: (u, v) => (v === null ? "–" : LM.num(v)) } : {},
       ...series.map((s) => ({
         label: s.label, stroke: s.color, width: 2, scale: s.scale || "y", spanGaps: false,
-        dash: s.dash, value: (u, v) => (LM.fmt[s.kind || "num"])(v),
+        dash: s.dash, value: (u, v) => (LM.FORMAT[s.kind] || LM.num)(v),
       })),
     ],
   }, data, container);

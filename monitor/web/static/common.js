@@ -32,6 +32,27 @@ LM.ms = (v) => (v === null || v === undefined ? "–" : nf.format(v) + " ms");
 LM.val = (v) => (v === null || v === undefined ? "–" : Math.abs(v) < 10 ? String(+v.toPrecision(3)) : nf1.format(v));
 LM.time = (ts) => (ts ? new Date(ts * 1000).toLocaleTimeString([], { hour12: false }) : "–");
 
+// The metric catalogue (livemon.catalogue): names, labels, formats, charts, tiles.
+LM.FORMAT = { int: LM.int, num: LM.num, pct: LM.pct, money: LM.money, ms: LM.ms, s: LM.secs };
+LM.fmt = (metric, v) => (LM.FORMAT[metric.format] || LM.val)(v);
+LM.label = (metric) => metric.en;
+LM.loadCatalogue = () => fetch("/api/catalogue").then((r) => r.json());
+
+// The series of one catalogue chart: its room metrics, then (for a per-CDN chart) one series
+// per CDN of its CDN metric. `at(series)` is given each series to fetch its data.
+LM.chartSeries = function (catalogue, chart, cdnNames, palette) {
+  const P = palette || LM.PALETTE;
+  const series = catalogue.room.filter((m) => m.charts.includes(chart.id)).map((m, i) => ({
+    metric: m.name, label: chart.cdn ? "room" : LM.label(m), kind: m.format, scale: m.axis || undefined,
+    color: chart.cdn ? null : P[i % P.length], dash: chart.cdn ? [4, 4] : undefined }));
+  const perCdn = chart.cdn ? catalogue.cdn.find((m) => m.charts.includes(chart.id)) : null;
+  if (perCdn) {
+    cdnNames.forEach((c, i) => series.push({ cdn: c, metric: perCdn.name, label: c, kind: perCdn.format,
+                                             color: P[(i + 1) % P.length] }));
+  }
+  return series;
+};
+
 LM.clear = function (node) { while (node.firstChild) node.removeChild(node.firstChild); };
 
 // A server-sent-event stream with its state shown in the header dot.

@@ -5,6 +5,7 @@
   const tiles = document.getElementById("tiles");
   const empty = document.getElementById("empty");
   const summary = document.getElementById("summary");
+  let tileMetrics = [];   // the catalogue's tile metrics but online (the tile's headline)
 
   function tile(room) {
     const m = room.metrics;
@@ -20,11 +21,8 @@
       LM.el("div", { class: "online" }, LM.el("span", { class: "value", text: LM.int(m.online) }), " ",
             LM.el("small", { text: "online" })),
       canvas,
-      LM.el("dl", {}, ...[
-        ["Retention 60s", LM.pct(m.retention_60s)], ["Interaction", LM.pct(m.interaction_rate)],
-        ["CTR", LM.pct(m.product_ctr)], ["Conversion", LM.pct(m.conversion_rate)],
-        ["GMV 1 min", LM.money(m.gmv)], ["Stall", LM.pct(m.stall_ratio)],
-      ].map(([label, value]) => LM.el("div", { class: "metric" }, LM.el("dt", { text: label }), LM.el("dd", { text: value })))));
+      LM.el("dl", {}, ...tileMetrics.map((metric) => LM.el("div", { class: "metric" },
+        LM.el("dt", { text: LM.label(metric) }), LM.el("dd", { text: LM.fmt(metric, m[metric.name]) })))));
     return [node, canvas];
   }
 
@@ -45,6 +43,9 @@
       (grid.broker_error ? " · broker unreachable: " + grid.broker_error : "");
   }
 
-  fetch("/api/rooms").then((r) => r.json()).then(render);
-  LM.stream("/api/stream", { grid: render });
+  LM.loadCatalogue().then((catalogue) => {
+    tileMetrics = catalogue.room.filter((m) => m.tile && m.name !== "online");
+    fetch("/api/rooms").then((r) => r.json()).then(render);
+    LM.stream("/api/stream", { grid: render });
+  });
 })();

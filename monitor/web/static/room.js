@@ -5,7 +5,7 @@
   const roomId = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop());
   const $ = (id) => document.getElementById(id);
   const KEEP = 600;   // seconds of history on the charts
-  let columns = [], points = [], cdnPoints = [], cdnNames = [], charts = {}, latest = null;
+  let columns = [], points = [], cdnPoints = [], cdnNames = [], charts = {}, latest = null, catalogue = null;
 
   document.title = roomId + " · livemon control room";
   $("room-title").textContent = roomId;
@@ -58,52 +58,33 @@
     return [...names].sort();
   }
 
-  function data(name) {
-    switch (name) {
-      case "online": return [xs(), col("online"), col("entries"), col("leaves")];
-      case "retention": return [xs(), col("retention_30s"), col("retention_60s"), col("retention_180s")];
-      case "gmv": return [xs(), col("gmv"), col("orders_per_min")];
-      case "stall": return [xs(), col("stall_ratio"), ...cdnNames.map((c) => cdnCol(c, "stall_ratio"))];
-      case "latency": return [xs(), col("latency_p95_ms"), ...cdnNames.map((c) => cdnCol(c, "latency_p95_ms"))];
-    }
+  const pageCharts = () => catalogue.charts.filter((c) => c.page);
+  const seriesOf = {};   // chart id -> its series (LM.chartSeries)
+
+  function data(id) {
+    return [xs(), ...seriesOf[id].map((s) => (s.cdn ? cdnCol(s.cdn, s.metric) : col(s.metric)))];
   }
 
   function makeCharts() {
-    const mk = (name, id, series) => {
-      if (charts[name]) charts[name].destroy();
-      LM.clear($(id));
-      charts[name] = LM.chart($(id), series, data(name));
-    };
-    const P = LM.PALETTE;
-    if (!charts.online) {
-      mk("online", "c-online", [{ label: "online", color: P[0], kind: "int" },
-                                { label: "entries", color: P[2], kind: "int", scale: "flow" },
-                                { label: "leaves", color: P[4], kind: "int", scale: "flow" }]);
-      mk("retention", "c-retention", [{ label: "30 s", color: P[0], kind: "pct" },
-                                      { label: "60 s", color: P[1], kind: "pct" },
-                                      { label: "180 s", color: P[3], kind: "pct" }]);
-      mk("gmv", "c-gmv", [{ label: "GMV (1 min)", color: P[5], kind: "money" },
-                          { label: "orders/min", color: P[2], kind: "num", scale: "orders" }]);
+    for (const chart of pageCharts()) {
+      let holder = $("c-" + chart.id);
+      if (!holder) {
+        holder = LM.el("div", { id: "c-" + chart.id });
+        $("charts").insertBefore(LM.el("figure", { class: "chart" }, LM.el("figcaption", { text: chart.en }), holder),
+                                 $("funnel"));
+      }
+      if (charts[chart.id] && !chart.cdn) continue;   // only the per-CDN charts change with the CDNs
+      if (charts[chart.id]) charts[chart.id].destroy();
+      LM.clear(holder);
+      seriesOf[chart.id] = LM.chartSeries(catalogue, chart, cdnNames).map((s) => ({ ...s, color: s.color || "#e8edf2" }));
+      charts[chart.id] = LM.chart(holder, seriesOf[chart.id], data(chart.id));
     }
-    mk("stall", "c-stall", [{ label: "room", color: "#e8edf2", kind: "pct", dash: [4, 4] },
-                            ...cdnNames.map((c, i) => ({ label: c, color: P[(i + 1) % P.length], kind: "pct" }))]);
-    mk("latency", "c-latency", [{ label: "room", color: "#e8edf2", kind: "ms", dash: [4, 4] },
-                                ...cdnNames.map((c, i) => ({ label: c, color: P[(i + 1) % P.length], kind: "ms" }))]);
   }
 
   function kpis(m) {
-    const items = [
-      ["Online", LM.int(m.online)], ["Viewers (1 min)", LM.int(m.viewers)], ["Entries", LM.int(m.entries)],
-      ["Leaves", LM.int(m.leaves)], ["Retention 30s", LM.pct(m.retention_30s)], ["Retention 60s", LM.pct(m.retention_60s)],
-      ["Retention 180s", LM.pct(m.retention_180s)], ["Avg watch", LM.secs(m.avg_watch_seconds)],
-      ["Interaction", LM.pct(m.interaction_rate)], ["Danmaku/min", LM.num(m.danmaku_per_min)],
-      ["Product CTR", LM.pct(m.product_ctr)], ["Conversion", LM.pct(m.conversion_rate)],
-      ["Orders/min", LM.num(m.orders_per_min)], ["GMV 1 min", LM.money(m.gmv)], ["GMV total", LM.money(m.gmv_total)],
-      ["GPM", LM.money(m.gpm)], ["Stall ratio", LM.pct(m.stall_ratio)], ["Latency p95", LM.ms(m.latency_p95_ms)],
-      ["Error rate", LM.pct(m.error_rate)],
-    ];
-    $("kpis").replaceChildren(...items.map(([label, value]) =>
-      LM.el("div", { class: "kpi" }, LM.el("div", { class: "label", text: label }), LM.el("div", { class: "value", text: value }))));
+    $("kpis").replaceChildren(...catalogue.room.map((metric) =>
+      LM.el("div", { class: "kpi" }, LM.el("div", { class: "label", text: LM.label(metric) }),
+            LM.el("div", { class: "value", text: LM.fmt(metric, m[metric.name]) }))));
   }
 
   function funnel(m) {
@@ -196,7 +177,7 @@
     document.body.dataset.points = String(points.length);
   }
 
-  fetch("/api/rooms/" + encodeURIComponent(roomId)).then((r) => {
+  LM.loadCatalogue().then((c) => { catalogue = c; return fetch("/api/rooms/" + encodeURIComponent(roomId)); }).then((r) => {
     if (r.status === 404) { $("room-summary").textContent = "no live data for this room yet"; return null; }
     return r.json();
   }).then((view) => {

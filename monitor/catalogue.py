@@ -1,0 +1,194 @@
+"""The metric catalogue: every metric of a room's snapshot, declared once.
+
+An entry says what the engine's snapshot calls the metric (SPEC §5), how Prometheus exposes it
+(SPEC §7: family, extra labels, kind, scale), its unit and help text, its names on the page in
+Chinese and English, and where it appears: the page's tiles and charts, the post-show review,
+alert rules, the dashboards. The engine's snapshot, the Prometheus collector, rule validation,
+the control-room hub and page (served as JSON), the review and the dashboard builder all read
+it; a test holds the engine's snapshot and this catalogue to the same names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+# How a value is shown: int (count), num (rate), pct (a ratio shown as %), money (CNY), ms, s.
+FORMATS = ("int", "num", "pct", "money", "ms", "s")
+# How the review sums a metric up over a show: the largest value, the mean over the show's
+# instants, the mean weighted by another metric (`review_weight`), the last value.
+SUMMARIES = ("peak", "mean", "weighted", "last")
+
+
+@dataclass(frozen=True)
+class Chart:
+    """A chart of the room page or the review; its series are the metrics that name it."""
+
+    id: str
+    zh: str
+    en: str
+    page: bool = True  # on the room page
+    review: bool = True  # in the review of one show
+    cdn: bool = False  # its room series is drawn beside one series per CDN
+
+
+CHARTS = (
+    Chart("online", "在线、进入与离开(1 分钟窗口)", "Online viewers, entries and leaves (1-minute window)"),
+    Chart("retention", "各时长留存", "Retention by horizon"),
+    Chart("rates", "互动率、商品点击率与转化率", "Interaction, product CTR and conversion", page=False),
+    Chart("gmv", "成交额与订单(1 分钟窗口)", "GMV per minute window and orders per minute", review=False),
+    Chart("gmv_show", "本场累计成交额与 1 分钟成交额", "GMV: running total and last minute", page=False),
+    Chart("stall", "卡顿率:全场与各 CDN", "Stall ratio, room and per CDN", cdn=True),
+    Chart("latency", "直播延迟 p95:全场与各 CDN", "Live latency p95, room and per CDN", cdn=True),
+)
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str  # the snapshot's name (SPEC §5)
+    exposed: str  # the Prometheus family (SPEC §7), without `_total` for counters
+    help: str
+    zh: str  # the name on the page and in the review, Chinese first
+    en: str
+    format: str  # one of FORMATS
+    labels: tuple[tuple[str, str], ...] = ()  # extra Prometheus labels of this metric's series
+    kind: str = "gauge"  # gauge | counter
+    scale: float = 1.0  # exposed value = snapshot value * scale (ms -> seconds)
+    scope: str = "room"  # room | cdn (per `(room, cdn)`)
+    charts: tuple[str, ...] = ()  # the CHARTS that draw it
+    axis: str | None = None  # a second y axis of its chart, shared by the metrics that name it
+    tile: bool = False  # on the grid's room tiles
+    compare: bool = False  # drawn when two shows are compared
+    review: str | None = None  # how the review sums it up (SUMMARIES); None: not in the summary
+    review_weight: str | None = None  # the metric a `weighted` summary weighs by
+    higher_is_better: bool | None = None  # colours the review's comparisons; None: neutral
+    rule: bool = True  # usable as an alert rule's metric
+    dashboard: str | None = None  # the dashboard row that shows it
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "labels": dict(self.labels)}
+
+
+def _retention(horizon: int) -> Metric:
+    return Metric(f"retention_{horizon}s", "livemon_room_retention_ratio",
+                  "Share of the presences started one horizon before the window that lasted the horizon.",
+                  f"{horizon} 秒留存", f"Retention {horizon} s", "pct", labels=(("horizon", f"{horizon}s"),),
+                  charts=("retention",), tile=horizon == 60, compare=horizon == 60, review="mean", higher_is_better=True,
+                  dashboard="audience")
+
+
+ROOM = (
+    Metric("online", "livemon_room_online", "Viewers present at the live instant.", "在线人数", "Online", "int",
+           charts=("online",), tile=True, compare=True, review="peak", higher_is_better=True, dashboard="audience"),
+    Metric("viewers", "livemon_room_viewers", "Distinct viewers present at any moment of the window.",
+           "观看人数(窗口)", "Viewers (window)", "int", review="mean", higher_is_better=True, dashboard="audience"),
+    Metric("entries", "livemon_room_entries", "Presences that started in the window.", "进入", "Entries", "int",
+           charts=("online",), axis="flow", dashboard="audience"),
+    Metric("leaves", "livemon_room_leaves", "Presences that ended in the window (leave or timeout).", "离开",
+           "Leaves", "int", charts=("online",), axis="flow", dashboard="audience"),
+    *(_retention(horizon) for horizon in (30, 60, 180)),
+    Metric("avg_watch_seconds", "livemon_room_avg_watch_seconds",
+           "Mean duration of presences that ended in the window.", "平均观看时长", "Avg watch time", "s",
+           review="weighted", review_weight="leaves", higher_is_better=True, dashboard="audience"),
+    Metric("interaction_rate", "livemon_room_interaction_ratio", "Interacting users divided by viewers.",
+           "互动率", "Interaction", "pct", charts=("rates",), tile=True, compare=True, review="mean", higher_is_better=True, dashboard="interaction"),
+    Metric("danmaku_per_min", "livemon_room_danmaku_per_minute", "Danmaku per minute over the window.",
+           "弹幕/分钟", "Danmaku/min", "num", review="mean", dashboard="interaction"),
+    Metric("product_ctr", "livemon_room_product_ctr_ratio", "Users with a product click divided by viewers.",
+           "商品点击率", "Product CTR", "pct", charts=("rates",), tile=True, compare=True, review="mean", higher_is_better=True, dashboard="sales"),
+    Metric("conversion_rate", "livemon_room_conversion_ratio", "Share of product clickers with a paid order.",
+           "转化率", "Conversion", "pct", charts=("rates",), tile=True, compare=True, review="mean", higher_is_better=True, dashboard="sales"),
+    Metric("orders_per_min", "livemon_room_orders_per_minute", "Distinct paid orders per minute over the window.",
+           "订单/分钟", "Orders/min", "num", charts=("gmv",), axis="orders", dashboard="sales"),
+    Metric("gmv", "livemon_room_gmv_window", "GMV of the orders paid in the window.", "成交额(窗口)",
+           "GMV (window)", "money", charts=("gmv", "gmv_show"), tile=True, dashboard="sales"),
+    Metric("gmv_total", "livemon_room_gmv", "GMV of the distinct orders paid since the show began.", "本场成交额",
+           "GMV (show)", "money", kind="counter", charts=("gmv_show",), tile=True, compare=True, review="last", higher_is_better=True, dashboard="sales"),
+    Metric("orders_total", "livemon_room_orders", "Distinct paid orders since the show began.", "本场订单",
+           "Paid orders (show)", "int", kind="counter", review="last", higher_is_better=True, dashboard="sales"),
+    Metric("uv_value", "livemon_room_uv_value", "GMV of the window divided by viewers.", "UV 价值", "UV value",
+           "money", review="mean", higher_is_better=True, dashboard="sales"),
+    Metric("gpm", "livemon_room_gpm", "GMV per thousand entries over the window.", "千次观看成交额 GPM", "GPM",
+           "money", review="mean", higher_is_better=True, dashboard="sales"),
+    Metric("stall_ratio", "livemon_room_stall_ratio", "Stall time divided by play plus stall time.", "卡顿率",
+           "Stall ratio", "pct", charts=("stall",), tile=True, compare=True, review="mean", higher_is_better=False, dashboard="stream"),
+    Metric("stalls_per_min", "livemon_room_stalls_per_minute", "Stalls per minute of playback.", "卡顿次数/分钟",
+           "Stalls/min", "num", review="mean", higher_is_better=False, dashboard="stream"),
+    Metric("latency_p50_ms", "livemon_room_latency_seconds", "Live latency percentiles over the window's beacons.",
+           "延迟 p50", "Latency p50", "ms", labels=(("quantile", "0.5"),), scale=0.001, dashboard="stream"),
+    Metric("latency_p95_ms", "livemon_room_latency_seconds", "Live latency percentiles over the window's beacons.",
+           "延迟 p95", "Latency p95", "ms", labels=(("quantile", "0.95"),), scale=0.001, charts=("latency",),
+           compare=True, review="mean", higher_is_better=False, dashboard="stream"),
+    Metric("error_rate", "livemon_room_error_ratio", "Health beacons with an error divided by all beacons.",
+           "播放错误率", "Error rate", "pct", review="mean", higher_is_better=False, dashboard="stream"),
+)
+
+CDN = (
+    Metric("viewers", "livemon_cdn_viewers", "Distinct users with beacons on the CDN in the window.",
+           "CDN 观看人数", "CDN viewers", "int", scope="cdn", dashboard="cdn"),
+    Metric("stall_ratio", "livemon_cdn_stall_ratio", "Stall ratio of the CDN's beacons.", "CDN 卡顿率",
+           "CDN stall ratio", "pct", scope="cdn", charts=("stall",), dashboard="cdn"),
+    Metric("latency_p95_ms", "livemon_cdn_latency_seconds", "p95 live latency of the CDN's beacons.",
+           "CDN 延迟 p95", "CDN latency p95", "ms", labels=(("quantile", "0.95"),), scale=0.001, scope="cdn",
+           charts=("latency",), dashboard="cdn"),
+    Metric("error_rate", "livemon_cdn_error_ratio", "Error ratio of the CDN's beacons.", "CDN 错误率",
+           "CDN error rate", "pct", scope="cdn", dashboard="cdn"),
+)
+
+def _derive() -> None:
+    """The catalogue's name lists, computed from ROOM and CDN."""
+    global ROOM_NAMES, CDN_NAMES, BY_NAME, CDN_BY_NAME, RULE_NAMES, CDN_RULE_NAMES
+    global CHART_NAMES, CDN_CHART_NAMES, TILE_NAMES, REVIEW_NAMES
+    ROOM_NAMES = tuple(metric.name for metric in ROOM)
+    CDN_NAMES = tuple(metric.name for metric in CDN)
+    BY_NAME = {metric.name: metric for metric in ROOM}
+    CDN_BY_NAME = {metric.name: metric for metric in CDN}
+    RULE_NAMES = tuple(metric.name for metric in ROOM if metric.rule)
+    CDN_RULE_NAMES = tuple(metric.name for metric in CDN if metric.rule)
+    # The metrics whose recent history the control room keeps per room (page charts and tiles).
+    page = {chart.id for chart in CHARTS if chart.page}
+    CHART_NAMES = tuple(metric.name for metric in ROOM if page & set(metric.charts) or metric.tile)
+    CDN_CHART_NAMES = tuple(metric.name for metric in CDN if page & set(metric.charts))
+    TILE_NAMES = tuple(metric.name for metric in ROOM if metric.tile)
+    # The series a review keeps per show: what its charts, comparisons and summary draw on.
+    review = {chart.id for chart in CHARTS if chart.review}
+    REVIEW_NAMES = tuple(metric.name for metric in ROOM
+                         if review & set(metric.charts) or metric.compare or metric.review)
+
+
+_derive()
+
+
+def add(metric: Metric) -> None:
+    """Declare one more metric (a plugin's, a test's): read at once by the exposition, the page's
+    catalogue and the review; the engine's snapshot must carry it."""
+    global ROOM, CDN
+    if metric.scope == "room":
+        ROOM = (*ROOM, metric)
+    else:
+        CDN = (*CDN, metric)
+    _derive()
+
+
+def remove(name: str, scope: str = "room") -> None:
+    global ROOM, CDN
+    if scope == "room":
+        ROOM = tuple(metric for metric in ROOM if metric.name != name)
+    else:
+        CDN = tuple(metric for metric in CDN if metric.name != name)
+    _derive()
+
+
+def families(scope: str = "room") -> list[tuple[str, str, str, list[Metric]]]:
+    """The Prometheus families of a scope: (name, kind, help, metrics), in catalogue order; the
+    metrics of one family differ by their extra labels."""
+    out: dict[str, tuple[str, str, str, list[Metric]]] = {}
+    for metric in ROOM if scope == "room" else CDN:
+        name = metric.exposed + ("_total" if metric.kind == "counter" else "")
+        out.setdefault(name, (name, metric.kind, metric.help, []))[3].append(metric)
+    return list(out.values())
+
+
+def as_json() -> dict:
+    """The catalogue as the page and the review read it."""
+    return {"room": [metric.to_json() for metric in ROOM], "cdn": [metric.to_json() for metric in CDN],
+            "charts": [asdict(chart) for chart in CHARTS]}
