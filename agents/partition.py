@@ -261,29 +261,38 @@ class Partition:
 
     # ---- the step ----
 
-    def step(self, now: float, highwater: Highwater) -> tuple[list[dict], dict[str, dict]]:
+    def step(self, now: float, highwater: Highwater, rejects: list[Reject]) -> tuple[list[dict], dict[str, dict]]:
         """Advance the engine to the wall clock `now`: (final snapshots, live snapshots by room);
-        rooms idle past their show's end are forgotten."""
+        rooms idle past their show's end are forgotten. Events the engine held for a room and
+        rejects now (a room never admitted, or over a cap at admission) go to `rejects`."""
         if self.pause_start is not None and self.caught_up(highwater):
             self.resume(now)  # nothing came after the pause because nothing was sent
         self.check_behind(highwater)
         clock = self.step_clock(now)
         finals = list(self.engine.advance(clock))
+        for event, reason in self.engine.take_rejected():
+            rejects.append(Reject(reason, encode(event), f"{reason}: room {event.room_id} (ts {event.ts})",
+                                  TOPIC_OF_TYPE[event_type(event)], event.room_id))
         live = self.engine.live_snapshots(clock)
         self.engine.forget_idle_rooms(clock)
         return finals, live
 
 
-def step_all(partitions, now: float, highwater: Highwater) -> tuple[list[dict], dict[str, dict]]:
-    """One step of every partition: final snapshots in event-time order, and the live ones."""
-    finals: list[dict] = []
-    live: dict[str, dict] = {}
+class Step(NamedTuple):
+    finals: list[dict]  # final snapshots, in event-time order
+    live: dict[str, dict]  # live snapshots by room
+    rejects: list[Reject]  # held events rejected at this step
+
+
+def step_all(partitions, now: float, highwater: Highwater) -> Step:
+    """One step of every partition."""
+    step = Step([], {}, [])
     for partition in partitions:
-        partition_finals, partition_live = partition.step(now, highwater)
-        finals.extend(partition_finals)
-        live.update(partition_live)
-    finals.sort(key=_TS_KEY)
-    return finals, live
+        partition_finals, partition_live = partition.step(now, highwater, step.rejects)
+        step.finals.extend(partition_finals)
+        step.live.update(partition_live)
+    step.finals.sort(key=_TS_KEY)
+    return step
 
 
 _TS = operator.attrgetter("ts")

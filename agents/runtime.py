@@ -284,7 +284,7 @@ class StreamRuntime:
         started = time.perf_counter()
         # Held messages whose wait ran out while no new batch came.
         await self._apply_due(list(self.owned), everything=self._stopping)
-        finals, live = step_all(list(self.owned.values()), now, self.highwater)
+        finals, live, rejects = step_all(list(self.owned.values()), now, self.highwater)
         self.last_live = live
         self.collector.update(live)
         if self.alerts is not None:
@@ -295,6 +295,10 @@ class StreamRuntime:
             else:
                 self._alerts_changed({record["room_id"] for record in records or ()})
         await self._publish(now, live, finals)
+        if rejects:
+            for reject in rejects:
+                self.metrics.rejected.labels(reject.reason).inc()
+            await self._dead_letter(rejects)
         self._update_health()
         self.metrics.step_seconds.set(time.perf_counter() - started)
         self.metrics.last_step.set(time.time())

@@ -233,7 +233,7 @@ class _Steps:
             return
         self.next = now + 1.0
         started = time.perf_counter()
-        _, live = step_all(self.partitions, now, highwater)
+        live = step_all(self.partitions, now, highwater).live
         self.collector.update(live)
         self.steps += 1
         self.seconds += time.perf_counter() - started

@@ -11,7 +11,7 @@ from collections import Counter
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from livemon.ingest.events import DEADLETTER_TOPIC, Order, encode
+from livemon.ingest.events import DEADLETTER_TOPIC, Order, Show, encode
 from tests.fixtures.worker import mismatches, read_events, replay_at, simulate, snapshot_instants, wait_caught_up
 
 SKEW_ROOM = "skewed-clock"
@@ -22,6 +22,8 @@ def send_skewed(bootstrap: str) -> None:
     and 20 minutes (beyond it: rejected as future)."""
     producer = KafkaProducer(bootstrap_servers=bootstrap)
     now = time.time()
+    # The show starts (a room is admitted at its show start), on the same skewed clock.
+    producer.send("liveroom.shows", encode(Show(SKEW_ROOM, round(now + 119, 3), "start")), key=SKEW_ROOM.encode())
     for i, ahead in enumerate((120, 120, 1200, 1200, 1200)):
         order = Order(SKEW_ROOM, f"u{i}", round(now + ahead, 3), f"skew-{i}", "sku", 7.0, "paid")
         producer.send("liveroom.orders", encode(order), key=SKEW_ROOM.encode())
@@ -59,7 +61,7 @@ def test_hot_room_bad_input_and_clock_skew(make_broker, start_worker, tmp_path):
 
     metrics = wait_caught_up([worker], events)
     # Valid events: counted exactly, by type (plus the two skewed orders within the bound).
-    by_type = Counter(event["type"] for event in events) + Counter({"order": 2})
+    by_type = Counter(event["type"] for event in events) + Counter({"order": 2, "show": 1})
     for kind, count in by_type.items():
         assert metrics[("livemon_events_total", frozenset({"type": kind}.items()))] == count, kind
     assert metrics[("livemon_room_orders_total", frozenset({"room": SKEW_ROOM}.items()))] == 2

@@ -35,6 +35,8 @@ def produce(bootstrap, now):
     # Health: 1 s of stall in 10 s of playback on cdn-a, latency 2 s.
     send("liveroom.health", {"type": "health", "room_id": ROOM, "user_id": "u20", "ts": t + 1, "cdn": "cdn-a",
                              "play_ms": 9000, "stall_ms": 1000, "stall_count": 2, "latency_ms": 2000})
+    # A room is tracked from its show start (or its third event): one viewer, announced.
+    send("liveroom.shows", {"type": "show", "room_id": OTHER, "ts": t, "action": "start"}, key=OTHER)
     send("liveroom.views", {"type": "view", "room_id": OTHER, "user_id": "x", "ts": t, "action": "enter"},
          key=OTHER)
     # Bad input: each is rejected on its own, the valid neighbours still count.

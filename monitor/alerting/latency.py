@@ -102,7 +102,7 @@ async def run_outage(data_dir: Path, config_path: str = "alerts/alerting.yml", s
             if sim.now == last:
                 continue
             last = sim.now
-            _, live = step_all([partition], sim.now, highwater=lambda topic, number: None)
+            live = step_all([partition], sim.now, highwater=lambda topic, number: None).live
             run.history.append(live.get("room-001"))
             for record in service.evaluate(live, sim.now):
                 if record.get("topic") == CONTROL_TOPIC:
