@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import collections
 import sys
+from dataclasses import replace
 from typing import IO, Iterable, Iterator
 
 import click
 import orjson
 
 from .engine import Engine, EngineConfig
+from .settings import build, config_option, options
 from .ingest.events import decode
 
 CHUNK = 2000  # lines between two advances: bounds memory, does not change the result
@@ -78,21 +80,15 @@ def write_timeline(snapshots: Iterable[dict], out: IO[bytes]) -> int:
 @click.argument("events_file", type=click.Path(exists=True, dir_okay=False, readable=True, allow_dash=True))
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, writable=True, allow_dash=True),
               help="Timeline file to write (JSON lines); - for standard output.")
-@click.option("--step", type=float, default=1.0, show_default=True, help="Seconds between evaluation instants.")
-@click.option("--window", type=float, default=60.0, show_default=True, help="Window W in seconds.")
-@click.option("--lateness", type=float, default=5.0, show_default=True, help="Allowed lateness in seconds.")
-@click.option("--presence-timeout", type=float, default=90.0, show_default=True,
-              help="Seconds without enter/heartbeat after which a viewer is gone.")
-@click.option("--future-limit", type=float, default=3600.0, show_default=True,
-              help="Reject events this many seconds ahead of the newest ts so far (a skewed clock); "
-                   "raise it for a recording with longer silences between shows.")
+@config_option("replay")
+@options(EngineConfig, only=("step", "window", "lateness", "presence_timeout", "show_idle", "clockless_future_limit"),
+         rename={"clockless_future_limit": "future_limit"})
 @click.option("--until", type=float, default=None,
               help="Evaluate on to this instant (Unix seconds) after the last event.")
-def replay(events_file, out_path, step, window, lateness, presence_timeout, future_limit, until):
+def replay(events_file, out_path, until, **values):
     """Compute the metric timeline of EVENTS_FILE (one event per line, in arrival order)."""
     try:
-        config = EngineConfig(step=step, window=window, lateness=lateness, presence_timeout=presence_timeout,
-                              clockless_future_limit=future_limit, **REPLAY_ADMISSION)
+        config = replace(build(EngineConfig, values), **REPLAY_ADMISSION)
     except ValueError as error:
         raise click.BadParameter(str(error)) from None
     stats = ReplayStats()
