@@ -4,12 +4,9 @@ operator topic, and a restarted recorder fills the gap it was down for."""
 import json
 import time
 
-import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
 from tests.fixtures.browser import TOKEN, ControlRoomServer, SyntheticShow
-
-pytest.importorskip("livemon.broker")
 
 
 def wait_for(condition, timeout=20.0):
