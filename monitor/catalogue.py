@@ -76,7 +76,7 @@ def _retention(horizon: int) -> Metric:
                   dashboard="audience")
 
 
-ROOM = (
+ROOM: tuple[Metric, ...] = (
     Metric("online", "livemon_room_online", "Viewers present at the live instant.", "在线人数", "Online", "int",
            charts=("online",), tile=True, compare=True, review="peak", higher_is_better=True, dashboard="audience"),
     Metric("viewers", "livemon_room_viewers", "Distinct viewers present at any moment of the window.",
@@ -122,7 +122,7 @@ ROOM = (
            "播放错误率", "Error rate", "pct", review="mean", higher_is_better=False, dashboard="stream"),
 )
 
-CDN = (
+CDN: tuple[Metric, ...] = (
     Metric("viewers", "livemon_cdn_viewers", "Distinct users with beacons on the CDN in the window.",
            "CDN 观看人数", "CDN viewers", "int", scope="cdn", dashboard="cdn"),
     Metric("stall_ratio", "livemon_cdn_stall_ratio", "Stall ratio of the CDN's beacons.", "CDN 卡顿率",
@@ -133,6 +133,19 @@ CDN = (
     Metric("error_rate", "livemon_cdn_error_ratio", "Error ratio of the CDN's beacons.", "CDN 错误率",
            "CDN error rate", "pct", scope="cdn", dashboard="cdn"),
 )
+
+# The name lists, derived from ROOM and CDN by `_derive`.
+ROOM_NAMES: tuple[str, ...]
+CDN_NAMES: tuple[str, ...]
+BY_NAME: dict[str, Metric]
+CDN_BY_NAME: dict[str, Metric]
+RULE_NAMES: tuple[str, ...]
+CDN_RULE_NAMES: tuple[str, ...]
+CHART_NAMES: tuple[str, ...]
+CDN_CHART_NAMES: tuple[str, ...]
+TILE_NAMES: tuple[str, ...]
+REVIEW_NAMES: tuple[str, ...]
+
 
 def _derive() -> None:
     """The catalogue's name lists, computed from ROOM and CDN."""

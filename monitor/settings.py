@@ -65,11 +65,13 @@ def _option(field: dataclasses.Field, kind, rename: dict[str, str]) -> click.Opt
     default = field.default if field.default is not dataclasses.MISSING else None
     if field.default is dataclasses.MISSING and field.default_factory is not dataclasses.MISSING:
         default = None  # computed at run time (e.g. the worker id)
-    common = dict(envvar=envvar, show_envvar=True, help=meta.get("help") or None, expose_value=True)
+    common: dict[str, Any] = dict(envvar=envvar, show_envvar=True, help=meta.get("help") or None,
+                                  expose_value=True)
     if base is bool:
         positive = flag.removeprefix("--")
         return click.Option([f"--{positive}/--no-{positive}", field.name], default=default, show_default=True,
                             **common)
+    click_type: click.ParamType
     if meta.get("choices"):
         click_type = click.Choice(meta["choices"], case_sensitive=False)
     elif meta.get("path"):
@@ -161,7 +163,7 @@ def build(cls, values: dict[str, Any]):
 @functools.cache
 def names(cls) -> frozenset[str]:
     """Every field name of `cls`, nested ones included."""
-    out = set()
+    out: set[str] = set()
     for field, kind in _fields(cls):
         out |= names(kind) if _nested(kind) else {field.name}
     return frozenset(out)

@@ -73,7 +73,7 @@ def decode_forward(value: bytes | None) -> tuple[Forward | None, Rejection | Non
         return None, Rejection(INVALID_JSON, value or b"", f"not a forward record: {error}")
     for part in forward.parts:
         if not part.events or not _all_valid(part.events, part.topic):
-            return None, Rejection(BAD_VALUE, value, f"forward record with invalid events of {part.topic}")
+            return None, Rejection(BAD_VALUE, value or b"", f"forward record with invalid events of {part.topic}")
     return forward, None
 
 
