@@ -86,7 +86,7 @@ def test_room_view_charts_update(page, control_room, show):
     page.wait_for_function(f"() => +document.body.dataset.points >= {before + 8}", timeout=5000)
     assert page.locator("#c-online canvas").screenshot() != first   # the chart moved
     assert page.locator(".funnel .step").count() == 4
-    assert page.locator(".kpi").first.inner_text().startswith("Online")
+    assert page.locator(".kpi").first.inner_text().startswith("在线人数")   # Chinese by default
     screenshot(page, "room")
     no_problems(page)
 

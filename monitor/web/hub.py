@@ -16,6 +16,7 @@ import heapq
 import logging
 import time
 from array import array
+from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 import orjson
@@ -35,11 +36,30 @@ GRID_ROOMS = 100            # rooms in a grid (most online viewers first), plus 
 FRAME_CACHE = 256           # encoded frames kept per state version
 RECORD_AFTER = 30           # snapshots with an audience before a room without a producer show is recorded
 MIN_AUDIENCE = 2            # distinct viewers in the window for a snapshot to count towards RECORD_AFTER
+BANNER_ALERTS = 20          # firing critical alerts listed in a grid frame (the banner); more are counted
+MAX_TARGETS = 10_000        # room and show targets held (file and operators together)
+
+# Targets a tile is measured against: target name -> the metric it applies to.
+TARGET_METRICS = {"gmv": "gmv_total", "online": "online", "conversion": "conversion_rate"}
+# How far below its target a figure is amber rather than green, and red below that.
+TARGET_AMBER = 0.8
+SORT_KEYS = ("room_id", "alert", "gmv_progress")   # besides the tile metrics
+ALERT_RANK = {"ok": 0, "pending": 1, "warning": 2, "critical": 3}
 
 # The metrics a tile and the room charts show (the catalogue's); the full snapshot is kept as `latest`.
 CHART_METRICS = catalogue.CHART_NAMES
 
 Publish = Callable[[str, bytes, bytes], Awaitable[None]]   # (topic, key, value)
+
+
+@dataclass(frozen=True)
+class GridView:
+    """What a grid reader asked for: sort, filter and page (hashable: frames are cached per view)."""
+    sort: str = "online"
+    desc: bool = True
+    q: str = ""
+    state: str = ""          # "" | "alert" | "critical"
+    offset: int = 0
 
 
 def producer_show(snap: dict) -> bool:
@@ -224,6 +244,9 @@ class ControlRoomHub:
         self._tasks: list[asyncio.Task] = []
         self._frames: dict[tuple, bytes] = {}
         self._frames_version = -1
+        self.alerts_version = 0           # moves with every alert record: room frames resend lists then
+        self.thresholds: dict[str, dict] = {}
+        self.targets: dict[str, dict] = {"default": {}, "rooms": {}, "shows": {}}
         self._consumer = None
         self._producer = None
         self.broker_error: str | None = None
@@ -326,6 +349,7 @@ class ControlRoomHub:
             self._apply_operator(rec)
         if self.recorder is not None and rec.get("room_id"):
             self.recorder.write(records=[rec], wall=self.clock())
+        self.alerts_version += 1
         self._touch()
 
     def _apply_operator(self, rec: dict):
@@ -375,48 +399,192 @@ class ControlRoomHub:
 
     def room_alert_state(self, room_id: str) -> str:
         """'critical' | 'warning' | 'pending' | 'ok': the worst active alert of the room."""
+        return self._alert_states().get(room_id, "ok")
+
+    def _alert_states(self) -> dict[str, str]:
+        """The worst active, unsilenced alert of every room with one (one pass over the alerts)."""
         now = self.clock()
-        state = "ok"
-        rank = {"ok": 0, "pending": 1, "warning": 2, "critical": 3}
+        states: dict[str, str] = {}
         for (_, room, _), rec in self.active_alerts.items():
-            if room != room_id or (rec.get("silenced_until") or 0) > now:
+            if (rec.get("silenced_until") or 0) > now:
                 continue
             level = "pending" if rec.get("state") == "pending" else (
                 "critical" if rec.get("severity") in ("critical", "page") else "warning")
-            if rank[level] > rank[state]:
-                state = level
-        return state
+            if ALERT_RANK[level] > ALERT_RANK[states.get(room, "ok")]:
+                states[room] = level
+        return states
+
+    def critical_alerts(self) -> list[dict]:
+        """Firing critical alerts nobody has acknowledged or silenced yet: the grid's banner."""
+        now = self.clock()
+        return [rec for rec in self.active_alerts.values()
+                if rec.get("state") == "firing" and rec.get("severity") in ("critical", "page")
+                and not rec.get("acknowledged") and (rec.get("silenced_until") or 0) <= now]
+
+    # ---- thresholds and targets -----------------------------------------------------------------
+
+    def set_thresholds(self, thresholds: dict[str, dict]) -> None:
+        """Colour lines per room metric, from the alert rules: `{metric: {"op", "warn", "crit",
+        "rule", "severity"}}` (see server.rule_thresholds)."""
+        self.thresholds = dict(thresholds)
+        self._touch()
+
+    def tile_names(self) -> tuple[str, ...]:
+        """What a tile carries: the catalogue's tile metrics, then those with a colour line."""
+        extra = [m for m in (*self.thresholds, *TARGET_METRICS.values()) if m in catalogue.BY_NAME]
+        return tuple(dict.fromkeys((*catalogue.TILE_NAMES, *extra)))
+
+    def set_targets(self, targets: dict) -> None:
+        """Replace every target: `{"default": {...}, "rooms": {room: {...}}, "shows": {key: {...}}}`."""
+        self.targets = {"default": dict(targets.get("default") or {}),
+                        "rooms": dict(targets.get("rooms") or {}), "shows": dict(targets.get("shows") or {})}
+        self._touch()
+
+    def set_target(self, room_id: str, show: str | None, values: dict) -> dict:
+        """An operator's target for a room, or for one show of it (`show` = the show id): the given
+        fields replace the held ones, a None removes one. Returns the target now held."""
+        table, key = (self.targets["shows"], f"{room_id}.{show}") if show else (self.targets["rooms"], room_id)
+        held = dict(table.get(key) or {})
+        for name, value in values.items():
+            if value is None:
+                held.pop(name, None)
+            else:
+                held[name] = value
+        if held:
+            if key not in table and len(self.targets["rooms"]) + len(self.targets["shows"]) >= MAX_TARGETS:
+                raise ValueError(f"at most {MAX_TARGETS} targets")
+            table[key] = held
+        else:
+            table.pop(key, None)
+        self._touch()
+        return held
+
+    def target_of(self, snap: dict) -> dict:
+        """The targets a room's current show is measured against: the show's over the room's over the
+        default ones."""
+        show = snap.get("show") or {}
+        merged = {**self.targets["default"], **(self.targets["rooms"].get(snap["room_id"]) or {})}
+        if show.get("id"):
+            merged.update(self.targets["shows"].get(f"{snap['room_id']}.{show['id']}") or {})
+        return merged
+
+    def levels(self, snap: dict, target: dict) -> tuple[dict[str, str], float | None]:
+        """Per metric 'ok' | 'warn' | 'bad' from the rule thresholds and the targets (the worse of
+        both), and the show's GMV as a share of its target."""
+        m = snap.get("metrics") or {}
+        out: dict[str, str] = {}
+
+        def worse(name, level):
+            rank = ("ok", "warn", "bad")
+            if rank.index(level) >= rank.index(out.get(name, "ok")):
+                out[name] = level
+        for name, line in self.thresholds.items():
+            value = m.get(name)
+            if value is None:
+                continue
+            past = (lambda limit: value > limit) if line["op"] in (">", ">=") else (lambda limit: value < limit)
+            worse(name, "bad" if past(line["crit"]) else "warn" if line.get("warn") is not None and past(line["warn"]) else "ok")
+        for field in ("online", "conversion"):
+            metric, goal, value = TARGET_METRICS[field], target.get(field), m.get(TARGET_METRICS[field])
+            if goal and value is not None:
+                worse(metric, "ok" if value >= goal else "warn" if value >= goal * TARGET_AMBER else "bad")
+        progress = None
+        goal, gmv = target.get("gmv"), m.get("gmv_total")
+        if goal and gmv is not None:
+            progress = gmv / goal
+            minutes, start = target.get("minutes"), (snap.get("show") or {}).get("start")
+            if minutes and start is not None:
+                # On pace: against the share of the planned show length gone by.
+                expected = min(1.0, max(1e-6, (snap["ts"] - start) / (minutes * 60)))
+                pace = progress / expected
+                worse("gmv_total", "ok" if pace >= 1 else "warn" if pace >= TARGET_AMBER else "bad")
+            else:
+                # No planned length: reached is green, half way amber.
+                worse("gmv_total", "ok" if progress >= 1 else "warn" if progress >= 0.5 else "bad")
+        return out, progress
 
     def live_rooms(self) -> list[Room]:
         cutoff = self.clock() - ROOM_GONE_SECONDS
         return [room for room in self.rooms.values() if room.latest is not None and room.seen >= cutoff]
 
-    def _tile(self, room: Room) -> dict:
+    def _tile(self, room: Room, states: dict, counts: collections.Counter, names: tuple, spark: bool) -> dict:
         m = room.latest.get("metrics") or {}
-        return {"room_id": room.room_id, "ts": room.latest["ts"], "worker": room.worker,
-                "show": room.latest.get("show"),
-                "metrics": {k: m.get(k) for k in catalogue.TILE_NAMES},
-                "alert": self.room_alert_state(room.room_id),
-                "alerts": sum(1 for (_, r, _) in self.active_alerts if r == room.room_id),
-                "spark": room.recent("online", 120)}
+        target = self.target_of(room.latest)
+        levels, progress = self.levels(room.latest, target)
+        show = room.latest.get("show")
+        tile = {"room_id": room.room_id, "ts": room.latest["ts"], "worker": room.worker,
+                "show": {k: show.get(k) for k in ("id", "start", "title")} if isinstance(show, dict) else None,
+                "metrics": {k: m.get(k) for k in names},
+                "alert": states.get(room.room_id, "ok"), "alerts": counts[room.room_id],
+                "target": target or None, "levels": levels, "gmv_progress": progress}
+        if spark:   # the JSON API's first load; stream frames carry the latest values only
+            tile["spark"] = room.recent("online", 120)
+        return tile
 
-    def grid(self, limit: int = GRID_ROOMS, extra: tuple[str, ...] = ()) -> dict:
-        """The `limit` live rooms with the most online viewers, plus the `extra` rooms asked for,
-        most online first; `total_rooms` counts every live room."""
-        def rank(room):
-            return -((room.latest.get("metrics") or {}).get("online") or 0), room.room_id
+    def grid(self, limit: int = GRID_ROOMS, extra: tuple[str, ...] = (), view: GridView | None = None,
+             spark: bool = True) -> dict:
+        """One page of the live rooms: filtered by `view.q` (in the room id or show title) and
+        `view.state` ('alert': any active alert, 'critical'), sorted by `view.sort` (a tile metric,
+        'room_id', 'alert' or 'gmv_progress'; rooms without the figure last), at most `limit` from
+        `view.offset`; plus the `extra` rooms asked for. The default view: most online first.
+        `total_rooms` counts every live room, `matched` those the filter keeps."""
+        view = view or GridView()
+        states = self._alert_states()
+        names = self.tile_names()
         live = self.live_rooms()
-        chosen = heapq.nsmallest(limit, live, key=rank)
+        total = len(live)
+        if view.q:
+            q = view.q.casefold()
+            live = [room for room in live if q in room.room_id.casefold()
+                    or q in str(((room.latest.get("show") or {}).get("title")) or "").casefold()]
+        if view.state == "alert":
+            live = [room for room in live if room.room_id in states]
+        elif view.state == "critical":
+            live = [room for room in live if states.get(room.room_id) == "critical"]
+        rank = self._rank(view, states)
+        backwards = view.sort == "room_id" and view.desc
+        if backwards:
+            chosen = sorted(live, key=rank, reverse=True)[view.offset:view.offset + limit]
+        else:
+            chosen = heapq.nsmallest(view.offset + limit, live, key=rank)[view.offset:]
         shown = {room.room_id for room in chosen}
         cutoff = self.clock() - ROOM_GONE_SECONDS
         for room_id in extra:
             room = self.rooms.get(room_id)
             if room is not None and room_id not in shown and room.latest is not None and room.seen >= cutoff:
                 chosen.append(room)
-        chosen.sort(key=rank)
-        return {"version": self.version, "now": self.clock(), "rooms": [self._tile(room) for room in chosen],
-                "total_rooms": len(live), "workers": sorted(self.workers),
-                "broker_error": self.broker_error or self.outage, "alerts_active": len(self.active_alerts)}
+        chosen.sort(key=rank, reverse=backwards)
+        counts = collections.Counter(r for (_, r, _) in self.active_alerts)
+        critical = self.critical_alerts()
+        return {"version": self.version, "now": self.clock(),
+                "rooms": [self._tile(room, states, counts, names, spark) for room in chosen],
+                "total_rooms": total,
+                "matched": len(live), "offset": view.offset, "limit": limit,
+                "sort": view.sort, "desc": view.desc, "workers": sorted(self.workers),
+                "broker_error": self.broker_error or self.outage, "alerts_active": len(self.active_alerts),
+                "critical": [{k: a.get(k) for k in ("room_id", "rule", "cdn", "summary", "ts", "value")}
+                             for a in sorted(critical, key=lambda a: -(a.get("ts") or 0))[:BANNER_ALERTS]],
+                "critical_count": len(critical)}
+
+    def _rank(self, view: GridView, states: dict):
+        """The sort key of a room in `view`: rooms without the figure go last either way."""
+        sign = -1 if view.desc else 1
+
+        def rank(room):
+            if view.sort == "room_id":
+                return (0, 0, room.room_id)   # descending: the caller reverses (strings do not negate)
+            if view.sort == "alert":
+                value = ALERT_RANK[states.get(room.room_id, "ok")]
+            elif view.sort == "gmv_progress":
+                goal = self.target_of(room.latest).get("gmv")
+                gmv = (room.latest.get("metrics") or {}).get("gmv_total")
+                value = gmv / goal if goal and gmv is not None else None
+            else:
+                value = (room.latest.get("metrics") or {}).get(view.sort)
+            if not isinstance(value, (int, float)) or value != value:
+                return (1, 0, room.room_id)
+            return (0, sign * value, room.room_id)
+        return rank
 
     def _cached(self, key: tuple, build: Callable[[], bytes]) -> bytes:
         """Encoded frames, built once per state version and shared by every reader asking the same."""
@@ -430,36 +598,41 @@ class ControlRoomHub:
                 self._frames[key] = frame
         return frame
 
-    def grid_json(self, limit: int = GRID_ROOMS, extra: tuple[str, ...] = ()) -> bytes:
-        return self._cached(("grid", limit, extra), lambda: orjson.dumps(self.grid(limit, extra)))
+    def grid_json(self, limit: int = GRID_ROOMS, extra: tuple[str, ...] = (), view: GridView | None = None) -> bytes:
+        return self._cached(("grid", limit, extra, view), lambda: orjson.dumps(self.grid(limit, extra, view)))
 
-    def grid_frame(self, limit: int = GRID_ROOMS, extra: tuple[str, ...] = ()) -> bytes:
-        """The `grid` server-sent event."""
-        return self._cached(("grid-event", limit, extra),
-                            lambda: b"event: grid\ndata: " + self.grid_json(limit, extra) + b"\n\n")
+    def grid_frame(self, limit: int = GRID_ROOMS, extra: tuple[str, ...] = (), view: GridView | None = None) -> bytes:
+        """The `grid` server-sent event: the page's tiles with their latest values only (no history),
+        so a frame stays about `limit` times a few hundred bytes whatever the show's length."""
+        return self._cached(("grid-event", limit, extra, view),
+                            lambda: b"event: grid\ndata: " + orjson.dumps(self.grid(limit, extra, view, False)) + b"\n\n")
 
-    def room_frame(self, room_id: str, since: float | None) -> tuple[bytes | None, float | None]:
+    def room_frame(self, room_id: str, since: float | None, lists: bool = True) -> tuple[bytes | None, float | None]:
         """The `room` server-sent event with the points newer than `since`, and the newest point's
-        time (the reader's next `since`); (None, since) for an unknown room. Readers of a room that
-        are in step ask with the same `since`, so they share one encoding."""
+        time (the reader's next `since`); (None, since) for an unknown room. The alert, failover,
+        incident and operator lists only with `lists` (the reader asks for them when
+        `alerts_version` moved). Readers of a room that are in step ask with the same `since`, so
+        they share one encoding."""
         room = self.rooms.get(room_id)
         if room is None:
             return None, since
         newest = room.ts[(room.head - 1) % HISTORY_SECONDS] if room.count else None
         newest = since if newest is None or (since is not None and newest <= since) else newest
-        frame = self._cached(("room", room_id, since),
-                             lambda: b"event: room\ndata: " + orjson.dumps(self.room_view(room_id, since)) + b"\n\n")
+        frame = self._cached(("room", room_id, since, lists),
+                             lambda: b"event: room\ndata: " + orjson.dumps(self.room_view(room_id, since, lists)) + b"\n\n")
         return frame, newest
 
-    def room_view(self, room_id: str, since: float | None = None) -> dict | None:
+    def room_view(self, room_id: str, since: float | None = None, lists: bool = True) -> dict | None:
         room = self.rooms.get(room_id)
         if room is None:
             return None
-        return {"version": self.version, "room_id": room_id, "latest": room.latest, "worker": room.worker,
+        view = {"version": self.version, "room_id": room_id, "latest": room.latest, "worker": room.worker,
                 "alert": self.room_alert_state(room_id),
                 "columns": ["ts", *CHART_METRICS], "points": room.points(since),
-                "cdn_points": room.cdn_points(since),
-                "alerts_active": [a for (r_, room_, c_), a in self.active_alerts.items() if room_ == room_id],
+                "cdn_points": room.cdn_points(since)}
+        if not lists:
+            return view
+        return {**view, "alerts_active": [a for (r_, room_, c_), a in self.active_alerts.items() if room_ == room_id],
                 "alert_feed": [a for a in self.alert_feed if a.get("room_id") == room_id][:100],
                 "failovers": [f for f in self.failovers if f.get("room_id") == room_id][:100],
                 "incidents": [i for i in self.incidents.values() if i.get("room_id") == room_id][-50:],

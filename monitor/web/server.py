@@ -29,7 +29,7 @@ import orjson
 from aiohttp import web
 
 from livemon import catalogue
-from livemon.web.hub import ACTIONS, ControlRoomHub
+from livemon.web.hub import ACTIONS, SORT_KEYS, ControlRoomHub, GridView
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,8 @@ class WebSettings:
     write_timeout: float = 10.0       # a stream client that takes no frame for this long is dropped
     grid_rooms: int = 100             # rooms in a grid frame (most online first), plus those asked for
     allowed_hosts: frozenset = frozenset()   # Host names accepted beside the loopback ones
+    rules_file: str | None = None     # alert rules (or alerting.yml) whose thresholds colour the tiles
+    targets_file: str | None = None   # targets.toml: GMV, online, conversion per room or show
 
     @classmethod
     def from_env(cls, environ=os.environ) -> WebSettings:
@@ -86,7 +88,85 @@ class WebSettings:
         return cls(max_streams=number("LIVEMON_WEB_MAX_STREAMS", int, cls.max_streams, 1),
                    write_timeout=number("LIVEMON_WEB_WRITE_TIMEOUT", float, cls.write_timeout, 0.1),
                    grid_rooms=number("LIVEMON_WEB_GRID_ROOMS", int, cls.grid_rooms, 1),
-                   allowed_hosts=hosts)
+                   allowed_hosts=hosts,
+                   # The worker's own alerting config unless the page is told otherwise.
+                   rules_file=environ.get("LIVEMON_WEB_RULES") or environ.get("LIVEMON_ALERTS_CONFIG") or None,
+                   targets_file=environ.get("LIVEMON_WEB_TARGETS") or None)
+
+
+# ---- colour lines and targets -------------------------------------------------------------------
+
+SHIPPED_RULES = Path(__file__).resolve().parents[2] / "alerts" / "alerting.yml"
+TARGET_FIELDS = {"gmv": (0.01, 1e12), "online": (1, 1e9), "conversion": (1e-6, 1.0), "minutes": (1, 1440)}
+
+
+def rule_thresholds(path: str | Path | None) -> dict[str, dict]:
+    """Per room metric, the colour lines of its threshold alert rule: red past the fire threshold,
+    amber past the clear line (the rule's hysteresis). Several rules on one metric: the most
+    sensitive. An unreadable file gives none (the alerting service reports its own errors)."""
+    from livemon.alerting.config import load_config
+
+    path = Path(path) if path else SHIPPED_RULES
+    if not path.exists():
+        return {}
+    try:
+        rules = load_config(path).rules
+    except Exception as error:  # noqa: BLE001 - the page still works, uncoloured by rules
+        log.warning("no rule thresholds for the tiles from %s: %s", path, error)
+        return {}
+    out: dict[str, dict] = {}
+    for rule in rules:
+        if rule.scope != "room" or rule.threshold is None:
+            continue
+        line = {"op": rule.op, "crit": rule.threshold, "warn": rule.clear, "rule": rule.name, "severity": rule.severity}
+        held = out.get(rule.metric)
+        upward = rule.op in (">", ">=")
+        if held is None or (rule.threshold < held["crit"] if upward else rule.threshold > held["crit"]):
+            out[rule.metric] = line
+    return out
+
+
+def check_target(values, where: str, partial: bool = False) -> dict:
+    """A target's fields, each a number in its range; with `partial`, None removes a field."""
+    if not isinstance(values, dict):
+        raise ValueError(f"{where}: a target is a table of {', '.join(TARGET_FIELDS)}")
+    out = {}
+    for name, value in values.items():
+        if name not in TARGET_FIELDS:
+            raise ValueError(f"{where}: unknown target {name!r} (known: {', '.join(TARGET_FIELDS)})")
+        if value is None and partial:
+            out[name] = None
+            continue
+        low, high = TARGET_FIELDS[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                or not low <= value <= high:
+            raise ValueError(f"{where}: {name} must be a number from {low:g} to {high:g}")
+        out[name] = value
+    return out
+
+
+def load_targets(path: str | Path) -> dict:
+    """targets.toml: `[default]`, `[rooms.<room_id>]` and `[shows."<room_id>.<show id>"]` tables of
+    gmv (CNY, the show's), online, conversion (0-1) and minutes (planned show length)."""
+    import tomllib
+
+    try:
+        with open(path, "rb") as file:
+            data = tomllib.load(file)
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise ValueError(f"LIVEMON_WEB_TARGETS {path}: {error}") from None
+    unknown = set(data) - {"default", "rooms", "shows"}
+    if unknown:
+        raise ValueError(f"LIVEMON_WEB_TARGETS {path}: unknown table(s) {', '.join(sorted(unknown))}")
+    out = {"default": check_target(data.get("default", {}), f"{path} [default]"), "rooms": {}, "shows": {}}
+    for table in ("rooms", "shows"):
+        for key, values in (data.get(table) or {}).items():
+            parts = key.split(".", 1) if table == "shows" else [key]
+            if not all(ID_RE.match(p) for p in parts) or (table == "shows" and len(parts) != 2):
+                raise ValueError(f"{path} [{table}]: {key!r} is not a "
+                                 + ("<room_id>.<show id>" if table == "shows" else "room id"))
+            out[table][key] = check_target(values, f"{path} [{table}.{key}]")
+    return out
 
 
 class TokenGuard:
@@ -182,6 +262,24 @@ def _query_rooms(request) -> tuple[str, ...]:
     return tuple(dict.fromkeys(asked))
 
 
+def _query_view(request) -> tuple[GridView, int]:
+    """The grid a reader asked for (sort, filter, page) and its page size."""
+    hub, settings = request.app[HUB_KEY], request.app[SETTINGS_KEY]
+    sort = request.query.get("sort") or "online"
+    if sort not in SORT_KEYS and sort not in hub.tile_names():
+        raise BadQuery("sort must be a tile metric, room_id, alert or gmv_progress")
+    q = request.query.get("q", "").strip()
+    if len(q) > 64 or not q.isprintable():
+        raise BadQuery("q must be at most 64 printable characters")
+    state = request.query.get("state", "")
+    if state not in ("", "alert", "critical"):
+        raise BadQuery("state must be alert or critical")
+    desc = request.query.get("desc", "1") != "0"
+    offset = _query_number(request, "offset", 0, int, 0, 1_000_000)
+    limit = _query_number(request, "limit", settings.grid_rooms, int, 1, settings.grid_rooms)
+    return GridView(sort, desc, q, state, offset), limit
+
+
 # ---- pages and static files ---------------------------------------------------------------------
 
 def _file_response(path: Path, cache: str = "no-cache"):
@@ -229,7 +327,8 @@ async def page_review(request):
 # ---- JSON API -----------------------------------------------------------------------------------
 
 async def api_rooms(request):
-    body = request.app[HUB_KEY].grid_json(request.app[SETTINGS_KEY].grid_rooms, _query_rooms(request))
+    view, limit = _query_view(request)
+    body = request.app[HUB_KEY].grid_json(limit, _query_rooms(request), view)
     return web.Response(body=body, content_type="application/json", headers={"Cache-Control": "no-store"})
 
 
@@ -270,24 +369,27 @@ async def api_stream(request):
     settings = request.app[SETTINGS_KEY]
     room_id = request.query.get("room")
     asked = _query_rooms(request)
+    view, limit = _query_view(request)
     streams = request.app[STREAMS_KEY]
     if len(streams) >= settings.max_streams:
         return json_error(503, "too many live streams; try again shortly", {"Retry-After": "5"})
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
                                            "X-Accel-Buffering": "no"})
     streams.add(response)
-    version, since = -1, None
+    version, since, alerts_seen = -1, None, -1
     try:
         await response.prepare(request)
         await response.write(b"retry: 2000\n\n")
         while response in streams:
             version = await hub.wait_change(version, STREAM_INTERVAL)
-            frame = hub.grid_frame(settings.grid_rooms, asked)
+            frame = hub.grid_frame(limit, asked, view)
             if room_id:
-                room_frame, newest = hub.room_frame(room_id, since)
+                # The room's alert lists go out again only when an alert record came in.
+                alerts_now = hub.alerts_version
+                room_frame, newest = hub.room_frame(room_id, since, lists=alerts_now != alerts_seen)
                 if room_frame is not None:
                     frame += room_frame
-                    since = newest
+                    since, alerts_seen = newest, alerts_now
             try:
                 await asyncio.wait_for(response.write(frame), settings.write_timeout)
             except TimeoutError:
@@ -349,17 +451,19 @@ def validate_action(body) -> dict:
     return out
 
 
-async def api_action(request):
+async def _authorized_body(request) -> tuple[bytes | None, web.Response | None]:
+    """The body of a control request once its token is right: (raw body, None), else (None, the
+    error answer). Size limit, back-off after wrong tokens, constant-time compare."""
     if request.content_length is not None and request.content_length > MAX_ACTION_BYTES:
-        return json_error(413, f"body larger than {MAX_ACTION_BYTES} bytes")
+        return None, json_error(413, f"body larger than {MAX_ACTION_BYTES} bytes")
     guard, client = request.app[GUARD_KEY], request.remote or "-"
     wait = guard.wait(client)
     if wait > 0:
-        return json_error(429, "too many wrong tokens; wait before trying again",
-                          {"Retry-After": str(math.ceil(wait))})
+        return None, json_error(429, "too many wrong tokens; wait before trying again",
+                                {"Retry-After": str(math.ceil(wait))})
     if not token_ok(_token_of(request), request.app[TOKEN_KEY]):
         guard.failed(client)
-        return json_error(401, "a valid control token is required")
+        return None, json_error(401, "a valid control token is required")
     guard.succeeded(client)
     raw = b""
     while len(raw) <= MAX_ACTION_BYTES:   # a chunked body arrives in pieces: stop past the limit
@@ -368,7 +472,55 @@ async def api_action(request):
             break
         raw += piece
     if len(raw) > MAX_ACTION_BYTES:
-        return json_error(413, f"body larger than {MAX_ACTION_BYTES} bytes")
+        return None, json_error(413, f"body larger than {MAX_ACTION_BYTES} bytes")
+    return raw, None
+
+
+async def api_targets(request):
+    """The targets held: from the targets file and operators."""
+    return json_response(request.app[HUB_KEY].targets)
+
+
+def validate_target(body) -> tuple[str, str | None, dict]:
+    if not isinstance(body, dict):
+        raise ValueError("the body must be a JSON object")
+    room_id, show = body.get("room_id"), body.get("show")
+    if not isinstance(room_id, str) or not ID_RE.match(room_id):
+        raise ValueError("room_id is required")
+    if show not in (None, "") and (not isinstance(show, str) or not ID_RE.match(show)):
+        raise ValueError("show is not a valid show id")
+    values = check_target({k: v for k, v in body.items() if k not in ("room_id", "show", "by")}, "target",
+                          partial=True)
+    if not values:
+        raise ValueError(f"give at least one of {', '.join(TARGET_FIELDS)} (null removes it)")
+    return room_id, show or None, values
+
+
+async def api_set_target(request):
+    """An operator sets (or with null removes) a room's or a show's targets; token required."""
+    raw, error = await _authorized_body(request)
+    if error is not None:
+        return error
+    try:
+        room_id, show, values = validate_target(orjson.loads(raw))
+        held = request.app[HUB_KEY].set_target(room_id, show, values)
+    except orjson.JSONDecodeError:
+        return json_error(400, "the body is not JSON")
+    except ValueError as error:
+        return json_error(400, str(error))
+    log.info("target set for %s%s", room_id, f".{show}" if show else "")
+    return json_response({"ok": True, "room_id": room_id, "show": show, "target": held})
+
+
+async def api_thresholds(request):
+    """The colour lines of the tiles, from the alert rules' thresholds."""
+    return json_response(request.app[HUB_KEY].thresholds)
+
+
+async def api_action(request):
+    raw, error = await _authorized_body(request)
+    if error is not None:
+        return error
     try:
         action = validate_action(orjson.loads(raw))
     except orjson.JSONDecodeError:
@@ -483,6 +635,9 @@ ROUTES = [
     ("GET", "/api/catalogue", api_catalogue),
     ("GET", "/api/shows", api_shows),
     ("GET", "/api/stream", api_stream),
+    ("GET", "/api/thresholds", api_thresholds),
+    ("GET", "/api/targets", api_targets),
+    ("POST", "/api/targets", api_set_target),
     ("POST", "/api/actions", api_action),
 ]
 
@@ -496,8 +651,11 @@ def add_routes(app: web.Application, hub: ControlRoomHub, *, token: str, setting
     app[HUB_KEY] = hub
     app[TOKEN_KEY] = token
     app[STREAMS_KEY] = set()
-    app[SETTINGS_KEY] = settings or WebSettings.from_env()
+    settings = app[SETTINGS_KEY] = settings or WebSettings.from_env()
     app[GUARD_KEY] = TokenGuard()
+    hub.set_thresholds(rule_thresholds(settings.rules_file))
+    if settings.targets_file:
+        hub.set_targets(load_targets(settings.targets_file))   # a bad file stops the start, saying why
     app.middlewares.insert(0, edge)   # outermost: the app's own 404s and 405s, and its other routes, too
     # The request class whose prepare hook hardens every answer (see _EdgeRequest).
     app._make_request = functools.partial(app._make_request, _cls=_EdgeRequest)

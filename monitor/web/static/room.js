@@ -7,7 +7,8 @@
   const KEEP = 600;   // seconds of history on the charts
   let columns = [], points = [], cdnPoints = [], cdnNames = [], charts = {}, latest = null, catalogue = null;
 
-  document.title = roomId + " · livemon control room";
+  LM.translate();
+  document.title = roomId + " · livemon";
   $("room-title").textContent = roomId;
 
   // ---- token and actions --------------------------------------------------------------------
@@ -32,19 +33,30 @@
         body: JSON.stringify(body),
       });
     } catch (error) {
-      status("Not sent: the monitor is unreachable", false);
+      status(LM.t("unreachable"), false);
       return;
     }
     const answer = await response.json().catch(() => ({}));
-    if (response.status === 401) status("Refused: enter a valid operator token", false);
-    else if (!response.ok) status("Refused: " + (answer.error || response.status), false);
-    else status(`Sent: ${body.action}` + (body.rule ? " " + body.rule : "") + (body.to_cdn ? " → " + body.to_cdn : ""), true);
+    if (response.status === 401) status(LM.t("badToken"), false);
+    else if (!response.ok) status(LM.t("refused", answer.error || response.status), false);
+    else status(LM.t("sent", body.action + (body.rule ? " " + body.rule : "") + (body.to_cdn ? " → " + body.to_cdn : "")), true);
   }
 
+  // A manual failover moves every viewer of the room: it is confirmed in a dialog naming both CDNs.
+  const dialog = $("fo-dialog");
+  let pending = null;
   $("failover-form").addEventListener("submit", (event) => {
     event.preventDefault();
-    act({ action: "failover", cdn: $("fo-from").value || null, to_cdn: $("fo-to").value });
+    pending = { action: "failover", cdn: $("fo-from").value || null, to_cdn: $("fo-to").value };
+    $("fo-question").textContent = LM.t("confirmText", roomId, pending.cdn || "?", pending.to_cdn || "?");
+    dialog.showModal();
   });
+  $("fo-confirm").addEventListener("click", () => {
+    dialog.close();
+    if (pending) act(pending);
+    pending = null;
+  });
+  $("fo-abort").addEventListener("click", () => { pending = null; dialog.close(); });
   $("fo-cancel").addEventListener("click", () => act({ action: "cancel_failover", cdn: $("fo-from").value || null }));
 
   // ---- data ---------------------------------------------------------------------------------
@@ -70,7 +82,7 @@
       let holder = $("c-" + chart.id);
       if (!holder) {
         holder = LM.el("div", { id: "c-" + chart.id });
-        $("charts").insertBefore(LM.el("figure", { class: "chart" }, LM.el("figcaption", { text: chart.en }), holder),
+        $("charts").insertBefore(LM.el("figure", { class: "chart" }, LM.el("figcaption", { text: chart[LM.lang] || chart.en }), holder),
                                  $("funnel"));
       }
       if (charts[chart.id] && !chart.cdn) continue;   // only the per-CDN charts change with the CDNs
@@ -81,62 +93,95 @@
     }
   }
 
+  const kpiValues = {};   // metric -> its value node, made once and updated in place
   function kpis(m) {
-    $("kpis").replaceChildren(...catalogue.room.map((metric) =>
-      LM.el("div", { class: "kpi" }, LM.el("div", { class: "label", text: LM.label(metric) }),
-            LM.el("div", { class: "value", text: LM.fmt(metric, m[metric.name]) }))));
+    for (const metric of catalogue.room) {
+      if (!kpiValues[metric.name]) {
+        kpiValues[metric.name] = LM.el("div", { class: "value" });
+        $("kpis").append(LM.el("div", { class: "kpi", "data-metric": metric.name },
+                               LM.el("div", { class: "label", text: LM.label(metric) }), kpiValues[metric.name]));
+      }
+      const text = LM.fmt(metric, m[metric.name]);
+      if (kpiValues[metric.name].textContent !== text) kpiValues[metric.name].textContent = text;
+    }
   }
 
   function funnel(m) {
     const viewers = m.viewers || 0;
     const clickers = Math.round((m.product_ctr || 0) * viewers);
-    const steps = [["Viewers", viewers], ["Interacting", Math.round((m.interaction_rate || 0) * viewers)],
-                   ["Product clicks", clickers], ["Paid", Math.round((m.conversion_rate || 0) * clickers)]];
-    $("c-funnel").replaceChildren(...steps.map(([label, n]) => {
+    const counts = [viewers, Math.round((m.interaction_rate || 0) * viewers), clickers,
+                    Math.round((m.conversion_rate || 0) * clickers)];
+    $("c-funnel").replaceChildren(...counts.map((n, i) => {
       const fill = LM.el("div", { class: "fill" });
       fill.style.width = (viewers ? (100 * n) / viewers : 0) + "%";
-      return LM.el("div", { class: "step" }, LM.el("span", { text: label }),
+      return LM.el("div", { class: "step" }, LM.el("span", { text: LM.t("steps")[i] }),
                    LM.el("div", { class: "track" }, fill),
-                   LM.el("span", { class: "num", text: LM.int(n) + (viewers && label !== "Viewers" ? ` (${LM.pct(n / viewers)})` : "") }));
+                   LM.el("span", { class: "num", text: LM.int(n) + (viewers && i ? ` (${LM.pct(n / viewers)})` : "") }));
     }));
   }
 
-  function alertItem(a, withButtons) {
-    const what = `${a.state || ""} ${a.rule || ""}${a.cdn ? " on " + a.cdn : ""}` +
+  function alertInfo(a) {
+    const what = `${a.state || ""} ${a.rule || ""}${a.cdn ? " " + LM.t("on") + " " + a.cdn : ""}` +
                  (a.value !== undefined && a.value !== null ? ` = ${LM.val(a.value)}` : "");
-    const li = LM.el("li", { class: a.state || "" }, LM.el("span", { class: "when", text: LM.time(a.ts) }),
-                     LM.el("strong", { text: what }), a.severity ? ` [${a.severity}]` : "",
-                     a.summary ? LM.el("div", { text: a.summary }) : null,
-                     a.acknowledged ? LM.el("div", { text: "acknowledged" + (a.acknowledged_by ? " by " + a.acknowledged_by : "") }) : null,
-                     a.silenced_until ? LM.el("div", { text: "silenced until " + LM.time(a.silenced_until) }) : null);
-    if (withButtons) {
-      li.append(LM.el("button", { type: "button", class: "ack", text: "Acknowledge",
-                                  onclick: () => act({ action: "ack", rule: a.rule, cdn: a.cdn || null }) }),
-                LM.el("button", { type: "button", class: "silence", text: "Silence 1 h",
-                                  onclick: () => act({ action: "silence", rule: a.rule, cdn: a.cdn || null, duration: 3600 }) }));
+    return [LM.el("span", { class: "when", text: LM.time(a.ts) }),
+            LM.el("strong", { text: what }), a.severity ? ` [${a.severity}]` : "",
+            a.summary ? LM.el("div", { text: a.summary }) : null,
+            a.acknowledged ? LM.el("div", { text: LM.t("acked", a.acknowledged_by) }) : null,
+            a.silenced_until ? LM.el("div", { text: LM.t("silenced", LM.time(a.silenced_until)) }) : null];
+  }
+
+  function alertItem(a) {
+    return LM.el("li", { class: a.state || "" }, ...alertInfo(a));
+  }
+
+  // Active alerts are kept by identity: their text is refreshed, their buttons stay the same nodes,
+  // so an Acknowledge click lands whatever the stream does meanwhile.
+  const activeItems = new Map();   // "rule|cdn" -> {li, info, buttons}
+  function activeAlerts(active) {
+    const list = $("active-alerts"), keep = new Set();
+    for (const a of active) {
+      const id = (a.rule || "") + "|" + (a.cdn || "");
+      keep.add(id);
+      let item = activeItems.get(id);
+      if (!item) {
+        item = { li: LM.el("li", {}), info: LM.el("div", { class: "info" }),
+                 buttons: LM.el("div", { class: "buttons" },
+                   LM.el("button", { type: "button", class: "ack", text: LM.t("ack"),
+                                     onclick: () => act({ action: "ack", rule: a.rule, cdn: a.cdn || null }) }),
+                   LM.el("button", { type: "button", class: "silence", text: LM.t("silence"),
+                                     onclick: () => act({ action: "silence", rule: a.rule, cdn: a.cdn || null, duration: 3600 }) })) };
+        item.li.append(item.info, item.buttons);
+        activeItems.set(id, item);
+        list.append(item.li);
+      }
+      const key = JSON.stringify([a.state, a.ts, a.value, a.summary, a.acknowledged, a.acknowledged_by, a.silenced_until]);
+      if (item.key !== key) { item.key = key; item.info.replaceChildren(...alertInfo(a)); }
+      item.li.className = a.state || "";
+      item.buttons.classList.toggle("hidden", a.state !== "firing");
     }
-    return li;
+    for (const [id, item] of activeItems) if (!keep.has(id)) { item.li.remove(); activeItems.delete(id); }
+    let none = list.querySelector("li.none");
+    if (!active.length && !none) list.append(LM.el("li", { class: "none", text: LM.t("none") }));
+    if (active.length && none) none.remove();
   }
 
   function lists(view) {
-    const active = view.alerts_active;
-    $("active-alerts").replaceChildren(...(active.length ? active.map((a) => alertItem(a, a.state === "firing"))
-                                                         : [LM.el("li", { text: "none" })]));
-    $("alert-feed").replaceChildren(...view.alert_feed.slice(0, 50).map((a) => alertItem(a, false)));
+    activeAlerts(view.alerts_active);
+    $("alert-feed").replaceChildren(...view.alert_feed.slice(0, 50).map(alertItem));
     $("failovers").replaceChildren(...view.failovers.slice(0, 50).map((f) =>
       LM.el("li", { class: f.decision || "" }, LM.el("span", { class: "when", text: LM.time(f.ts) }),
             LM.el("strong", { text: `${f.decision || ""} ${f.from_cdn || "?"} → ${f.to_cdn || "?"}` }),
             f.reason ? LM.el("div", { text: f.reason }) : null)));
-    const mins = (s) => (s === null || s === undefined ? "–" : LM.num(s / 60) + " min");
+    const mins = (s) => (s === null || s === undefined ? "–" : LM.num(s / 60) + " " + LM.t("min"));
     $("incidents").replaceChildren(...view.incidents.slice().reverse().slice(0, 20).map((i) =>
       LM.el("li", { class: i.status === "resolved" ? "resolved" : "firing" },
             LM.el("span", { class: "when", text: LM.time(i.fired_ts) }),
-            LM.el("strong", { text: `${i.status} ${i.rule || ""}${i.cdn ? " on " + i.cdn : ""}` }),
-            LM.el("div", { text: `detect ${mins(i.time_to_detect)} · acknowledge ${mins(i.time_to_acknowledge)} · ` +
-                                 `resolve ${mins(i.time_to_resolve)}` + (i.acked_by ? " · acked by " + i.acked_by : "") }))));
+            LM.el("strong", { text: `${i.status} ${i.rule || ""}${i.cdn ? " " + LM.t("on") + " " + i.cdn : ""}` }),
+            LM.el("div", { text: LM.t("incident", mins(i.time_to_detect), mins(i.time_to_acknowledge), mins(i.time_to_resolve)) +
+                                 (i.acked_by ? LM.t("ackedBy", i.acked_by) : "") }))));
     $("operator").replaceChildren(...view.operator.slice(0, 20).map((o) =>
       LM.el("li", {}, LM.el("span", { class: "when", text: LM.time(o.ts) }),
-            `${o.action} ${o.rule || ""} ${o.cdn || ""}${o.to_cdn ? " → " + o.to_cdn : ""} by ${o.by || "?"}`)));
+            `${o.action} ${o.rule || ""} ${o.cdn || ""}${o.to_cdn ? " → " + o.to_cdn : ""} · ${LM.t("by")} ${o.by || "?"}`)));
   }
 
   function fillCdnSelects() {
@@ -168,17 +213,18 @@
       const m = latest.metrics || {};
       kpis(m); funnel(m);
       const title = latest.show && latest.show.title;
-      $("room-summary").textContent = (title ? title + " · " : "") + `${LM.int(m.online)} online · data at ${LM.time(latest.ts)}` +
-        (view.worker ? " · worker " + view.worker : "");
+      $("room-summary").textContent = (title ? title + " · " : "") + LM.t("roomSummary", LM.int(m.online), LM.time(latest.ts)) +
+        (view.worker ? " · " + LM.t("worker") + " " + view.worker : "");
     }
     const badge = $("room-state");
-    badge.textContent = view.alert; badge.className = "badge " + view.alert;
-    lists(view);
+    badge.textContent = LM.t("state")[view.alert] || view.alert; badge.className = "badge " + view.alert;
+    badge.dataset.state = view.alert;
+    if (view.alerts_active) lists(view);   // stream frames carry the lists only when an alert came in
     document.body.dataset.points = String(points.length);
   }
 
   LM.loadCatalogue().then((c) => { catalogue = c; return fetch("/api/rooms/" + encodeURIComponent(roomId)); }).then((r) => {
-    if (r.status === 404) { $("room-summary").textContent = "no live data for this room yet"; return null; }
+    if (r.status === 404) { $("room-summary").textContent = LM.t("noData"); return null; }
     return r.json();
   }).then((view) => {
     if (view) apply(view, false);
