@@ -352,13 +352,11 @@ class StreamRuntime:
 
 
 def default_alerts_config() -> str | None:
-    """The rule set shipped in the repository's `alerts/` folder, when running from a checkout."""
-    from pathlib import Path
+    """The shipped rule set (the repository's `alerts/`, installed as package data `livemon.alerts`)."""
+    from livemon.alerting.cli import default_config
 
-    import livemon
-
-    path = Path(livemon.__file__).resolve().parent.parent / "alerts" / "alerting.yml"
-    return str(path) if path.exists() else None
+    path = default_config()
+    return None if path is None else str(path)
 
 
 async def _start_alerts(runtime: StreamRuntime):

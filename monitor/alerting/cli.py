@@ -11,7 +11,19 @@ import click
 
 from livemon.alerting.schema import ConfigError, Section, load_yaml
 
-DEFAULT_FILES = ("alerts/alerting.yml",)
+
+
+def default_config() -> Path | None:
+    """The shipped alerting.yml: the repository's alerts/ folder, installed as package data
+    (`livemon.alerts`), so it is found from any directory, in a checkout or from a wheel."""
+    from importlib.resources import files
+
+    try:
+        path = Path(str(files("livemon.alerts") / "alerting.yml"))
+    except ModuleNotFoundError:  # an editable install made before alerts/ was mapped: the checkout's
+        import livemon
+        path = Path(livemon.__file__).resolve().parent.parent / "alerts" / "alerting.yml"
+    return path if path.is_file() else None
 
 
 def _check_one(path: Path) -> str:
@@ -41,6 +53,13 @@ def _check_alertmanager(path: Path) -> str:
     return f"{path}: Alertmanager configuration OK (amtool)"
 
 
+def _default_or_fail() -> Path:
+    path = default_config()
+    if path is None:
+        raise click.ClickException("the shipped alerts (package livemon.alerts) are missing: reinstall livemon")
+    return path
+
+
 @click.group()
 def rules():
     """Check alert rule files and the alerting configuration."""
@@ -49,9 +68,9 @@ def rules():
 @rules.command()
 @click.argument("files", nargs=-1, type=click.Path(path_type=Path))
 def check(files):
-    """Validate rule files, alerting.yml and alertmanager.yml (default: alerts/alerting.yml)."""
+    """Validate rule files, alerting.yml and alertmanager.yml (default: the shipped alerting.yml)."""
     errors = 0
-    for path in files or [Path(f) for f in DEFAULT_FILES]:
+    for path in files or [_default_or_fail()]:
         try:
             click.echo(_check_one(path))
         except ConfigError as error:
@@ -68,7 +87,7 @@ def list_rules(files):
     from livemon.alerting.config import load_config
 
     try:
-        config = load_config(files[0] if files else Path(DEFAULT_FILES[0]))
+        config = load_config(files[0] if files else _default_or_fail())
     except ConfigError as error:
         raise click.ClickException(str(error))
     for r in config.rules:
