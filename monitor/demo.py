@@ -19,6 +19,10 @@ from livemon.broker import BrokerUnavailable, EmbeddedBroker, free_port
 from livemon.processes import LivemonProcess, WorkerProcess
 
 SUMMARY_ROWS = 12
+# The memory-only broker keeps every record it is sent and checkpoints are its biggest writer
+# (BENCHMARKS.md, Soak): on it, a worker checkpoints every 30 s instead of 5 s. The cost is
+# only a longer replay (up to 30 s of events) when the worker is restarted.
+EMBEDDED_CHECKPOINT_INTERVAL = 30.0
 
 
 def read_rooms(metrics_url: str) -> list[dict]:
@@ -44,23 +48,41 @@ def read_rooms(metrics_url: str) -> list[dict]:
                   key=lambda row: -row.get("online", 0))
 
 
-def summary_table(rows: list[dict], title: str):
+# The terminal summary's words per language ($LIVEMON_LANG: zh, the default, or en).
+SUMMARY_WORDS = {
+    "zh": {"columns": ("直播间", "在线", "60 秒留存", "互动率", "转化率", "本场成交额", "订单", "卡顿率"),
+           "waiting": "(等待第一批事件)", "top rooms by online viewers": "在线人数最多的直播间",
+           " (worker not answering)": "(worker 无响应)"},
+    "en": {"columns": ("room", "online", "retention 60s", "interaction", "conversion", "GMV", "orders", "stall"),
+           "waiting": "(waiting for the first events)"},
+}
+
+
+def summary_table(rows: list[dict], title: str, lang: str | None = None):
     from rich.table import Table
+
+    from livemon.recording.review import default_lang, money
+
+    lang = lang or default_lang()
+    words = SUMMARY_WORDS[lang]
+    for english, translated in words.items():   # the demo's English titles, in the summary's language
+        if english.startswith(("top", " (")):
+            title = title.replace(english, translated)
 
     def pct(value):
         return "-" if value is None else f"{value * 100:.1f}%"
 
     table = Table(title=title, expand=False)
-    for name in ("room", "online", "retention 60s", "interaction", "conversion", "GMV", "orders", "stall"):
-        table.add_column(name, justify="left" if name == "room" else "right")
+    for i, name in enumerate(words["columns"]):
+        table.add_column(name, justify="left" if i == 0 else "right")
     for row in rows[:SUMMARY_ROWS]:
         stall = row.get("stall")
         table.add_row(row["room"], f"{row.get('online', 0):.0f}", pct(row.get("retention")),
-                      pct(row.get("interaction")), pct(row.get("conversion")), f"{row.get('gmv', 0):,.2f}",
+                      pct(row.get("interaction")), pct(row.get("conversion")), money(row.get("gmv", 0), lang),
                       f"{row.get('orders', 0):.0f}",
                       "-" if stall is None else (f"[red]{stall * 100:.1f}%[/]" if stall > 0.05 else f"{stall * 100:.1f}%"))
     if not rows:
-        table.add_row("(waiting for the first events)", "", "", "", "", "", "", "")
+        table.add_row(words["waiting"], "", "", "", "", "", "", "")
     return table
 
 

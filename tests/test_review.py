@@ -96,9 +96,10 @@ def test_comparison_puts_two_shows_side_by_side(recorded):
     data = json.loads(re.search(r'id="review-data">(.*?)</script>', html, re.S).group(1))
     assert [s["key"] for s in data["shows"]] == ["room-snacks.evening", "room-snacks.next-day"]
     table = re.search(r'<table class="kpis">.*?</table>', html, re.S).group(0)
-    assert "<th>Difference</th>" in table
+    assert '<span class="l-zh">差值</span><span class="l-en">Difference</span>' in table
     # The calm show had no alert: one fewer alert fired reads as better.
-    row = re.search(r"<tr><th>Alerts fired</th>(.*?)</tr>", table).group(1)
+    row = re.search(r'<tr><th><span class="l-zh">触发告警</span><span class="l-en">Alerts fired</span></th>(.*?)</tr>',
+                    table).group(1)
     assert re.findall(r"<td[^>]*>(.*?)</td>", row) == ["1", "0", "-1 (-100%)"]
     assert 'class="better">-1' in row
 
@@ -161,3 +162,22 @@ def test_review_of_a_timeline_computed_by_livemon_replay(tmp_path):
     assert show["key"] == "room-r.promo" and show["title"] == "Promo night"
     assert max(v for v in show["series"]["gmv_total"] if v is not None) == pytest.approx(99.0 * 12)
     assert max(v for v in show["series"]["stall_ratio"] if v is not None) > 0.1
+
+
+def test_report_opens_in_chinese_with_both_languages_and_amounts_in_wan(recorded, monkeypatch):
+    html, _ = build_review(recorded, "room-snacks.evening")
+    assert 'data-lang="zh"' in html and 'lang="zh-CN"' in html
+    assert "峰值在线人数" in html and "Peak online" in html and "最差的几分钟" in html
+    assert "html[data-lang=zh] .l-en" in html          # the other language is hidden, not missing
+    assert re.search(r'<span class="l-zh">¥[0-9.,]+万</span><span class="l-en">¥[0-9.,]+K</span>', html)
+    assert re.search(r'<time data-ts="[0-9.]+" data-part="dt">', html)   # the reader's script shows local times
+    assert 'data-lang="en"' in build_review(recorded, "room-snacks.evening", lang="en")[0]
+    monkeypatch.setenv("LIVEMON_LANG", "en")
+    assert 'data-lang="en"' in build_review(recorded, "room-snacks.evening")[0]
+
+
+def test_amounts_in_each_language():
+    from livemon.recording.review import money
+
+    assert [money(v) for v in (1285, 128000, 1.2e8, -52000)] == ["¥1,285", "¥12.8万", "¥1.2亿", "-¥5.2万"]
+    assert [money(v, "en") for v in (1285, 128000, 1.2e6, 3.4e9)] == ["¥1,285", "¥128K", "¥1.2M", "¥3.4B"]

@@ -11,6 +11,7 @@ import base64
 import hashlib
 import html
 import math
+import os
 import statistics
 from datetime import datetime
 from pathlib import Path
@@ -24,8 +25,65 @@ MAX_POINTS = 3600          # chart points per show; longer shows are thinned eve
 WORST_MINUTES = 6
 
 
+LANGS = ("zh", "en")        # Chinese first; the report carries both and switches in place
+
+
 class ReviewError(Exception):
     pass
+
+
+# The report's words besides metric names (those come from the catalogue), per language.
+MESSAGES = {
+    "zh": {"review": "复盘", "comparison": "对比", "vs": "对比", "room": "直播间", "key_figures": "核心数据",
+           "timeline": "时间线", "worst": "最差的几分钟", "events": "告警与 CDN 切换", "difference": "差值",
+           "duration": "时长", "peak": "峰值", "average": "平均", "entries": "进入人次", "alerts_fired": "触发告警",
+           "failovers": "CDN 切换", "minute": "分钟", "why": "原因", "online_change": "在线(变化)", "stall": "卡顿",
+           "errors": "错误", "gmv_minute": "该分钟成交额", "what": "发生了什么", "time": "时间", "event": "事件",
+           "detail": "详情", "nothing": "无告警或切换", "min": "第 {} 分钟",
+           "calm": "没有异常的分钟:卡顿率始终低于 1%,每分钟观众流失不超过 2%。",
+           "no_events": "本场没有触发告警,也没有 CDN 切换。",
+           "legend": "图中标记:<span class=\"m-fire\">▲ 红线</span> 告警触发,<span class=\"m-res\">▼ 绿色虚线</span> 告警恢复,"
+                     "<span class=\"m-fo\">⇄ 蓝线</span> CDN 切换。",
+           "legend_compare": "两场按开播后的分钟数对齐:实线为第一场,虚线为第二场。",
+           "noscript": "图表需要 JavaScript;上下的表格不需要。",
+           "foot": "比率为本场每秒时刻的平均值;成交额为本场累计;GPM 为每千次进入的成交额。由 livemon review 生成于",
+           "switch": "English", "stall_why": "卡顿 {:.1f}%", "loss_why": "流失 {:.0f}% 观众", "unit_min": " 分钟",
+           "unit_s": " 秒"},
+    "en": {"review": "Review", "comparison": "Comparison", "vs": "vs", "room": "room", "key_figures": "Key figures",
+           "timeline": "Timeline", "worst": "Worst minutes", "events": "Alerts and failovers", "difference": "Difference",
+           "duration": "Duration", "peak": "Peak", "average": "Average", "entries": "Entries (views)",
+           "alerts_fired": "Alerts fired", "failovers": "CDN failovers", "minute": "Minute", "why": "Why",
+           "online_change": "Online (change)", "stall": "Stall", "errors": "Errors", "gmv_minute": "GMV in minute",
+           "what": "What happened", "time": "Time", "event": "Event", "detail": "Detail",
+           "nothing": "no alert or failover", "min": "min {}",
+           "calm": "No minute stood out: stall ratio stayed under 1% and the audience never fell by more than 2% in a minute.",
+           "no_events": "No alert fired and no failover happened during this show.",
+           "legend": "Chart marks: <span class=\"m-fire\">▲ red line</span> alert fired, "
+                     "<span class=\"m-res\">▼ green dashes</span> alert resolved, <span class=\"m-fo\">⇄ blue line</span> CDN failover.",
+           "legend_compare": "Both shows on one axis of minutes since their start: solid line first show, dashed line second.",
+           "noscript": "The charts need JavaScript; the tables above and below do not.",
+           "foot": "Ratios are averaged over the show's one-second instants; GMV is the show's running total; "
+                   "GPM is GMV per thousand entries. Written by livemon review at",
+           "switch": "中文", "stall_why": "stall {:.1f}%", "loss_why": "lost {:.0f}% of viewers", "unit_min": " min",
+           "unit_s": " s"},
+}
+
+
+def default_lang() -> str:
+    """The report's language before the reader switches: $LIVEMON_LANG (zh or en), else Chinese."""
+    lang = os.environ.get("LIVEMON_LANG", "zh").lower()[:2]
+    return lang if lang in LANGS else "zh"
+
+
+def bi(zh: str, en: str, markup: bool = False) -> str:
+    """Both languages of a text; the stylesheet shows the reader's. Escaped unless `markup`."""
+    if not markup:
+        zh, en = html.escape(zh), html.escape(en)
+    return zh if zh == en else f'<span class="l-zh">{zh}</span><span class="l-en">{en}</span>'
+
+
+def msg(key: str, markup: bool = False) -> str:
+    return bi(MESSAGES["zh"][key], MESSAGES["en"][key], markup)
 
 
 # ---- numbers -------------------------------------------------------------------------------------
@@ -92,25 +150,40 @@ def worst_minutes(timeline: list[dict], records: list[dict], limit: int = WORST_
                      "online": last.get("online"), "online_change": online_change,
                      "loss_share": max(0.0, -online_change / base),
                      "gmv": (last.get("gmv_total") or 0) - (first.get("gmv_total") or 0),
-                     "events": [describe(r) for r in events][:6]})
+                     "events": [describe(r) for r in events][:6],
+                     "events_zh": [describe(r, "zh") for r in events][:6]})
     by_stall = sorted((r for r in rows if (r["stall_ratio"] or 0) > 0.01), key=lambda r: -(r["stall_ratio"] or 0))
     by_loss = sorted((r for r in rows if r["loss_share"] > 0.02), key=lambda r: -r["loss_share"])
     chosen: dict[int, dict] = {}
     for a, b in zip(by_stall + [None] * limit, by_loss + [None] * limit):
         for row in (a, b):
             if row is not None and len(chosen) < limit:
-                reasons = []
-                if (row["stall_ratio"] or 0) > 0.01:
-                    reasons.append(f"stall {row['stall_ratio'] * 100:.1f}%")
-                if row["loss_share"] > 0.02:
-                    reasons.append(f"lost {row['loss_share'] * 100:.0f}% of viewers")
-                chosen[row["minute"]] = {**row, "why": ", ".join(reasons)}
+                why = {lang: [] for lang in LANGS}
+                for lang in LANGS:
+                    if (row["stall_ratio"] or 0) > 0.01:
+                        why[lang].append(MESSAGES[lang]["stall_why"].format(row["stall_ratio"] * 100))
+                    if row["loss_share"] > 0.02:
+                        why[lang].append(MESSAGES[lang]["loss_why"].format(row["loss_share"] * 100))
+                chosen[row["minute"]] = {**row, "why": ", ".join(why["en"]), "why_zh": "，".join(why["zh"])}
         if len(chosen) >= limit:
             break
     return sorted(chosen.values(), key=lambda r: r["minute"])
 
 
-def describe(rec: dict) -> str:
+DESCRIBE_ZH = {"failover": "CDN 切换", "operator": "操作", "incident": "故障", "alert": "告警", "on": "于",
+               "value": "值", "by": "操作人"}
+
+
+def describe(rec: dict, lang: str = "en") -> str:
+    text = _describe(rec)
+    if lang == "zh":   # the record's own words (rule, state, CDN) stay; the frame is translated
+        kind = rec.get("kind") or "alert"
+        text = text.replace(kind, DESCRIBE_ZH.get(kind, kind), 1).replace(" on ", " 于 ").replace("(value ", "(值 ")
+        text = text.replace(" by ", " 操作人 ")
+    return text
+
+
+def _describe(rec: dict) -> str:
     kind = rec.get("kind") or "alert"
     if kind == "failover":
         return (f"failover {rec.get('decision', 'taken')} {rec.get('from_cdn') or '?'} → {rec.get('to_cdn') or '?'}"
@@ -163,47 +236,73 @@ def show_data(show: dict, timeline: list[dict], records: list[dict]) -> dict:
 # ---- HTML ----------------------------------------------------------------------------------------
 
 def _kpi_rows() -> list[tuple[str, str, str, bool | None]]:
-    """(key, label, format, higher is better) of the KPI table, in the catalogue's order."""
-    rows: list[tuple[str, str, str, bool | None]] = [("duration_minutes", "Duration", "min", None)]
+    """(key, label (both languages, escaped), format, higher is better) of the KPI table, in the
+    catalogue's order."""
+    zh, en = MESSAGES["zh"], MESSAGES["en"]
+    rows: list[tuple[str, str, str, bool | None]] = [("duration_minutes", msg("duration"), "min", None)]
     for metric in catalogue.ROOM:
         if metric.review == "peak":
-            rows += [(f"peak_{metric.name}", f"Peak {metric.en.lower()}", metric.format, True),
-                     (f"avg_{metric.name}", f"Average {metric.en.lower()}", metric.format, True)]
+            rows += [(f"peak_{metric.name}", bi(zh["peak"] + metric.zh, f"Peak {metric.en.lower()}"), metric.format, True),
+                     (f"avg_{metric.name}", bi(zh["average"] + metric.zh, f"Average {metric.en.lower()}"), metric.format, True)]
         elif metric.review:
-            rows.append((metric.name, metric.en, metric.format, metric.higher_is_better))
-    return rows + [("entries", "Entries (views)", "int", True), ("alerts_fired", "Alerts fired", "int", False),
-                   ("failovers", "CDN failovers", "int", False)]
+            rows.append((metric.name, bi(metric.zh, metric.en), metric.format, metric.higher_is_better))
+    return rows + [("entries", msg("entries"), "int", True), ("alerts_fired", msg("alerts_fired"), "int", False),
+                   ("failovers", msg("failovers"), "int", False)]
 
 
-def fmt(value, kind: str) -> str:
+# Amounts: ¥12.8万 / ¥1.2亿 in Chinese, ¥128K / ¥1.2M / ¥3.4B in English; exact below 10,000.
+MONEY_UNITS = {"zh": ((1e8, "亿", 1e8), (1e4, "万", 1e4)), "en": ((1e9, "B", 1e9), (1e6, "M", 1e6), (1e4, "K", 1e3))}
+
+
+def money(value: float, lang: str = "zh") -> str:
+    sign, a = ("-" if value < 0 else ""), abs(value)
+    for start, unit, divisor in MONEY_UNITS[lang]:
+        if a >= start:
+            return f"{sign}¥{round(a / divisor, 1):,.1f}".removesuffix(".0") + unit
+    return f"{sign}¥{a:,.0f}"
+
+
+def fmt(value, kind: str, lang: str = "en") -> str:
     if value is None:
         return "–"
     if kind == "pct":
         return f"{value * 100:.2f}%" if abs(value) < 0.1 else f"{value * 100:.1f}%"
     if kind == "money":
-        return f"¥{value:,.0f}"
+        return money(value, lang)
     if kind in ("sec", "s"):
-        return f"{value:,.0f} s"
+        return f"{value:,.0f}{MESSAGES[lang]['unit_s']}"
     if kind == "ms":
         return f"{value:,.0f} ms"
     if kind == "min":
-        return f"{value:,.1f} min"
+        return f"{value:,.1f}{MESSAGES[lang]['unit_min']}"
     return f"{value:,.0f}"
+
+
+def bifmt(value, kind: str) -> str:
+    """A formatted value in both languages (they differ for amounts and units)."""
+    return bi(fmt(value, kind, "zh"), fmt(value, kind, "en"))
 
 
 def _when(ts: float) -> str:
     return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _time(ts: float, part: str = "dt") -> str:
+    """A time in the zone of whoever writes the report; the report's script shows it in the
+    reader's own zone (`part`: dt date and time, hms, hm)."""
+    text = {"dt": _when(ts), "hms": _when(ts)[11:19], "hm": _when(ts)[11:16]}[part]
+    return f'<time data-ts="{ts:.3f}" data-part="{part}">{html.escape(text)}</time>'
+
+
 def _kpi_table(datas: list[dict]) -> str:
     e = html.escape
     head = "".join(f"<th>{e(d['key'])}</th>" for d in datas)
     if len(datas) == 2:
-        head += "<th>Difference</th>"
+        head += f"<th>{msg('difference')}</th>"
     rows = []
     for key, label, kind, better in _kpi_rows():
         values = [d["kpis"].get(key) for d in datas]
-        cells = "".join(f"<td>{e(fmt(v, kind))}</td>" for v in values)
+        cells = "".join(f"<td>{bifmt(v, kind)}</td>" for v in values)
         if len(datas) == 2:
             a, b = values
             if a is None or b is None:
@@ -212,25 +311,28 @@ def _kpi_table(datas: list[dict]) -> str:
                 delta = b - a
                 rel = f" ({delta / a * 100:+.0f}%)" if a else ""
                 sign = "+" if delta >= 0 else "-"
-                shown = (f"{delta * 100:+.2f} pt" if kind == "pct" else sign + fmt(abs(delta), kind)) + rel
+                shown = [(f"{delta * 100:+.2f} pt" if kind == "pct" else sign + fmt(abs(delta), kind, lang)) + rel
+                         for lang in LANGS]
                 tone = "same" if abs(delta) < 1e-9 or better is None else (
                     "better" if (delta > 0) == better else "worse")
-                cells += f'<td class="{tone}">{e(shown)}</td>'
-        rows.append(f"<tr><th>{e(label)}</th>{cells}</tr>")
+                cells += f'<td class="{tone}">{bi(*shown)}</td>'
+        rows.append(f"<tr><th>{label}</th>{cells}</tr>")
     return f'<table class="kpis"><thead><tr><th></th>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 
 
 def _worst_table(rows: list[dict]) -> str:
     e = html.escape
     if not rows:
-        return "<p>No minute stood out: stall ratio stayed under 1% and the audience never fell by more than 2% in a minute.</p>"
+        return f"<p>{msg('calm')}</p>"
+    minute = lambda n: bi(MESSAGES["zh"]["min"].format(n), MESSAGES["en"]["min"].format(n))  # noqa: E731
     body = "".join(
-        f"<tr><td>{e(_when(r['ts'])[11:16])} (min {r['minute']})</td><td>{e(r['why'])}</td>"
+        f"<tr><td>{_time(r['ts'], 'hm')} ({minute(r['minute'])})</td><td>{bi(r['why_zh'], r['why'])}</td>"
         f"<td>{e(fmt(r['online'], 'int'))} ({r['online_change']:+,.0f})</td><td>{e(fmt(r['stall_ratio'], 'pct'))}</td>"
-        f"<td>{e(fmt(r['error_rate'], 'pct'))}</td><td>{e(fmt(r['gmv'], 'money'))}</td>"
-        f"<td>{'<br>'.join(e(x) for x in r['events']) or 'no alert or failover'}</td></tr>" for r in rows)
-    return ("<table class=\"worst\"><thead><tr><th>Minute</th><th>Why</th><th>Online (change)</th><th>Stall</th>"
-            f"<th>Errors</th><th>GMV in minute</th><th>What happened</th></tr></thead><tbody>{body}</tbody></table>")
+        f"<td>{e(fmt(r['error_rate'], 'pct'))}</td><td>{bifmt(r['gmv'], 'money')}</td>"
+        f"<td>{'<br>'.join(bi(z, x) for z, x in zip(r['events_zh'], r['events'])) or msg('nothing')}</td></tr>"
+        for r in rows)
+    head = "".join(f"<th>{msg(k)}</th>" for k in ("minute", "why", "online_change", "stall", "errors", "gmv_minute", "what"))
+    return f"<table class=\"worst\"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _events_table(records: list[dict]) -> str:
@@ -238,10 +340,11 @@ def _events_table(records: list[dict]) -> str:
     shown = [r for r in records if (r.get("kind") or "alert") in ("alert", "failover", "operator")
              and not (r.get("kind", "alert") == "alert" and r.get("state") == "pending")]
     if not shown:
-        return "<p>No alert fired and no failover happened during this show.</p>"
-    body = "".join(f"<tr><td>{e(_when(float(r.get('ts') or 0))[11:19])}</td><td>{e(describe(r))}</td>"
+        return f"<p>{msg('no_events')}</p>"
+    body = "".join(f"<tr><td>{_time(float(r.get('ts') or 0), 'hms')}</td><td>{bi(describe(r, 'zh'), describe(r))}</td>"
                    f"<td>{e(str(r.get('summary') or r.get('reason') or ''))}</td></tr>" for r in shown[:300])
-    return f"<table class=\"events\"><thead><tr><th>Time</th><th>Event</th><th>Detail</th></tr></thead><tbody>{body}</tbody></table>"
+    head = "".join(f"<th>{msg(k)}</th>" for k in ("time", "event", "detail"))
+    return f"<table class=\"events\"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _script(text: str) -> str:
@@ -253,44 +356,52 @@ def _sha(text: str) -> str:
     return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
 
 
-def render_html(datas: list[dict], records_by_show: list[list[dict]], worst_by_show: list[list[dict]]) -> tuple[str, str]:
-    """The report and the Content-Security-Policy that allows exactly its inline script and style."""
+# Only the reader's language shows; the switch sets <html data-lang> (review.js).
+LANG_STYLE = "html[data-lang=zh] .l-en, html[data-lang=en] .l-zh { display: none; }\n"
+
+
+def render_html(datas: list[dict], records_by_show: list[list[dict]], worst_by_show: list[list[dict]],
+                lang: str | None = None) -> tuple[str, str]:
+    """The report, in both languages with `lang` (default: default_lang()) shown first, and the
+    Content-Security-Policy that allows exactly its inline script and style."""
     e = html.escape
-    title = ("Review: " + datas[0]["key"] if len(datas) == 1 else
-             f"Comparison: {datas[0]['key']} vs {datas[1]['key']}")
-    style = (STATIC / "vendor" / "uPlot.min.css").read_text() + (STATIC / "review.css").read_text()
+    lang = lang if lang in LANGS else default_lang()
+    if len(datas) == 1:
+        title = bi(f"复盘:{datas[0]['key']}", f"Review: {datas[0]['key']}")
+        plain = f"{MESSAGES[lang]['review']}: {datas[0]['key']}"
+    else:
+        title = bi(f"对比:{datas[0]['key']} 与 {datas[1]['key']}", f"Comparison: {datas[0]['key']} vs {datas[1]['key']}")
+        plain = f"{MESSAGES[lang]['comparison']}: {datas[0]['key']} {MESSAGES[lang]['vs']} {datas[1]['key']}"
+    style = (STATIC / "vendor" / "uPlot.min.css").read_text() + (STATIC / "review.css").read_text() + LANG_STYLE
     code = "\n".join((STATIC / name).read_text() for name in ("vendor/uPlot.iife.min.js", "common.js", "charts.js", "review.js"))
     payload = orjson.dumps({"shows": datas, "catalogue": catalogue.as_json()}).decode().replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     heads = []
     for d in datas:
-        heads.append(f"<div class=\"show-head\"><h2>{e(d['key'])}</h2><p>room <strong>{e(d['room_id'])}</strong>"
+        heads.append(f"<div class=\"show-head\"><h2>{e(d['key'])}</h2><p>{msg('room')} <strong>{e(d['room_id'])}</strong>"
                      + (f" · {e(d['title'])}" if d.get("title") else "")
-                     + f" · {e(_when(d['start']))} → {e(_when(d['end'])[11:])}</p></div>")
+                     + f" · {_time(d['start'])} → {_time(d['end'], 'hms')}</p></div>")
     sections = []
     for d, recs, worst in zip(datas, records_by_show, worst_by_show):
         prefix = f"{e(d['key'])}: " if len(datas) == 2 else ""
-        sections.append(f"<section><h2>{prefix}Worst minutes</h2>{_worst_table(worst)}"
-                        f"<h2>{prefix}Alerts and failovers</h2>{_events_table(recs)}</section>")
-    legend = ("<p class=\"legend\">Chart marks: <span class=\"m-fire\">▲ red line</span> alert fired, "
-              "<span class=\"m-res\">▼ green dashes</span> alert resolved, <span class=\"m-fo\">⇄ blue line</span> CDN failover."
-              + (" Both shows on one axis of minutes since their start: solid line first show, dashed line second." if len(datas) == 2 else "")
-              + "</p>")
+        sections.append(f"<section><h2>{prefix}{msg('worst')}</h2>{_worst_table(worst)}"
+                        f"<h2>{prefix}{msg('events')}</h2>{_events_table(recs)}</section>")
+    legend = (f"<p class=\"legend\">{msg('legend', markup=True)}"
+              + (" " + msg("legend_compare") if len(datas) == 2 else "") + "</p>")
     body = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{e(title)}</title>
+<html lang="{'zh-CN' if lang == 'zh' else 'en'}" data-lang="{lang}"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{e(plain)}</title>
 <style>{style}</style>
 </head><body>
-<header><h1>{e(title)}</h1><div class="heads">{''.join(heads)}</div></header>
+<header><button type="button" id="lang" class="lang">{MESSAGES['en' if lang == 'zh' else 'zh']['switch']}</button><h1>{title}</h1><div class="heads">{''.join(heads)}</div></header>
 <main>
-<h2>Key figures</h2>
+<h2>{msg('key_figures')}</h2>
 {_kpi_table(datas)}
-<h2>Timeline</h2>
+<h2>{msg('timeline')}</h2>
 {legend}
 <div id="charts" class="charts"></div>
-<noscript><p>The charts need JavaScript; the tables above and below do not.</p></noscript>
+<noscript><p>{msg('noscript')}</p></noscript>
 {''.join(sections)}
-<p class="foot">Ratios are averaged over the show's one-second instants; GMV is the show's running total; GPM is GMV per thousand entries.
-Written by livemon review at {e(datetime.now().strftime('%Y-%m-%d %H:%M'))}.</p>
+<p class="foot">{msg('foot')} {e(datetime.now().strftime('%Y-%m-%d %H:%M'))}.</p>
 </main>
 <script type="application/json" id="review-data">{_script(payload)}</script>
 <script>{_script(code)}</script>
@@ -301,9 +412,11 @@ Written by livemon review at {e(datetime.now().strftime('%Y-%m-%d %H:%M'))}.</p>
     return body, csp
 
 
-def build_review(store, name: str, compare: str | None = None, compare_store=None) -> tuple[str, str]:
+def build_review(store, name: str, compare: str | None = None, compare_store=None,
+                 lang: str | None = None) -> tuple[str, str]:
     """(html, content-security-policy) of the review of show `name` (a key, a room id for its newest
-    show, or a unique key prefix), side by side with `compare` (from `compare_store` if given)."""
+    show, or a unique key prefix), side by side with `compare` (from `compare_store` if given).
+    `lang` (zh, en) is the language it opens in; default $LIVEMON_LANG, else zh."""
     datas, recs, worsts = [], [], []
     for store, wanted in [(store, name)] + ([(compare_store or store, compare)] if compare else []):
         show = store.find_show(wanted)
@@ -315,5 +428,5 @@ def build_review(store, name: str, compare: str | None = None, compare_store=Non
         datas.append(show_data(show, timeline, records))
         recs.append(records)
         worsts.append(worst_minutes(timeline, records))
-    return render_html(datas, recs, worsts)
+    return render_html(datas, recs, worsts, lang)
 

@@ -2,6 +2,19 @@
 "use strict";
 
 (function () {
+  // The report holds both languages; the reader's choice (or the report's default) shows.
+  document.documentElement.dataset.lang = LM.lang;
+  document.documentElement.lang = LM.lang === "zh" ? "zh-CN" : "en";
+  const button = document.getElementById("lang");
+  button.textContent = LM.t("switchTo");
+  button.addEventListener("click", () => LM.setLang(LM.lang === "zh" ? "en" : "zh"));
+  // Times in the reader's own zone (the report was written in the writer's).
+  for (const node of document.querySelectorAll("time[data-ts]")) {
+    const ts = +node.dataset.ts, part = node.dataset.part;
+    node.textContent = part === "dt" ? LM.dateTime(ts)
+      : new Date(ts * 1000).toLocaleTimeString(LM.lang === "zh" ? "zh-CN" : "en-US",
+                                               part === "hm" ? { hour: "2-digit", minute: "2-digit", hour12: false } : { hour12: false });
+  }
   const { shows, catalogue } = JSON.parse(document.getElementById("review-data").textContent);
   const holder = document.getElementById("charts");
   const compare = shows.length === 2;
@@ -28,7 +41,7 @@
       const series = LM.chartSeries(catalogue, chart, cdns, P).map((one) => ({
         ...one, color: one.color || "#1b2330", dash: one.dash ? [5, 4] : undefined,
         data: one.cdn ? s.cdn[one.cdn][one.metric] : s.series[one.metric] }));
-      LM.chart(figure(chart.en), series, [x, ...series.map((one) => one.data)], { markers: () => allMarkers, height: 260 });
+      LM.chart(figure(chart[LM.lang] || chart.en), series, [x, ...series.map((one) => one.data)], { markers: () => allMarkers, height: 260 });
     }
   }
 
@@ -37,7 +50,7 @@
       const joined = uPlot.join(shows.map((s) => [s.minutes, s.series[metric.name]]));
       const series = shows.map((s, i) => ({ label: (i + 1) + ": " + s.key, kind: metric.format, color: P[i],
                                             dash: i ? [8, 5] : undefined }));
-      LM.chart(figure(LM.label(metric) + " (minutes since show start)"), series, joined,
+      LM.chart(figure(LM.label(metric) + LM.t("minutesSince")), series, joined,
                { markers: () => allMarkers, height: 260, xTime: false });
     }
   }
