@@ -1,4 +1,6 @@
-# The monitor image: `livemon worker` by default; `livemon simulate` for the simulator profile.
+# The monitor image: `livemon worker` by default; `livemon simulate` and `livemon alert-relay` in
+# other services of docker-compose.yml, each with its own healthcheck there (the image runs
+# several roles, so it declares none).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -8,13 +10,12 @@ COPY pyproject.toml README.md* ./
 COPY monitor monitor
 COPY agents agents
 COPY dashboards dashboards
-RUN pip install . && useradd --system --uid 10001 --home-dir /var/lib/livemon --create-home livemon
-# Alert rules and the alerting service config are data read at start (--alerts-config).
+# The default alert rules and configs are package data (livemon.alerts); /app/alerts stays for
+# --alerts-config=/app/alerts/... and alert-relay's --config.
 COPY alerts alerts
+RUN pip install . && useradd --system --uid 10001 --home-dir /var/lib/livemon --create-home livemon
 
 USER livemon
 EXPOSE 6066
-HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
-  CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:6066/healthz', timeout=2)"]
 ENTRYPOINT ["livemon"]
-CMD ["worker", "--broker", "kafka:9092", "--web-host", "0.0.0.0", "--alerts-config", "/app/alerts/alerting.yml"]
+CMD ["worker", "--broker", "kafka:9092", "--web-host", "0.0.0.0"]

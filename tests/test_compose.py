@@ -54,13 +54,14 @@ def test_valid_compose_file_with_and_without_the_simulator():
         assert result.returncode == 0, result.stderr
     without = set(compose("config", "--services").stdout.split())
     with_simulator = set(compose("--profile", "simulator", "config", "--services").stdout.split())
-    assert without == {"kafka", "topics", "worker", "web", "alert-relay", "prometheus", "alertmanager", "grafana"}
+    assert without == {"kafka", "topics", "worker-1", "worker-2", "web", "alert-relay", "prometheus", "alertmanager",
+                       "grafana"}
     assert with_simulator == without | {"simulator"}
 
 
 def test_a_broken_compose_file_is_caught(tmp_path):
     broken = yaml.safe_load(COMPOSE_FILE.read_text())
-    broken["services"]["worker"]["deploy"]["replicas"] = "many"
+    broken["services"]["worker-1"]["deploy"]["replicas"] = "many"
     (tmp_path / "docker-compose.yml").write_text(yaml.safe_dump(broken))
     result = subprocess.run([compose_binary(), "-f", str(tmp_path / "docker-compose.yml"), "config", "--quiet"],
                             capture_output=True, text=True, timeout=60, cwd=ROOT)
@@ -77,21 +78,81 @@ def test_every_service_has_an_image_and_kafka_runs_in_kraft_mode():
     assert not any("zookeeper" in name or "ZOOKEEPER" in " ".join(s.get("environment", {}))
                    for name, s in services.items())
     assert services["kafka"]["image"].startswith("apache/kafka:")
-    for name in ("worker", "web", "simulator"):
+    for name in ("worker-1", "worker-2", "web", "simulator"):
         assert services[name]["depends_on"]["topics"]["condition"] == "service_completed_successfully"
 
 
-def test_workers_scale_with_docker_compose_scale():
+def option(command: list[str], flag: str) -> str | None:
+    return next((arg.split("=", 1)[1] for arg in command if arg.startswith(flag + "=")), None)
+
+
+def workers(services: dict) -> dict:
+    return {name: s for name, s in services.items() if (s.get("command") or [None])[0] == "worker"}
+
+
+def test_kafka_keeps_its_log_dirs_on_the_volume():
+    kafka = model()["services"]["kafka"]
+    (volume,) = [v for v in kafka["volumes"] if v["type"] == "volume"]
+    assert volume["source"] == "kafka-data"
+    assert Path(kafka["environment"]["KAFKA_LOG_DIRS"]).is_relative_to(volume["target"])
+
+
+def test_each_worker_keeps_its_alert_state_on_its_own_volume():
     services = model()["services"]
-    worker = services["worker"]
-    assert "container_name" not in worker and "hostname" not in worker
-    assert not worker.get("ports"), "a host port would make `--scale worker=N` collide"
-    assert worker["deploy"]["replicas"] == 2
-    assert not any(v.get("type") == "volume" for v in worker.get("volumes", [])), "replicas would share a volume"
+    found = workers(services)
+    assert set(found) == {"worker-1", "worker-2", "web"}
+    sources = []
+    for name, service in found.items():
+        assert not service.get("deploy", {}).get("replicas", 1) > 1, f"{name}: replicas would share its volume"
+        data_dir = option(service["command"], "--data-dir")
+        (volume,) = [v for v in service["volumes"] if v["type"] == "volume" and v["target"] == data_dir]
+        sources.append(volume["source"])
+        # Prometheus (dns_sd_configs on `worker` and `web`) finds every worker by one of those names
+        assert name == "web" or "worker" in (service["networks"]["default"] or {}).get("aliases", []), name
+        assert "container_name" not in service and "hostname" not in service
+    assert len(set(sources)) == len(sources), "two workers share a data volume"
     # every host port is on loopback only
     for name, service in services.items():
         for port in service.get("ports", []):
             assert port["host_ip"] == "127.0.0.1", name
+
+
+def test_exactly_one_recording_writer_and_it_serves_the_page():
+    found = workers(model()["services"])
+    recorders = [name for name, s in found.items() if "--no-recording" not in s["command"]]
+    assert recorders == ["web"]
+    web = found["web"]
+    assert "--no-web-page" not in web["command"] and web["ports"][0]["target"] == 6066
+    recording = option(web["command"], "--recording-dir")
+    assert any(Path(recording).is_relative_to(v["target"]) for v in web["volumes"] if v["type"] == "volume")
+    for name in set(found) - {"web"}:
+        assert "--no-web-page" in found[name]["command"], name  # no page: no second reader either
+
+
+def test_the_token_comes_from_a_secret_file_kept_out_of_git_and_the_image():
+    stack = model()
+    web = stack["services"]["web"]
+    assert [s["source"] for s in web["secrets"]] == ["livemon_token"]
+    assert "/run/secrets/livemon_token" in " ".join(web["entrypoint"]) and "LIVEMON_TOKEN=" in web["entrypoint"][2]
+    assert not any("LIVEMON_TOKEN" in s.get("environment", {}) for s in stack["services"].values())
+    secret = Path(stack["secrets"]["livemon_token"]["file"])
+    assert secret.parent == ROOT / "deploy/secrets"
+    ignored = subprocess.run(["git", "check-ignore", "-q", str(secret)], cwd=ROOT).returncode
+    assert ignored == 0, "the token file must be ignored by git"
+    assert "deploy/secrets" in (ROOT / ".dockerignore").read_text().split()
+
+
+def test_healthchecks_only_where_they_can_pass():
+    services = model("simulator")["services"]
+    assert "HEALTHCHECK" not in (ROOT / "Dockerfile").read_text()  # the image runs several roles
+    assert "healthcheck" not in services["simulator"]  # no HTTP server to ask
+    for name in ("worker-1", "worker-2", "web"):
+        test = " ".join(services[name]["healthcheck"]["test"])
+        assert f"127.0.0.1:{option(services[name]['command'], '--web-port')}/healthz" in test, name
+    relay = services["alert-relay"]
+    port = next(arg.split("=")[1] for arg in relay["command"] if arg.startswith("--port="))
+    assert f"127.0.0.1:{port}/-/healthy" in " ".join(relay["healthcheck"]["test"])
+    assert '"/-/healthy"' in (ROOT / "monitor/alerting/relay.py").read_text()
 
 
 def test_simulator_is_an_optional_profile():
@@ -111,7 +172,7 @@ def test_every_mounted_file_exists():
 
 def test_container_commands_are_accepted_by_the_cli():
     services = model("simulator")["services"]
-    for name in ("worker", "web", "simulator"):
+    for name in ("worker-1", "worker-2", "web", "simulator"):
         command = services[name]["command"]
         help_text = CliRunner().invoke(cli, [command[0], "--help"]).output
         for arg in command[1:]:
