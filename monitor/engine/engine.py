@@ -19,17 +19,21 @@ what is over them `room_limit`.
 
 from __future__ import annotations
 
+import gc
 import math
-import pickle
 import weakref
 from collections import deque
 from typing import Iterable
 
+import msgspec
+
 from ..ingest.events import (FUTURE, LATE, ROOM_LIMIT, ROOM_UNADMITTED, AnyEvent, Click, Danmaku, Health, Order,
                              Show, View)
+from . import legacy, state
 from .config import EngineConfig
 from .room import (BEACONS, C_BEACONS, C_ERRORS, C_PLAY_MS, C_STALL_MS, DANMAKU, ERRORS, EVENTS, PLAY_MS,
                    STALL_MS, STALLS, CdnStats, Room)
+from .state import Field, from_state, to_state
 from .windows import LatencySketch
 
 
@@ -38,11 +42,25 @@ from .windows import LatencySketch
 MAX_HELD_REJECTIONS = 50_000
 
 
+class _Held:
+    """A candidate's held events in a checkpoint: [event as its SPEC object, its watermark]."""
+
+    @staticmethod
+    def encode(held):
+        return [[msgspec.to_builtins(event), watermark] for event, watermark in held]
+
+    @staticmethod
+    def decode(data):
+        return [(msgspec.convert(event, AnyEvent), watermark) for event, watermark in data]
+
+
 class Candidate:
     """A room not admitted yet: the clock a Room would have (so that the late rule is the same)
     and its accepted events, applied on admission as if the room had been tracked from the first."""
 
     __slots__ = ("id", "max_ts", "seen_at", "frontier", "deadline", "held")
+    # Checkpoints (see state.py); `seen_at` is not kept: see `_candidate_watermark`.
+    STATE = (Field("id"), Field("max_ts"), Field("frontier"), Field("deadline"), Field("held", _Held()))
 
     def __init__(self, room_id: str, ts: float, seen_at: float | None, frontier: int, deadline: float):
         self.id = room_id
@@ -52,12 +70,8 @@ class Candidate:
         self.deadline = deadline  # first event's ts + admit_within: forgotten once the watermark passes it
         self.held: list[tuple[AnyEvent, float]] = []  # (event, its watermark), in arrival order
 
-    def __getstate__(self):
-        return {name: getattr(self, name) for name in self.__slots__}
-
-    def __setstate__(self, state):
-        for name, value in state.items():
-            setattr(self, name, value)
+    def _restored(self):
+        self.seen_at = None  # restored: its clock waits until it is heard from
 
 
 class RoomBudget:
@@ -474,30 +488,37 @@ class Engine:
 
     def export_rooms(self, room_ids: Iterable[str]) -> bytes:
         """The state of these rooms, with every candidate (the engine is one partition's: its
-        candidates go with it) and the final snapshots of these rooms not yet taken by `advance`."""
-        rooms = {room_id: self.rooms[room_id] for room_id in room_ids if room_id in self.rooms}
+        candidates go with it) and the final snapshots of these rooms not yet taken by `advance`,
+        as a versioned checkpoint document (see state.py)."""
+        rooms = {room_id: to_state(self.rooms[room_id]) for room_id in room_ids if room_id in self.rooms}
         finals_due = [snapshot for snapshot in self._finals_due if snapshot["room_id"] in rooms]
-        return pickle.dumps({"clock": self.clock, "rooms": rooms, "candidates": self.candidates,
-                             "finals_due": finals_due}, protocol=pickle.HIGHEST_PROTOCOL)
+        return state.encode({"format": state.FORMAT, "version": state.VERSION, "clock": self.clock,
+                             "rooms": rooms,
+                             "candidates": {room_id: to_state(c) for room_id, c in self.candidates.items()},
+                             "finals_due": finals_due})
 
     def import_rooms(self, blob: bytes) -> list[str]:
-        """Load `export_rooms` state (also of older versions, without candidates); returns the
-        room ids. Restored rooms count against the caps but are never refused."""
-        state = pickle.loads(blob)
-        for room in state["rooms"].values():
-            room.config = self.config
-            # A reference time of another process is not comparable; and a restored room's events
-            # may still be waiting in the backlog: its clock stays put until it is heard from.
-            room.seen_at = None
-        candidates = state.get("candidates", {})
-        for candidate in candidates.values():
-            candidate.seen_at = None  # likewise (see `_candidate_watermark`)
-        self.rooms.update(state["rooms"])
-        self.candidates.update(candidates)
-        self._finals_due.extend(state.get("finals_due", ()))
-        if state["clock"] is not None and (self.clock is None or state["clock"] > self.clock):
-            self.clock = state["clock"]
-        return list(state["rooms"])
+        """Load `export_rooms` state, of this version or an older one (also the pickles written
+        before the versioned format, see legacy.py); returns the room ids. Restored rooms count
+        against the caps but are never refused."""
+        collecting = gc.isenabled()
+        gc.disable()  # a bulk load of new containers, no cycles: the collector would walk them over and over
+        try:
+            document = state.upgrade(legacy.load(blob)) if legacy.is_legacy(blob) else state.decode(blob)
+            # A restored room's clock (`seen_at`, a reference time of another process, which is not
+            # comparable) stays put until it is heard from: its events may still wait in the backlog.
+            rooms = {room_id: Room.restore(self.config, room) for room_id, room in document["rooms"].items()}
+        finally:
+            if collecting:
+                gc.enable()
+        self.rooms.update(rooms)
+        for room_id, candidate in document.get("candidates", {}).items():
+            self.candidates[room_id] = from_state(Candidate.__new__(Candidate), candidate)
+        self._finals_due.extend(document.get("finals_due", ()))
+        clock = document["clock"]
+        if clock is not None and (self.clock is None or clock > self.clock):
+            self.clock = clock
+        return list(rooms)
 
     def drop_rooms(self, room_ids: Iterable[str]) -> None:
         """Let these rooms (and candidates) go, e.g. to another owner; nothing is rejected."""

@@ -21,21 +21,23 @@ from array import array
 from itertools import repeat
 
 from .config import RETENTION_HORIZONS, EngineConfig
+from .state import SET, Array, DictOf, Field, ListOf, Obj, Vectors, from_state
 from .windows import BucketSums, DistinctWindow, LatencySketch
 
-# Fields of a room's bucket vector. The retention cohorts (STARTS and SHORT) come first: a bucket
-# out of the window keeps only them (see `finalize_next`).
+# Fields of a room's bucket vector, by name (checkpoints store the names: a field added here needs
+# its constant below and nothing else). The retention cohorts (STARTS and SHORT) come first: a
+# bucket out of the window keeps only them (see `finalize_next`).
+ROOM_VECTOR = ("starts", *(f"short_{h}s" for h in RETENTION_HORIZONS), "ends", "watch", "cover", "events",
+               "danmaku", "paid", "gmv_micro", "stall_ms", "play_ms", "stalls", "beacons", "errors")
 STARTS = 0
 SHORT = tuple(range(1, 1 + len(RETENTION_HORIZONS)))  # presences started here lasting < horizon
 COHORT_FIELDS = 1 + len(RETENTION_HORIZONS)
 ENDS, WATCH, COVER, EVENTS, DANMAKU, PAID, GMV_MICRO, STALL_MS, PLAY_MS, STALLS, BEACONS, ERRORS = \
-    range(COHORT_FIELDS, COHORT_FIELDS + 12)
-ROOM_FIELDS = COHORT_FIELDS + 12
-# Checkpoints before the compact viewer records had the fields in this order (new field i was
-# old field _OLD_FIELDS[i]).
-_OLD_FIELDS = (0, 13, 14, 15, *range(1, 13))
+    range(COHORT_FIELDS, len(ROOM_VECTOR))
+ROOM_FIELDS = len(ROOM_VECTOR)
 # Fields of a CDN's bucket vector.
-C_STALL_MS, C_PLAY_MS, C_BEACONS, C_ERRORS = range(4)
+CDN_VECTOR = ("stall_ms", "play_ms", "beacons", "errors")
+C_STALL_MS, C_PLAY_MS, C_BEACONS, C_ERRORS = range(len(CDN_VECTOR))
 
 # Presence operations; EXPIRE is the timeout checked by the sweep.
 ENTER, HEARTBEAT, LEAVE, EXPIRE = "enter", "heartbeat", "leave", "expire"
@@ -74,11 +76,49 @@ def _ratio(numerator, denominator):
     return numerator / denominator if denominator else None
 
 
+class _Logs:
+    """Viewers' logs in a checkpoint (see `Room._apply`): an entry's changes to the sums name
+    their field, so that they still undo the right one after the vector changed."""
+
+    def __init__(self, names: tuple[str, ...]):
+        self.names = names
+        self.position = {name: i for i, name in enumerate(names)}
+
+    def encode(self, logs):
+        names = self.names
+        return {slot: [entry if len(entry) < 6 else
+                       [*entry[:5], [names[x] if i % 3 == 1 else x for i, x in enumerate(entry[5])]]
+                       for entry in log] for slot, log in logs.items()}
+
+    def decode(self, data):
+        logs = {}
+        for slot, log in data.items():
+            entries = logs[slot] = []
+            for entry in log:
+                if len(entry) < 6:
+                    entries.append((entry[0], entry[1], _shared(entry[2])) if len(entry) == 3 else tuple(entry))
+                    continue
+                ts, op, start, last_seen, end, changes = entry
+                flat = []
+                for i in range(0, len(changes), 3):
+                    field = self.position.get(changes[i + 1])
+                    if field is not None:  # a field removed since: nothing to undo any more
+                        flat += changes[i], field, changes[i + 2]
+                entries.append((ts, op, _shared(start), _shared(last_seen), _shared(end),
+                                tuple(flat) if flat else _NO_CHANGES))
+        return logs
+
+
+_DOUBLES = Array("d")
+
+
 class CdnStats:
     __slots__ = ("sums", "latency", "viewers")
+    STATE = (Field("sums", Vectors(CDN_VECTOR, BucketSums)), Field("latency", Obj(LatencySketch)),
+             Field("viewers", Obj(DistinctWindow)))
 
     def __init__(self, width: int, frontier: int):
-        self.sums = BucketSums(4, width, frontier)
+        self.sums = BucketSums(len(CDN_VECTOR), width, frontier)
         self.latency = LatencySketch(width, frontier)
         self.viewers = DistinctWindow(width, frontier)
 
@@ -100,6 +140,7 @@ class CdnStats:
 
 class Show:
     __slots__ = ("id", "start", "title", "start_bucket", "gmv_base", "orders_base", "ended_at", "implicit")
+    STATE = tuple(Field(name) for name in __slots__)
 
     def __init__(self, show_id, start, title, start_bucket, implicit=False):
         self.id, self.start, self.title, self.start_bucket = show_id, start, title, start_bucket
@@ -109,19 +150,27 @@ class Show:
 
 
 class Room:
-    logged = None  # rooms restored from a checkpoint of an older version have no `logged`
+    # What a checkpoint holds of a room (see state.py): one line per attribute, in restoring
+    # order (a default may read the fields before it). Not here: what `_configure` derives from
+    # the engine's config and what `_restored` rebuilds.
+    STATE = (
+        Field("id"), Field("max_ts"), Field("live_floor"), Field("frontier"), Field("swept"),
+        Field("sums", Vectors(ROOM_VECTOR, BucketSums)),
+        Field("interacting", Obj(DistinctWindow)), Field("clicking", Obj(DistinctWindow)),
+        Field("paying", Obj(DistinctWindow)), Field("latency", Obj(LatencySketch)),
+        Field("cdns", DictOf(Obj(CdnStats))),
+        Field("users"), Field("starts", _DOUBLES), Field("seen", _DOUBLES), Field("ends", _DOUBLES),
+        Field("log_op", Array("b")), Field("log_seen", _DOUBLES), Field("logs", _Logs(ROOM_VECTOR)),
+        Field("expiries"), Field("cleanups"), Field("logged", default=lambda room: {}),
+        Field("paid_orders", SET), Field("cohorts"), Field("last_event_bucket"),
+        Field("shows", ListOf(Obj(Show))),
+    )
 
     def __init__(self, room_id: str, config: EngineConfig, first_ts: float, frontier: int):
         self.id = room_id
-        self.config = config
-        step = config.step
-        self.step = step
-        self.width = width = config.buckets(config.window)
-        self.horizons = tuple(config.buckets(h) for h in RETENTION_HORIZONS)
-        self.keep = width + max(self.horizons) + 2  # buckets a snapshot may read
-        self.timeout = config.presence_timeout
+        self._configure(config)
+        width = self.width
         self.max_ts = first_ts
-        self.seen_at = None  # reference time (see Engine.reference) when max_ts last rose
         self.live_floor = frontier  # the newest live instant shown
         self.frontier = frontier  # the last final instant (in buckets)
         self.swept = frontier  # presence timeouts checked up to this bucket
@@ -156,24 +205,41 @@ class Room:
         self.cohorts = [[0, 0] for _ in self.horizons]  # per horizon: [started, short] at frontier
         self.last_event_bucket = None  # newest final bucket holding an event
         self.shows: list[Show] = []
+
+    def _configure(self, config: EngineConfig) -> None:
+        """What a room derives from the engine's config, and its transient parts."""
+        self.config = config
+        self.step = config.step
+        self.width = config.buckets(config.window)
+        self.horizons = tuple(config.buckets(h) for h in RETENTION_HORIZONS)
+        self.keep = self.width + max(self.horizons) + 2  # buckets a snapshot may read
+        self.timeout = config.presence_timeout
+        # Reference time (see Engine.reference) when max_ts last rose. A restored room's is None:
+        # another process's reference is not comparable (see Engine.import_rooms).
+        self.seen_at = None
         self._journal = None
 
-    # ---- checkpoints (pickled by Engine.export_rooms) ----
+    # ---- checkpoints (see state.py) ----
 
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        del state["viewers"], state["free"]  # both follow from `users`
-        return state
+    @classmethod
+    def restore(cls, config: EngineConfig, state: dict) -> Room:
+        room = cls.__new__(cls)
+        room._configure(config)
+        return from_state(room, state)
 
-    def __setstate__(self, state):
-        if "users" not in state:
-            state = _from_list_records(state)
-        self.__dict__.update(state)
+    def _restored(self) -> None:
         users, number = self.users, _slot_number
         number(len(self.starts))  # every slot of the arrays has its number
         self.viewers = {user: number(slot) for slot, user in enumerate(users) if user is not None}
         self.free = [number(slot) for slot, user in enumerate(users) if user is None]
         self.logs = {number(slot): log for slot, log in self.logs.items()}
+        # One copy of each user id (see `users`): a checkpoint brings one per place it occurs.
+        own = {user: user for user in users if user is not None}
+        for lists in (self.expiries, self.cleanups, self.logged):
+            for bucket, names in lists.items():
+                lists[bucket] = list(map(own.get, names, names))
+        for window in (self.interacting, self.clicking, self.paying, *(cdn.viewers for cdn in self.cdns.values())):
+            window.share(own)
 
     # ---- ingestion (events already validated and not late) ----
 
@@ -425,8 +491,6 @@ class Room:
     def _logged(self, user, ts):
         """A viewer's log has become non-empty: look at it again once `ts` is final (`_prune_logs`)."""
         logged = self.logged
-        if logged is None:
-            logged = self.logged = {}  # a room from an older checkpoint
         bucket = self.bucket_of(ts)
         users = logged.get(bucket)
         if users is None:
@@ -631,30 +695,3 @@ class Room:
                                                "ended_at": show.ended_at},
         }
 
-
-def _from_list_records(state: dict) -> dict:
-    """The state of a room checkpointed with the earlier layout, a list per viewer
-    `[start, last_seen, end, log, user]` (None for a time not set), in this layout."""
-    state = dict(state)
-    sums = state["sums"]
-    for vector in (*sums.buckets.values(), sums.window, sums.total):
-        vector[:] = [vector[old] for old in _OLD_FIELDS]
-    field_now = {old: new for new, old in enumerate(_OLD_FIELDS)}
-    users, starts, seen, ends, logs = [], array("d"), array("d"), array("d"), {}
-
-    def unset(value):
-        return UNSET if value is None else value
-
-    for slot, (start, last_seen, end, log, user) in enumerate(state.pop("viewers").values()):
-        users.append(user)
-        starts.append(unset(start))
-        seen.append(unset(last_seen))
-        ends.append(unset(end))
-        if log:
-            # Entries as `_apply` makes them; changes were (bucket, field, delta) tuples, now flat.
-            logs[slot] = [(ts, op, unset(a), unset(b), unset(c),
-                           tuple(x for bucket, field, delta in changes for x in (bucket, field_now[field], delta)))
-                          for ts, op, a, b, c, changes in log]
-    state.update(users=users, starts=starts, seen=seen, ends=ends, logs=logs, log_op=array("b", bytes(len(users))),
-                 log_seen=array("d", repeat(UNSET, len(users))))
-    return state

@@ -14,6 +14,8 @@ import math
 from array import array
 from itertools import chain, repeat
 
+from .state import SET, DictOf, Field, array_bytes, array_of
+
 _ZERO_BIN = -(1 << 30)  # sketch bin of a zero value
 
 
@@ -21,6 +23,8 @@ class BucketSums:
     """Integer sums per bucket, with window totals `(F-W, F]` and cumulative totals `<= F`."""
 
     __slots__ = ("width", "frontier", "buckets", "window", "total", "_zero")
+    # Checkpoints (see state.py). The vectors' fields are named by the owner's codec (`Vectors`).
+    STATE = (Field("width"), Field("frontier"), Field("buckets"), Field("window"), Field("total"))
 
     def __init__(self, fields: int, width: int, frontier: int):
         self.width = width  # window length in buckets
@@ -29,6 +33,9 @@ class BucketSums:
         self.window = [0] * fields
         self.total = [0] * fields
         self._zero = (0,) * fields
+
+    def _restored(self):
+        self._zero = (0,) * len(self.window)
 
     def at(self, bucket: int) -> list[int]:
         vector = self.buckets.get(bucket)
@@ -100,6 +107,8 @@ class DistinctWindow:
     """
 
     __slots__ = ("width", "frontier", "last", "count", "pending", "window")
+    STATE = (Field("width"), Field("frontier"), Field("last"), Field("count"), Field("pending", DictOf(SET)),
+             Field("window"))
 
     def __init__(self, width: int, frontier: int):
         self.width = width
@@ -109,11 +118,12 @@ class DistinctWindow:
         self.pending: dict[int, set] = {}
         self.window = 0
 
-    def __setstate__(self, state):
-        _, slots = state
-        slots.pop("members", None)  # kept for pruning by checkpoints of earlier versions
-        for name, value in slots.items():
-            setattr(self, name, value)
+
+    def share(self, own: dict[str, str]) -> None:
+        """Use the owner's copy of each user id it has one of (`own`: user id -> that copy)."""
+        last = self.last
+        self.last = dict(zip(map(own.get, last, last), last.values()))
+        self.pending = {bucket: set(map(own.get, users, users)) for bucket, users in self.pending.items()}
 
     def add(self, user: str, bucket: int) -> None:
         users = self.pending.get(bucket)
@@ -184,6 +194,19 @@ class DistinctWindow:
 _BINS: dict[int, int] = {}  # one int object per bin for every sketch's window (see `advance`)
 
 
+class _Bins:
+    """A sketch's buckets in a checkpoint: a bucket's dict as it is, its flat pairs as
+    [type code, bytes]."""
+
+    @staticmethod
+    def encode(buckets):
+        return {b: bins if type(bins) is dict else [bins.typecode, array_bytes(bins)] for b, bins in buckets.items()}
+
+    @staticmethod
+    def decode(data):
+        return {b: bins if type(bins) is dict else array_of(*bins) for b, bins in data.items()}
+
+
 def _bin_counts(bins):
     """(bin, count) pairs of a bucket: a dict while it may still change, then flat pairs."""
     if type(bins) is dict:
@@ -201,6 +224,7 @@ class LatencySketch:
     """
 
     __slots__ = ("width", "frontier", "buckets", "window")
+    STATE = (Field("width"), Field("frontier"), Field("buckets", _Bins()), Field("window"))
 
     GAMMA = 1.02  # (1 + a) / (1 - a) for a relative accuracy a of about 1%
     _LOG_GAMMA = math.log(GAMMA)
@@ -210,6 +234,9 @@ class LatencySketch:
         self.frontier = frontier
         self.buckets: dict[int, dict[int, int]] = {}
         self.window: dict[int, int] = {}
+
+    def _restored(self):
+        self.window = {_BINS.setdefault(index, index): n for index, n in self.window.items()}
 
     @classmethod
     def bin_of(cls, value: float) -> int:
