@@ -127,15 +127,35 @@ class EmbeddedBroker:
 
     with EmbeddedBroker() as broker:
         broker.bootstrap  # "127.0.0.1:PORT"
+
+    Memory storage keeps every record (it ignores retention.ms). `rotate` names topics that are
+    deleted and re-created empty every `rotate_every` seconds, which frees their memory; only
+    topics in ROTATABLE may be rotated (see there).
     """
 
+    # Topics no part of the product reads back or positions a consumer in: the dead letters are
+    # for people. Not snapshots or alerts (the page's hub keeps its offset and would skip the new
+    # records until the re-created topic reached it), not checkpoints (a worker restores from
+    # them), not the input topics (unread events would be lost).
+    ROTATABLE = (DEADLETTER_TOPIC,)
+
     def __init__(self, port: int | None = None, partitions: int = DEFAULT_PARTITIONS,
-                 host: str = "127.0.0.1", log_path: str | None = None):
+                 host: str = "127.0.0.1", log_path: str | None = None,
+                 rotate: tuple[str, ...] = (), rotate_every: float = 300.0):
+        import threading
+
+        unsafe = set(rotate) - set(self.ROTATABLE)
+        if unsafe:
+            raise ValueError(f"cannot rotate {sorted(unsafe)}: only {self.ROTATABLE}")
         self.host = host
         self.port = port or free_port(host)
         self.partitions = partitions
         self.log_path = log_path
+        self.rotate, self.rotate_every = tuple(rotate), rotate_every
+        self.rotations = 0
         self.process: subprocess.Popen | None = None
+        self._rotator = None
+        self._stopping = threading.Event()
 
     @property
     def bootstrap(self) -> str:
@@ -171,9 +191,39 @@ class EmbeddedBroker:
             self.stop()
             raise
         log.info("embedded broker on %s", self.bootstrap)
+        if self.rotate:
+            import threading
+
+            self._stopping.clear()
+            self._rotator = threading.Thread(target=self._rotate_loop, name="broker-rotate", daemon=True)
+            self._rotator.start()
         return self
 
+    def rotate_now(self) -> None:
+        """Delete the `rotate` topics and create them again, empty, with their settings."""
+        from kafka.admin import NewTopic
+
+        admin = _admin(self.bootstrap)
+        try:
+            admin.delete_topics(list(self.rotate))
+            admin.create_topics([NewTopic(name, self.partitions if name in PARTITIONED_TOPICS else 1, 1,
+                                          topic_configs=TOPIC_CONFIGS.get(name, {})) for name in self.rotate])
+        finally:
+            admin.close()
+        self.rotations += 1
+
+    def _rotate_loop(self) -> None:
+        while not self._stopping.wait(self.rotate_every):
+            try:
+                self.rotate_now()
+            except Exception as error:  # noqa: BLE001 - try again at the next round
+                log.warning("rotating %s failed: %r", self.rotate, error)
+
     def stop(self, timeout: float = 5.0) -> None:
+        self._stopping.set()
+        if self._rotator is not None:
+            self._rotator.join(timeout=15)
+            self._rotator = None
         process, self.process = self.process, None
         if process is None or process.poll() is not None:
             return

@@ -106,7 +106,8 @@ def demo(rooms, rate, scenario, web_port, partitions, duration, no_summary):
     console = Console()
     web_port = web_port or free_port()
     logs = tempfile.mkdtemp(prefix="livemon-demo-")
-    broker = EmbeddedBroker(partitions=partitions, log_path=os.path.join(logs, "broker.log"))
+    broker = EmbeddedBroker(partitions=partitions, log_path=os.path.join(logs, "broker.log"),
+                            rotate=EmbeddedBroker.ROTATABLE)  # bounds what the memory-only broker holds
     worker = simulator = None
     stop_requested = []
 
@@ -119,7 +120,8 @@ def demo(rooms, rate, scenario, web_port, partitions, duration, no_summary):
             broker.start()
         except BrokerUnavailable as error:
             raise click.ClickException(str(error)) from None
-        worker = WorkerProcess(broker.bootstrap, ["--partitions", str(partitions)],
+        worker = WorkerProcess(broker.bootstrap, ["--partitions", str(partitions),
+                                                  "--checkpoint-interval", str(EMBEDDED_CHECKPOINT_INTERVAL)],
                                os.path.join(logs, "worker.log"), port=web_port)
         base = worker.url
         worker.wait_healthy(timeout=60)

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import click
 
+from livemon.demo import EMBEDDED_CHECKPOINT_INTERVAL
 from livemon.processes import LivemonProcess, WorkerProcess
 from livemon.topics import TOPIC_OF_TYPE
 
@@ -256,14 +257,17 @@ def _machine() -> str:
               help="Allowed consumer lag in messages after the warm-up.")
 @click.option("--max-latency", default=5.0, show_default=True, type=click.FloatRange(min=0.1),
               help="Allowed end-to-end latency of a probe, seconds.")
+@click.option("--checkpoint-interval", default=EMBEDDED_CHECKPOINT_INTERVAL, show_default=True,
+              type=click.FloatRange(min=0.1),
+              help="The worker's --checkpoint-interval (the demo's: the memory-only broker keeps every checkpoint).")
 @click.option("--seed", default=0, show_default=True, help="Seed of the simulated show.")
 @click.option("--write", "write_path", type=click.Path(dir_okay=False), default=None,
               help="Replace the Soak section of this Markdown file (e.g. BENCHMARKS.md).")
 @click.option("--json-out", type=click.Path(dir_okay=False), default=None,
               help="Also append the JSON line to this file.")
 @click.option("--quiet", is_flag=True, help="No line per sample while running.")
-def soak(duration, rooms, rate, interval, warmup, max_growth, max_lag, max_latency, seed, write_path,
-         json_out, quiet):
+def soak(duration, rooms, rate, interval, warmup, max_growth, max_lag, max_latency, checkpoint_interval, seed,
+         write_path, json_out, quiet):
     """Run a long promotion-level show and report memory, lag and latency over time."""
     from livemon.broker import BrokerUnavailable, EmbeddedBroker, free_port
 
@@ -273,7 +277,8 @@ def soak(duration, rooms, rate, interval, warmup, max_growth, max_lag, max_laten
     processes: list[LivemonProcess] = []
     samples: list[Sample] = []
     try:
-        broker = EmbeddedBroker(log_path=os.path.join(workdir, "broker.log")).start()
+        # As `livemon demo` runs it: dead letters rotated, checkpoints every 30 s.
+        broker = EmbeddedBroker(log_path=os.path.join(workdir, "broker.log"), rotate=EmbeddedBroker.ROTATABLE).start()
     except BrokerUnavailable as error:
         raise click.ClickException(str(error)) from None
     try:
@@ -281,7 +286,8 @@ def soak(duration, rooms, rate, interval, warmup, max_growth, max_lag, max_laten
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         worker = WorkerProcess(broker.bootstrap, ["--group", "soak", "--data-dir", os.path.join(workdir, "worker"),
-                                                  "--recording-dir", os.path.join(workdir, "recording")],
+                                                  "--recording-dir", os.path.join(workdir, "recording"),
+                                                  "--checkpoint-interval", str(checkpoint_interval)],
                                log_path, port=port)
         processes.append(worker)
         worker.wait_healthy()
