@@ -8,7 +8,15 @@ import sys
 import time
 import urllib.request
 
-from livemon.demo import read_rooms
+from livemon.demo import EMBEDDED_CHECKPOINT_INTERVAL, read_rooms
+
+
+def cmdline(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().decode().split("\0")
+    except OSError:
+        return []
 
 
 def descendants(pid: int) -> set[int]:
@@ -58,6 +66,10 @@ def test_demo_shows_live_rooms_and_ctrl_c_stops_everything():
         assert len(rows) >= 3, rows
         children = descendants(demo.pid)
         assert len(children) >= 3  # broker, worker, simulator
+        # On the memory-only broker the worker checkpoints less often: it keeps every checkpoint.
+        commands = [cmdline(pid) for pid in children]
+        (worker,) = [c for c in commands if c[2:4] == ["livemon", "worker"]]
+        assert worker[worker.index("--checkpoint-interval") + 1] == str(EMBEDDED_CHECKPOINT_INTERVAL)
         with urllib.request.urlopen(url.replace("/metrics", "/"), timeout=5) as page:
             assert page.status == 200
     finally:
