@@ -236,6 +236,21 @@ def test_a_field_added_to_a_room_needs_its_declaration_only(monkeypatch):
     assert restored == never
 
 
+# Attributes of a room that a checkpoint does not hold: from the config, transient, rebuilt.
+NOT_IN_STATE = {"config", "step", "width", "horizons", "keep", "timeout", "seen_at", "_journal", "viewers", "free"}
+
+
+def test_every_attribute_of_the_state_classes_is_declared():
+    # A new attribute left out of its class's STATE would not survive a takeover: it fails here.
+    engine = fixture_state()
+    room = engine.rooms["room-c"]
+    assert set(vars(room)) == {field.name for field in Room.STATE} | NOT_IN_STATE
+    cdn = next(iter(room.cdns.values()))
+    for obj in (cdn, cdn.sums, cdn.latency, cdn.viewers, room.shows[0], engine.candidates["junk-1"]):
+        declared = {field.name for field in type(obj).STATE}
+        assert set(type(obj).__slots__) - declared <= {"_zero", "seen_at"}, type(obj)
+
+
 def test_vectors_and_logs_are_mapped_by_field_name():
     # A checkpoint of a worker whose room vectors had no `errors` field and one field this worker
     # lacks, in another order: mapped by name, `errors` 0, the unknown field left out.
