@@ -53,6 +53,11 @@ def show(control_room):
 # page's CSP forbids (as it should).
 
 
+def english(page):
+    """Switch the page to English before it loads, as the language switch would remember it."""
+    page.add_init_script("localStorage.setItem('livemon-lang', 'en')")
+
+
 def no_problems(page, expected=()):
     problems = [p for p in page.problems if not any(e in p for e in expected)]
     assert problems == [], problems   # no script error, no CSP violation
@@ -92,6 +97,7 @@ def test_room_view_charts_update(page, control_room, show):
 
 
 def test_cdn_outage_shows_as_alert_and_failover(page, control_room, show):
+    english(page)
     for rec in show.show.outage("room-snacks", "cdn-a", show.t):
         control_room.feed_alert(rec)
     page.goto(control_room.url + "/")
@@ -113,6 +119,7 @@ def test_cdn_outage_shows_as_alert_and_failover(page, control_room, show):
 
 
 def test_control_action_is_refused_without_the_token_and_works_with_it(page, control_room, show):
+    english(page)
     for rec in show.show.outage("room-snacks", "cdn-a", show.t):
         control_room.feed_alert(rec)
     page.goto(control_room.url + "/room/room-snacks")
@@ -130,6 +137,7 @@ def test_control_action_is_refused_without_the_token_and_works_with_it(page, con
     page.select_option("#fo-from", "cdn-b")
     page.select_option("#fo-to", "cdn-a")
     page.click("#fo-go")
+    page.click("#fo-confirm")
     page.wait_for_function("() => document.getElementById('action-status').textContent.includes('failover')")
     sent = [json.loads(value) for topic, key, value in control_room.published]
     assert [(s["action"], s["rule"], s["cdn"], s["to_cdn"]) for s in sent] == [
@@ -159,6 +167,7 @@ def test_user_text_is_shown_as_text(page, control_room, show):
 
 
 def test_review_page_renders_its_charts(page, control_room, show):
+    english(page)
     for rec in show.show.outage("room-snacks", "cdn-a", show.show.start + 60):
         control_room.feed_alert(rec)
     show.steps(120)

@@ -45,6 +45,7 @@ def test_a_running_worker_fills_the_grid_takes_actions_and_shows_an_outage(page,
         target = page.locator("#fo-to option").nth(1).get_attribute("value")
         page.select_option("#fo-to", target)
         page.click("#fo-go")
+        page.click("#fo-confirm")    # the confirmation naming both CDNs
         page.wait_for_selector("#action-status.ok")
         page.wait_for_selector("#failovers li", timeout=20_000)
         assert f"→ {target}" in page.inner_text("#failovers")
