@@ -16,9 +16,10 @@ import tomllib
 import types
 import typing
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import click
+if TYPE_CHECKING:
+    import click
 
 ENV_PREFIX = "LIVEMON_"
 
@@ -57,6 +58,8 @@ def _nested(kind) -> bool:
 
 
 def _option(field: dataclasses.Field, kind, rename: dict[str, str]) -> click.Option:
+    import click  # the command line's, not the settings' own: the engine declares its settings here too
+
     meta = field.metadata
     name = rename.get(field.name, field.name)
     flag = meta.get("flag") or "--" + name.replace("_", "-")
@@ -116,6 +119,8 @@ def options(*classes, only: tuple[str, ...] | None = None, exclude: tuple[str, .
 
 
 def _attach(command, option: click.Option):
+    import click
+
     if isinstance(command, click.Command):
         command.params.insert(0, option)
     else:
@@ -126,6 +131,7 @@ def _attach(command, option: click.Option):
 
 def config_option(section: str):
     """`--config FILE`: the values of the TOML file's `[section]` table become the defaults."""
+    import click
 
     def load(ctx: click.Context, param, value):
         if value is None:

@@ -5,32 +5,40 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ..settings import setting
+
 RETENTION_HORIZONS = (30, 60, 180)  # seconds, SPEC §5
 
 
 @dataclass(frozen=True)
 class EngineConfig:
-    step: float = 1.0  # evaluation instants are multiples of the step
-    window: float = 60.0  # W
-    lateness: float = 5.0  # allowed lateness behind a room's newest event
-    presence_timeout: float = 90.0
-    show_idle: float = 600.0  # a show ends after this long without events
-    future_limit: float = 300.0  # with a wall clock: events further ahead are rejected (`future`)
-    # Without one (replay): events this far ahead of the newest ts are rejected (`future`); a
-    # recording with a longer silence between two shows needs a larger value (or None).
-    clockless_future_limit: float | None = 3600.0
+    step: float = setting(1.0, "Seconds between evaluation instants (and live updates).", above=0)
+    window: float = setting(60.0, "Metric window W in seconds (a multiple of the step).", above=0)
+    lateness: float = setting(5.0, "Allowed lateness in seconds; older events are rejected late.", minimum=0)
+    presence_timeout: float = setting(90.0, "Seconds without enter/heartbeat after which a viewer is gone.",
+                                      above=0)
+    show_idle: float = setting(600.0, "A show ends after this many seconds without events.", above=0)
+    future_limit: float = setting(300.0, "Events more than this many seconds ahead of the wall clock are "
+                                  "rejected (future).", above=0)
+    # Without a wall clock (replay): events this far ahead of the newest ts are rejected
+    # (`future`); a recording with a longer silence between two shows needs a larger value.
+    clockless_future_limit: float | None = setting(3600.0, "Reject events this many seconds ahead of the newest "
+                                                   "ts so far (a skewed clock); raise it for a recording "
+                                                   "with longer silences between shows.", above=0)
     # Room admission (docs/ARCHITECTURE.md, "Rooms are admitted"): any client can put any room id
     # on a beacon, so a room is tracked only once it has a show `start`, or `admit_events`
     # accepted events before its watermark passes its first event's ts + `admit_within`. Until
     # then its events are held in a small candidate entry and applied on admission; a candidate
     # that misses is forgotten and its events rejected `room_unadmitted`. 1: every room at once.
-    admit_events: int = 3
-    admit_within: float = 30.0
+    admit_events: int = setting(3, "Events within --admit-within that admit a room without a show start.",
+                                minimum=1)
+    admit_within: float = setting(30.0, "Seconds of event time within which a room must reach --admit-events.",
+                                  above=0)
     # Caps per engine (the worker has one per partition); events over them are rejected
     # `room_limit`. None: no cap. A busy room costs about 150 KB of engine state, a candidate
     # about 0.7 KB (measured in docs/ARCHITECTURE.md).
-    max_rooms: int | None = 2000
-    max_candidates: int | None = 20000
+    max_rooms: int | None = setting(2000, "Live rooms per partition at most (room_limit beyond).", minimum=1)
+    max_candidates: int | None = setting(20000, "Rooms not yet admitted per partition at most.", minimum=0)
 
     def __post_init__(self):
         for name in ("step", "window", "presence_timeout", "show_idle", "future_limit", "admit_within"):
