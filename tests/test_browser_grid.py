@@ -94,7 +94,7 @@ def test_sort_filter_and_search(page, control_room, show):
 
 
 def test_stall_is_coloured_by_the_rule_threshold_with_a_symbol(page, control_room, show):
-    thresholds = requests.get(control_room.url + "/api/thresholds", timeout=5).json()
+    thresholds = requests.get(control_room.url + "/api/thresholds", timeout=5).json()["lines"]
     assert thresholds["stall_ratio"]["crit"] == 0.05 and thresholds["stall_ratio"]["warn"] == 0.03
     show.show.outage("room-beauty", "cdn-a", show.t)   # its stall ratio goes above 5%
     page.goto(control_room.url + "/")

@@ -39,8 +39,14 @@ MIN_AUDIENCE = 2            # distinct viewers in the window for a snapshot to c
 BANNER_ALERTS = 20          # firing critical alerts listed in a grid frame (the banner); more are counted
 MAX_TARGETS = 10_000        # room and show targets held (file and operators together)
 
-# Targets a tile is measured against: target name -> the metric it applies to.
-TARGET_METRICS = {"gmv": "gmv_total", "online": "online", "conversion": "conversion_rate"}
+# Targets a tile is measured against: target name -> the catalogue metric it applies to, found by
+# its Prometheus family (SPEC §7) so the snapshot names stay written in the catalogue only.
+TARGET_FAMILIES = {"gmv": "livemon_room_gmv", "online": "livemon_room_online", "conversion": "livemon_room_conversion_ratio"}
+
+
+def target_metrics() -> dict[str, str]:
+    by_family = {metric.exposed: metric.name for metric in catalogue.ROOM}
+    return {target: by_family[family] for target, family in TARGET_FAMILIES.items() if family in by_family}
 # How far below its target a figure is amber rather than green, and red below that.
 TARGET_AMBER = 0.8
 SORT_KEYS = ("room_id", "alert", "gmv_progress")   # besides the tile metrics
@@ -431,7 +437,7 @@ class ControlRoomHub:
 
     def tile_names(self) -> tuple[str, ...]:
         """What a tile carries: the catalogue's tile metrics, then those with a colour line."""
-        extra = [m for m in (*self.thresholds, *TARGET_METRICS.values()) if m in catalogue.BY_NAME]
+        extra = [m for m in (*self.thresholds, *target_metrics().values()) if m in catalogue.BY_NAME]
         return tuple(dict.fromkeys((*catalogue.TILE_NAMES, *extra)))
 
     def set_targets(self, targets: dict) -> None:
@@ -484,12 +490,14 @@ class ControlRoomHub:
                 continue
             past = (lambda limit: value > limit) if line["op"] in (">", ">=") else (lambda limit: value < limit)
             worse(name, "bad" if past(line["crit"]) else "warn" if line.get("warn") is not None and past(line["warn"]) else "ok")
+        names = target_metrics()
         for field in ("online", "conversion"):
-            metric, goal, value = TARGET_METRICS[field], target.get(field), m.get(TARGET_METRICS[field])
+            metric = names.get(field)
+            goal, value = target.get(field), m.get(metric)
             if goal and value is not None:
                 worse(metric, "ok" if value >= goal else "warn" if value >= goal * TARGET_AMBER else "bad")
         progress = None
-        goal, gmv = target.get("gmv"), m.get("gmv_total")
+        goal, gmv = target.get("gmv"), m.get(names.get("gmv"))
         if goal and gmv is not None:
             progress = gmv / goal
             minutes, start = target.get("minutes"), (snap.get("show") or {}).get("start")
@@ -497,10 +505,10 @@ class ControlRoomHub:
                 # On pace: against the share of the planned show length gone by.
                 expected = min(1.0, max(1e-6, (snap["ts"] - start) / (minutes * 60)))
                 pace = progress / expected
-                worse("gmv_total", "ok" if pace >= 1 else "warn" if pace >= TARGET_AMBER else "bad")
+                worse(names["gmv"], "ok" if pace >= 1 else "warn" if pace >= TARGET_AMBER else "bad")
             else:
                 # No planned length: reached is green, half way amber.
-                worse("gmv_total", "ok" if progress >= 1 else "warn" if progress >= 0.5 else "bad")
+                worse(names["gmv"], "ok" if progress >= 1 else "warn" if progress >= 0.5 else "bad")
         return out, progress
 
     def live_rooms(self) -> list[Room]:
@@ -577,7 +585,7 @@ class ControlRoomHub:
                 value = ALERT_RANK[states.get(room.room_id, "ok")]
             elif view.sort == "gmv_progress":
                 goal = self.target_of(room.latest).get("gmv")
-                gmv = (room.latest.get("metrics") or {}).get("gmv_total")
+                gmv = (room.latest.get("metrics") or {}).get(target_metrics().get("gmv"))
                 value = gmv / goal if goal and gmv is not None else None
             else:
                 value = (room.latest.get("metrics") or {}).get(view.sort)

@@ -29,7 +29,7 @@ import orjson
 from aiohttp import web
 
 from livemon import catalogue
-from livemon.web.hub import ACTIONS, SORT_KEYS, ControlRoomHub, GridView
+from livemon.web.hub import ACTIONS, SORT_KEYS, ControlRoomHub, GridView, target_metrics
 
 log = logging.getLogger(__name__)
 
@@ -513,8 +513,10 @@ async def api_set_target(request):
 
 
 async def api_thresholds(request):
-    """The colour lines of the tiles, from the alert rules' thresholds."""
-    return json_response(request.app[HUB_KEY].thresholds)
+    """What colours the tiles: the alert rules' lines per metric, the metric each target applies
+    to, and the metrics a tile carries."""
+    hub = request.app[HUB_KEY]
+    return json_response({"lines": hub.thresholds, "targets": target_metrics(), "tile": hub.tile_names()})
 
 
 async def api_action(request):

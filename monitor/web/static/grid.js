@@ -10,7 +10,7 @@
   const SPARK = 120;        // online values kept per tile for its sparkline
   const nodes = new Map();  // room id -> {node, parts}
   const sparks = new Map(); // room id -> {ts, values}
-  let catalogue = null, metrics = [], stream = null, holding = false, lastGrid = null;
+  let catalogue = null, metrics = [], T = {}, stream = null, holding = false, lastGrid = null;
   let view = Object.assign({ sort: "online", desc: true, q: "", state: "", offset: 0 },
                            JSON.parse(localStorage.getItem("livemon-grid-view") || "{}"));
   view.offset = 0;
@@ -45,9 +45,9 @@
 
   function changed(patch) { Object.assign(view, patch); reconnect(); }
 
-  function controls(thresholds) {
-    const names = new Set(catalogue.room.filter((m) => m.tile).map((m) => m.name));
-    for (const name of [...Object.keys(thresholds), "gmv_total", "online", "conversion_rate"]) names.add(name);
+  function controls(colours) {
+    T = colours.targets;   // target name -> the metric it applies to
+    const names = new Set(colours.tile);
     metrics = catalogue.room.filter((m) => names.has(m.name));
     const sort = $("sort");
     sort.replaceChildren(...metrics.map((m) => LM.el("option", { value: m.name, text: LM.label(m) })),
@@ -176,13 +176,13 @@
     if (goal) {
       const share = room.gmv_progress || 0;
       p.fill.style.width = Math.min(100, share * 100) + "%";
-      setText(p.progressText, `${LM.money(m.gmv_total)} / ${LM.t("target")} ${LM.money(goal)} · ${LM.t("ofTarget", LM.pct(share))}`);
-      mark(p.progress, levels.gmv_total);
+      setText(p.progressText, `${LM.money(m[T.gmv])} / ${LM.t("target")} ${LM.money(goal)} · ${LM.t("ofTarget", LM.pct(share))}`);
+      mark(p.progress, levels[T.gmv]);
     }
     for (const metric of metrics) {
       if (metric.name === "online" || !(metric.name in m)) continue;
       const c = cell(p, metric), level = levels[metric.name];
-      const goalOf = metric.name === "conversion_rate" && room.target ? room.target.conversion : null;
+      const goalOf = metric.name === T.conversion && room.target ? room.target.conversion : null;
       setText(c.value, LM.fmt(metric, m[metric.name]) + (goalOf ? ` / ${LM.pct(goalOf)}` : ""));
       setText(c.markNode, level && level !== "ok" ? " " + LM.LEVEL_MARK[level] : "");
       mark(c.box, level);
@@ -229,9 +229,9 @@
     document.body.dataset.frames = String(+(document.body.dataset.frames || 0) + 1);
   }
 
-  Promise.all([LM.loadCatalogue(), fetch("/api/thresholds").then((r) => r.json())]).then(([c, thresholds]) => {
+  Promise.all([LM.loadCatalogue(), fetch("/api/thresholds").then((r) => r.json())]).then(([c, colours]) => {
     catalogue = c;
-    controls(thresholds);
+    controls(colours);
     reconnect();
   });
 })();
