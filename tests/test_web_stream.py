@@ -170,3 +170,38 @@ def test_the_grid_holds_the_top_rooms_and_those_asked_for(make_room):
         assert [t["room_id"] for t in orjson.loads(frame)["rooms"]] == top + [smallest]
     finally:
         stream.close()
+
+
+def test_targets_file_and_compact_frames(make_room, tmp_path):
+    targets = tmp_path / "targets.toml"
+    targets.write_text('[default]\nconversion = 0.12\n\n[rooms.room-beauty]\ngmv = 500000\nminutes = 180\n\n'
+                       '[shows."room-beauty.evening"]\nonline = 100\n')
+    room = make_room(targets=targets)
+    show = SyntheticShow()
+    for i in range(3):
+        room.feed_step(show.step(show.start + i))
+    held = requests.get(room.url + "/api/targets", timeout=5).json()
+    assert held["rooms"]["room-beauty"] == {"gmv": 500000, "minutes": 180}
+    grid = requests.get(room.url + "/api/rooms", timeout=5).json()
+    beauty = next(t for t in grid["rooms"] if t["room_id"] == "room-beauty")
+    assert beauty["target"] == {"conversion": 0.12, "gmv": 500000, "minutes": 180, "online": 100}
+    assert beauty["levels"]["online"] == "ok" and beauty["gmv_progress"] > 0
+    # Stream frames carry the latest values only, never a history.
+    conn = open_stream(room)
+    try:
+        [frame] = grid_frames(read_until(conn, 1))[:1]
+        assert all("spark" not in tile for tile in orjson.loads(frame)["rooms"])
+    finally:
+        conn.close()
+
+
+def test_a_bad_targets_file_stops_the_start_saying_why(tmp_path):
+    from livemon.web.server import load_targets
+
+    bad = tmp_path / "targets.toml"
+    bad.write_text("[rooms.r1]\nconversion = 4\n")
+    with pytest.raises(ValueError, match="conversion must be a number from"):
+        load_targets(bad)
+    bad.write_text("[rooms.r1]\ngmv = 1\nspeed = 2\n")
+    with pytest.raises(ValueError, match="unknown target 'speed'"):
+        load_targets(bad)
