@@ -108,7 +108,7 @@ def test_stall_is_coloured_by_the_rule_threshold_with_a_symbol(page, control_roo
 def test_banner_for_a_firing_critical_alert(page, control_room, show):
     page.goto(control_room.url + "/")
     tile_count(page, 4)
-    assert page.locator("#banner.hidden").count() == 1
+    assert page.locator("#banner.hidden").count() == 1 and not page.is_visible("#banner")
     for rec in show.show.outage("room-snacks", "cdn-a", show.t):
         control_room.feed_alert(rec)
     page.wait_for_selector("#banner:not(.hidden)")
@@ -123,7 +123,7 @@ def test_banner_for_a_firing_critical_alert(page, control_room, show):
     # Acknowledged: it leaves the banner.
     control_room.feed_alert({"kind": "operator", "action": "ack", "room_id": "room-snacks",
                              "rule": "cdn_stall_ratio_high", "cdn": "cdn-a", "by": "web", "ts": show.t})
-    page.wait_for_selector("#banner.hidden")
+    page.wait_for_selector("#banner", state="hidden")
     no_problems(page)
 
 

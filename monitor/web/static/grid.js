@@ -115,7 +115,7 @@
     node.replaceChildren(LM.el("strong", { text: LM.t("banner", grid.critical_count) }),
       ...alerts.slice(0, 6).map((a) => LM.el("a", { href: "/room/" + encodeURIComponent(a.room_id), class: "banner-alert",
                                                     text: `${a.room_id} · ${a.rule}${a.cdn ? " (" + a.cdn + ")" : ""}` })),
-      grid.critical_count > 6 ? LM.el("span", { text: LM.t("more", grid.critical_count - 6) }) : null);
+      ...(grid.critical_count > 6 ? [LM.el("span", { text: LM.t("more", grid.critical_count - 6) })] : []));
   }
 
   // ---- tiles -----------------------------------------------------------------------------------
