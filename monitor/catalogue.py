@@ -63,6 +63,7 @@ class Metric:
     higher_is_better: bool | None = None  # colours the review's comparisons; None: neutral
     rule: bool = True  # usable as an alert rule's metric
     dashboard: str | None = None  # the dashboard row that shows it
+    target: str | None = None  # the name of the show target it is measured against (web targets)
 
     def to_json(self) -> dict:
         return {**asdict(self), "labels": dict(self.labels)}
@@ -78,7 +79,7 @@ def _retention(horizon: int) -> Metric:
 
 ROOM: tuple[Metric, ...] = (
     Metric("online", "livemon_room_online", "Viewers present at the live instant.", "在线人数", "Online", "int",
-           charts=("online",), tile=True, compare=True, review="peak", higher_is_better=True, dashboard="audience"),
+           charts=("online",), tile=True, compare=True, target="online", review="peak", higher_is_better=True, dashboard="audience"),
     Metric("viewers", "livemon_room_viewers", "Distinct viewers present at any moment of the window.",
            "观看人数(窗口)", "Viewers (window)", "int", review="mean", higher_is_better=True, dashboard="audience"),
     Metric("entries", "livemon_room_entries", "Presences that started in the window.", "进入", "Entries", "int",
@@ -96,13 +97,13 @@ ROOM: tuple[Metric, ...] = (
     Metric("product_ctr", "livemon_room_product_ctr_ratio", "Users with a product click divided by viewers.",
            "商品点击率", "Product CTR", "pct", charts=("rates",), tile=True, compare=True, review="mean", higher_is_better=True, dashboard="sales"),
     Metric("conversion_rate", "livemon_room_conversion_ratio", "Share of product clickers with a paid order.",
-           "转化率", "Conversion", "pct", charts=("rates",), tile=True, compare=True, review="mean", higher_is_better=True, dashboard="sales"),
+           "转化率", "Conversion", "pct", charts=("rates",), tile=True, compare=True, target="conversion", review="mean", higher_is_better=True, dashboard="sales"),
     Metric("orders_per_min", "livemon_room_orders_per_minute", "Distinct paid orders per minute over the window.",
            "订单/分钟", "Orders/min", "num", charts=("gmv",), axis="orders", dashboard="sales"),
     Metric("gmv", "livemon_room_gmv_window", "GMV of the orders paid in the window.", "成交额(窗口)",
            "GMV (window)", "money", charts=("gmv", "gmv_show"), tile=True, dashboard="sales"),
     Metric("gmv_total", "livemon_room_gmv", "GMV of the distinct orders paid since the show began.", "本场成交额",
-           "GMV (show)", "money", kind="counter", charts=("gmv_show",), tile=True, compare=True, review="last", higher_is_better=True, dashboard="sales"),
+           "GMV (show)", "money", kind="counter", charts=("gmv_show",), tile=True, compare=True, target="gmv", review="last", higher_is_better=True, dashboard="sales"),
     Metric("orders_total", "livemon_room_orders", "Distinct paid orders since the show began.", "本场订单",
            "Paid orders (show)", "int", kind="counter", review="last", higher_is_better=True, dashboard="sales"),
     Metric("uv_value", "livemon_room_uv_value", "GMV of the window divided by viewers.", "UV 价值", "UV value",

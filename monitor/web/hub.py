@@ -39,14 +39,12 @@ MIN_AUDIENCE = 2            # distinct viewers in the window for a snapshot to c
 BANNER_ALERTS = 20          # firing critical alerts listed in a grid frame (the banner); more are counted
 MAX_TARGETS = 10_000        # room and show targets held (file and operators together)
 
-# Targets a tile is measured against: target name -> the catalogue metric it applies to, found by
-# its Prometheus family (SPEC §7) so the snapshot names stay written in the catalogue only.
-TARGET_FAMILIES = {"gmv": "livemon_room_gmv", "online": "livemon_room_online", "conversion": "livemon_room_conversion_ratio"}
-
 
 def target_metrics() -> dict[str, str]:
-    by_family = {metric.exposed: metric.name for metric in catalogue.ROOM}
-    return {target: by_family[family] for target, family in TARGET_FAMILIES.items() if family in by_family}
+    """Targets a tile is measured against: target name -> the catalogue metric it applies to."""
+    return {metric.target: metric.name for metric in catalogue.ROOM if metric.target}
+
+
 # How far below its target a figure is amber rather than green, and red below that.
 TARGET_AMBER = 0.8
 SORT_KEYS = ("room_id", "alert", "gmv_progress")   # besides the tile metrics
