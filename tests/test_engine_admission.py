@@ -318,13 +318,3 @@ def test_finals_of_an_admission_not_yet_taken_travel_with_the_checkpoint():
     assert [s["ts"] - T0 for s in finals][:3] == [0, 1, 2]
     assert restored.advance(T0 + 21)[:len(finals) - 1] == finals[:len(finals) - 1]
 
-
-def test_a_checkpoint_without_candidates_still_loads():
-    # What engines before admission wrote: no "candidates", no "finals_due".
-    import pickle
-    engine = Engine(ADMIT_ALL)
-    engine.ingest([enter("r1", "a", 0)], T0)
-    state = pickle.loads(engine.export_rooms(["r1"]))
-    blob = pickle.dumps({"clock": state["clock"], "rooms": state["rooms"]})
-    restored = Engine()
-    assert restored.import_rooms(blob) == ["r1"] and restored.candidates == {}
