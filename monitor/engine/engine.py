@@ -23,7 +23,7 @@ import gc
 import math
 import weakref
 from collections import deque
-from typing import Iterable
+from typing import Any, Iterable
 
 import msgspec
 
@@ -129,16 +129,16 @@ class Engine:
         return wall if wall is not None else self.clock
 
     @staticmethod
-    def room_clock(room: Room, reference: float | None) -> float:
+    def room_clock(room: Room | Candidate, reference: float | None) -> float:
         """The room's newest ts, run on by the reference time passed since it last rose."""
         if reference is None or room.seen_at is None or reference <= room.seen_at:
             return room.max_ts
         return room.max_ts + (reference - room.seen_at)
 
-    def live_time(self, room: Room, reference: float | None) -> float:
+    def live_time(self, room: Room | Candidate, reference: float | None) -> float:
         return max(room.max_ts, self.room_clock(room, reference) - self.config.lateness)
 
-    def watermark(self, room: Room, reference: float | None) -> float:
+    def watermark(self, room: Room | Candidate, reference: float | None) -> float:
         return self.live_time(room, reference) - self.config.lateness
 
     def live_instant(self, room: Room, reference: float | None) -> int:
@@ -177,6 +177,7 @@ class Engine:
             catching_up = False
         show_idle = config.show_idle
         bin_of = LatencySketch.bin_of
+        event: Any  # dispatched on its exact type below (faster than isinstance, opaque to mypy)
         for event in events:
             ts = event.ts
             if future is not None and ts > future:
@@ -326,7 +327,7 @@ class Engine:
             self._finals_due.extend(self._finalize(room, candidate.frontier, watermark))
         return room
 
-    def _apply(self, room: Room, event: AnyEvent, watermark: float) -> None:
+    def _apply(self, room: Room, event: Any, watermark: float) -> None:
         """One accepted event: what `ingest` does inline, through the Room's methods."""
         ts = event.ts
         bucket = math.ceil(ts / self.config.step)

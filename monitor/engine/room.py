@@ -17,6 +17,7 @@ when it is one short entry, as most are (see `Room.__init__`).
 from __future__ import annotations
 
 import math
+from typing import Any
 from array import array
 from itertools import repeat
 
@@ -91,7 +92,7 @@ class _Logs:
                        for entry in log] for slot, log in logs.items()}
 
     def decode(self, data):
-        logs = {}
+        logs: dict[int, list] = {}
         for slot, log in data.items():
             entries = logs[slot] = []
             for entry in log:
@@ -99,7 +100,7 @@ class _Logs:
                     entries.append((entry[0], entry[1], _shared(entry[2])) if len(entry) == 3 else tuple(entry))
                     continue
                 ts, op, start, last_seen, end, changes = entry
-                flat = []
+                flat: list = []
                 for i in range(0, len(changes), 3):
                     field = self.position.get(changes[i + 1])
                     if field is not None:  # a field removed since: nothing to undo any more
@@ -185,7 +186,7 @@ class Room:
         # user id string, shared by all its structures (every event brings its own copy; kept in
         # expiry lists and distinct-user windows they would add up); None for a free slot.
         self.viewers: dict[str, int] = {}  # user id -> slot
-        self.users: list[str | None] = []
+        self.users: list = []  # the user id of each slot; None for a free one
         self.starts = array("d")  # UNSET: never present
         self.seen = array("d")  # last_seen; UNSET: never present
         self.ends = array("d")  # UNSET: present, or never was
@@ -203,7 +204,7 @@ class Room:
         self.logged: dict[int, list[str]] = {}  # bucket -> viewers whose log may be final then
         self.paid_orders: set[str] = set()
         self.cohorts = [[0, 0] for _ in self.horizons]  # per horizon: [started, short] at frontier
-        self.last_event_bucket = None  # newest final bucket holding an event
+        self.last_event_bucket: int | None = None  # newest final bucket holding an event
         self.shows: list[Show] = []
 
     def _configure(self, config: EngineConfig) -> None:
@@ -216,8 +217,8 @@ class Room:
         self.timeout = config.presence_timeout
         # Reference time (see Engine.reference) when max_ts last rose. A restored room's is None:
         # another process's reference is not comparable (see Engine.import_rooms).
-        self.seen_at = None
-        self._journal = None
+        self.seen_at: float | None = None
+        self._journal: Any = None  # a view's undo journal (see `view`): a list of flat triples while it runs
 
     # ---- checkpoints (see state.py) ----
 
@@ -467,7 +468,7 @@ class Room:
     def _apply(self, user, slot, action, ts):
         """One presence operation, in event-time order for this viewer."""
         start, last_seen, end = self.starts[slot], self.seen[slot], self.ends[slot]
-        changes = []
+        changes: list = []
         self._journal = changes
         present = start != UNSET and end == UNSET
         if present and ts >= last_seen + self.timeout:

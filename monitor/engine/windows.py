@@ -11,6 +11,7 @@ constant per bucket, whatever the window.
 from __future__ import annotations
 
 import math
+from typing import Any
 from array import array
 from itertools import chain, repeat
 
@@ -29,7 +30,7 @@ class BucketSums:
     def __init__(self, fields: int, width: int, frontier: int):
         self.width = width  # window length in buckets
         self.frontier = frontier
-        self.buckets: dict[int, list[int]] = {}
+        self.buckets: dict[int, Any] = {}  # bucket -> its vector (a list, or a short tuple once final)
         self.window = [0] * fields
         self.total = [0] * fields
         self._zero = (0,) * fields
@@ -232,7 +233,7 @@ class LatencySketch:
     def __init__(self, width: int, frontier: int):
         self.width = width
         self.frontier = frontier
-        self.buckets: dict[int, dict[int, int]] = {}
+        self.buckets: dict[int, Any] = {}  # bucket -> {bin: count}, or flat int16 pairs once final
         self.window: dict[int, int] = {}
 
     def _restored(self):
@@ -300,7 +301,7 @@ class LatencySketch:
         if total <= 0:
             return [None] * len(qs)
         ordered = sorted(index for index, n in bins.items() if n > 0)
-        results = []
+        results: list[float | None] = []
         for q in qs:
             rank = max(1, math.ceil(q * total))
             seen = 0
