@@ -152,7 +152,7 @@ def test_healthchecks_only_where_they_can_pass():
     relay = services["alert-relay"]
     port = next(arg.split("=")[1] for arg in relay["command"] if arg.startswith("--port="))
     assert f"127.0.0.1:{port}/-/healthy" in " ".join(relay["healthcheck"]["test"])
-    assert '"/-/healthy"' in (ROOT / "monitor/alerting/relay.py").read_text()
+    assert '"/-/healthy"' in (ROOT / "monitor/livemon/alerting/relay.py").read_text()
 
 
 def test_simulator_is_an_optional_profile():
@@ -209,7 +209,7 @@ def test_grafana_provisioning_matches_the_dashboards():
     (source,) = yaml.safe_load((provisioning / "datasources/livemon.yml").read_text())["datasources"]
     assert source["uid"] == DATASOURCE_UID and source["url"] == "http://prometheus:9090"
     (provider,) = yaml.safe_load((provisioning / "dashboards/livemon.yml").read_text())["providers"]
-    assert mounts[provider["options"]["path"]] == ROOT / "dashboards/json"
+    assert mounts[provider["options"]["path"]] == ROOT / "dashboards/livemon/dashboards/json"
     # `livemon dashboards push` and provisioning use the same folder
     assert provider["folderUid"] == folder_uid(provider["folder"])
 

@@ -46,8 +46,8 @@ def test_a_wheel_installed_elsewhere_finds_its_alerts(tmp_path):
     outside.mkdir()
     checked = run(venv / "bin/livemon", "rules", "check", cwd=outside).stdout
     assert "alerting.yml" in checked and "rules" in checked and "OK" in checked
-    found = run(venv / "bin/python", "-c", "import livemon, livemon.agents.runtime as r; "
-                "print(livemon.__file__); print(r.default_alerts_config())", cwd=outside).stdout.split()
+    found = run(venv / "bin/python", "-c", "import livemon.agents.runtime as r; "
+                "print(r.__file__); print(r.default_alerts_config())", cwd=outside).stdout.split()
     assert found[0].startswith(str(site)) and found[1].startswith(str(site)), found  # not the checkout
     shipped = Path(found[1]).parent
     for name in ("rules.yml", "alertmanager.yml", "relay.yml", "templates/livemon.tmpl",

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-DASHBOARD_DIR = ROOT / "dashboards" / "json"
+ROOT = Path(__file__).resolve().parents[3]  # the repository: dashboards/livemon/dashboards/queries.py
+DASHBOARD_DIR = Path(__file__).parent / "json"
 RULE_DIR = ROOT / "alerts" / "prometheus"
 
 

@@ -1,7 +1,7 @@
 """The Grafana dashboards, as code (Grafana Foundation SDK builders).
 
 `render_all()` returns the JSON text of every dashboard, keyed by file name; `livemon dashboards
-generate` writes it to `dashboards/json/`, and `check` compares. Room gauges are read through the
+generate` writes it to `dashboards/livemon/dashboards/json/`, and `check` compares. Room gauges are read through the
 recording rules of `alerts/prometheus/recording.yml` (one series per room, even while a rebalance has
 two workers exposing it); counters through `rate()`/`increase()` directly.
 """
@@ -73,7 +73,7 @@ def ts(title: str, *queries, unit: str = "short", thresholds=None, h: int = 8, w
         panel = panel.with_target(query)
     if thresholds is not None:
         panel = (panel.thresholds(thresholds)
-                 .thresholds_style(cb.GraphThresholdsStyleConfig().mode(cm.GraphTresholdsStyleMode.LINE)))
+                 .thresholds_style(cb.GraphThresholdsStyleConfig().mode(cm.GraphThresholdsStyleMode.LINE)))
     return panel
 
 

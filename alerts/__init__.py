@@ -1,0 +1,1 @@
+"""The shipped alert rules and configs, as package data (read with importlib.resources)."""
