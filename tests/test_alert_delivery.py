@@ -12,6 +12,7 @@ from livemon.alerting.delivery import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTA
 from livemon.alerting.rules import Rule
 from livemon.alerting.service import AlertService
 from tests.fixtures.alertmanager import free_port
+from tests.fixtures.webhook import snapshot, until
 
 SECRET = "whsec-test-0123456789"
 RULE = Rule("HighErrors", "error_rate", threshold=0.1, severity="critical",
@@ -49,17 +50,6 @@ class Receiver_:
     @property
     def url(self):
         return f"http://127.0.0.1:{self.port}/hook"
-
-
-def snapshot(room, ts, error_rate):
-    return {"ts": ts, "room_id": room, "metrics": {"error_rate": error_rate, "viewers": 100}, "cdn": {}}
-
-
-async def until(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.05)
 
 
 def test_alertmanager_receives_firing_then_resolved(alertmanager):

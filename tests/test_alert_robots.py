@@ -19,6 +19,7 @@ from livemon.alerting.config import Receiver, ServiceConfig
 from livemon.alerting.rules import Rule
 from livemon.alerting.service import AlertService
 from tests.fixtures.alertmanager import free_port
+from tests.fixtures.webhook import snapshot, until
 
 DING_SECRET = "SEC0123456789abcdef-ding"
 FEISHU_SECRET = "feishu-secret-42"
@@ -106,17 +107,6 @@ class FakeRobots:
     @property
     def feishu_url(self):
         return f"http://127.0.0.1:{self.port}/open-apis/bot/v2/hook/feishu-token"
-
-
-def snapshot(room, ts, error_rate):
-    return {"ts": ts, "room_id": room, "metrics": {"error_rate": error_rate, "viewers": 100}, "cdn": {}}
-
-
-async def until(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.02)
 
 
 def service(*hooks: Receiver) -> AlertService:
