@@ -20,9 +20,8 @@ def default_config() -> Path | None:
 
     try:
         path = Path(str(files("livemon.alerts") / "alerting.yml"))
-    except ModuleNotFoundError:  # an editable install made before alerts/ was mapped: the checkout's
-        import livemon
-        path = Path(livemon.__file__).resolve().parent.parent / "alerts" / "alerting.yml"
+    except ModuleNotFoundError:  # an install that predates the mapping: reinstall
+        return None
     return path if path.is_file() else None
 
 
