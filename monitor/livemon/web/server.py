@@ -96,7 +96,6 @@ class WebSettings:
 
 # ---- colour lines and targets -------------------------------------------------------------------
 
-SHIPPED_RULES = Path(__file__).resolve().parents[2] / "alerts" / "alerting.yml"
 TARGET_FIELDS = {"gmv": (0.01, 1e12), "online": (1, 1e9), "conversion": (1e-6, 1.0), "minutes": (1, 1440)}
 
 
@@ -104,10 +103,11 @@ def rule_thresholds(path: str | Path | None) -> dict[str, dict]:
     """Per room metric, the colour lines of its threshold alert rule: red past the fire threshold,
     amber past the clear line (the rule's hysteresis). Several rules on one metric: the most
     sensitive. An unreadable file gives none (the alerting service reports its own errors)."""
+    from livemon.alerting.cli import default_config
     from livemon.alerting.config import load_config
 
-    path = Path(path) if path else SHIPPED_RULES
-    if not path.exists():
+    path = Path(path) if path else default_config()  # the shipped rule set
+    if path is None or not path.exists():
         return {}
     try:
         rules = load_config(path).rules
