@@ -9,9 +9,12 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from livemon.soak import BEGIN, END, Sample, verdict, write_section
 
 
+@pytest.mark.slow  # a minute of load: with the other soak and load runs (the default suite's time budget)
 def test_short_soak_reports_bounded_lag_and_latency(tmp_path):
     report = tmp_path / "BENCHMARKS.md"
     report.write_text(f"# Benchmarks\n\nthroughput figures\n\n{BEGIN}\nold soak\n{END}\n\n## Later section\n")
