@@ -119,13 +119,9 @@ def options(*classes, only: tuple[str, ...] | None = None, exclude: tuple[str, .
 
 
 def _attach(command, option: click.Option):
-    import click
-
-    if isinstance(command, click.Command):
-        command.params.insert(0, option)
-    else:
-        command.__click_params__ = getattr(command, "__click_params__", [])
-        command.__click_params__.append(option)
+    """Add an option to a command function not yet made a command (as click's decorators do)."""
+    command.__click_params__ = getattr(command, "__click_params__", [])
+    command.__click_params__.append(option)
     return command
 
 

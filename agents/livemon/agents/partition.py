@@ -48,6 +48,11 @@ class Reject(NamedTuple):
     topic: str
     key: str | None
 
+    @classmethod
+    def of_event(cls, event, reason: str, detail: str) -> "Reject":
+        """A valid event the engine refused (late, future, a room not admitted or over a cap)."""
+        return cls(reason, encode(event), detail, TOPIC_OF_TYPE[event_type(event)], event.room_id)
+
 
 # Reasons of rejects that are not events: counted by their own metrics.
 NOT_EVENTS = ("batch_", "record_")
@@ -222,8 +227,7 @@ class Partition:
         if events:
             for event, reason in self.engine.ingest(events, self.wall(wall), catching_up=self.behind):
                 out.counts[event_type(event)] -= 1
-                out.rejects.append(Reject(reason, encode(event), f"{reason} event (ts {event.ts})",
-                                          TOPIC_OF_TYPE[event_type(event)], event.room_id))
+                out.rejects.append(Reject.of_event(event, reason, f"{reason} event (ts {event.ts})"))
             newest = max(map(_TS, events))
             out.newest = newest if out.newest is None else max(out.newest, newest)
         return stray_stamp
@@ -271,8 +275,7 @@ class Partition:
         clock = self.step_clock(now)
         finals = list(self.engine.advance(clock))
         for event, reason in self.engine.take_rejected():
-            rejects.append(Reject(reason, encode(event), f"{reason}: room {event.room_id} (ts {event.ts})",
-                                  TOPIC_OF_TYPE[event_type(event)], event.room_id))
+            rejects.append(Reject.of_event(event, reason, f"{reason}: room {event.room_id} (ts {event.ts})"))
         live = self.engine.live_snapshots(clock)
         self.engine.forget_idle_rooms(clock)
         return finals, live

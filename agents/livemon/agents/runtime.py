@@ -214,6 +214,10 @@ class StreamRuntime:
             stray_stamp = state.apply_due(bound, self.home, now, applied, strays)
             if strays:
                 self.forwarder.queue(number, strays, int(stray_stamp * 1000))
+        await self._settle(applied, now)
+
+    async def _settle(self, applied: Applied, now: float) -> None:
+        """Count what applying produced and dead-letter its rejects."""
         self._count(applied, now)
         if applied.rejects:
             await self._dead_letter(applied.rejects)
@@ -295,10 +299,7 @@ class StreamRuntime:
             else:
                 self._alerts_changed({record["room_id"] for record in records or ()})
         await self._publish(now, live, finals)
-        if rejects:
-            for reject in rejects:
-                self.metrics.rejected.labels(reject.reason).inc()
-            await self._dead_letter(rejects)
+        await self._settle(Applied(rejects=rejects), now)  # events the engine held and let go
         self._update_health()
         self.metrics.step_seconds.set(time.perf_counter() - started)
         self.metrics.last_step.set(time.time())

@@ -238,7 +238,7 @@ def show_data(show: dict, timeline: list[dict], records: list[dict]) -> dict:
 def _kpi_rows() -> list[tuple[str, str, str, bool | None]]:
     """(key, label (both languages, escaped), format, higher is better) of the KPI table, in the
     catalogue's order."""
-    zh, en = MESSAGES["zh"], MESSAGES["en"]
+    zh = MESSAGES["zh"]
     rows: list[tuple[str, str, str, bool | None]] = [("duration_minutes", msg("duration"), "min", None)]
     for metric in catalogue.ROOM:
         if metric.review == "peak":
