@@ -38,11 +38,23 @@ class Event(msgspec.Struct, tag_field="type", frozen=True, omit_defaults=True):
     ts: float
 
 
+# Viewer attributes (SPEC §2, §8): the values an `enter` may carry.
+SOURCES = ("organic", "paid", "social", "search", "follow", "other")
+DEVICES = ("mobile", "pc", "tv", "other")
+AGE_BANDS = ("18-23", "24-30", "31-40", "41-50", "50+")
+GENDERS = ("female", "male", "other")
+Source = Literal["organic", "paid", "social", "search", "follow", "other"]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=32)]  # a region or a category
+
+
 class View(Event, tag="view", frozen=True):
     action: Literal["enter", "heartbeat", "leave"]
-    source: Literal["organic", "paid", "social", "search", "follow", "other"] | None = None
+    source: Source | None = None
     device: Literal["mobile", "pc", "tv", "other"] | None = None
-    region: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    region: Name | None = None
+    age_band: Literal["18-23", "24-30", "31-40", "41-50", "50+"] | None = None
+    gender: Literal["female", "male", "other"] | None = None
+    follower: bool | None = None
 
 
 class Danmaku(Event, tag="danmaku", frozen=True):
@@ -78,15 +90,36 @@ class Health(Event, tag="health", frozen=True):
     error: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
 
 
+PROMO_TYPES = ("seckill", "discount", "coupon", "gift", "lottery", "other")
+# The fields each show action needs beyond the common ones (SPEC §2).
+SHOW_REQUIRES = {"product": ("product_id",), "pin": ("product_id",), "promo_start": ("promo_id", "promo_type"),
+                 "promo_end": ("promo_id",), "spend": ("amount", "channel")}
+
+
 class Show(msgspec.Struct, tag_field="type", tag="show", frozen=True, omit_defaults=True):
-    """Show start/end marker; unlike the others it needs no user_id."""
+    """What happens on the show: its start and end, its product catalogue, the product pinned
+    (讲解中), promotions and ad spend. Unlike the other events it needs no user_id."""
 
     room_id: Id
     ts: float
-    action: Literal["start", "end"]
+    action: Literal["start", "end", "product", "pin", "unpin", "promo_start", "promo_end", "spend"]
     user_id: Id | None = None
     show_id: Id | None = None
     title: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+    product_id: Id | None = None
+    category: Name | None = None
+    price: NonNegFloat | None = None
+    promo_id: Id | None = None
+    promo_type: Literal["seckill", "discount", "coupon", "gift", "lottery", "other"] | None = None
+    amount: NonNegFloat | None = None
+    channel: Source | None = None
+    campaign: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
+
+    def __post_init__(self):
+        for name in SHOW_REQUIRES.get(self.action, ()):
+            if getattr(self, name) is None:
+                # Worded as msgspec's own, so that it is classified `missing_field`.
+                raise ValueError(f"Object missing required field `{name}` (a show `{self.action}` needs it)")
 
 
 AnyEvent = Union[View, Danmaku, Click, Order, Health, Show]
