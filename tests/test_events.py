@@ -47,7 +47,8 @@ VALID = {
     "view": _with_optional(_event("view", action=st.sampled_from(["enter", "heartbeat", "leave"])), {
         "source": st.sampled_from(["organic", "paid", "social", "search", "follow", "other"]),
         "device": st.sampled_from(["mobile", "pc", "tv", "other"]),
-        "region": st.text(max_size=64)}),
+        "region": st.text(min_size=1, max_size=32), "age_band": st.sampled_from(["18-23", "24-30", "31-40", "41-50", "50+"]),
+        "gender": st.sampled_from(["female", "male", "other"]), "follower": st.booleans()}),
     "danmaku": _event("danmaku", text=st.text(max_size=500)),
     "click": st.one_of(
         _event("click", target=st.sampled_from(["like", "share", "follow"])),
@@ -60,10 +61,29 @@ VALID = {
         {"latency_ms": non_negative, "bitrate_kbps": non_negative, "fps": non_negative,
          "dropped_frames": non_negative, "startup_ms": non_negative,
          "error": st.from_regex(r"[A-Z_0-9]{1,64}", fullmatch=True)}),
-    "show": _with_optional(
+    "show": st.one_of(
+        _with_optional(st.fixed_dictionaries({"type": st.just("show"), "room_id": rooms, "ts": times,
+                                              "action": st.sampled_from(["start", "end"])}),
+                       {"show_id": ids, "title": st.text(max_size=200), "user_id": small_ids}),
+        _with_optional(st.fixed_dictionaries({"type": st.just("show"), "room_id": rooms, "ts": times,
+                                              "action": st.just("product"), "product_id": ids}),
+                       {"title": st.text(max_size=200), "category": st.text(min_size=1, max_size=32),
+                        "price": non_negative}),
         st.fixed_dictionaries({"type": st.just("show"), "room_id": rooms, "ts": times,
-                               "action": st.sampled_from(["start", "end"])}),
-        {"show_id": ids, "title": st.text(max_size=200), "user_id": small_ids}),
+                               "action": st.just("pin"), "product_id": ids}),
+        st.fixed_dictionaries({"type": st.just("show"), "room_id": rooms, "ts": times, "action": st.just("unpin")}),
+        _with_optional(st.fixed_dictionaries({"type": st.just("show"), "room_id": rooms, "ts": times,
+                                              "action": st.just("promo_start"), "promo_id": ids,
+                                              "promo_type": st.sampled_from(["seckill", "discount", "coupon",
+                                                                             "gift", "lottery", "other"])}),
+                       {"product_id": ids}),
+        st.fixed_dictionaries({"type": st.just("show"), "room_id": rooms, "ts": times,
+                               "action": st.just("promo_end"), "promo_id": ids}),
+        _with_optional(st.fixed_dictionaries({"type": st.just("show"), "room_id": rooms, "ts": times,
+                                              "action": st.just("spend"), "amount": non_negative,
+                                              "channel": st.sampled_from(["organic", "paid", "social",
+                                                                          "search", "follow", "other"])}),
+                       {"campaign": ids})),
 }
 valid_events = st.sampled_from(sorted(VALID)).flatmap(lambda kind: VALID[kind])
 
