@@ -398,6 +398,7 @@ def test_every_ratio_with_an_empty_denominator_is_null():
         "product_ctr": None, "conversion_rate": None, "orders_per_min": 0.0, "gmv": 0.0,
         "gmv_total": 0.0, "uv_value": None, "gpm": None, "stall_ratio": None, "stalls_per_min": None,
         "latency_p50_ms": None, "latency_p95_ms": None, "error_rate": None, "orders_total": 0,
+        "startup_p50_ms": None, "fast_start_ratio": None, "slow_start_ratio": None,
     }
     assert tl[10]["cdn"] == {}
 

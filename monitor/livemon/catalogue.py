@@ -1,7 +1,7 @@
 """The metric catalogue: every metric of a room's snapshot, declared once.
 
 An entry says what the engine's snapshot calls the metric (SPEC §5), how Prometheus exposes it
-(SPEC §7: family, extra labels, kind, scale), its unit and help text, its names on the page in
+(SPEC §7: family, extra labels, kind, scale; or not at all), its unit and help text, its names on the page in
 Chinese and English, and where it appears: the page's tiles and charts, the post-show review,
 alert rules, the dashboards. The engine's snapshot, the Prometheus collector, rule validation,
 the control-room hub and page (served as JSON), the review and the dashboard builder all read
@@ -11,6 +11,8 @@ it; a test holds the engine's snapshot and this catalogue to the same names.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+
+from livemon.ingest.events import DEVICES, SOURCES
 
 # How a value is shown: int (count), num (rate), pct (a ratio shown as %), money (CNY), ms, s.
 FORMATS = ("int", "num", "pct", "money", "ms", "s")
@@ -44,8 +46,8 @@ CHARTS = (
 
 @dataclass(frozen=True)
 class Metric:
-    name: str  # the snapshot's name (SPEC §5)
-    exposed: str  # the Prometheus family (SPEC §7), without `_total` for counters
+    name: str  # the snapshot's name (SPEC §5; §8, §9, §10 in their scopes)
+    exposed: str | None  # the Prometheus family (SPEC §7), without `_total` for counters; None: not exposed
     help: str
     zh: str  # the name on the page and in the review, Chinese first
     en: str
@@ -53,7 +55,7 @@ class Metric:
     labels: tuple[tuple[str, str], ...] = ()  # extra Prometheus labels of this metric's series
     kind: str = "gauge"  # gauge | counter
     scale: float = 1.0  # exposed value = snapshot value * scale (ms -> seconds)
-    scope: str = "room"  # room | cdn (per `(room, cdn)`)
+    scope: str = "room"  # one of SCOPES: room | cdn (per `(room, cdn)`) | source | device | product | show
     charts: tuple[str, ...] = ()  # the CHARTS that draw it
     axis: str | None = None  # a second y axis of its chart, shared by the metrics that name it
     tile: bool = False  # on the grid's room tiles
@@ -64,6 +66,8 @@ class Metric:
     rule: bool = True  # usable as an alert rule's metric
     dashboard: str | None = None  # the dashboard row that shows it
     target: str | None = None  # the name of the show target it is measured against (web targets)
+    absent: float | None = None  # product scope: the value of a top product with no entry in the window
+    as_label: str | None = None  # the snapshot's value is this label's value and the sample is 1 (an info gauge)
 
     def to_json(self) -> dict:
         return {**asdict(self), "labels": dict(self.labels)}
@@ -121,6 +125,15 @@ ROOM: tuple[Metric, ...] = (
            compare=True, review="mean", higher_is_better=False, dashboard="stream"),
     Metric("error_rate", "livemon_room_error_ratio", "Health beacons with an error divided by all beacons.",
            "播放错误率", "Error rate", "pct", review="mean", higher_is_better=False, dashboard="stream"),
+    # SPEC §11: start-up quality over the window's beacons that carry startup_ms.
+    Metric("startup_p50_ms", "livemon_room_startup_seconds", "Median time to first frame of the window's plays.",
+           "首帧耗时 p50", "Start-up time p50", "ms", labels=(("quantile", "0.5"),), scale=0.001, review="mean",
+           higher_is_better=False, dashboard="stream"),
+    Metric("fast_start_ratio", "livemon_room_fast_start_ratio", "Share of the window's plays started within 1 s.",
+           "秒开率", "Fast starts (<= 1 s)", "pct", review="mean", higher_is_better=True, dashboard="stream"),
+    Metric("slow_start_ratio", "livemon_room_slow_start_ratio", "Share of the window's plays that took 3 s or more "
+           "to start.", "慢启动占比", "Slow starts (>= 3 s)", "pct", review="mean", higher_is_better=False,
+           dashboard="stream"),
 )
 
 CDN: tuple[Metric, ...] = (
@@ -133,7 +146,76 @@ CDN: tuple[Metric, ...] = (
            charts=("latency",), dashboard="cdn"),
     Metric("error_rate", "livemon_cdn_error_ratio", "Error ratio of the CDN's beacons.", "CDN 错误率",
            "CDN error rate", "pct", scope="cdn", dashboard="cdn"),
+    Metric("startup_p50_ms", "livemon_cdn_startup_seconds", "Median time to first frame of the CDN's plays.",
+           "CDN 首帧耗时 p50", "CDN start-up p50", "ms", labels=(("quantile", "0.5"),), scale=0.001, scope="cdn",
+           dashboard="cdn"),
+    Metric("fast_start_ratio", "livemon_cdn_fast_start_ratio", "Share of the CDN's plays started within 1 s.",
+           "CDN 秒开率", "CDN fast starts", "pct", scope="cdn", dashboard="cdn"),
+    Metric("slow_start_ratio", "livemon_cdn_slow_start_ratio", "Share of the CDN's plays that took 3 s or more.",
+           "CDN 慢启动占比", "CDN slow starts", "pct", scope="cdn", dashboard="cdn"),
 )
+
+# SPEC §8 breakdowns exposed to Prometheus (SPEC §7): per `(room, source)` and `(room, device)`, from the
+# snapshot's `by[dimension][value]`. Only these two dimensions, and only the values of the event
+# contract plus "unknown", so their series stay bounded whatever the traffic; regions, age bands,
+# gender and follower are never exposed (their cardinality is the audience's).
+EXPOSED_VALUES: dict[str, tuple[str, ...]] = {"source": (*SOURCES, "unknown"), "device": (*DEVICES, "unknown")}
+DIMENSIONS = ("source", "device", "region", "age_band", "gender", "follower")  # SPEC §8, on the replay line
+
+BY: tuple[Metric, ...] = (
+    Metric("viewers", "livemon_source_viewers", "Distinct viewers of the traffic source in the window.",
+           "来源观看人数", "Viewers by source", "int", scope="source", dashboard="sales"),
+    Metric("entries", "livemon_source_entries", "Presences of the traffic source that started in the window.",
+           "来源进入", "Entries by source", "int", scope="source", dashboard="sales"),
+    Metric("avg_watch_seconds", "livemon_source_avg_watch_seconds",
+           "Mean duration of the source's presences that ended in the window.", "来源平均观看时长",
+           "Avg watch time by source", "s", scope="source", dashboard="sales"),
+    Metric("conversion_rate", "livemon_source_conversion_ratio",
+           "Share of the source's product clickers with a paid order in the window.", "来源转化率",
+           "Conversion by source", "pct", scope="source", dashboard="sales"),
+    Metric("gmv", "livemon_source_gmv_window", "GMV of the window's paid orders attributed to the source.",
+           "来源成交额(窗口)", "GMV by source (window)", "money", scope="source", dashboard="sales"),
+    Metric("uv_value", "livemon_source_uv_value", "GMV attributed to the source divided by its viewers.",
+           "来源 UV 价值", "UV value by source", "money", scope="source", dashboard="sales"),
+    Metric("viewers", "livemon_device_viewers", "Distinct viewers on the device type in the window.",
+           "终端观看人数", "Viewers by device", "int", scope="device", dashboard="sales"),
+    Metric("avg_watch_seconds", "livemon_device_avg_watch_seconds",
+           "Mean duration of the device type's presences that ended in the window.", "终端平均观看时长",
+           "Avg watch time by device", "s", scope="device", dashboard="sales"),
+    Metric("interaction_rate", "livemon_device_interaction_ratio",
+           "Interacting users on the device type divided by its viewers.", "终端互动率",
+           "Interaction by device", "pct", scope="device", dashboard="sales"),
+)
+
+# SPEC §9, per `(room, product)`, for the products of the show's `top_products` (at most TOP_PRODUCTS,
+# ranked by the engine) with their window figures from the snapshot's `products`; a top product
+# quiet in the window has 0 counts and GMV (`absent`) and no conversion.
+TOP_PRODUCTS = 10
+PRODUCT: tuple[Metric, ...] = (
+    Metric("clickers", "livemon_product_clickers", "Distinct users with a click on the product in the window.",
+           "商品点击人数", "Product clickers", "int", scope="product", absent=0, dashboard="sales"),
+    Metric("orders", "livemon_product_orders", "Distinct paid orders of the product in the window.",
+           "商品订单", "Product orders", "int", scope="product", absent=0, dashboard="sales"),
+    Metric("gmv", "livemon_product_gmv_window", "GMV of the product's orders paid in the window.",
+           "商品成交额(窗口)", "Product GMV (window)", "money", scope="product", absent=0, dashboard="sales"),
+    Metric("conversion_rate", "livemon_product_conversion_ratio",
+           "Share of the product's clickers with a paid order of it in the window.", "商品转化率",
+           "Product conversion", "pct", scope="product", dashboard="sales"),
+)
+
+# The room's current show (the snapshot's `show`, SPEC §9 and §10), as gauges.
+SHOW: tuple[Metric, ...] = (
+    Metric("pinned", "livemon_room_pinned_product_info", "1 while a product is pinned (讲解中), labelled by it.",
+           "讲解中商品", "Pinned product", "int", scope="show", as_label="product", dashboard="sales"),
+    Metric("refund_rate", "livemon_show_refund_ratio", "Refunded orders of the show divided by its paid orders.",
+           "本场退款率", "Refund rate (show)", "pct", scope="show", dashboard="sales"),
+    Metric("top10_share", "livemon_show_top10_share_ratio",
+           "GMV of the show's 10 best-selling products divided by the show's GMV.", "前 10 商品成交占比",
+           "Top-10 product share (show)", "pct", scope="show", dashboard="sales"),
+    Metric("roi", "livemon_show_roi_ratio", "The show's GMV divided by its ad spend.", "本场 ROI",
+           "ROI (show)", "num", scope="show", dashboard="sales"),
+)
+SCOPES = ("room", "cdn", "source", "device", "product", "show")
 
 # The name lists, derived from ROOM and CDN by `_derive`.
 ROOM_NAMES: tuple[str, ...]
@@ -175,28 +257,55 @@ _derive()
 def add(metric: Metric) -> None:
     """Declare one more metric (a plugin's, a test's): read at once by the exposition, the page's
     catalogue and the review; the engine's snapshot must carry it."""
-    global ROOM, CDN
+    global ROOM, CDN, BY, PRODUCT, SHOW
     if metric.scope == "room":
         ROOM = (*ROOM, metric)
-    else:
+    elif metric.scope == "cdn":
         CDN = (*CDN, metric)
+    elif metric.scope in EXPOSED_VALUES:
+        BY = (*BY, metric)
+    elif metric.scope == "product":
+        PRODUCT = (*PRODUCT, metric)
+    elif metric.scope == "show":
+        SHOW = (*SHOW, metric)
+    else:
+        raise ValueError(f"unknown scope {metric.scope!r}")
     _derive()
 
 
 def remove(name: str, scope: str = "room") -> None:
-    global ROOM, CDN
+    global ROOM, CDN, BY, PRODUCT, SHOW
     if scope == "room":
         ROOM = tuple(metric for metric in ROOM if metric.name != name)
-    else:
+    elif scope == "cdn":
         CDN = tuple(metric for metric in CDN if metric.name != name)
+    elif scope in EXPOSED_VALUES:
+        BY = tuple(metric for metric in BY if (metric.name, metric.scope) != (name, scope))
+    elif scope == "product":
+        PRODUCT = tuple(metric for metric in PRODUCT if metric.name != name)
+    else:
+        SHOW = tuple(metric for metric in SHOW if metric.name != name)
     _derive()
+
+
+def scoped(scope: str = "room") -> tuple[Metric, ...]:
+    """The metrics of one scope (SCOPES), in catalogue order."""
+    if scope == "room":
+        return ROOM
+    if scope == "cdn":
+        return CDN
+    if scope in EXPOSED_VALUES:
+        return tuple(metric for metric in BY if metric.scope == scope)
+    return PRODUCT if scope == "product" else SHOW
 
 
 def families(scope: str = "room") -> list[tuple[str, str, str, list[Metric]]]:
     """The Prometheus families of a scope: (name, kind, help, metrics), in catalogue order; the
-    metrics of one family differ by their extra labels."""
+    metrics of one family differ by their extra labels. Metrics not exposed are left out."""
     out: dict[str, tuple[str, str, str, list[Metric]]] = {}
-    for metric in ROOM if scope == "room" else CDN:
+    for metric in scoped(scope):
+        if metric.exposed is None:
+            continue
         name = metric.exposed + ("_total" if metric.kind == "counter" else "")
         out.setdefault(name, (name, metric.kind, metric.help, []))[3].append(metric)
     return list(out.values())
@@ -205,4 +314,5 @@ def families(scope: str = "room") -> list[tuple[str, str, str, list[Metric]]]:
 def as_json() -> dict:
     """The catalogue as the page and the review read it."""
     return {"room": [metric.to_json() for metric in ROOM], "cdn": [metric.to_json() for metric in CDN],
-            "charts": [asdict(chart) for chart in CHARTS]}
+            "by": [metric.to_json() for metric in BY], "products": [metric.to_json() for metric in PRODUCT],
+            "show": [metric.to_json() for metric in SHOW], "charts": [asdict(chart) for chart in CHARTS]}

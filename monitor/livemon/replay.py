@@ -39,8 +39,9 @@ class ReplayStats:
 
 
 def replay_lines(lines: Iterable[bytes], config: EngineConfig | None = None, until: float | None = None,
-                 stats: ReplayStats | None = None) -> Iterator[dict]:
-    """Final snapshots, oldest first, of the events in `lines` (JSON, one event per line)."""
+                 stats: ReplayStats | None = None, shows: list | None = None) -> Iterator[dict]:
+    """Final snapshots, oldest first, of the events in `lines` (JSON, one event per line).
+    `shows`: a list that receives each show's summary (SPEC §10) once the show is over."""
     engine = Engine(config or EngineConfig(**REPLAY_ADMISSION))
     stats = stats if stats is not None else ReplayStats()
     for number, line in enumerate(lines, 1):
@@ -58,8 +59,12 @@ def replay_lines(lines: Iterable[bytes], config: EngineConfig | None = None, unt
         if number % CHUNK == 0:
             yield from engine.advance()
             _count_held(engine, stats)
+            if shows is not None:
+                shows.extend(engine.take_summaries())
     yield from engine.finish(until)
     _count_held(engine, stats)
+    if shows is not None:
+        shows.extend(engine.take_summaries())
 
 
 def _count_held(engine: Engine, stats: ReplayStats) -> None:
@@ -81,11 +86,14 @@ def write_timeline(snapshots: Iterable[dict], out: IO[bytes]) -> int:
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, writable=True, allow_dash=True),
               help="Timeline file to write (JSON lines); - for standard output.")
 @config_option("replay")
-@options(EngineConfig, only=("step", "window", "lateness", "presence_timeout", "show_idle", "clockless_future_limit"),
+@options(EngineConfig, only=("step", "window", "lateness", "presence_timeout", "show_idle", "clockless_future_limit",
+                            "utc_offset"),
          rename={"clockless_future_limit": "future_limit"})
 @click.option("--until", type=float, default=None,
               help="Evaluate on to this instant (Unix seconds) after the last event.")
-def replay(events_file, out_path, until, **values):
+@click.option("--shows", "shows_path", type=click.Path(dir_okay=False, writable=True, allow_dash=True), default=None,
+              help="Also write one show summary (SPEC §10) per show to this file (JSON lines).")
+def replay(events_file, out_path, until, shows_path, **values):
     """Compute the metric timeline of EVENTS_FILE (one event per line, in arrival order)."""
     try:
         config = replace(build(EngineConfig, values), **REPLAY_ADMISSION)
@@ -97,12 +105,17 @@ def replay(events_file, out_path, until, **values):
         out = sys.stdout.buffer if out_path == "-" else open(out_path, "wb")
     except OSError as error:
         raise click.ClickException(f"cannot open {error.filename}: {error.strerror}") from None
+    summaries: list[dict] | None = None if shows_path is None else []
     with source, out:
         try:
-            written = write_timeline(replay_lines(source, config, until, stats), out)
+            written = write_timeline(replay_lines(source, config, until, stats, summaries), out)
+            if summaries is not None:
+                with (sys.stdout.buffer if shows_path == "-" else open(shows_path, "wb")) as shows_out:
+                    write_timeline(summaries, shows_out)
         except OSError as error:
             raise click.ClickException(f"replay failed: {error}") from None
     rejected = sum(stats.rejected.values())
     detail = ", ".join(f"{reason}: {n}" for reason, n in sorted(stats.rejected.items()))
     click.echo(f"{stats.lines} lines, {stats.events} events, {rejected} rejected"
-               f"{f' ({detail})' if detail else ''}; {written} timeline lines written", err=True)
+               f"{f' ({detail})' if detail else ''}; {written} timeline lines written"
+               f"{'' if summaries is None else f', {len(summaries)} show summaries'}", err=True)

@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 from ..settings import setting
 
 RETENTION_HORIZONS = (30, 60, 180)  # seconds, SPEC §5
+_OFFSET = re.compile(r"^([+-])(\d{2}):?(\d{2})$")
+
+
+def utc_offset_seconds(text: str) -> int | None:
+    """Seconds east of UTC of "+08:00" (or "+0800", "-05:30"); None when it is not one."""
+    match = _OFFSET.match(text.strip()) if isinstance(text, str) else None
+    if match is None or int(match[2]) > 14 or int(match[3]) > 59:
+        return None
+    seconds = int(match[2]) * 3600 + int(match[3]) * 60
+    return -seconds if match[1] == "-" else seconds
 
 
 @dataclass(frozen=True)
@@ -39,6 +50,18 @@ class EngineConfig:
     # about 0.7 KB (measured in docs/ARCHITECTURE.md).
     max_rooms: int | None = setting(2000, "Live rooms per partition at most (room_limit beyond).", minimum=1)
     max_candidates: int | None = setting(20000, "Rooms not yet admitted per partition at most.", minimum=0)
+    # Show summaries (SPEC §10): the hour of day of `hours`, in seconds east of UTC.
+    utc_offset: str = setting("+08:00", "UTC offset of the local time in show summaries (their hours), "
+                              "as +HH:MM or -HH:MM.")
+    # State bounded against hostile input (docs/ARCHITECTURE.md, "Sales analytics"): distinct
+    # regions and products per room past these fold into "other"; promotions and pinned
+    # stretches per show past theirs are rejected `show_limit`.
+    max_regions: int = setting(64, "Distinct viewer regions per room kept apart (the rest fold into \"other\").",
+                               minimum=1)
+    max_products: int = setting(500, "Distinct products per room kept apart (the rest fold into \"other\").",
+                                minimum=1)
+    max_show_marks: int = setting(1000, "Promotions and pinned stretches per show at most (show_limit beyond).",
+                                  minimum=1)
 
     def __post_init__(self):
         for name in ("step", "window", "presence_timeout", "show_idle", "future_limit", "admit_within"):
@@ -56,6 +79,14 @@ class EngineConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < least):
                 raise ValueError(f"{name} must be an integer >= {least} or None, got {value!r}")
+
+        if utc_offset_seconds(self.utc_offset) is None:
+            raise ValueError(f"utc_offset must look like +08:00 or -05:30, got {self.utc_offset!r}")
+
+    @property
+    def utc_seconds(self) -> int:
+        """The UTC offset in seconds east of UTC."""
+        return utc_offset_seconds(self.utc_offset)  # type: ignore[return-value]
 
     def buckets(self, seconds: float) -> int:
         return round(seconds / self.step)

@@ -27,9 +27,11 @@ from typing import Any, Iterable
 
 import msgspec
 
-from ..ingest.events import (FUTURE, LATE, ROOM_LIMIT, ROOM_UNADMITTED, AnyEvent, Click, Danmaku, Health, Order,
-                             Show, View)
+from ..ingest.events import (FUTURE, LATE, ROOM_LIMIT, ROOM_UNADMITTED, SHOW_LIMIT, AnyEvent, Click, Danmaku,
+                             Health, Order, Show, View)
 from . import legacy, state
+from . import ledger as L
+from .audience import pack
 from .config import EngineConfig
 from .room import (BEACONS, C_BEACONS, C_ERRORS, C_PLAY_MS, C_STALL_MS, DANMAKU, ERRORS, EVENTS, PLAY_MS,
                    STALL_MS, STALLS, CdnStats, Room)
@@ -120,6 +122,7 @@ class Engine:
         # from its first event would have made final already.
         self._finals_due: list[dict] = []
         self._held_rejections: deque[tuple[AnyEvent, str]] = deque()
+        self._summaries: list[dict] = []  # of rooms let go (see `forget_idle_rooms`)
         self.uncollected_rejections = 0  # dropped from `_held_rejections` (never taken), counted
 
     # ---- time ----
@@ -177,6 +180,7 @@ class Engine:
             catching_up = False
         show_idle = config.show_idle
         bin_of = LatencySketch.bin_of
+        HEALTH = L.HEALTH
         event: Any  # dispatched on its exact type below (faster than isinstance, opaque to mypy)
         for event in events:
             ts = event.ts
@@ -207,11 +211,8 @@ class Engine:
                 self.clock = ts
             kind = type(event)
             if kind is Show:
-                if event.action == "start":
-                    room.begin_show(event.show_id, ts, event.title)
-                room.note_event(ts, bucket)
-                if event.action == "end":
-                    room.end_show(ts)
+                if not self._show(room, event, ts, bucket):
+                    rejected.append((event, SHOW_LIMIT))
                 continue
             # Room.note_event, inline for the common case (see there): count the event, no show change.
             vector = room.sums.buckets.get(bucket)
@@ -225,7 +226,13 @@ class Engine:
             else:
                 room.note_event(ts, bucket)
             if kind is View:
-                room.view(event.user_id, event.action, ts, watermark)
+                action = event.action
+                room.view(event.user_id, action, ts, watermark, pack(event, room.regions) if action == "enter" else 0)
+                stamps = room.view_stamps.get(bucket)
+                if stamps is None:
+                    room.view_stamps[bucket] = [ts]
+                else:
+                    stamps.append(ts)
             elif kind is Health:
                 # Room.add_health, inline.
                 stall_ms, play_ms = event.stall_ms, event.play_ms
@@ -250,20 +257,52 @@ class Engine:
                     index = bin_of(latency)
                     room.latency.add_bin(index, bucket)
                     cdn.latency.add_bin(index, bucket)
+                if event.startup_ms is not None:
+                    room.add_startup(event.startup_ms, cdn, bucket, vector, cvector)
                 user = event.user_id
                 slot = room.viewers.get(user)
                 cdn.viewers.add(user if slot is None else room.users[slot], bucket)
-            elif kind is Danmaku:
-                vector[DANMAKU] += 1
-                user = event.user_id
-                slot = room.viewers.get(user)
-                room.interacting.add(user if slot is None else room.users[slot], bucket)
-            elif kind is Click:
-                room.add_click(room.user_key(event.user_id), event.target, bucket)
-            elif kind is Order:
-                if event.status == "paid":
-                    room.add_paid_order(event.order_id, room.user_key(event.user_id), event.amount, bucket)
+                held = room.held.get(bucket)
+                item = (ts, HEALTH, stall_ms, play_ms, event.error is not None)
+                if held is None:
+                    room.held[bucket] = [item]
+                else:
+                    held.append(item)
+            else:
+                self._sale(room, event, kind, ts, bucket)
         return rejected
+
+    @staticmethod
+    def _show(room: Room, event: Show, ts: float, bucket: int) -> bool:
+        """A show event; False: over the show's cap on marks (nothing counted)."""
+        action = event.action
+        if action == "start":
+            room.begin_show(event.show_id, ts, event.title)
+        elif action in ("pin", "promo_start") and not room.show_event(event, ts, bucket, check_only=True):
+            return False
+        room.note_event(ts, bucket)
+        if action == "end":
+            room.end_show(ts, event.show_id, event.title)
+        room.show_event(event, ts, bucket)
+        return True
+
+    @staticmethod
+    def _sale(room: Room, event: Any, kind: type, ts: float, bucket: int) -> None:
+        """A danmaku, click or order (counted for the room's show by the caller)."""
+        user = room.user_key(event.user_id)
+        if kind is Danmaku:
+            room.sums.buckets[bucket][DANMAKU] += 1
+            room.interacting.add(user, bucket)
+            room.interaction(user, ts, bucket, (ts, L.DANMAKU, user))
+        elif kind is Click:
+            target = event.target
+            room.add_click(user, target, bucket)
+            if target == "product" or target == "cart":
+                room.product_click(user, ts, bucket, target, event.product_id)
+            else:
+                room.interaction(user, ts, bucket, (ts, L.CLICK, user, target, None))
+        elif kind is Order:
+            room.order(event, user, ts, bucket)
 
     # ---- admission (see EngineConfig.admit_events) ----
 
@@ -333,23 +372,16 @@ class Engine:
         bucket = math.ceil(ts / self.config.step)
         kind = type(event)
         if kind is Show:
-            if event.action == "start":
-                room.begin_show(event.show_id, ts, event.title)
-            room.note_event(ts, bucket)
-            if event.action == "end":
-                room.end_show(ts)
+            self._show(room, event, ts, bucket)  # a candidate holds no more marks than the cap
             return
         room.note_event(ts, bucket)
         if kind is View:
-            room.view(event.user_id, event.action, ts, watermark)
+            room.view(event.user_id, event.action, ts, watermark, pack(event, room.regions) if event.action == "enter" else 0)
+            room.view_stamps.setdefault(bucket, []).append(ts)
         elif kind is Health:
             room.add_health(event, bucket)
-        elif kind is Danmaku:
-            room.add_danmaku(room.user_key(event.user_id), bucket)
-        elif kind is Click:
-            room.add_click(room.user_key(event.user_id), event.target, bucket)
-        elif kind is Order and event.status == "paid":
-            room.add_paid_order(event.order_id, room.user_key(event.user_id), event.amount, bucket)
+        else:
+            self._sale(room, event, kind, ts, bucket)
 
     def _candidate_watermark(self, candidate: Candidate, reference: float | None) -> float:
         """The watermark a candidate's expiry is judged by: a Room's (see `watermark`); for one
@@ -436,6 +468,7 @@ class Engine:
             room.sweep(last, watermark)
         while room.frontier < last:
             t = room.frontier + 1
+            room.settle(t)
             if room.has_activity(t):
                 finals.append(room.snapshot(t))
             room.finalize_next()
@@ -463,8 +496,25 @@ class Engine:
         finals, self._finals_due = self._finals_due, []
         for room in self.rooms.values():
             finals.extend(self._finalize(room, last, horizon + self.config.step))
+            room.close_show()  # SPEC §6: at the end of the file, as of its last event
         finals.sort(key=lambda snapshot: snapshot["ts"])
         return finals
+
+    # ---- show summaries (SPEC §10) ----
+
+    def take_summaries(self) -> list[dict]:
+        """The summaries of the shows that ended since the last call, oldest end first."""
+        taken, self._summaries = self._summaries, []
+        for room in self.rooms.values():
+            if room.ledger.closed:
+                taken.extend(room.ledger.take())
+        taken.sort(key=lambda summary: summary["end"])
+        return taken
+
+    def show_summary(self, room_id: str) -> dict | None:
+        """The provisional summary of a room's show going on (as of its final frontier)."""
+        room = self.rooms.get(room_id)
+        return None if room is None else room.provisional_summary()
 
     def forget_idle_rooms(self, wall: float | None = None) -> list[str]:
         """Drop rooms idle past their show's end; returns their ids."""
@@ -482,7 +532,9 @@ class Engine:
             if ended or now - room.max_ts > self.config.show_idle:
                 gone.append(room_id)
         for room_id in gone:
-            del self.rooms[room_id]
+            room = self.rooms.pop(room_id)
+            room.close_show()
+            self._summaries.extend(room.ledger.take())
         return gone
 
     # ---- state for checkpoints ----

@@ -21,24 +21,40 @@ from typing import Any
 from array import array
 from itertools import repeat
 
+import msgspec
+
+from ..ingest.events import Show as ShowEvent
+from . import ledger as L
+from .audience import DIMENSIONS, Regions, column_names, columns
 from .config import RETENTION_HORIZONS, EngineConfig
+from .ledger import Ledger
 from .state import SET, Array, DictOf, Field, ListOf, Obj, Vectors, from_state
-from .windows import BucketSums, DistinctWindow, LatencySketch
+from .windows import BucketSums, DistinctWindow, GroupedDistinct, KeyedSums, LatencySketch
 
 # Fields of a room's bucket vector, by name (checkpoints store the names: a field added here needs
 # its constant below and nothing else). The retention cohorts (STARTS and SHORT) come first: a
 # bucket out of the window keeps only them (see `finalize_next`).
 ROOM_VECTOR = ("starts", *(f"short_{h}s" for h in RETENTION_HORIZONS), "ends", "watch", "cover", "events",
-               "danmaku", "paid", "gmv_micro", "stall_ms", "play_ms", "stalls", "beacons", "errors")
+               "danmaku", "paid", "gmv_micro", "stall_ms", "play_ms", "stalls", "beacons", "errors",
+               "startups", "fast_starts", "slow_starts")
 STARTS = 0
 SHORT = tuple(range(1, 1 + len(RETENTION_HORIZONS)))  # presences started here lasting < horizon
 COHORT_FIELDS = 1 + len(RETENTION_HORIZONS)
-ENDS, WATCH, COVER, EVENTS, DANMAKU, PAID, GMV_MICRO, STALL_MS, PLAY_MS, STALLS, BEACONS, ERRORS = \
-    range(COHORT_FIELDS, len(ROOM_VECTOR))
+(ENDS, WATCH, COVER, EVENTS, DANMAKU, PAID, GMV_MICRO, STALL_MS, PLAY_MS, STALLS, BEACONS, ERRORS,
+ STARTUPS, FAST_STARTS, SLOW_STARTS) = range(COHORT_FIELDS, len(ROOM_VECTOR))
 ROOM_FIELDS = len(ROOM_VECTOR)
 # Fields of a CDN's bucket vector.
-CDN_VECTOR = ("stall_ms", "play_ms", "beacons", "errors")
-C_STALL_MS, C_PLAY_MS, C_BEACONS, C_ERRORS = range(len(CDN_VECTOR))
+CDN_VECTOR = ("stall_ms", "play_ms", "beacons", "errors", "startups", "fast_starts", "slow_starts")
+C_STALL_MS, C_PLAY_MS, C_BEACONS, C_ERRORS, C_STARTUPS, C_FAST_STARTS, C_SLOW_STARTS = range(len(CDN_VECTOR))
+# Start-up quality (SPEC §11): a start at most FAST_START ms is fast (秒开), one of SLOW_START or more slow.
+FAST_START, SLOW_START = 1000.0, 3000.0
+# Fields of a breakdown column's sums (see audience.py): key = column * ATTR_STRIDE + field. A view's
+# journal (see `_bump`) names them ATTR + key, apart from the room vector's fields.
+A_STARTS, A_COVER, A_ENDS, A_WATCH, A_ORDERS, A_GMV = range(6)
+ATTR_STRIDE = 8
+ATTR = 1 << 20
+# Product sums: key = (product, field).
+P_ORDERS, P_GMV = 0, 1
 
 # Presence operations; EXPIRE is the timeout checked by the sweep.
 ENTER, HEARTBEAT, LEAVE, EXPIRE = "enter", "heartbeat", "leave", "expire"
@@ -77,6 +93,17 @@ def _ratio(numerator, denominator):
     return numerator / denominator if denominator else None
 
 
+_PRIORITY = {"end": L.LAST}
+
+
+def _item_order(item):
+    """Items of one ts: a show's marks first (the events of their ts belong to what they begin),
+    its end last (the events of its ts are in the show)."""
+    if item[1] == L.SHOW:
+        return item[0], _PRIORITY.get(item[2].action, L.FIRST)
+    return item[0], L.MIDDLE
+
+
 class _Logs:
     """Viewers' logs in a checkpoint (see `Room._apply`): an entry's changes to the sums name
     their field, so that they still undo the right one after the vector changed."""
@@ -88,7 +115,7 @@ class _Logs:
     def encode(self, logs):
         names = self.names
         return {slot: [entry if len(entry) < 6 else
-                       [*entry[:5], [names[x] if i % 3 == 1 else x for i, x in enumerate(entry[5])]]
+                       [*entry[:5], [names[x] if i % 3 == 1 and x < ATTR else x for i, x in enumerate(entry[5])]]
                        for entry in log] for slot, log in logs.items()}
 
     def decode(self, data):
@@ -102,7 +129,8 @@ class _Logs:
                 ts, op, start, last_seen, end, changes = entry
                 flat: list = []
                 for i in range(0, len(changes), 3):
-                    field = self.position.get(changes[i + 1])
+                    name = changes[i + 1]
+                    field = name if type(name) is int else self.position.get(name)
                     if field is not None:  # a field removed since: nothing to undo any more
                         flat += changes[i], field, changes[i + 2]
                 entries.append((ts, op, _shared(start), _shared(last_seen), _shared(end),
@@ -113,41 +141,69 @@ class _Logs:
 _DOUBLES = Array("d")
 
 
+def _sketch_like(owner) -> LatencySketch:
+    """An empty sketch beside `owner.latency` (a checkpoint from before start-up quality)."""
+    return LatencySketch(owner.latency.width, owner.latency.frontier)
+
+
 class CdnStats:
-    __slots__ = ("sums", "latency", "viewers")
+    __slots__ = ("sums", "latency", "viewers", "startup")
     STATE = (Field("sums", Vectors(CDN_VECTOR, BucketSums)), Field("latency", Obj(LatencySketch)),
-             Field("viewers", Obj(DistinctWindow)))
+             Field("viewers", Obj(DistinctWindow)), Field("startup", Obj(LatencySketch), default=_sketch_like))
 
     def __init__(self, width: int, frontier: int):
         self.sums = BucketSums(len(CDN_VECTOR), width, frontier)
         self.latency = LatencySketch(width, frontier)
         self.viewers = DistinctWindow(width, frontier)
+        self.startup = LatencySketch(width, frontier)
 
     def advance(self, keep: int) -> None:
         self.sums.advance(keep)
         self.latency.advance()
         self.viewers.advance()
+        self.startup.advance()
 
     def read(self, t: int) -> dict:
         window, _ = self.sums.vectors_at(t)
         stall, play = window[C_STALL_MS], window[C_PLAY_MS]
+        starts = window[C_STARTUPS]
         return {
             "viewers": self.viewers.count_at(t),
             "stall_ratio": _ratio(stall, stall + play),
             "latency_p95_ms": self.latency.quantiles_at(t, (0.95,))[0],
             "error_rate": _ratio(window[C_ERRORS], window[C_BEACONS]),
+            "startup_p50_ms": self.startup.quantiles_at(t, (0.5,))[0] if starts else None,
+            "fast_start_ratio": _ratio(window[C_FAST_STARTS], starts),
+            "slow_start_ratio": _ratio(window[C_SLOW_STARTS], starts),
         }
 
 
 class Show:
-    __slots__ = ("id", "start", "title", "start_bucket", "gmv_base", "orders_base", "ended_at", "implicit")
-    STATE = tuple(Field(name) for name in __slots__)
+    __slots__ = ("id", "start", "title", "start_bucket", "gmv_base", "orders_base", "ended_at", "implicit",
+                 "given_id", "marks")
+    STATE = (*(Field(name) for name in __slots__[:8]), Field("given_id", default=None), Field("marks", default=0))
 
     def __init__(self, show_id, start, title, start_bucket, implicit=False):
         self.id, self.start, self.title, self.start_bucket = show_id, start, title, start_bucket
+        self.given_id = show_id  # as a start or end event named it (SPEC §10), else None
         self.gmv_base = self.orders_base = None  # totals before the show, set once final
         self.ended_at = None
         self.implicit = implicit  # begun by the room's first event, not by a start marker
+        self.marks = 0  # promotions and pins so far (bounded: EngineConfig.max_show_marks)
+
+
+class _HeldItems:
+    """Held items (see `Room.held`) in a checkpoint: a show event as its SPEC object."""
+
+    @staticmethod
+    def encode(held):
+        return {b: [[*item[:2], msgspec.to_builtins(item[2]), *item[3:]] if item[1] == L.SHOW else list(item)
+                    for item in items] for b, items in held.items()}
+
+    @staticmethod
+    def decode(data):
+        return {b: [(item[0], item[1], msgspec.convert(item[2], ShowEvent), *item[3:]) if item[1] == L.SHOW
+                    else tuple(item) for item in items] for b, items in data.items()}
 
 
 class Room:
@@ -165,6 +221,25 @@ class Room:
         Field("expiries"), Field("cleanups"), Field("logged", default=lambda room: {}),
         Field("paid_orders", SET), Field("cohorts"), Field("last_event_bucket"),
         Field("shows", ListOf(Obj(Show))),
+        # Sales analytics (SPEC §8-11), added in place: an older checkpoint gets empty ones.
+        Field("profile", Array("i"), default=lambda room: array("i", bytes(4 * len(room.starts)))),
+        Field("past", default=lambda room: {}),
+        Field("region_names", default=lambda room: None),
+        Field("product_names", default=lambda room: []),
+        Field("attr", Obj(KeyedSums), default=lambda room: KeyedSums(room.width, room.frontier)),
+        Field("interacting_by", Obj(GroupedDistinct), default=lambda room: GroupedDistinct(room.width, room.frontier)),
+        Field("clicking_by", Obj(GroupedDistinct), default=lambda room: GroupedDistinct(room.width, room.frontier)),
+        Field("product_clicks", Obj(GroupedDistinct), default=lambda room: GroupedDistinct(room.width, room.frontier)),
+        Field("product_carts", Obj(GroupedDistinct), default=lambda room: GroupedDistinct(room.width, room.frontier)),
+        Field("product_payers", Obj(GroupedDistinct), default=lambda room: GroupedDistinct(room.width, room.frontier)),
+        Field("product_sums", Obj(KeyedSums), default=lambda room: KeyedSums(room.width, room.frontier)),
+        Field("startup", Obj(LatencySketch), default=_sketch_like),
+        Field("pins", default=lambda room: []),
+        Field("held", _HeldItems(), default=lambda room: {}),
+        Field("view_stamps", default=lambda room: {}),
+        Field("started", default=lambda room: {}),
+        Field("ended", default=lambda room: {}),
+        Field("ledger", Obj(Ledger), default=lambda room: Ledger()),
     )
 
     def __init__(self, room_id: str, config: EngineConfig, first_ts: float, frontier: int):
@@ -206,6 +281,34 @@ class Room:
         self.cohorts = [[0, 0] for _ in self.horizons]  # per horizon: [started, short] at frontier
         self.last_event_bucket: int | None = None  # newest final bucket holding an event
         self.shows: list[Show] = []
+        # ---- sales analytics (SPEC §8-11) ----
+        # A presence's attributes, packed (audience.py): `profile[slot]` is the current (latest)
+        # presence's; `past` keeps a re-entering viewer's earlier presences as (start, end,
+        # profile) while they may still count (a breakdown's window, attribution).
+        self.profile = array("i")
+        self.past: dict[int, list] = {}
+        self.region_names = None  # set by `_sales_parts`
+        self.product_names: list[str] = []  # products kept apart, in order met (the rest: "other")
+        # Breakdown columns' sums (presences and paid orders, key column * ATTR_STRIDE + field) and
+        # distinct interacting and clicking users per column.
+        self.attr = KeyedSums(width, frontier)
+        self.interacting_by = GroupedDistinct(width, frontier)
+        self.clicking_by = GroupedDistinct(width, frontier)
+        # Products (SPEC §9): distinct clickers, carters and payers per product; orders and GMV.
+        self.product_clicks = GroupedDistinct(width, frontier)
+        self.product_carts = GroupedDistinct(width, frontier)
+        self.product_payers = GroupedDistinct(width, frontier)
+        self.product_sums = KeyedSums(width, frontier)
+        self.startup = LatencySketch(width, frontier)
+        self.pins: list = []  # [ts, product or None] of the current show's pins and unpins, by ts
+        # Until an instant is final: its events for the show ledger and the re-attribution
+        # (`settle`), the ts of its views, and the viewers whose presence started or ended in it.
+        self.held: dict[int, list] = {}
+        self.view_stamps: dict[int, list] = {}
+        self.started: dict[int, list] = {}
+        self.ended: dict[int, list] = {}
+        self.ledger = Ledger()
+        self._sales_parts()
 
     def _configure(self, config: EngineConfig) -> None:
         """What a room derives from the engine's config, and its transient parts."""
@@ -228,7 +331,15 @@ class Room:
         room._configure(config)
         return from_state(room, state)
 
+    def _sales_parts(self) -> None:
+        """The derived lookups of the sales parts (after `__init__` or a restore)."""
+        self.regions = Regions(self.config.max_regions, self.region_names)
+        self.region_names = self.regions.names
+        self.product_index = set(self.product_names)
+
     def _restored(self) -> None:
+        self._sales_parts()
+        self.past = {_slot_number(slot): [tuple(p) for p in presences] for slot, presences in self.past.items()}
         users, number = self.users, _slot_number
         number(len(self.starts))  # every slot of the arrays has its number
         self.viewers = {user: number(slot) for slot, user in enumerate(users) if user is not None}
@@ -241,6 +352,9 @@ class Room:
                 lists[bucket] = list(map(own.get, names, names))
         for window in (self.interacting, self.clicking, self.paying, *(cdn.viewers for cdn in self.cdns.values())):
             window.share(own)
+        for grouped in (self.interacting_by, self.clicking_by, self.product_clicks, self.product_carts,
+                        self.product_payers):
+            grouped.share(own)
 
     # ---- ingestion (events already validated and not late) ----
 
@@ -265,11 +379,13 @@ class Room:
         if current is not None and current.start_bucket >= bucket:
             # The start marker of the show that just began with this bucket: it names it.
             current.id, current.title = show_id or current.id, title or current.title
+            current.given_id = show_id or current.given_id
             if ts < current.start:
                 self._move_start(current, ts)
             current.implicit = False
             return
         show = Show(show_id or f"{self.id}-{int(ts)}", ts, title, bucket, implicit=show_id is None)
+        self.pins = [pin for pin in self.pins if pin[0] > ts]  # the previous show's are over
         if bucket - 1 <= self.frontier:
             show.gmv_base, show.orders_base = self.sums.total[GMV_MICRO], self.sums.total[PAID]
         self.shows.append(show)
@@ -286,9 +402,14 @@ class Room:
             if bucket - 1 <= self.frontier:
                 show.gmv_base, show.orders_base = self.sums.total[GMV_MICRO], self.sums.total[PAID]
 
-    def end_show(self, ts):
+    def end_show(self, ts, show_id=None, title=None):
         if self.shows and self.shows[-1].ended_at is None:
-            self.shows[-1].ended_at = ts
+            show = self.shows[-1]
+            show.ended_at = ts
+            if show.given_id is None and show_id is not None:  # named by its end event (SPEC §10)
+                show.given_id = show.id = show_id
+            if show.title is None:
+                show.title = title
 
     def add_danmaku(self, user, bucket):
         self.sums.at(bucket)[DANMAKU] += 1
@@ -300,14 +421,15 @@ class Room:
         elif target != "cart":
             self.interacting.add(user, bucket)
 
-    def add_paid_order(self, order_id, user, amount, bucket):
+    def add_paid_order(self, order_id, user, amount, bucket) -> bool:
         if order_id in self.paid_orders:
-            return  # the first paid status counts; duplicates do nothing
+            return False  # the first paid status counts; duplicates do nothing
         self.paid_orders.add(order_id)
         vector = self.sums.at(bucket)
         vector[PAID] += 1
         vector[GMV_MICRO] += round(amount * MICRO)
         self.paying.add(user, bucket)
+        return True
 
     def add_health(self, event, bucket):
         vector = self.sums.at(bucket)
@@ -328,7 +450,269 @@ class Room:
         if event.latency_ms is not None:
             self.latency.add(event.latency_ms, bucket)
             cdn.latency.add(event.latency_ms, bucket)
+        if event.startup_ms is not None:
+            self.add_startup(event.startup_ms, cdn, bucket, vector, cvec)
         cdn.viewers.add(self.user_key(event.user_id), bucket)
+        self._hold(bucket, (event.ts, L.HEALTH, event.stall_ms, event.play_ms, event.error is not None))
+
+    # ---- sales analytics (SPEC §8-11) ----
+
+    def profile_at(self, user: str, ts: float) -> int:
+        """The attributes a user has at `ts` (SPEC §8): those of their latest presence started at
+        or before it; else all unknown (0)."""
+        slot = self.viewers.get(user)
+        if slot is not None:
+            start = self.starts[slot]
+            if start != UNSET and start <= ts:
+                return self.profile[slot]
+            for presence in reversed(self.past.get(slot, ())):
+                if presence[0] <= ts:
+                    return presence[2]
+            if start != UNSET or slot in self.past:
+                return 0  # all its presences began after ts
+        found = self.ledger.profile_of(user)
+        return 0 if found is None else found
+
+    def product_key(self, product: str) -> str:
+        """The product as the room counts it: its own id, or "other" past the cap."""
+        if product in self.product_index:
+            return product
+        if len(self.product_names) < self.config.max_products:
+            self.product_names.append(product)
+            self.product_index.add(product)
+            return product
+        return "other"
+
+    def _hold(self, bucket: int, item: tuple) -> None:
+        held = self.held.get(bucket)
+        if held is None:
+            self.held[bucket] = [item]
+        else:
+            held.append(item)
+
+    def interaction(self, user: str, ts: float, bucket: int, item: tuple) -> None:
+        """A danmaku or a like/share/follow click (`add_danmaku`/`add_click` counted it)."""
+        profile = self.profile_at(user, ts)
+        for column in columns(profile):
+            self.interacting_by.add((column, user), bucket)
+        self._hold(bucket, item[:3] + (profile,) + item[3:])
+
+    def product_click(self, user: str, ts: float, bucket: int, target: str, product: str) -> None:
+        product = self.product_key(product)
+        profile = self.profile_at(user, ts)
+        if target == "product":
+            for column in columns(profile):
+                self.clicking_by.add((column, user), bucket)
+            self.product_clicks.add((product, user), bucket)
+        else:
+            self.product_carts.add((product, user), bucket)
+        self._hold(bucket, (ts, L.CLICK, user, profile, target, product))
+
+    def order(self, event, user: str, ts: float, bucket: int) -> None:
+        product = self.product_key(event.product_id)
+        micro = round(event.amount * MICRO)
+        profile = self.profile_at(user, ts)
+        counted = False
+        if event.status == "paid":
+            counted = self.add_paid_order(event.order_id, user, event.amount, bucket)
+            if counted:
+                self._attribute_order(bucket, profile, micro, 1)
+                self.product_payers.add((product, user), bucket)
+                sums = self.product_sums
+                sums.add(bucket, (product, P_ORDERS), 1)
+                sums.add(bucket, (product, P_GMV), micro)
+        self._hold(bucket, (ts, L.ORDER, user, profile, event.status, event.order_id, product, micro, counted))
+
+    def _attribute_order(self, bucket: int, profile: int, micro: int, sign: int) -> None:
+        sums = self.attr.at(bucket)
+        for column in columns(profile):
+            key = column * ATTR_STRIDE
+            sums[key + A_ORDERS] = sums.get(key + A_ORDERS, 0) + sign
+            sums[key + A_GMV] = sums.get(key + A_GMV, 0) + sign * micro
+
+    def show_event(self, event, ts: float, bucket: int, check_only: bool = False) -> bool:
+        """A show event for the ledger (and the live pin); False: a pin or promotion over the
+        per-show cap (rejected `show_limit`, nothing counted). `check_only`: just say so."""
+        action = event.action
+        if action in ("pin", "promo_start"):
+            show = self.shows[-1] if self.shows else None
+            if show is not None:
+                if show.marks >= self.config.max_show_marks:
+                    return False
+                if check_only:
+                    return True
+                show.marks += 1
+        elif check_only:
+            return True
+        if event.product_id is not None:
+            product = self.product_key(event.product_id)
+            if product != event.product_id:
+                event = msgspec.structs.replace(event, product_id=product)
+        if action in ("pin", "unpin"):
+            pin = [ts, event.product_id if action == "pin" else None]
+            pins = self.pins
+            at = len(pins)
+            while at and pins[at - 1][0] > ts:
+                at -= 1
+            pins.insert(at, pin)
+            if len(pins) > 2 * self.config.max_show_marks:
+                del pins[0]
+        self._hold(bucket, (ts, L.SHOW, event))
+        return True
+
+    def add_startup(self, startup_ms: float, cdn: "CdnStats", bucket: int, vector, cvector) -> None:
+        vector[STARTUPS] += 1
+        cvector[C_STARTUPS] += 1
+        if startup_ms <= FAST_START:
+            vector[FAST_STARTS] += 1
+            cvector[C_FAST_STARTS] += 1
+        elif startup_ms >= SLOW_START:
+            vector[SLOW_STARTS] += 1
+            cvector[C_SLOW_STARTS] += 1
+        index = LatencySketch.bin_of(startup_ms)
+        self.startup.add_bin(index, bucket)
+        cdn.startup.add_bin(index, bucket)
+
+    def pinned_at(self, t: int, show) -> str | None:
+        """The product pinned at instant `t` (SPEC §9), within the room's show at `t`."""
+        if show is None:
+            return None
+        moment = t * self.step
+        if show.ended_at is not None and moment >= show.ended_at:
+            return None
+        if moment - self.max_ts > self.config.show_idle:
+            return None
+        pinned = None
+        for ts, product in self.pins:
+            if ts > moment:
+                break
+            if ts >= show.start:
+                pinned = product
+        return pinned
+
+    def presences_at(self, moment: float):
+        """(user, start, profile) of every presence containing `moment` (tracked viewers)."""
+        starts, ends, profile, past = self.starts, self.ends, self.profile, self.past
+        for user, slot in self.viewers.items():
+            start = starts[slot]
+            if start == UNSET:
+                continue
+            if start <= moment:
+                end = ends[slot]
+                if end == UNSET or end > moment:
+                    yield user, start, profile[slot]
+            elif slot in past:
+                for start, end, other in reversed(past[slot]):
+                    if start <= moment:
+                        if end > moment:
+                            yield user, start, other
+                        break
+
+    # ---- settling an instant: re-attribution and the show ledger ----
+
+    def settle(self, t: int) -> None:
+        """Instant `t` is about to be final (every event of it is in): attribute its events by
+        the now final presences, fix the breakdowns where that differs from their attribution
+        on arrival (an earlier enter or leave that came later), and feed the show ledger its
+        events in ts order."""
+        held = self.held.pop(t, None) or []
+        moved = False
+        for i, item in enumerate(held):
+            kind = item[1]
+            if kind == L.DANMAKU or kind == L.CLICK or kind == L.ORDER:
+                final = self.profile_at(item[2], item[0])
+                if final != item[3]:
+                    moved = True
+                    if kind == L.ORDER and item[8]:
+                        self._attribute_order(t, item[3], item[7], -1)
+                        self._attribute_order(t, final, item[7], 1)
+                    held[i] = item[:3] + (final,) + item[4:]
+        if moved:
+            self.interacting_by.drop_pending(t)
+            self.clicking_by.drop_pending(t)
+            for item in held:
+                if item[1] == L.DANMAKU or (item[1] == L.CLICK and item[4] not in ("product", "cart")):
+                    for column in columns(item[3]):
+                        self.interacting_by.add((column, item[2]), t)
+                elif item[1] == L.CLICK and item[4] == "product":
+                    for column in columns(item[3]):
+                        self.clicking_by.add((column, item[2]), t)
+        items = held
+        for user in set(self.started.pop(t, ())):
+            for start, _, profile in self._presences_of(user):
+                if self.bucket_of(start) == t:
+                    items.append((start, L.START, user, profile))
+        for user in set(self.ended.pop(t, ())):
+            for start, end, profile in self._presences_of(user):
+                if end != UNSET and self.bucket_of(end) == t:
+                    items.append((end, L.END, user, start, profile))
+        stamps = self.view_stamps.pop(t, None)
+        boundary = any(show.start_bucket == t or (show.ended_at is not None and self.bucket_of(show.ended_at) == t)
+                       for show in self.shows)
+        if stamps:
+            if boundary:
+                items.extend((ts, L.VIEW) for ts in stamps)
+            else:
+                items.append((max(stamps), L.VIEW))
+        ledger = self.ledger
+        utc = self.config.utc_seconds
+        if items:
+            items.sort(key=_item_order)
+            for item in items:
+                show = self._show_of(item[0])
+                if show is None:
+                    continue
+                if ledger.show_key != show.start:
+                    if ledger.current is not None:
+                        self._close_tally()
+                    ledger.open(self.id, show, self.presences_at(show.start))
+                    ledger.show_key = show.start
+                ledger.feed(item, utc)
+        current = ledger.current
+        if current is not None:
+            data = current.data
+            moment = t * self.step
+            ended = data["ended_at"]
+            if ended is not None and moment >= ended:
+                self._close_tally()
+            elif moment - data["last_ts"] > self.config.show_idle:
+                self._close_tally()
+            elif moment >= data["start"]:
+                online = self.sums.total_at(t, STARTS) - self.sums.total_at(t, ENDS)
+                if online > data["peak_online"]:
+                    data["peak_online"] = online
+
+    def _close_tally(self) -> None:
+        data = self.ledger.current.data  # type: ignore[union-attr]
+        end = data["ended_at"] if data["ended_at"] is not None else data["last_ts"]
+        self.ledger.close(end, self.presences_at(end), self.regions, self.config.utc_seconds)
+
+    def close_show(self) -> None:
+        """End of input, or the room is let go: its show is over as of its last event."""
+        if self.ledger.current is not None:
+            self._close_tally()
+
+    def provisional_summary(self) -> dict | None:
+        """The summary of the show going on, as of the final frontier."""
+        moment = self.frontier * self.step
+        return self.ledger.provisional(moment, self.presences_at(moment), self.regions, self.config.utc_seconds)
+
+    def _presences_of(self, user: str):
+        slot = self.viewers.get(user)
+        if slot is None:
+            return ()
+        current = (self.starts[slot], self.ends[slot], self.profile[slot])
+        return (*self.past.get(slot, ()), current) if current[0] != UNSET else tuple(self.past.get(slot, ()))
+
+    def _show_of(self, ts: float):
+        """The room's show at `ts` (None: after a show's end, before any event began another)."""
+        found = None
+        for show in self.shows:
+            if show.start <= ts:
+                found = show
+        if found is not None and found.ended_at is not None and ts > found.ended_at:
+            return None
+        return found
 
     # ---- presence ----
 
@@ -345,6 +729,7 @@ class Room:
             users[slot] = user
             self.starts[slot] = self.seen[slot] = self.ends[slot] = UNSET
             self.log_op[slot] = 0
+            self.profile[slot] = 0
         else:
             slot = len(users)
             if slot == len(self.starts):
@@ -362,15 +747,21 @@ class Room:
         for name in _TIME_ARRAYS:
             getattr(self, name).extend(repeat(UNSET, more))
         self.log_op.extend(repeat(0, more))
+        self.profile.extend(repeat(0, more))
 
     def _forget_viewer(self, user: str, slot: int) -> None:
+        self.past.pop(slot, None)
         del self.viewers[user]
         self.users[slot] = None
         self.logs.pop(slot, None)
         self.log_op[slot] = 0
         self.free.append(slot)
 
-    def view(self, user: str, action: str, ts: float, watermark: float) -> None:
+    def view(self, user: str, action: str, ts: float, watermark: float, profile: int = 0) -> None:
+        """A view event. `profile`: an `enter`'s attributes (audience.py). In a viewer's log an
+        enter with attributes is logged as its profile (an int) so that a redo restarts the
+        presence with them."""
+        op = profile if profile and action == ENTER else action
         slot = self.viewers.get(user)
         if slot is None:
             slot = self._new_viewer(user)
@@ -406,10 +797,18 @@ class Room:
             else:
                 short = action == ENTER
                 if short:  # `_start` of a viewer never present
-                    vector = self.sums.at(math.ceil(ts / self.step))
+                    bucket = math.ceil(ts / self.step)
+                    vector = self.sums.at(bucket)
                     vector[COVER] += 1
                     vector[STARTS] += 1
                     self.starts[slot] = seen[slot] = ts
+                    self.profile[slot] = profile
+                    self._first_start(bucket, profile, 1)
+                    started = self.started.get(bucket)
+                    if started is None:
+                        self.started[bucket] = [user]
+                    else:
+                        started.append(user)
                     last_seen = UNSET
             if short:
                 expiry = math.ceil((ts + self.timeout) / self.step)
@@ -418,12 +817,15 @@ class Room:
                     self.expiries[expiry] = [user]
                 else:
                     expiries.append(user)
-                if log is None:  # the log is empty: the entry goes in the slot
+                if log is None and op is action:  # the log is empty: the entry goes in the slot
                     self.log_op[slot] = _SLOT_OP_CODES[action]
                     self.log_seen[slot] = last_seen
                     self._logged(user, ts)
                 else:
-                    log.append((ts, ENTER) if last_seen == UNSET else (ts, action, last_seen))
+                    if log is None:
+                        log = self.logs[slot] = []
+                        self._logged(user, ts)
+                    log.append((ts, op) if last_seen == UNSET else (ts, op, last_seen))
                 return
         if ts < newest:
             redo = []
@@ -431,11 +833,11 @@ class Room:
                 entry = log.pop()
                 self._undo(slot, entry)
                 redo.append(entry[:2])
-            self._apply(user, slot, action, ts)
-            for op_ts, op in reversed(redo):
-                self._apply(user, slot, op, op_ts)
+            self._apply(user, slot, op, ts)
+            for op_ts, redo_op in reversed(redo):
+                self._apply(user, slot, redo_op, op_ts)
         else:
-            self._apply(user, slot, action, ts)
+            self._apply(user, slot, op, ts)
 
     def _log_list(self, slot):
         """Move the short entry kept in the slot to a list in `logs`; return the list."""
@@ -453,16 +855,28 @@ class Room:
         if len(entry) == 3:  # (ts, op, last_seen before): only last_seen moved
             self.seen[slot] = entry[2]
             return
-        if len(entry) == 2:  # (ts, ENTER): the first start, from nothing set
-            vector = self.sums.buckets[self.bucket_of(entry[0])]
+        if len(entry) == 2:  # (ts, ENTER or a profile): the first start, from nothing set
+            bucket = self.bucket_of(entry[0])
+            vector = self.sums.buckets[bucket]
             vector[STARTS] -= 1
             vector[COVER] -= 1
+            self._first_start(bucket, entry[1] if type(entry[1]) is int else 0, -1)
             self.starts[slot] = self.seen[slot] = UNSET
             return
         _, _, start, last_seen, end, changes = entry
-        buckets = self.sums.buckets
+        buckets, attr = self.sums.buckets, self.attr.buckets
         for i in range(len(changes) - 3, -1, -3):  # the last change first
-            buckets[changes[i]][changes[i + 1]] -= changes[i + 2]
+            field = changes[i + 1]
+            if field < ATTR:
+                buckets[changes[i]][field] -= changes[i + 2]
+            else:
+                attr[changes[i]][field - ATTR] -= changes[i + 2]
+        if start != self.starts[slot] and start != UNSET:
+            # The operation began a presence: the one before it comes back from `past`.
+            past = self.past[slot]
+            self.profile[slot] = past.pop()[2]
+            if not past:
+                del self.past[slot]
         self.starts[slot], self.seen[slot], self.ends[slot] = start, last_seen, end
 
     def _apply(self, user, slot, action, ts):
@@ -474,9 +888,10 @@ class Room:
         if present and ts >= last_seen + self.timeout:
             self._end(user, slot, last_seen + self.timeout)
             present = False
-        if action == ENTER and not present:
-            self._start(user, slot, ts)
-        elif present and action in (ENTER, HEARTBEAT):
+        entering = action == ENTER or type(action) is int
+        if entering and not present:
+            self._start(user, slot, ts, action if type(action) is int else 0)
+        elif present and (entering or action == HEARTBEAT):
             self.seen[slot] = ts
             self.expiries.setdefault(self.bucket_of(ts + self.timeout), []).append(user)
         elif present and action == LEAVE:
@@ -528,18 +943,64 @@ class Room:
         self.sums.at(bucket)[field] += delta
         self._journal += bucket, field, delta  # flat triples: a tuple each would cost 64 B more
 
-    def _start(self, user, slot, ts):
+    def _abump(self, bucket, key, delta):
+        """`_bump` of a breakdown column's field (see ATTR)."""
+        sums = self.attr.buckets.get(bucket)
+        if sums is None:
+            self.attr.buckets[bucket] = {key: delta}
+        else:
+            sums[key] = sums.get(key, 0) + delta
+        self._journal += bucket, ATTR + key, delta
+
+    def _first_start(self, bucket, profile, delta):
+        """A viewer's first presence in its columns (or `delta` -1: undone); not journaled: the
+        short log entry `(ts, op)` says it all."""
+        sums = self.attr.at(bucket)
+        for column in columns(profile):
+            key = column * ATTR_STRIDE
+            sums[key + A_STARTS] = sums.get(key + A_STARTS, 0) + delta
+            sums[key + A_COVER] = sums.get(key + A_COVER, 0) + delta
+
+    def _start(self, user, slot, ts, profile=0):
         bucket = self.bucket_of(ts)
         previous_end = self.ends[slot]
+        previous_start = self.starts[slot]
         if previous_end != UNSET and bucket < self.bucket_of(previous_end) + self.width:
             # Still counted as a viewer of the window: extend that coverage instead of a new one.
             self._bump(self.bucket_of(previous_end) + self.width, COVER, 1)
         else:
             self._bump(bucket, COVER, 1)
         self._bump(bucket, STARTS, 1)
+        past = None
+        if previous_start != UNSET:  # the presence before goes to `past` (`_undo` brings it back)
+            past = self.past.get(slot)
+            presence = (previous_start, previous_end, self.profile[slot])
+            if past is None:
+                past = self.past[slot] = [presence]
+            else:
+                past.append(presence)
+                frontier, width = self.frontier, self.width
+                while len(past) > 1 and self.bucket_of(past[1][1]) + width < frontier:
+                    del past[0]  # no longer counted anywhere (the newest such is kept: attribution)
+        for column in columns(profile):
+            # Per column as the room's coverage above, extending the coverage of the viewer's
+            # latest presence with the same value, when it still counts.
+            cover = bucket
+            if past:
+                for _, end, other in reversed(past):
+                    if column in columns(other):
+                        extended = self.bucket_of(end) + self.width
+                        if bucket < extended:
+                            cover = extended
+                        break
+            key = column * ATTR_STRIDE
+            self._abump(cover, key + A_COVER, 1)
+            self._abump(bucket, key + A_STARTS, 1)
+        self.profile[slot] = profile
         self.starts[slot] = self.seen[slot] = ts
         self.ends[slot] = UNSET
         self.expiries.setdefault(self.bucket_of(ts + self.timeout), []).append(user)
+        self.started.setdefault(bucket, []).append(user)
 
     def _end(self, user, slot, end):
         start = self.starts[slot]
@@ -551,8 +1012,14 @@ class Room:
         for field, horizon in zip(SHORT, RETENTION_HORIZONS):
             if duration < horizon:
                 self._bump(start_bucket, field, 1)
+        for column in columns(self.profile[slot]):
+            key = column * ATTR_STRIDE
+            self._abump(end_bucket, key + A_ENDS, 1)
+            self._abump(end_bucket, key + A_WATCH, duration)
+            self._abump(end_bucket + self.width, key + A_COVER, -1)
         self.ends[slot] = end
         self.cleanups.setdefault(end_bucket + self.width + 1, []).append(user)
+        self.ended.setdefault(end_bucket, []).append(user)
 
     def sweep(self, upto: int, watermark: float) -> None:
         """End the presences whose timeout falls in buckets up to `upto`."""
@@ -583,6 +1050,10 @@ class Room:
         self.clicking.advance()
         self.paying.advance()
         self.latency.advance()
+        self.startup.advance()
+        for part in (self.attr, self.interacting_by, self.clicking_by, self.product_clicks, self.product_carts,
+                     self.product_payers, self.product_sums):
+            part.advance()
         for cdn in self.cdns.values():
             cdn.advance(self.width)  # a CDN reads its window only, not the retention cohorts
         if sums.get(t)[EVENTS]:
@@ -681,18 +1152,104 @@ class Room:
             latency_p95_ms=p95,
             error_rate=_ratio(window[ERRORS], beacons),
             orders_total=orders_total,
+            startup_p50_ms=self.startup.quantiles_at(t, (0.5,))[0] if window[STARTUPS] else None,
+            fast_start_ratio=_ratio(window[FAST_STARTS], window[STARTUPS]),
+            slow_start_ratio=_ratio(window[SLOW_STARTS], window[STARTUPS]),
         )
         cdns = {}
         for name, cdn in self.cdns.items():
             reading = cdn.read(t)
             if reading["viewers"]:
                 cdns[name] = reading
+        paying = self.paying.members_at(t) if (clickers or self.clicking_by.pending or self.clicking_by.window) else set()
         return {
             "ts": t * self.step if self.step != 1 else t,
             "room_id": self.id,
             "metrics": metrics,
             "cdn": cdns,
-            "show": None if show is None else {"id": show.id, "start": show.start, "title": show.title,
-                                               "ended_at": show.ended_at},
+            "by": self._breakdowns(t, paying),
+            "products": self._products(t, viewers),
+            "show": None if show is None else self._show_figures(t, show),
         }
+
+    def _breakdowns(self, t: int, paying: set) -> dict:
+        """SPEC §8 at instant `t`: per dimension and value."""
+        window, total = self.attr.at_instant(t)
+        interacting = self.interacting_by.counts_at(t)
+        clicking: dict[int, int] = {}
+        converted: dict[int, int] = {}
+        for column, user in self.clicking_by.members_at(t):
+            clicking[column] = clicking.get(column, 0) + 1
+            if user in paying:
+                converted[column] = converted.get(column, 0) + 1
+        listed = {key // ATTR_STRIDE for key, value in window.items() if value} | \
+            {key // ATTR_STRIDE for key, value in total.items() if value and key % ATTR_STRIDE == A_COVER} | \
+            {c for c, n in interacting.items() if n} | set(clicking)
+        by: dict[str, dict] = {dim: {} for dim in DIMENSIONS}
+        names = column_names(self.regions) if listed else {}
+        get_w, get_t = window.get, total.get
+        for column in sorted(listed):
+            key = column * ATTR_STRIDE
+            viewers = get_t(key + A_COVER, 0)
+            entries, ends = get_w(key + A_STARTS, 0), get_w(key + A_ENDS, 0)
+            acting, clickers, orders = interacting.get(column, 0), clicking.get(column, 0), get_w(key + A_ORDERS, 0)
+            if not (viewers or entries or ends or acting or clickers or orders):
+                continue
+            dim, value = names[column]
+            gmv = get_w(key + A_GMV, 0) / MICRO
+            by[dim][value] = {
+                "viewers": viewers, "entries": entries,
+                "avg_watch_seconds": _ratio(get_w(key + A_WATCH, 0), ends),
+                "interaction_rate": _ratio(acting, viewers), "product_ctr": _ratio(clickers, viewers),
+                "conversion_rate": _ratio(converted.get(column, 0), clickers),
+                "orders": orders, "gmv": gmv, "uv_value": _ratio(gmv, viewers),
+            }
+        return by
+
+    def _products(self, t: int, viewers: int) -> dict:
+        """SPEC §9 at instant `t`: the products with clickers, carters or orders in the window."""
+        clicks = self.product_clicks.counts_at(t)
+        carts = self.product_carts.counts_at(t)
+        sums, _ = self.product_sums.at_instant(t)
+        listed = {p for p, n in clicks.items() if n} | {p for p, n in carts.items() if n} | \
+            {key[0] for key, value in sums.items() if value and key[1] == P_ORDERS}
+        if not listed:
+            return {}
+        converted: dict[str, int] = {}
+        payers = self.product_payers.members_at(t)
+        if payers:
+            for key in self.product_clicks.members_at(t):
+                if key in payers:
+                    converted[key[0]] = converted.get(key[0], 0) + 1
+        products = {}
+        for product in sorted(listed):
+            clickers = clicks.get(product, 0)
+            products[product] = {
+                "clickers": clickers, "carts": carts.get(product, 0),
+                "orders": sums.get((product, P_ORDERS), 0), "gmv": sums.get((product, P_GMV), 0) / MICRO,
+                "ctr": _ratio(clickers, viewers), "conversion_rate": _ratio(converted.get(product, 0), clickers),
+            }
+        return products
+
+    def _show_figures(self, t: int, show) -> dict:
+        """The room's show at `t`: its marks, what is pinned, and its totals so far (from the
+        ledger: as of the final frontier)."""
+        figures = {"id": show.id, "start": show.start, "title": show.title, "ended_at": show.ended_at,
+                   "pinned": self.pinned_at(t, show), "gmv": None, "spend_total": None, "refund_rate": None,
+                   "top10_share": None, "roi": None, "top_products": []}
+        tally = self.ledger.current
+        if tally is None or self.ledger.show_key != show.start:
+            return figures
+        d = tally.data
+        gmv = d["gmv"] / MICRO
+        spend = sum(d["spend"].values()) / MICRO
+        shares = sorted((record["gmv"] for record in d["products"].values()), reverse=True)
+        window, _ = self.product_sums.at_instant(t)
+        candidates = set(d["products"]) | {key[0] for key, value in window.items() if value and key[1] == P_GMV}
+        ranked = sorted(candidates, key=lambda p: (-(d["products"][p]["gmv"] if p in d["products"] else 0),
+                                                    -window.get((p, P_GMV), 0), p))
+        figures.update(gmv=gmv, spend_total=spend, refund_rate=_ratio(len(d["refunded"]), d["orders"]),
+                       top10_share=_ratio(sum(shares[:10]) / MICRO, gmv), roi=_ratio(gmv, spend),
+                       top_products=ranked[:10])
+        return figures
 

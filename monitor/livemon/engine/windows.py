@@ -311,3 +311,175 @@ class LatencySketch:
                     results.append(self.value_of(index))
                     break
         return results
+
+
+class KeyedSums:
+    """Sums per key per bucket, for keys that come and go (a breakdown's columns, products):
+    a bucket holds only the keys it touched. Window totals `(F-W, F]` and cumulative totals
+    `<= F`, as `BucketSums`; buckets are kept for the window only."""
+
+    __slots__ = ("width", "frontier", "buckets", "window", "total")
+    STATE = (Field("width"), Field("frontier"), Field("buckets"), Field("window"), Field("total"))
+
+    def __init__(self, width: int, frontier: int):
+        self.width = width
+        self.frontier = frontier
+        self.buckets: dict[int, dict] = {}
+        self.window: dict = {}
+        self.total: dict = {}
+
+    def at(self, bucket: int) -> dict:
+        sums = self.buckets.get(bucket)
+        if sums is None:
+            sums = self.buckets[bucket] = {}
+        return sums
+
+    def add(self, bucket: int, key, delta) -> None:
+        sums = self.buckets.get(bucket)
+        if sums is None:
+            self.buckets[bucket] = {key: delta}
+        else:
+            sums[key] = sums.get(key, 0) + delta
+
+    def advance(self) -> None:
+        self.frontier = frontier = self.frontier + 1
+        window, total = self.window, self.total
+        entering = self.buckets.get(frontier)
+        if entering:
+            for key, value in entering.items():
+                window[key] = window.get(key, 0) + value
+                total[key] = total.get(key, 0) + value
+        leaving = self.buckets.pop(frontier - self.width, None)
+        if leaving:
+            for key, value in leaving.items():
+                left = window.get(key, 0) - value
+                if left:
+                    window[key] = left
+                else:
+                    window.pop(key, None)
+
+    def at_instant(self, t: int) -> tuple[dict, dict]:
+        """(window totals, cumulative totals) at instant `t >= frontier`."""
+        window, total = self.window, self.total
+        if t <= self.frontier:
+            return window, total
+        window, total = dict(window), dict(total)
+        get, width = self.buckets.get, self.width
+        for b in range(self.frontier + 1, t + 1):
+            for key, value in (get(b) or {}).items():
+                window[key] = window.get(key, 0) + value
+                total[key] = total.get(key, 0) + value
+            for key, value in (get(b - width) or {}).items():
+                window[key] = window.get(key, 0) - value
+        return window, total
+
+
+class _Keys:
+    """(group, user) keys in a checkpoint: as two-element lists (msgpack has no tuples)."""
+
+    @staticmethod
+    def encode(last):
+        return [[group, user, b] for (group, user), b in last.items()]
+
+    @staticmethod
+    def decode(data):
+        return {(group, user): b for group, user, b in data}
+
+
+class _PendingKeys:
+    @staticmethod
+    def encode(pending):
+        return {b: sorted([group, user] for group, user in keys) for b, keys in pending.items()}
+
+    @staticmethod
+    def decode(data):
+        return {b: {(group, user) for group, user in keys} for b, keys in data.items()}
+
+
+class GroupedDistinct:
+    """Distinct users active in `(t-W, t]`, per group (a breakdown's column, a product), in one
+    structure per room so that a step advances it once however many groups there are. As
+    `DistinctWindow`, keyed by `(group, user)`, with its counts kept per group."""
+
+    __slots__ = ("width", "frontier", "last", "count", "pending", "window")
+    STATE = (Field("width"), Field("frontier"), Field("last", _Keys()), Field("count"),
+             Field("pending", _PendingKeys()), Field("window"))
+
+    def __init__(self, width: int, frontier: int):
+        self.width = width
+        self.frontier = frontier
+        self.last: dict[tuple, int] = {}  # (group, user) -> its last final bucket
+        self.count: dict[int, dict] = {}  # bucket -> {group: keys whose last bucket it is}
+        self.pending: dict[int, set] = {}  # bucket after the frontier -> (group, user) keys
+        self.window: dict = {}  # group -> distinct users in (F-W, F]
+
+    def share(self, own: dict[str, str]) -> None:
+        self.last = {(group, own.get(user, user)): b for (group, user), b in self.last.items()}
+        self.pending = {b: {(group, own.get(user, user)) for group, user in keys} for b, keys in self.pending.items()}
+
+    def add(self, key: tuple, bucket: int) -> None:
+        keys = self.pending.get(bucket)
+        if keys is None:
+            self.pending[bucket] = {key}
+        else:
+            keys.add(key)
+
+    def advance(self) -> None:
+        self.frontier = frontier = self.frontier + 1
+        oldest = frontier - self.width
+        last, count, window = self.last, self.count, self.window
+        arrived = self.pending.pop(frontier, None)
+        if arrived:
+            here = count[frontier] = {}
+            for key in arrived:
+                group = key[0]
+                previous = last.get(key)
+                if previous is not None and previous >= oldest:
+                    count[previous][group] -= 1
+                    window[group] -= 1
+                last[key] = frontier
+                here[group] = here.get(group, 0) + 1
+                window[group] = window.get(group, 0) + 1
+        leaving = count.pop(oldest, None)
+        if leaving:
+            for group, n in leaving.items():
+                left = window[group] - n
+                if left:
+                    window[group] = left
+                else:
+                    del window[group]
+        if len(last) > 2 * sum(window.values()) + 64:
+            self.last = {key: b for key, b in last.items() if b > oldest}
+
+    def _pending_keys(self, t: int):
+        first = max(self.frontier, t - self.width) + 1
+        sets = [self.pending[b] for b in range(first, t + 1) if b in self.pending]
+        if not sets:
+            return ()
+        return sets[0] if len(sets) == 1 else set().union(*sets)
+
+    def counts_at(self, t: int) -> dict:
+        """{group: distinct users active in (t-W, t]}, for `t >= frontier` (groups with none may
+        be left out)."""
+        cutoff = t - self.width
+        counts = dict(self.window)
+        for b in range(self.frontier - self.width + 1, cutoff + 1):
+            for group, n in self.count.get(b, {}).items():
+                counts[group] -= n
+        last = self.last
+        for key in self._pending_keys(t):
+            previous = last.get(key)
+            if previous is None or previous <= cutoff:
+                counts[key[0]] = counts.get(key[0], 0) + 1
+        return counts
+
+    def members_at(self, t: int) -> set:
+        """The (group, user) keys active in `(t-W, t]`."""
+        cutoff = t - self.width
+        keys = {key for key, b in self.last.items() if b > cutoff}
+        keys.update(self._pending_keys(t))
+        return keys
+
+    def drop_pending(self, bucket: int) -> set:
+        """Take a non-final bucket's keys out (to be added again, re-attributed)."""
+        return self.pending.pop(bucket, set())

@@ -142,7 +142,8 @@ REJECT_REASONS = (INVALID_JSON, MISSING_FIELD, WRONG_TYPE, BAD_VALUE, UNKNOWN_TY
 # REJECT_REASONS, which the simulator's bad-input scenario sends every one of.
 ROOM_LIMIT = "room_limit"  # over a cap on live rooms or room candidates
 ROOM_UNADMITTED = "room_unadmitted"  # held by a room candidate that was never admitted
-ROOM_REASONS = (ROOM_LIMIT, ROOM_UNADMITTED)
+SHOW_LIMIT = "show_limit"  # a pin or promotion over the per-show cap (EngineConfig.max_show_marks)
+ROOM_REASONS = (ROOM_LIMIT, ROOM_UNADMITTED, SHOW_LIMIT)
 
 
 class Rejection(NamedTuple):

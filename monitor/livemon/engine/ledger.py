@@ -1,0 +1,461 @@
+"""Show summaries (SPEC §10): the 复盘 record of each show, counted exactly.
+
+A room feeds its ledger once each instant is final, in event-time order (see `Room.settle`), so
+nothing here ever sees an event out of order or undoes anything: the ledger is a plain running
+tally per show. Items are tuples `(ts, kind, ...)` of the kinds below; a presence start or end
+comes from the room's presence tracking, with its profile (see audience.py).
+
+Distinct users over a whole show are sets (exact, as the SPEC asks); the largest is the show's
+viewers, a dict of user -> profile that also remembers the attributes of viewers no longer
+tracked by the room (SPEC §8: attribution by the most recent presence), for this show and the
+one before it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .audience import AGE_COLUMNS, REGION_BASE, column_names, columns, source_column
+from .state import Field
+
+MICRO = 1_000_000
+
+# Item kinds, and their order among items of the same ts: a show start, pin, unpin, promotion
+# start or end, product listing or spend acts before the events of its ts (they belong to what
+# it begins); a show end after them (the events of its ts are in the show).
+START, END, DANMAKU, CLICK, ORDER, HEALTH, SHOW, VIEW = range(8)
+FIRST, MIDDLE, LAST = 0, 1, 2
+
+
+def _ratio(numerator, denominator):
+    return numerator / denominator if denominator else None
+
+
+class Tally:
+    """One show's running counts."""
+
+    # Checkpoints: a tally is plain data but for its sets, stored as sorted lists (see `encode`).
+    _SETS = ("stayed", "interacting", "clickers", "carters", "ordering", "buyers", "refunded")
+
+    def __init__(self, room_id: str, show_id, start: float, title):
+        self.data: dict[str, Any] = {
+            "room_id": room_id, "show_id": show_id, "start": start, "title": title, "last_ts": start,
+            "ended_at": None, "viewers": {}, "extra": {}, "by_viewers": {}, "entries": 0, "by_entries": {},
+            "ends": 0, "watch": 0.0, "by_ends": {}, "by_watch": {}, "peak_online": 0,
+            "stayed": set(), "interacting": set(), "clickers": set(), "carters": set(), "ordering": set(),
+            "buyers": set(), "orders": 0, "gmv": 0, "refunded": set(), "paid": {},
+            "by_clickers": {}, "by_buyers": {}, "by_orders": {}, "by_gmv": {},
+            "products": {}, "catalogue": {}, "age_product": {}, "segments": [], "promos": [],
+            "spend": {}, "hours": {}, "stall_ms": 0, "play_ms": 0, "beacons": 0, "errors": 0,
+        }
+
+    # ---- checkpoints ----
+
+    @classmethod
+    def encode(cls, tally: "Tally") -> dict:
+        d = dict(tally.data)
+        for name in cls._SETS:
+            d[name] = sorted(d[name])
+        d["extra"] = {user: sorted(ps) for user, ps in d["extra"].items()}
+        for name in ("by_clickers", "by_buyers"):
+            d[name] = {c: sorted(users) for c, users in d[name].items()}
+        d["products"] = {p: {k: sorted(v) if isinstance(v, set) else v for k, v in rec.items()}
+                         for p, rec in d["products"].items()}
+        d["hours"] = {h: {k: sorted(v) if isinstance(v, set) else v for k, v in rec.items()}
+                      for h, rec in d["hours"].items()}
+        d["segments"] = [{k: sorted(v) if isinstance(v, set) else v for k, v in seg.items()} for seg in d["segments"]]
+        d["promos"] = [{k: sorted(v) if isinstance(v, set) else v for k, v in promo.items()} for promo in d["promos"]]
+        d["age_product"] = [[c, p, v] for (c, p), v in d["age_product"].items()]
+        return d
+
+    @classmethod
+    def decode(cls, d: dict) -> "Tally":
+        tally = cls.__new__(cls)
+        d = dict(d)
+        for name in cls._SETS:
+            d[name] = set(d[name])
+        d["extra"] = {user: set(ps) for user, ps in d["extra"].items()}
+        for name in ("by_clickers", "by_buyers"):
+            d[name] = {c: set(users) for c, users in d[name].items()}
+        sets = ("clickers", "carters", "buyers")
+        d["products"] = {p: {k: set(v) if k in sets else v for k, v in rec.items()} for p, rec in d["products"].items()}
+        d["hours"] = {h: {k: set(v) if k in sets else v for k, v in rec.items()} for h, rec in d["hours"].items()}
+        d["segments"] = [{k: set(v) if k == "clickers" else v for k, v in seg.items()} for seg in d["segments"]]
+        d["promos"] = [{k: set(v) if k in sets else v for k, v in promo.items()} for promo in d["promos"]]
+        d["age_product"] = {(c, p): v for c, p, v in d["age_product"]}
+        tally.data = d
+        return tally
+
+
+class _TallyCodec:
+    @staticmethod
+    def encode(tally):
+        return None if tally is None else Tally.encode(tally)
+
+    @staticmethod
+    def decode(data):
+        return None if data is None else Tally.decode(data)
+
+
+class Ledger:
+    """A room's show summaries. `feed` takes one final bucket's items in ts order; closed
+    shows' summaries wait in `closed` for `take`."""
+
+    STATE = (Field("current", _TallyCodec()), Field("show_key"), Field("remembered"), Field("closed"))
+
+    def __init__(self):
+        self.current: Tally | None = None
+        self.show_key = None  # (start, id) of the room Show the current tally counts
+        self.remembered: dict[str, int] = {}  # the previous show's viewers -> profile
+        self.closed: list[dict] = []  # summaries of ended shows, not yet taken
+
+    def profile_of(self, user: str) -> int | None:
+        """The profile of a viewer's most recent presence in this show or the one before."""
+        if self.current is not None:
+            found = self.current.data["viewers"].get(user)
+            if found is not None:
+                return found
+        return self.remembered.get(user)
+
+    # ---- the show ----
+
+    def open(self, room_id: str, show, present) -> None:
+        """Begin the tally of a room Show; `present`: (user, start, profile) of the presences
+        containing its start (they overlap it)."""
+        self.current = tally = Tally(room_id, show.given_id, show.start, show.title)
+        self.show_key = show.start
+        for user, _, profile in present:
+            self._viewer(tally.data, user, profile)
+
+    def close(self, end: float | None, present, regions, utc: int) -> None:
+        """End the current tally at `end` (None: its last event); `present`: (user, start,
+        profile) of the presences still going then (they count their time up to it)."""
+        tally = self.current
+        if tally is None:
+            return
+        d = tally.data
+        end = d["last_ts"] if end is None else end
+        for user, start, _ in present:
+            if end - start >= 60:
+                d["stayed"].add(user)
+        d["end"] = end
+        self.closed.append(summary(d, regions, utc))
+        self.remembered = d["viewers"]
+        self.current = None
+        self.show_key = None
+
+    def provisional(self, now: float, present, regions, utc: int) -> dict | None:
+        """The summary of the show going on, as of `now` (the final frontier), not closing it."""
+        if self.current is None:
+            return None
+        d = dict(self.current.data)
+        d["stayed"] = set(d["stayed"])
+        for user, start, _ in present:
+            if now - start >= 60:
+                d["stayed"].add(user)
+        d["end"] = d["last_ts"]
+        result = summary(d, regions, utc)
+        result["provisional"] = True
+        return result
+
+    def take(self) -> list[dict]:
+        taken, self.closed = self.closed, []
+        return taken
+
+    # ---- items ----
+
+    def _viewer(self, d: dict, user: str, profile: int) -> None:
+        viewers = d["viewers"]
+        known = viewers.get(user)
+        by = d["by_viewers"]
+        if known is None:
+            for c in columns(profile):
+                by[c] = by.get(c, 0) + 1
+        elif known != profile:
+            extra = d["extra"]
+            seen = extra.get(user) or {known}
+            if profile not in seen:
+                had = {c for p in seen for c in columns(p)}
+                for c in columns(profile):
+                    if c not in had:
+                        by[c] = by.get(c, 0) + 1
+                seen.add(profile)
+                extra[user] = seen
+        viewers[user] = profile
+
+    def feed(self, item: tuple, utc: int) -> None:
+        """One item of the current show (the caller opened it)."""
+        d = self.current.data  # type: ignore[union-attr]
+        ts, kind = item[0], item[1]
+        if kind != END and ts > d["last_ts"]:
+            d["last_ts"] = ts
+        if kind == VIEW:
+            return
+        hour = "%02d" % (int((ts + utc) // 3600) % 24)
+        if kind == START:  # (ts, START, user, profile)
+            user, profile = item[2], item[3]
+            self._viewer(d, user, profile)
+            d["entries"] += 1
+            by = d["by_entries"]
+            for c in columns(profile):
+                by[c] = by.get(c, 0) + 1
+            self._hour(d, hour)["entries"] += 1
+            segment = self._segment(d)
+            if segment is not None:
+                segment["entries"] += 1
+        elif kind == END:  # (ts, END, user, start, profile)
+            user, start, profile = item[2], item[3], item[4]
+            duration = ts - start
+            d["ends"] += 1
+            d["watch"] += duration
+            if duration >= 60:
+                d["stayed"].add(user)
+            by_ends, by_watch = d["by_ends"], d["by_watch"]
+            for c in columns(profile):
+                by_ends[c] = by_ends.get(c, 0) + 1
+                by_watch[c] = by_watch.get(c, 0.0) + duration
+        elif kind == DANMAKU:  # (ts, DANMAKU, user, profile)
+            d["interacting"].add(item[2])
+        elif kind == CLICK:  # (ts, CLICK, user, profile, target, product)
+            user, profile, target, product = item[2], item[3], item[4], item[5]
+            if target == "product":
+                d["clickers"].add(user)
+                by = d["by_clickers"]
+                for c in columns(profile):
+                    users = by.get(c)
+                    if users is None:
+                        by[c] = {user}
+                    else:
+                        users.add(user)
+                self._product(d, product)["clickers"].add(user)
+                self._hour(d, hour)["clickers"].add(user)
+                segment = self._segment(d)
+                if segment is not None and segment["product_id"] == product:
+                    segment["clickers"].add(user)
+                for promo in d["promos"]:
+                    if promo["open"] and promo["product_id"] in (None, product):
+                        promo["clickers"].add(user)
+            elif target == "cart":
+                d["carters"].add(user)
+                self._product(d, product)["carters"].add(user)
+            else:
+                d["interacting"].add(user)
+        elif kind == ORDER:  # (ts, ORDER, user, profile, status, order_id, product, micro, counted)
+            user, profile, status, order_id, product, micro, counted = item[2:9]
+            if status in ("created", "paid"):
+                d["ordering"].add(user)
+            if status == "paid" and counted:
+                self._paid(d, user, profile, order_id, product, micro, hour)
+            elif status == "refunded":
+                paid = d["paid"].get(order_id)
+                if paid is not None and order_id not in d["refunded"]:
+                    d["refunded"].add(order_id)
+                    self._product(d, paid)["refunds"] += 1
+        elif kind == HEALTH:  # (ts, HEALTH, stall_ms, play_ms, error)
+            d["stall_ms"] += item[2]
+            d["play_ms"] += item[3]
+            d["beacons"] += 1
+            if item[4]:
+                d["errors"] += 1
+        elif kind == SHOW:  # (ts, SHOW, event, limited)
+            self._show_event(d, ts, item[2])
+
+    def _paid(self, d, user, profile, order_id, product, micro, hour):
+        d["buyers"].add(user)
+        d["orders"] += 1
+        d["gmv"] += micro
+        d["paid"][order_id] = product
+        by_buyers, by_orders, by_gmv = d["by_buyers"], d["by_orders"], d["by_gmv"]
+        age_column = None
+        for c in columns(profile):
+            users = by_buyers.get(c)
+            if users is None:
+                by_buyers[c] = {user}
+            else:
+                users.add(user)
+            by_orders[c] = by_orders.get(c, 0) + 1
+            by_gmv[c] = by_gmv.get(c, 0) + micro
+            if c in AGE_COLUMNS:
+                age_column = c
+        key = (age_column, product)
+        d["age_product"][key] = d["age_product"].get(key, 0) + micro
+        record = self._product(d, product)
+        record["buyers"].add(user)
+        record["orders"] += 1
+        record["gmv"] += micro
+        hours = self._hour(d, hour)
+        hours["buyers"].add(user)
+        hours["orders"] += 1
+        hours["gmv"] += micro
+        segment = self._segment(d)
+        if segment is not None:
+            segment["gmv_all"] += micro
+            if segment["product_id"] == product:
+                segment["orders"] += 1
+                segment["gmv"] += micro
+        for promo in d["promos"]:
+            if promo["open"] and promo["product_id"] in (None, product):
+                promo["buyers"].add(user)
+                promo["orders"] += 1
+                promo["gmv"] += micro
+
+    def _show_event(self, d, ts, event) -> None:
+        action = event.action
+        if action == "product":
+            d["catalogue"][event.product_id] = [event.title, event.category]
+        elif action == "pin":
+            self._end_segment(d, ts)
+            d["segments"].append({"product_id": event.product_id, "start": ts, "end": None, "entries": 0,
+                                  "clickers": set(), "orders": 0, "gmv": 0, "gmv_all": 0})
+        elif action == "unpin":
+            self._end_segment(d, ts)
+        elif action == "promo_start":
+            d["promos"].append({"promo_id": event.promo_id, "promo_type": event.promo_type,
+                                "product_id": event.product_id, "start": ts, "end": None, "open": True,
+                                "clickers": set(), "buyers": set(), "orders": 0, "gmv": 0})
+        elif action == "promo_end":
+            for promo in d["promos"]:
+                if promo["open"] and promo["promo_id"] == event.promo_id:
+                    promo["open"], promo["end"] = False, ts
+        elif action == "spend":
+            d["spend"][event.channel] = d["spend"].get(event.channel, 0) + round(event.amount * MICRO)
+        elif action == "end":
+            d["ended_at"] = ts
+
+    @staticmethod
+    def _segment(d):
+        segments = d["segments"]
+        if segments and segments[-1]["end"] is None:
+            return segments[-1]
+        return None
+
+    def _end_segment(self, d, ts):
+        segment = self._segment(d)
+        if segment is not None:
+            segment["end"] = ts
+
+    @staticmethod
+    def _product(d, product) -> dict:
+        record = d["products"].get(product)
+        if record is None:
+            record = d["products"][product] = {"clickers": set(), "carters": set(), "buyers": set(),
+                                               "orders": 0, "gmv": 0, "refunds": 0}
+        return record
+
+    @staticmethod
+    def _hour(d, hour) -> dict:
+        record = d["hours"].get(hour)
+        if record is None:
+            record = d["hours"][hour] = {"entries": 0, "clickers": set(), "buyers": set(), "orders": 0, "gmv": 0}
+        return record
+
+
+def summary(d: dict, regions, utc: int) -> dict:
+    """The SPEC §10 object of a tally whose `end` is set."""
+    end = d["end"]
+    money = 1 / MICRO
+    viewers = len(d["viewers"])
+    gmv = d["gmv"] * money
+    buyers = d["buyers"]
+    clickers = d["clickers"]
+    totals = {
+        "viewers": viewers, "entries": d["entries"], "peak_online": d["peak_online"],
+        "avg_watch_seconds": _ratio(d["watch"], d["ends"]), "stayed_60s": len(d["stayed"]),
+        "interacting": len(d["interacting"]), "clickers": len(clickers), "carters": len(d["carters"]),
+        "ordering": len(d["ordering"]), "buyers": len(buyers), "orders": d["orders"], "gmv": gmv,
+        "refunds": len(d["refunded"]), "refund_rate": _ratio(len(d["refunded"]), d["orders"]),
+        "uv_value": _ratio(gmv, viewers), "gpm": _ratio(gmv * 1000, d["entries"]),
+        "conversion_rate": _ratio(len(clickers & buyers), len(clickers)),
+        "stall_ratio": _ratio(d["stall_ms"], d["stall_ms"] + d["play_ms"]),
+        "error_rate": _ratio(d["errors"], d["beacons"]),
+    }
+    names = column_names(regions)
+    by: dict[str, dict] = {dim: {} for dim in ("source", "device", "region", "age_band", "gender", "follower")}
+    listed = set(d["by_viewers"]) | set(d["by_entries"]) | set(d["by_ends"]) | set(d["by_clickers"]) | \
+        set(d["by_buyers"]) | set(d["by_orders"])
+    for c in sorted(listed):
+        dim, value = names.get(c, ("region", "other") if c >= REGION_BASE else (None, None))
+        if dim is None:
+            continue
+        v_viewers = d["by_viewers"].get(c, 0)
+        v_clickers = d["by_clickers"].get(c, set())
+        v_buyers = d["by_buyers"].get(c, set())
+        v_orders = d["by_orders"].get(c, 0)
+        v_gmv = d["by_gmv"].get(c, 0) * money
+        entries, ends = d["by_entries"].get(c, 0), d["by_ends"].get(c, 0)
+        if not (v_viewers or entries or ends or v_clickers or v_buyers or v_orders):
+            continue
+        by[dim][value] = {
+            "viewers": v_viewers, "entries": entries,
+            "avg_watch_seconds": _ratio(d["by_watch"].get(c, 0.0), ends),
+            "clickers": len(v_clickers), "buyers": len(v_buyers),
+            "conversion_rate": _ratio(len(v_clickers & buyers), len(v_clickers)),
+            "orders": v_orders, "gmv": v_gmv, "uv_value": _ratio(v_gmv, v_viewers),
+        }
+    catalogue = d["catalogue"]
+    products = {}
+    categories: dict[str, dict] = {}
+    for pid, rec in sorted(d["products"].items()):
+        if not (rec["clickers"] or rec["carters"] or rec["orders"]):
+            continue
+        title, category = catalogue.get(pid, (None, None))
+        category = category or "unknown"
+        p_gmv = rec["gmv"] * money
+        products[pid] = {
+            "title": title, "category": category, "clickers": len(rec["clickers"]), "carters": len(rec["carters"]),
+            "buyers": len(rec["buyers"]), "orders": rec["orders"], "gmv": p_gmv, "refunds": rec["refunds"],
+            "refund_rate": _ratio(rec["refunds"], rec["orders"]),
+            "conversion_rate": _ratio(len(rec["clickers"] & rec["buyers"]), len(rec["clickers"])),
+        }
+        cat = categories.get(category)
+        if cat is None:
+            cat = categories[category] = {"clickers": set(), "buyers": set(), "orders": 0, "gmv": 0}
+        cat["clickers"] |= rec["clickers"]
+        cat["buyers"] |= rec["buyers"]
+        cat["orders"] += rec["orders"]
+        cat["gmv"] += rec["gmv"]
+    top = sorted((p["gmv"] for p in products.values()), reverse=True)[:10]
+    age_category: dict[str, dict[str, float]] = {}
+    for (age_column, pid), micro in sorted(d["age_product"].items(), key=lambda kv: (kv[0][0] or 0, kv[0][1])):
+        age = AGE_COLUMNS.get(age_column, "unknown")
+        category = (catalogue.get(pid, (None, None))[1]) or "unknown"
+        cell = age_category.setdefault(age, {})
+        cell[category] = cell.get(category, 0) + micro
+    spend = {channel: micro * money for channel, micro in sorted(d["spend"].items())}
+    spend_total = sum(d["spend"].values()) * money
+    roi_by_channel = {}
+    for channel, micro in sorted(d["spend"].items()):
+        attributed = d["by_gmv"].get(source_column(channel), 0) * money
+        roi_by_channel[channel] = _ratio(attributed, micro * money)
+    return {
+        "room_id": d["room_id"], "show_id": d["show_id"], "start": d["start"], "end": end, "title": d["title"],
+        "totals": totals,
+        "funnel": [viewers, totals["stayed_60s"], totals["clickers"], totals["ordering"], totals["buyers"]],
+        "by": by,
+        "products": products,
+        "top10_share": _ratio(sum(top), gmv) if gmv else None,
+        "categories": {
+            name: {"clickers": len(c["clickers"]), "buyers": len(c["buyers"]), "orders": c["orders"],
+                   "gmv": c["gmv"] * money,
+                   "conversion_rate": _ratio(len(c["clickers"] & c["buyers"]), len(c["clickers"]))}
+            for name, c in sorted(categories.items())},
+        "age_category": {age: {cat: micro * money for cat, micro in cells.items()}
+                         for age, cells in age_category.items()},
+        "segments": [{"product_id": s["product_id"], "start": s["start"], "end": end if s["end"] is None else s["end"],
+                      "entries": s["entries"], "clickers": len(s["clickers"]), "orders": s["orders"],
+                      "gmv": s["gmv"] * money, "gmv_all": s["gmv_all"] * money} for s in d["segments"]],
+        "promos": [{"promo_id": p["promo_id"], "promo_type": p["promo_type"], "product_id": p["product_id"],
+                    "start": p["start"], "end": end if p["end"] is None else p["end"],
+                    "clickers": len(p["clickers"]), "buyers": len(p["buyers"]), "orders": p["orders"],
+                    "gmv": p["gmv"] * money,
+                    "conversion_rate": _ratio(len(p["clickers"] & p["buyers"]), len(p["clickers"]))}
+                   for p in d["promos"]],
+        "spend": spend,
+        "spend_total": spend_total,
+        "roi": _ratio(gmv, spend_total),
+        "roi_by_channel": roi_by_channel,
+        "hours": {h: {"entries": r["entries"], "clickers": len(r["clickers"]), "buyers": len(r["buyers"]),
+                      "orders": r["orders"], "gmv": r["gmv"] * money}
+                  for h, r in sorted(d["hours"].items())
+                  if r["entries"] or r["clickers"] or r["buyers"] or r["orders"]},
+    }
