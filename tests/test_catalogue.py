@@ -39,17 +39,58 @@ def test_the_engine_emits_exactly_the_catalogue():
     assert set(SPEC_NAMES) <= set(catalogue.ROOM_NAMES)  # SPEC §5, every one
 
 
+PREFIXES = {"room": ("livemon_room_",), "cdn": ("livemon_cdn_",), "source": ("livemon_source_",),
+            "device": ("livemon_device_",), "product": ("livemon_product_",),
+            "show": ("livemon_show_", "livemon_room_")}
+
+
 def test_every_entry_is_complete_and_every_family_consistent():
-    for metric in (*catalogue.ROOM, *catalogue.CDN):
+    for metric in (*catalogue.ROOM, *catalogue.CDN, *catalogue.BY, *catalogue.PRODUCT, *catalogue.SHOW):
+        assert metric.scope in catalogue.SCOPES, metric.name
         assert metric.format in catalogue.FORMATS and metric.zh and metric.en and metric.help, metric.name
         assert metric.review in (None, *catalogue.SUMMARIES), metric.name
         assert set(metric.charts) <= {chart.id for chart in catalogue.CHARTS}, metric.name
         if metric.review == "weighted":
             assert metric.review_weight in catalogue.ROOM_NAMES
-    for scope in ("room", "cdn"):
+    for scope in catalogue.SCOPES:
         for name, kind, _, metrics in catalogue.families(scope):
             assert len({m.kind for m in metrics}) == 1 and len({m.labels[:1] and m.labels[0][0] for m in metrics}) == 1
-            assert name.startswith("livemon_room_" if scope == "room" else "livemon_cdn_")
+            assert name.startswith(PREFIXES[scope]), name
+
+
+def test_breakdowns_exposed_are_the_spec_seven_families_and_bounded():
+    """SPEC §7: source and device breakdowns, top products, the show's gauges; only bounded label values."""
+    assert {scope: [name for name, *_ in catalogue.families(scope)] for scope in ("source", "device", "product", "show")} == {
+        "source": ["livemon_source_viewers", "livemon_source_entries", "livemon_source_avg_watch_seconds",
+                   "livemon_source_conversion_ratio", "livemon_source_gmv_window", "livemon_source_uv_value"],
+        "device": ["livemon_device_viewers", "livemon_device_avg_watch_seconds", "livemon_device_interaction_ratio"],
+        "product": ["livemon_product_clickers", "livemon_product_orders", "livemon_product_gmv_window",
+                    "livemon_product_conversion_ratio"],
+        "show": ["livemon_room_pinned_product_info", "livemon_show_refund_ratio", "livemon_show_top10_share_ratio",
+                 "livemon_show_roi_ratio"]}
+    assert set(catalogue.EXPOSED_VALUES) == {"source", "device"}  # never region, age band, gender, follower
+    assert catalogue.EXPOSED_VALUES["source"] == ("organic", "paid", "social", "search", "follow", "other", "unknown")
+    assert catalogue.TOP_PRODUCTS == 10
+    exposed = {name for scope in ("room", "cdn") for name, *_ in catalogue.families(scope)}
+    assert {"livemon_room_startup_seconds", "livemon_room_fast_start_ratio", "livemon_room_slow_start_ratio",
+            "livemon_cdn_fast_start_ratio"} <= exposed
+
+
+def test_a_metric_of_another_scope_is_added_and_removed():
+    metric = Metric("carts", "livemon_product_carts", "Cart clickers of a top product.", "加购人数", "Carts", "int",
+                    scope="product", absent=0)
+    catalogue.add(metric)
+    try:
+        snap = snapshot()
+        snap["products"] = {"p1": {"clickers": 2, "carts": 1, "orders": 0, "gmv": 0, "ctr": 1.0, "conversion_rate": 0.0}}
+        snap["show"]["top_products"] = ["p1"]
+        collector = RoomCollector()
+        collector.update({"r": snap})
+        assert 'livemon_product_carts{room="r",product="p1"} 1' in collector.render().decode()
+        assert [m["name"] for m in catalogue.as_json()["products"]][-1] == "carts"
+    finally:
+        catalogue.remove("carts", "product")
+    assert "carts" not in [m.name for m in catalogue.PRODUCT]
 
 
 def test_spec_names_are_written_in_at_most_three_product_files():
