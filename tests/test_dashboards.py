@@ -49,10 +49,11 @@ def test_check_fails_on_stale_missing_or_extra_json(tmp_path):
     assert runner.invoke(dashboards, ["check", "--dir", str(tmp_path)]).exit_code == 0
 
 
-def test_four_dashboards_with_stable_uids_and_shared_datasource():
+def test_five_dashboards_with_stable_uids_and_shared_datasource():
     uids = {name: load(name)["uid"] for name in build.DASHBOARDS}
     assert uids == {"control-room.json": "livemon-control-room", "room.json": "livemon-room",
-                    "stream-health.json": "livemon-stream-health", "internals.json": "livemon-internals"}
+                    "stream-health.json": "livemon-stream-health", "internals.json": "livemon-internals",
+                    "sales.json": "livemon-sales"}
     for name in build.DASHBOARDS:
         model = load(name)
         ids = [p["id"] for p in model["panels"]]
@@ -114,6 +115,48 @@ def test_stream_health_annotations_show_failovers_and_alerts():
         assert metric in exprs
 
 
+def test_stream_health_has_start_up_panels_per_room_and_per_cdn():
+    model = load("stream-health.json")
+    by_title = {p["title"]: " ".join(t["expr"] for t in p["targets"]) for p in panels(model)}
+    assert "livemon_room_startup_seconds" in by_title["首帧耗时 p50 · Start-up time p50"]
+    assert 'quantile="0.5"' in by_title["首帧耗时 p50 · Start-up time p50"]
+    assert "livemon_room_fast_start_ratio" in by_title["秒开率 · Fast starts (≤ 1 s)"]
+    assert "livemon_room_slow_start_ratio" in by_title["慢启动占比 · Slow starts (≥ 3 s)"]
+    assert "livemon_cdn_fast_start_ratio" in by_title["各 CDN 秒开率 · Fast starts by room and CDN"]
+    assert "livemon_cdn_viewers" in by_title["各 CDN 秒开率(全部房间) · Fast starts by CDN, all rooms"]
+    for title, expr in by_title.items():
+        if "start" in title.lower():
+            assert 'room=~"$room"' in expr or "all rooms" in title, title
+
+
+def test_sales_dashboard_draws_every_breakdown_product_and_show_family():
+    model = load("sales.json")
+    variables = {v["name"]: v for v in model["templating"]["list"]}
+    assert variables["room"]["query"] == "label_values(livemon_room_online, room)"
+    assert not variables["room"].get("multi")
+    exprs = " ".join(t["expr"] for p in panels(model) for t in p["targets"])
+    for scope in ("source", "device", "product", "show"):
+        for name, *_ in catalogue.families(scope):
+            assert name in exprs, name
+    for name in ("livemon_room_gmv_total", "livemon_room_uv_value", "livemon_room_viewers",
+                 "livemon_room_product_ctr_ratio", "livemon_room_conversion_ratio"):
+        assert name in exprs, name
+    for word in ("region", "age_band", "gender", "follower"):  # never exposed, never queried
+        assert word not in exprs
+    titles = {p["title"]: p for p in panels(model)}
+    assert titles["讲解中商品 · Pinned product"]["options"]["textMode"] == "name"
+    (top,) = [p for p in panels(model) if p["type"] == "table"]
+    assert all(t["instant"] and t["format"] == "table" for t in top["targets"])
+    assert set(top["transformations"][1]["options"]["renameByName"].values()) >= {"商品 Product", "成交额 GMV (1m)"}
+    assert "各来源 UV 价值 · UV value per source" in titles
+    assert any("Ad spend" in t["legendFormat"] for p in panels(model) for t in p["targets"])
+    for panel in panels(model):
+        assert all(ord(c) < 0x2e80 for c in panel["title"].split(" · ")[-1]), panel["title"]  # English after the dot
+        assert any(0x4e00 <= ord(c) <= 0x9fff for c in panel["title"]), panel["title"]  # and Chinese before it
+        for target in panel["targets"]:
+            assert 'room="$room"' in target["expr"], (panel["title"], target["expr"])
+
+
 def test_internals_cover_throughput_rejections_lag_rebalances_latency():
     exprs = " ".join(t["expr"] for p in panels(load("internals.json")) for t in p["targets"])
     for needle in ("type:livemon_events:rate1m", "reason:livemon_events_rejected:rate1m",
@@ -125,7 +168,8 @@ def test_internals_cover_throughput_rejections_lag_rebalances_latency():
 def exposed_names() -> set[str]:
     """Metric names the worker can expose: SPEC §7 room families, worker health, alerting counters."""
     shape = exposition.layout()
-    names = {name for name, *_ in shape.gauges + shape.labelled + shape.cdn}
+    names = {name for name, *_ in shape.gauges + shape.labelled + shape.cdn + shape.by + shape.product + shape.show
+             + shape.info}
     names |= {f"{name}_total" for name, *_ in shape.counters}
     suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"], "gauge": [""]}
     for family in exposition.WorkerMetrics().registry.collect():

@@ -27,11 +27,13 @@ UIDS = {
     "room": "livemon-room",
     "stream-health": "livemon-stream-health",
     "internals": "livemon-internals",
+    "sales": "livemon-sales",
 }
 
 # Colour lines: the clear and fire thresholds of the default alert rules (alerts/rules.yml).
 STALL_WARN, STALL_CRIT = 0.03, 0.05      # rebuffering above 5% is the common QoE alarm line; clear 3%
 LATENCY_WARN, LATENCY_CRIT = 6, 8        # seconds of live latency (p95): clear and fire lines
+STARTUP_WARN, STARTUP_CRIT = 1, 3        # seconds to first frame: 秒开 within 1 s, a slow start from 3 s (SPEC §11)
 ERROR_WARN, ERROR_CRIT = 0.01, 0.02      # playback errors: clear and fire lines
 
 
@@ -45,12 +47,16 @@ BAD_HIGH = {  # higher is worse
     "stall": steps((None, "green"), (STALL_WARN, "orange"), (STALL_CRIT, "red")),
     "latency": steps((None, "green"), (LATENCY_WARN, "orange"), (LATENCY_CRIT, "red")),
     "error": steps((None, "green"), (ERROR_WARN, "orange"), (ERROR_CRIT, "red")),
+    "startup": steps((None, "green"), (STARTUP_WARN, "orange"), (STARTUP_CRIT, "red")),
+    "slow_start": steps((None, "green"), (0.05, "orange"), (0.1, "red")),
 }
 GOOD_HIGH = {  # higher is better: a field controller looks for the red cells
     "retention": steps((None, "red"), (0.3, "orange"), (0.5, "green")),
     "interaction": steps((None, "red"), (0.02, "orange"), (0.05, "green")),
     "ctr": steps((None, "red"), (0.02, "orange"), (0.05, "green")),
     "conversion": steps((None, "red"), (0.02, "orange"), (0.05, "green")),
+    "fast_start": steps((None, "red"), (0.7, "orange"), (0.9, "green")),  # 秒开率
+    "roi": steps((None, "red"), (1, "orange"), (3, "green")),
 }
 NEUTRAL = steps((None, "blue"))
 
@@ -250,6 +256,14 @@ def annotation(name: str, expr: str, colour: str):
     return dashboard.AnnotationQuery().name(name).datasource(DS).enable(True).icon_color(colour).expr(expr)
 
 
+# 秒开率 per CDN over all rooms, each room weighted by its viewers on the CDN (one series per room and
+# CDN even while a rebalance has two workers exposing it: max by room and cdn first).
+FLEET_FAST_START = ("sum by (cdn) (max by (room, cdn) (livemon_cdn_fast_start_ratio)"
+                    " * on (room, cdn) max by (room, cdn) (livemon_cdn_viewers))"
+                    " / sum by (cdn) (max by (room, cdn) (livemon_cdn_viewers)"
+                    " and on (room, cdn) max by (room, cdn) (livemon_cdn_fast_start_ratio))")
+
+
 def stream_health():
     sel = 'room=~"$room"'
     return (base("stream-health", "Livemon · Stream health and CDN",
@@ -285,6 +299,25 @@ def stream_health():
                              "{{room}} {{cdn}}"), unit="s", thresholds=BAD_HIGH["latency"]))
             .with_panel(ts("Viewers by room and CDN",
                            q(f"max by (room, cdn) (livemon_cdn_viewers{{{sel}}})", "{{room}} {{cdn}}")))
+            .with_row(dashboard.Row("起播质量 · Start-up (SPEC §11)"))
+            .with_panel(ts("首帧耗时 p50 · Start-up time p50",
+                           q(f'max by (room) (livemon_room_startup_seconds{{{sel}, quantile="0.5"}})', "{{room}}"),
+                           unit="s", thresholds=BAD_HIGH["startup"], w=8,
+                           desc="Median time to first frame over the window's plays (beacons with startup_ms)."))
+            .with_panel(ts("秒开率 · Fast starts (≤ 1 s)",
+                           q(f"max by (room) (livemon_room_fast_start_ratio{{{sel}}})", "{{room}}"),
+                           unit="percentunit", thresholds=GOOD_HIGH["fast_start"], w=8,
+                           desc="Share of the window's plays whose first frame came within 1 s."))
+            .with_panel(ts("慢启动占比 · Slow starts (≥ 3 s)",
+                           q(f"max by (room) (livemon_room_slow_start_ratio{{{sel}}})", "{{room}}"),
+                           unit="percentunit", thresholds=BAD_HIGH["slow_start"], w=8,
+                           desc="Share of the window's plays that took 3 s or more to their first frame."))
+            .with_panel(ts("各 CDN 秒开率 · Fast starts by room and CDN",
+                           q(f"max by (room, cdn) (livemon_cdn_fast_start_ratio{{{sel}}})", "{{room}} {{cdn}}"),
+                           unit="percentunit", thresholds=GOOD_HIGH["fast_start"]))
+            .with_panel(ts("各 CDN 首帧耗时 p50 · Start-up p50 by room and CDN",
+                           q(f'max by (room, cdn) (livemon_cdn_startup_seconds{{{sel}, quantile="0.5"}})',
+                             "{{room}} {{cdn}}"), unit="s", thresholds=BAD_HIGH["startup"]))
             .with_row(dashboard.Row("CDN fleet (all rooms, weighted by viewers)"))
             .with_panel(ts("Stall ratio by CDN", q("cdn:livemon_cdn_stall_ratio:weighted", "{{cdn}}"),
                            unit="percentunit", thresholds=BAD_HIGH["stall"], w=8))
@@ -293,6 +326,9 @@ def stream_health():
             .with_panel(ts("Failovers (last 5m)",
                            q("room_cdn:livemon_cdn_failovers:increase5m", "{{room}} {{from_cdn}} → {{to_cdn}}"),
                            w=8))
+            .with_panel(ts("各 CDN 秒开率(全部房间) · Fast starts by CDN, all rooms", q(FLEET_FAST_START, "{{cdn}}"),
+                           unit="percentunit", thresholds=GOOD_HIGH["fast_start"], w=24,
+                           desc="Each room's fast-start ratio on the CDN weighted by its viewers on that CDN."))
             .with_row(dashboard.Row("Monitor alerting"))
             .with_panel(ts("Alerts pending and firing (monitor)",
                            q("sum by (alert, state) (livemon_alerts_active)", "{{alert}} {{state}}"),
@@ -301,6 +337,135 @@ def stream_health():
                            q("sum by (decision) "
                              + increase_or_new("livemon_cdn_failover_decisions_total", "5m"), "{{decision}}"),
                            desc="Taken, declined (cooldown, no healthy CDN), pinned or unpinned by an operator.")))
+
+
+# --- Sales (带货) ------------------------------------------------------------------------------------------
+
+# The breakdown dimensions the sales dashboard draws (the catalogue's exposed ones): row title.
+SALES_DIMENSIONS = (("source", "流量来源 · Traffic sources"), ("device", "终端 · Devices"))
+# The top-products table: (column, catalogue product metric); one instant query each.
+PRODUCT_COLUMNS = (("点击人数 Clickers", "clickers"), ("订单 Orders", "orders"), ("成交额 GMV (1m)", "gmv"),
+                   ("转化率 Conversion", "conversion_rate"))
+
+
+def title(metric) -> str:
+    """A panel title in both languages, as the page names the metric."""
+    return f"{metric.zh} · {metric.en}"
+
+
+def breakdown_panel(family: str, text: str, metric, label: str, sel: str):
+    """A time series of one breakdown family: one line per value of its label."""
+    return ts(title(metric), q(f"max by ({label}) ({family}{{{sel}}})", "{{" + label + "}}"),
+              unit=UNITS[metric.format], desc=text, w=8)
+
+
+def bars(title_text: str, expr: str, legend: str, unit: str, desc: str = "", w: int = 8, h: int = 8,
+         thresholds=NEUTRAL):
+    """A horizontal bar gauge of an instant query: one bar per series, largest first."""
+    return (bargauge.Panel().title(title_text).description(desc).datasource(DS).height(h).span(w)
+            .orientation(cm.VizOrientation.HORIZONTAL).display_mode(cm.BarGaugeDisplayMode.GRADIENT)
+            .unit(unit).thresholds(thresholds).min(0)
+            .reduce_options(cb.ReduceDataOptions().calcs(["lastNotNull"]))
+            .with_target(q(expr, legend, instant=True)))
+
+
+def sales():
+    sel = 'room="$room"'
+    pinned = (stat.Panel().title("讲解中商品 · Pinned product").datasource(DS).height(5).span(4)
+              .description("The product the host is presenting (讲解中), from the show's pin and unpin; "
+                           "empty while nothing is pinned.")
+              .with_target(q(f"max by (product) (livemon_room_pinned_product_info{{{sel}}})", "{{product}}",
+                             instant=True))
+              .text_mode(cm.BigValueTextMode.NAME).color_mode(cm.BigValueColorMode.BACKGROUND)
+              .graph_mode(cm.BigValueGraphMode.NONE).thresholds(NEUTRAL).no_value("—")
+              .reduce_options(cb.ReduceDataOptions().calcs(["lastNotNull"])))
+    board = (base("sales", "Livemon · 带货 Sales",
+                  "One room's selling: where the viewers come from and what each source is worth, devices, "
+                  "the best-selling products and the pinned one, the funnel, GMV against ad spend.")
+             .with_variable(room_variable(multi=False))
+             .with_row(dashboard.Row("$room 本场 · This show"))
+             .with_panel(big("本场成交额 · GMV (show)", f"max(livemon_room_gmv_total{{{sel}}})", unit="currencyCNY"))
+             .with_panel(big("UV 价值 · UV value", f"max(livemon_room_uv_value{{{sel}}})", unit="currencyCNY",
+                             desc="GMV of the last window divided by its viewers."))
+             .with_panel(big("本场 ROI · ROI (show)", f"max(livemon_show_roi_ratio{{{sel}}})", thresholds=GOOD_HIGH["roi"],
+                             decimals=2, desc="The show's GMV divided by its ad spend (no value without spend)."))
+             .with_panel(big("退款率 · Refund rate (show)", f"max(livemon_show_refund_ratio{{{sel}}})",
+                             unit="percentunit", desc="Refunded orders of the show divided by its paid orders."))
+             .with_panel(big("前 10 商品成交占比 · Top-10 share", f"max(livemon_show_top10_share_ratio{{{sel}}})",
+                             unit="percentunit", desc="GMV of the show's 10 best-selling products over its GMV."))
+             .with_panel(pinned))
+    for dimension, row in SALES_DIMENSIONS:
+        board = board.with_row(dashboard.Row(row))
+        if dimension == "source":
+            board = board.with_panel(bars("各来源 UV 价值 · UV value per source",
+                                          f"max by (source) (livemon_source_uv_value{{{sel}}})", "{{source}}",
+                                          "currencyCNY", desc="What a viewer of each source is worth: its GMV "
+                                                              "over its viewers, last window."))
+            board = board.with_panel(bars("来源构成 · Source mix (viewers)",
+                                          f"max by (source) (livemon_source_viewers{{{sel}}})", "{{source}}",
+                                          "short", desc="Distinct viewers per traffic source, last window."))
+        for family, kind, text, metrics in catalogue.families(dimension):
+            if metrics[0].dashboard == "sales":
+                board = board.with_panel(breakdown_panel(family, text, metrics[0], dimension, sel))
+    top = (table.Panel().title("热销商品 · Top products").datasource(DS).height(10).span(12)
+           .description("The show's 10 best-selling products so far (show GMV), with their last-window "
+                        "clickers, orders, GMV and conversion.")
+           .sort_by([cb.TableSortByFieldState().display_name(PRODUCT_COLUMNS[2][0]).desc(True)])
+           .with_transformation(dm.DataTransformerConfig(id_val="merge", options={}))
+           .with_transformation(dm.DataTransformerConfig(id_val="organize", options={
+               "excludeByName": {"Time": True},
+               "renameByName": {"product": "商品 Product", **{f"Value #{chr(65 + i)}": column
+                                                            for i, (column, _) in enumerate(PRODUCT_COLUMNS)}},
+               "indexByName": {"product": 0, **{f"Value #{chr(65 + i)}": i + 1 for i in range(len(PRODUCT_COLUMNS))}},
+           })))
+    for i, (column, name) in enumerate(PRODUCT_COLUMNS):
+        metric = next(m for m in catalogue.PRODUCT if m.name == name)
+        top = (top.with_target(q(f"max by (product) ({metric.exposed}{{{sel}}})", ref=chr(65 + i), instant=True,
+                                 table_format=True))
+               .override_by_name(column, [dm.DynamicConfigValue(id_val="unit", value=UNITS[metric.format])]))
+    board = (board.with_row(dashboard.Row("商品 · Products"))
+             .with_panel(top)
+             .with_panel(bars("商品成交额(窗口) · Product GMV (last window)",
+                              f"max by (product) (livemon_product_gmv_window{{{sel}}})", "{{product}}",
+                              "currencyCNY", w=12, h=10, desc="GMV of the top products' orders paid in the last window."))
+             .with_panel(ts("商品点击人数 · Product clickers",
+                            q(f"max by (product) (livemon_product_clickers{{{sel}}})", "{{product}}"), w=8))
+             .with_panel(ts("商品订单 · Product orders", q(f"max by (product) (livemon_product_orders{{{sel}}})",
+                                                          "{{product}}"), w=8))
+             .with_panel(ts("商品转化率 · Product conversion",
+                            q(f"max by (product) (livemon_product_conversion_ratio{{{sel}}})", "{{product}}"),
+                            unit="percentunit", w=8)))
+    funnel = (bargauge.Panel().title("转化漏斗 · Funnel: viewers → clickers → buyers").datasource(DS)
+              .height(8).span(12).orientation(cm.VizOrientation.HORIZONTAL)
+              .display_mode(cm.BarGaugeDisplayMode.GRADIENT).unit("short").thresholds(NEUTRAL)
+              .description("Distinct users in the last window: viewers, those with a product click "
+                           "(viewers × product CTR), and those of them with a paid order (× conversion).")
+              .reduce_options(cb.ReduceDataOptions().calcs(["lastNotNull"]))
+              .with_target(q(f"max(livemon_room_viewers{{{sel}}})", "观看 Viewers", "A", instant=True))
+              .with_target(q(f"max(livemon_room_viewers{{{sel}}} * livemon_room_product_ctr_ratio{{{sel}}})",
+                             "点击 Product clickers", "B", instant=True))
+              .with_target(q(f"max(livemon_room_viewers{{{sel}}} * livemon_room_product_ctr_ratio{{{sel}}}"
+                             f" * livemon_room_conversion_ratio{{{sel}}})", "成交 Buyers", "C", instant=True)))
+    rates = ts("转化各环节 · Funnel rates", q(f"max(livemon_room_product_ctr_ratio{{{sel}}})", "商品点击率 Product CTR", "A"),
+               q(f"max(livemon_room_conversion_ratio{{{sel}}})", "转化率 Conversion", "B"),
+               q(f"max by (source) (livemon_source_conversion_ratio{{{sel}}})", "转化率 {{source}}", "C"),
+               unit="percentunit", desc="Product CTR and conversion of the room, and conversion per traffic source.")
+    return (board.with_row(dashboard.Row("漏斗 · Funnel"))
+            .with_panel(funnel)
+            .with_panel(rates)
+            .with_row(dashboard.Row("成交与投放 · GMV and ad spend"))
+            .with_panel(ts("本场成交额与投放 · GMV and ad spend (show)",
+                           q(f"max(livemon_room_gmv_total{{{sel}}})", "成交额 GMV", "A"),
+                           q(f"max(livemon_room_gmv_total{{{sel}}}) / max(livemon_show_roi_ratio{{{sel}}} > 0)",
+                             "投放 Ad spend (GMV ÷ ROI)", "B"),
+                           unit="currencyCNY", desc="The show's GMV so far, and its ad spend so far "
+                                                   "(GMV divided by ROI; no line before the first spend or sale)."))
+            .with_panel(ts("本场 ROI · ROI (show)", q(f"max(livemon_show_roi_ratio{{{sel}}})", "ROI"),
+                           thresholds=GOOD_HIGH["roi"], desc="GMV divided by ad spend, as the show goes."))
+            .with_panel(ts("成交额与订单(1 分钟窗口) · GMV and orders per minute",
+                           q(f"max(livemon_room_gmv_window{{{sel}}})", "成交额 GMV (1m)", "A"),
+                           q(f"max(livemon_room_orders_per_minute{{{sel}}})", "订单/分钟 Orders/min", "B"),
+                           unit="short", w=24)))
 
 
 # --- Monitor internals --------------------------------------------------------------------------------
@@ -360,6 +525,7 @@ DASHBOARDS = {
     "room.json": room,
     "stream-health.json": stream_health,
     "internals.json": internals,
+    "sales.json": sales,
 }
 
 
