@@ -47,6 +47,13 @@ class Tally:
             "by_clickers": {}, "by_buyers": {}, "by_orders": {}, "by_gmv": {},
             "products": {}, "catalogue": {}, "age_product": {}, "segments": [], "promos": [],
             "spend": {}, "hours": {}, "stall_ms": 0, "play_ms": 0, "beacons": 0, "errors": 0,
+            # After the show's last event so far, presence ends and instants may yet be in the show
+            # or not: only a later event of the show says so (its end is its last event).
+            "pending_ends": [], "pending_peaks": [],
+            # The items of the latest ts for the pinned stretch and promotions going on: a stretch
+            # is [start, end), so they count only once an item of a later ts shows that neither
+            # the stretch nor the show ended at theirs.
+            "tail": [],
         }
 
     # ---- checkpoints ----
@@ -135,7 +142,10 @@ class Ledger:
             return
         d = tally.data
         end = d["last_ts"] if end is None else end
-        for user, start, _ in present:
+        # Presences going on at the end count their time up to it: those still tracked, and
+        # those that ended after it (the room may have let their viewers go since).
+        going = [(item[2], item[3]) for item in d["pending_ends"] if item[3] <= end]
+        for user, start in (*going, *((user, start) for user, start, _ in present)):
             if end - start >= 60:
                 d["stayed"].add(user)
         d["end"] = end
@@ -187,8 +197,20 @@ class Ledger:
         """One item of the current show (the caller opened it)."""
         d = self.current.data  # type: ignore[union-attr]
         ts, kind = item[0], item[1]
-        if kind != END and ts > d["last_ts"]:
-            d["last_ts"] = ts
+        tail = d["tail"]
+        if tail and kind != END and ts > tail[-1][0]:
+            d["tail"] = []
+            for earlier in tail:
+                self._marks(d, earlier)
+        if kind == END:
+            if ts > d["last_ts"]:
+                d["pending_ends"].append(item)
+                return
+        else:
+            if ts > d["last_ts"]:
+                d["last_ts"] = ts
+            if d["pending_ends"] or d["pending_peaks"]:
+                self._confirm(d, ts, utc)
         if kind == VIEW:
             return
         hour = "%02d" % (int((ts + utc) // 3600) % 24)
@@ -200,9 +222,7 @@ class Ledger:
             for c in columns(profile):
                 by[c] = by.get(c, 0) + 1
             self._hour(d, hour)["entries"] += 1
-            segment = self._segment(d)
-            if segment is not None:
-                segment["entries"] += 1
+            d["tail"].append(item)
         elif kind == END:  # (ts, END, user, start, profile)
             user, start, profile = item[2], item[3], item[4]
             duration = ts - start
@@ -229,12 +249,7 @@ class Ledger:
                         users.add(user)
                 self._product(d, product)["clickers"].add(user)
                 self._hour(d, hour)["clickers"].add(user)
-                segment = self._segment(d)
-                if segment is not None and segment["product_id"] == product:
-                    segment["clickers"].add(user)
-                for promo in d["promos"]:
-                    if promo["open"] and promo["product_id"] in (None, product):
-                        promo["clickers"].add(user)
+                d["tail"].append(item)
             elif target == "cart":
                 d["carters"].add(user)
                 self._product(d, product)["carters"].add(user)
@@ -246,6 +261,7 @@ class Ledger:
                 d["ordering"].add(user)
             if status == "paid" and counted:
                 self._paid(d, user, profile, order_id, product, micro, hour)
+                d["tail"].append(item)
             elif status == "refunded":
                 paid = d["paid"].get(order_id)
                 if paid is not None and order_id not in d["refunded"]:
@@ -259,6 +275,30 @@ class Ledger:
                 d["errors"] += 1
         elif kind == SHOW:  # (ts, SHOW, event, limited)
             self._show_event(d, ts, item[2])
+
+    def instant(self, moment: float, online: int) -> None:
+        """An evaluation instant of the current show (at or after its start)."""
+        d = self.current.data  # type: ignore[union-attr]
+        if moment <= d["last_ts"]:
+            if online > d["peak_online"]:
+                d["peak_online"] = online
+        else:
+            d["pending_peaks"].append([moment, online])
+
+    def _confirm(self, d, ts, utc) -> None:
+        """An event at `ts`: what waited for one at or after it is in the show."""
+        ends, d["pending_ends"] = d["pending_ends"], []
+        for item in ends:
+            if item[0] <= ts:
+                self.feed(tuple(item), utc)
+            else:
+                d["pending_ends"].append(item)
+        peaks, d["pending_peaks"] = d["pending_peaks"], []
+        for moment, online in peaks:
+            if moment <= ts:
+                d["peak_online"] = max(d["peak_online"], online)
+            else:
+                d["pending_peaks"].append([moment, online])
 
     def _paid(self, d, user, profile, order_id, product, micro, hour):
         d["buyers"].add(user)
@@ -287,7 +327,24 @@ class Ledger:
         hours["buyers"].add(user)
         hours["orders"] += 1
         hours["gmv"] += micro
+
+    def _marks(self, d, item) -> None:
+        """An item's share of the pinned stretch and the promotions going on (see `tail`)."""
         segment = self._segment(d)
+        kind, user = item[1], item[2]
+        if kind == START:
+            if segment is not None:
+                segment["entries"] += 1
+            return
+        if kind == CLICK:
+            product = item[5]
+            if segment is not None and segment["product_id"] == product:
+                segment["clickers"].add(user)
+            for promo in d["promos"]:
+                if promo["open"] and promo["product_id"] in (None, product):
+                    promo["clickers"].add(user)
+            return
+        product, micro = item[6], item[7]  # a counted paid order
         if segment is not None:
             segment["gmv_all"] += micro
             if segment["product_id"] == product:
@@ -438,7 +495,7 @@ def summary(d: dict, regions, utc: int) -> dict:
             name: {"clickers": len(c["clickers"]), "buyers": len(c["buyers"]), "orders": c["orders"],
                    "gmv": c["gmv"] * money,
                    "conversion_rate": _ratio(len(c["clickers"] & c["buyers"]), len(c["clickers"]))}
-            for name, c in sorted(categories.items())},
+            for name, c in sorted(categories.items()) if c["clickers"] or c["buyers"] or c["orders"]},
         "age_category": {age: {cat: micro * money for cat, micro in cells.items()}
                          for age, cells in age_category.items()},
         "segments": [{"product_id": s["product_id"], "start": s["start"], "end": end if s["end"] is None else s["end"],

@@ -219,7 +219,7 @@ class Room:
         Field("users"), Field("starts", _DOUBLES), Field("seen", _DOUBLES), Field("ends", _DOUBLES),
         Field("log_op", Array("b")), Field("log_seen", _DOUBLES), Field("logs", _Logs(ROOM_VECTOR)),
         Field("expiries"), Field("cleanups"), Field("logged", default=lambda room: {}),
-        Field("paid_orders", SET), Field("cohorts"), Field("last_event_bucket"),
+        Field("paid_orders", SET), Field("earlier_paid_orders", SET, default=lambda room: set()), Field("cohorts"), Field("last_event_bucket"),
         Field("shows", ListOf(Obj(Show))),
         # Sales analytics (SPEC §8-11), added in place: an older checkpoint gets empty ones.
         Field("profile", Array("i"), default=lambda room: array("i", bytes(4 * len(room.starts)))),
@@ -278,6 +278,7 @@ class Room:
         self.cleanups: dict[int, list[str]] = {}  # bucket -> ended viewers to forget
         self.logged: dict[int, list[str]] = {}  # bucket -> viewers whose log may be final then
         self.paid_orders: set[str] = set()
+        self.earlier_paid_orders: set[str] = set()
         self.cohorts = [[0, 0] for _ in self.horizons]  # per horizon: [started, short] at frontier
         self.last_event_bucket: int | None = None  # newest final bucket holding an event
         self.shows: list[Show] = []
@@ -385,11 +386,12 @@ class Room:
             current.implicit = False
             return
         show = Show(show_id or f"{self.id}-{int(ts)}", ts, title, bucket, implicit=show_id is None)
-        self.pins = [pin for pin in self.pins if pin[0] > ts]  # the previous show's are over
+        show.given_id = show_id
         if bucket - 1 <= self.frontier:
             show.gmv_base, show.orders_base = self.sums.total[GMV_MICRO], self.sums.total[PAID]
         self.shows.append(show)
-        self.paid_orders = set()  # an order id counts once per show
+        # An order id counts once (SPEC §2); remembered for this show and the one before.
+        self.earlier_paid_orders, self.paid_orders = self.paid_orders, set()
 
     def _move_start(self, show, ts):
         """Move a show's start back to `ts` (not final: an event of its bucket is being taken)."""
@@ -422,7 +424,7 @@ class Room:
             self.interacting.add(user, bucket)
 
     def add_paid_order(self, order_id, user, amount, bucket) -> bool:
-        if order_id in self.paid_orders:
+        if order_id in self.paid_orders or order_id in self.earlier_paid_orders:
             return False  # the first paid status counts; duplicates do nothing
         self.paid_orders.add(order_id)
         vector = self.sums.at(bucket)
@@ -678,9 +680,7 @@ class Room:
             elif moment - data["last_ts"] > self.config.show_idle:
                 self._close_tally()
             elif moment >= data["start"]:
-                online = self.sums.total_at(t, STARTS) - self.sums.total_at(t, ENDS)
-                if online > data["peak_online"]:
-                    data["peak_online"] = online
+                ledger.instant(moment, self.sums.total_at(t, STARTS) - self.sums.total_at(t, ENDS))
 
     def _close_tally(self) -> None:
         data = self.ledger.current.data  # type: ignore[union-attr]
@@ -688,7 +688,11 @@ class Room:
         self.ledger.close(end, self.presences_at(end), self.regions, self.config.utc_seconds)
 
     def close_show(self) -> None:
-        """End of input, or the room is let go: its show is over as of its last event."""
+        """End of input, or the room is let go: its show is over as of its last event. The
+        instants not final yet hold no more events to wait for: settle them first."""
+        pending = [*self.held, *self.view_stamps, *self.started, *self.ended]
+        for t in range(self.frontier + 1, max(pending, default=self.frontier) + 1):
+            self.settle(t)
         if self.ledger.current is not None:
             self._close_tally()
 
@@ -1065,6 +1069,9 @@ class Room:
             del self.shows[0]  # no instant from here on belongs to it
         if self.logged:
             self._prune_logs(t)
+        pins = self.pins
+        while len(pins) > 1 and pins[1][0] <= t * self.step:
+            del pins[0]  # no instant from here on reads it: the one after is at or before them
         for user in self.cleanups.pop(t, ()):
             slot = self.viewers.get(user)
             if slot is None:
