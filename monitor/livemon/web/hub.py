@@ -80,6 +80,96 @@ def alert_identity(rec: dict) -> tuple:
     return rec.get("rule"), rec.get("room_id"), rec.get("cdn")
 
 
+# ---- sales and start-up figures of a snapshot (SPEC §8, §9, §11), bounded for the page ------------
+# A snapshot's `by` lists every value seen (a region per province or city, whatever the audience)
+# and `products` every product with a click, cart or order in the window: frames carry a bounded,
+# ranked cut of them, and only the room page's frame carries the breakdowns at all.
+TOP_VALUES = 20             # values per breakdown dimension on the room page (sources, devices, ...)
+TOP_REGIONS = 10            # regions on the room page
+TOP_PRODUCTS = 20           # rows of the room page's product ranking
+PAGE_CDNS = 16              # CDN readings in a room frame (a room is served by two or three)
+TILE_STREAM = ("fast_start_ratio",)   # 秒开率 beside the stall ratio on a tile
+SHOW_FIELDS = ("id", "start", "title", "ended_at", "pinned", "gmv", "spend_total", "refund_rate",
+               "top10_share", "roi")
+
+
+def _count(value) -> float:
+    return value if isinstance(value, (int, float)) and value == value else 0
+
+
+def _ranked_values(values: dict, n: int) -> list[list]:
+    """`[[value, figures], ...]` of one dimension: most viewers first (then GMV, then the value), at
+    most `n` (a list: the order survives JSON in the browser, whatever the value's name)."""
+    rows = [(v, f) for v, f in values.items() if isinstance(f, dict)]
+    best = heapq.nsmallest(n, rows, key=lambda r: (-_count(r[1].get("viewers")), -_count(r[1].get("gmv")), str(r[0])))
+    return [[v, f] for v, f in best]
+
+
+def pinned_product(snap: dict) -> dict | None:
+    """The product pinned at the snapshot's instant (讲解中) with its window figures (zeros when it
+    had no click, cart or order in the window), or None."""
+    show = snap.get("show")
+    pinned = show.get("pinned") if isinstance(show, dict) else None
+    if not pinned:
+        return None
+    figures = (snap.get("products") or {}).get(pinned)
+    if not isinstance(figures, dict):
+        figures = {"clickers": 0, "carts": 0, "orders": 0, "gmv": 0, "ctr": 0 if (snap.get("metrics") or {}).get("viewers") else None,
+                   "conversion_rate": None}
+    return {"product_id": pinned, **{k: figures.get(k) for k in ("clickers", "carts", "orders", "gmv", "ctr", "conversion_rate")}}
+
+
+def tile_sales(snap: dict) -> dict:
+    """What a grid tile adds to its figures: the pinned product and the top traffic source."""
+    sources = (snap.get("by") or {}).get("source") or {}
+    top = _ranked_values(sources, 1) if isinstance(sources, dict) else []
+    viewers = (snap.get("metrics") or {}).get("viewers")
+    source = None
+    if top and _count(top[0][1].get("viewers")):
+        value, figures = top[0]
+        source = {"source": value, "viewers": figures.get("viewers"),
+                  "share": figures["viewers"] / viewers if viewers else None}
+    return {"pinned": pinned_product(snap), "top_source": source}
+
+
+def room_sales(snap: dict) -> dict:
+    """The room page's breakdowns of the latest snapshot, bounded whatever the audience: per
+    dimension the values with most viewers (TOP_REGIONS regions, TOP_VALUES of the others) and how
+    many there were; the product ranking (the pinned product first, then by window GMV, orders,
+    clickers; TOP_PRODUCTS rows) and how many products there were."""
+    by = snap.get("by") if isinstance(snap.get("by"), dict) else {}
+    dims = {dim: values for dim, values in by.items() if isinstance(values, dict)}
+    products = snap.get("products") if isinstance(snap.get("products"), dict) else {}
+    pinned = pinned_product(snap)
+    rows = heapq.nsmallest(TOP_PRODUCTS, ((p, f) for p, f in products.items()
+                                          if isinstance(f, dict) and (pinned is None or p != pinned["product_id"])),
+                           key=lambda r: (-_count(r[1].get("gmv")), -_count(r[1].get("orders")),
+                                          -_count(r[1].get("clickers")), str(r[0])))
+    ranking = ([{**pinned, "pinned": True}] if pinned else []) + [
+        {"product_id": p, **{k: f.get(k) for k in ("clickers", "carts", "orders", "gmv", "ctr", "conversion_rate")},
+         "pinned": False} for p, f in rows[:TOP_PRODUCTS - (1 if pinned else 0)]]
+    return {"by": {dim: _ranked_values(values, TOP_REGIONS if dim == "region" else TOP_VALUES)
+                   for dim, values in dims.items()},
+            "by_count": {dim: len(values) for dim, values in dims.items()},
+            "products": ranking, "products_count": len(products) + (1 if pinned and pinned["product_id"] not in products else 0)}
+
+
+def page_snapshot(snap: dict | None) -> dict | None:
+    """The latest snapshot as the room page reads it: its metrics, at most PAGE_CDNS CDN readings
+    (most viewers first) and the show (its totals so far, the pinned product, the top products);
+    the breakdowns and products go out cut by `room_sales`."""
+    if snap is None:
+        return None
+    out = {k: snap.get(k) for k in ("ts", "room_id", "metrics")}
+    cdns = snap.get("cdn") if isinstance(snap.get("cdn"), dict) else {}
+    out["cdn"] = dict(_ranked_values(cdns, PAGE_CDNS)) if len(cdns) > PAGE_CDNS else cdns
+    show = snap.get("show")
+    out["show"] = ({**{k: show.get(k) for k in SHOW_FIELDS},
+                    "top_products": list(show.get("top_products") or [])[:catalogue.TOP_PRODUCTS]}
+                   if isinstance(show, dict) else show)
+    return out
+
+
 # The per-CDN fields the room page charts (room.js `cdnCol`); the rest of a CDN reading is not kept.
 CDN_CHART_METRICS = catalogue.CDN_CHART_NAMES
 # A room keeps chart history for at most this many CDNs (rooms are served by two or three); a CDN
@@ -435,7 +525,7 @@ class ControlRoomHub:
 
     def tile_names(self) -> tuple[str, ...]:
         """What a tile carries: the catalogue's tile metrics, then those with a colour line."""
-        extra = [m for m in (*self.thresholds, *target_metrics().values()) if m in catalogue.BY_NAME]
+        extra = [m for m in (*TILE_STREAM, *self.thresholds, *target_metrics().values()) if m in catalogue.BY_NAME]
         return tuple(dict.fromkeys((*catalogue.TILE_NAMES, *extra)))
 
     def set_targets(self, targets: dict) -> None:
@@ -522,7 +612,7 @@ class ControlRoomHub:
                 "show": {k: show.get(k) for k in ("id", "start", "title")} if isinstance(show, dict) else None,
                 "metrics": {k: m.get(k) for k in names},
                 "alert": states.get(room.room_id, "ok"), "alerts": counts[room.room_id],
-                "target": target or None, "levels": levels, "gmv_progress": progress}
+                "target": target or None, "levels": levels, "gmv_progress": progress, **tile_sales(room.latest)}
         if spark:   # the JSON API's first load; stream frames carry the latest values only
             tile["spark"] = room.recent("online", 120)
         return tile
@@ -632,7 +722,8 @@ class ControlRoomHub:
         room = self.rooms.get(room_id)
         if room is None:
             return None
-        view = {"version": self.version, "room_id": room_id, "latest": room.latest, "worker": room.worker,
+        view = {"version": self.version, "room_id": room_id, "latest": page_snapshot(room.latest),
+                "sales": room_sales(room.latest) if room.latest is not None else None, "worker": room.worker,
                 "alert": self.room_alert_state(room_id),
                 "columns": ["ts", *CHART_METRICS], "points": room.points(since),
                 "cdn_points": room.cdn_points(since)}
