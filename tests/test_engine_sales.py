@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from livemon.engine import EngineConfig
-from livemon.replay import REPLAY_ADMISSION, replay_lines
+from livemon.replay import CHUNK, REPLAY_ADMISSION, replay_lines
 from tests import reference_sales
 
 T0 = 1_699_999_200  # 2023-11-14 22:00:00 UTC
@@ -96,15 +96,19 @@ def engine_config(utc_offset=28800.0):
         return EngineConfig(**REPLAY_ADMISSION, utc_offset=text)
 
 
-def _engine(events, until, utc_offset):
+def _engine(events, until, utc_offset, advance_after=None):
+    data = [orjson.dumps(e) for e in events]
+    if advance_after is not None:
+        # Invalid lines (rejected, counted) up to replay's CHUNK: replay advances the engine right
+        # after the first `advance_after` events, as a worker does all the time.
+        data[advance_after:advance_after] = [b"not json"] * (-advance_after % CHUNK)
     shows = []
     config = engine_config(utc_offset)
-    lines = list(replay_lines([orjson.dumps(e) for e in events], config,
-                              None if until is None else T0 + until, shows=shows))
+    lines = list(replay_lines(data, config, None if until is None else T0 + until, shows=shows))
     return Result(lines, shows)
 
 
-def _reference(events, until, utc_offset):
+def _reference(events, until, utc_offset, advance_after=None):
     timeline = reference_sales.timeline(events, until=None if until is None else T0 + until)
     lines = [{"ts": t, "room_id": room, "by": want["by"], "products": want["products"],
               "metrics": dict(want["startup"]), "cdn": {c: dict(v) for c, v in want["cdn_startup"].items()},
@@ -117,8 +121,8 @@ def run(request):
     """run(events in arrival order, until=None, utc_offset=28800) -> Result."""
     compute = _engine if request.param == "engine" else _reference
 
-    def run_(events, until=None, utc_offset=28800.0):
-        return compute(events, until, utc_offset)
+    def run_(events, until=None, utc_offset=28800.0, advance_after=None):
+        return compute(events, until, utc_offset, advance_after)
     return run_
 
 
@@ -212,6 +216,44 @@ def test_reenter_with_other_attributes_and_second_enter_during_a_presence(run):
     same(by["gender"], {"unknown": both}, "by.gender")
     # The room's viewers: u1 alone; sku-2: 1 clicker of 1 viewer, who paid an order of sku-2.
     same(result.line(60)["products"], {"sku-2": product(1, 0, 1, 50.0, 1.0, 1.0)}, "products")
+
+
+@pytest.mark.parametrize("advance_after", [None, 2])
+def test_attribution_long_after_a_presence_ended(run, advance_after):
+    # u1's presence [0, 90) timed out; the order at 235.5 takes its attributes (the most recent
+    # presence started at or before it), whatever u1 does later, and wherever replay advances.
+    result = run([
+        enter("u1", 0, source="other"),
+        order("u1", 235.5, "o1", 10.0),
+        enter("u1", 241.5, source="paid"),  # a new presence, after the order
+    ], advance_after=advance_after)
+    # Window (176, 236]: no viewer; the order under "other": 1 order, 10, rates over 0 viewers null.
+    same(result.line(236)["by"]["source"], {"other": row(0, 0, None, None, None, None, 1, 10.0, None)}, "at 236")
+    # The show: u1's two presences, one per value; the order (buyer) under "other".
+    same(result.summary()["by"]["source"], {
+        "other": show_row(1, 1, 90.0, 0, 1, None, 1, 10.0, 10.0),
+        "paid": show_row(1, 1, None, 0, 0, None, 0, 0, 0.0),
+    }, "show by.source")
+
+
+def test_attributes_are_remembered_across_shows(run):
+    # Three shows 1000 s apart; u1 watched only the first. Its danmaku and order in the third show
+    # take the attributes of its most recent presence (in the first show): "paid".
+    result = run([
+        show(0, "start", show_id="A"), enter("u1", 1, source="paid"), leave("u1", 5), show(10, "end"),
+        show(1000, "start", show_id="B"), enter("u2", 1001), show(1010, "end"),
+        show(2000, "start", show_id="C"), enter("u3", 2001), chat("u1", 2005), order("u1", 2006, "o1", 10.0),
+        show(2010, "end"),
+    ])
+    # Window (1950, 2010]: u3 (no attributes) is the one viewer; u1's danmaku and order under "paid".
+    same(result.line(2010)["by"]["source"], {
+        "unknown": row(1, 1, None, 0.0, 0.0, None, 0, 0, 0.0),
+        "paid": row(0, 0, None, None, None, None, 1, 10.0, None),
+    }, "by.source at 2010")
+    same(result.summary(2)["by"]["source"], {
+        "unknown": show_row(1, 1, None, 0, 0, None, 0, 0, 0.0),
+        "paid": show_row(0, 0, None, 0, 1, None, 1, 10.0, None),
+    }, "show C by.source")
 
 
 # ---- §9 products ----
@@ -412,6 +454,26 @@ def test_a_show_ended_by_silence_ends_its_stretch_at_its_last_event(run):
     assert (second["start"], second["end"], second["segments"], second["promos"]) == (T0 + 700, T0 + 700, [], [])
     # The second show's line: the pin of the first show ended (10 minutes after 20).
     assert result.line(700)["show"]["pinned"] is None
+
+
+def test_events_at_the_end_events_ts_are_in_the_show_not_in_the_stretch(run):
+    summary = run([
+        show(0, "start"),
+        enter("u1", 1),
+        show(10, "pin", product_id="sku-1"),
+        show(10, "promo_start", promo_id="P", promo_type="discount", product_id="sku-1"),
+        show(30, "end"),
+        click("u1", 30),  # arrives after the end, at its ts: in the show ([start, end] is closed)
+        order("u1", 30, "o1", 8.0),
+    ]).summary()
+    assert (summary["start"], summary["end"]) == (T0, T0 + 30)
+    assert (summary["totals"]["clickers"], summary["totals"]["orders"], summary["totals"]["gmv"]) == (1, 1, 8.0)
+    # The stretch and the promotion are [10, 30): the click and order at 30 are not in them.
+    same(summary["segments"], [{"product_id": "sku-1", "start": T0 + 10, "end": T0 + 30, "entries": 0,
+                                "clickers": 0, "orders": 0, "gmv": 0, "gmv_all": 0}], "segments")
+    same(summary["promos"], [{"promo_id": "P", "promo_type": "discount", "product_id": "sku-1", "start": T0 + 10,
+                              "end": T0 + 30, "clickers": 0, "buyers": 0, "orders": 0, "gmv": 0,
+                              "conversion_rate": None}], "promos")
 
 
 # ---- §10 totals: refunds, spend and roi, hours, top10_share, categories ----
@@ -618,6 +680,48 @@ def test_a_start_while_a_show_runs_ends_it_at_its_last_event(run):
     same({k: a["totals"][k] for k in keys}, {"viewers": 1, "entries": 1, "orders": 1, "gmv": 10.0, "stayed_60s": 0})
     # B: u1 still present overlaps [50, 80] too (80 - 5 = 75 s); u2 [55, 145): 25 s.
     same({k: b["totals"][k] for k in keys}, {"viewers": 2, "entries": 1, "orders": 1, "gmv": 5.0, "stayed_60s": 1})
+
+
+def test_show_id_and_title_of_a_show_without_start_come_from_its_end(run):
+    result = run([
+        enter("u1", 1),  # no start: the show begins here
+        show(20, "end", show_id="late-id", title="Named at the end"),
+        enter("u2", 40),  # another show, never named
+    ])
+    first, second = result.summary(0), result.summary(1)
+    assert (first["show_id"], first["title"], first["start"], first["end"]) == ("late-id", "Named at the end",
+                                                                              T0 + 1, T0 + 20)
+    assert (second["show_id"], second["title"], second["start"], second["end"]) == (None, None, T0 + 40, T0 + 40)
+
+
+@pytest.mark.parametrize("advance_after", [None, 2])
+def test_show_id_from_the_end_event_wherever_replay_advances(run, advance_after):
+    summary = run([
+        show(0, "start"),  # no show_id: it comes from the end event
+        chat("u1", 10),
+        show(20, "end", show_id="late-id", title="From the end"),
+    ], advance_after=advance_after).summary()
+    assert (summary["show_id"], summary["title"], summary["start"], summary["end"]) == (
+        "late-id", "From the end", T0, T0 + 20)
+
+
+def test_a_show_begun_by_a_promotion_or_a_pin(run):
+    # The room's first event is a promo_start (room-a) or a pin (room-b): the show begins with it,
+    # and it is one promotion, one pinned stretch, up to the show's end (its last event, at 50).
+    result = run([
+        show(49, "promo_start", room="room-a", promo_id="P", promo_type="lottery"),
+        enter("u1", 50, room="room-a"),
+        show(49, "pin", room="room-b", product_id="sku-1"),
+        enter("u1", 50, room="room-b"),
+    ])
+    a, b = result.summary(room="room-a"), result.summary(room="room-b")
+    same(a["promos"], [{"promo_id": "P", "promo_type": "lottery", "product_id": None, "start": T0 + 49,
+                        "end": T0 + 50, "clickers": 0, "buyers": 0, "orders": 0, "gmv": 0,
+                        "conversion_rate": None}], "room-a promos")
+    same(b["segments"], [{"product_id": "sku-1", "start": T0 + 49, "end": T0 + 50,
+                          "entries": 0,  # u1 entered at 50: not in [49, 50)
+                          "clickers": 0, "orders": 0, "gmv": 0, "gmv_all": 0}], "room-b segments")
+    assert result.line(50, room="room-b")["show"]["pinned"] == "sku-1"
 
 
 def test_an_order_counts_once_per_order_id_across_shows(run):

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from livemon.ingest.events import AGE_BANDS, DEVICES, GENDERS, PROMO_TYPES, SOURCES
-from livemon.replay import replay_lines
+from livemon.replay import CHUNK, replay_lines
 from tests import reference, reference_sales
 from tests.test_engine_sales import engine_config
 
@@ -30,7 +30,7 @@ def _attrs(rng):
     return attrs
 
 
-def generated_sales(seed, rooms=2, users=20, shows=2, span=200.0, disorder=4.9, margin=6.0):
+def generated_sales(seed, rooms=2, users=20, shows=2, span=200.0, disorder=4.9, margin=6.0, fresh_users=False):
     """Events in arrival order: each arrives less than `disorder` seconds after its ts.
 
     Per room, `shows` shows one after the other (more than show_idle apart). A show's own `start`
@@ -89,7 +89,7 @@ def generated_sales(seed, rooms=2, users=20, shows=2, span=200.0, disorder=4.9, 
                 show_event(room, rng.uniform(first + 0.01, last), "spend", **spend)
             # The audience.
             for u in range(users):
-                user = f"user-{u}"
+                user = f"user-{s}-{u}" if fresh_users else f"user-{u}"  # else the same people come back
                 ghost = rng.random() < 0.1  # never enters: its events are attributed "unknown"
                 ts = rng.uniform(first, first + span * 0.7)
                 cdn = rng.choice(["cdn-a", "cdn-b"])
@@ -176,20 +176,26 @@ def generated_sales(seed, rooms=2, users=20, shows=2, span=200.0, disorder=4.9, 
     return [e for _, _, e in arrival]
 
 
-def run_engine(events, utc_offset=28800.0):
+def run_engine(events, utc_offset=28800.0, advance_every=None):
+    """Replay lines and show summaries. `advance_every`: after every so many events, invalid lines
+    up to the next multiple of replay's CHUNK, so that replay advances the engine there (as a
+    worker does all the time); the result must not change."""
+    data = []
+    for i, event in enumerate(events, 1):
+        data.append(orjson.dumps(event))
+        if advance_every and i % advance_every == 0:
+            data += [b"not json"] * (-len(data) % CHUNK)
     shows = []
-    config = engine_config(utc_offset)
-    lines = list(replay_lines([orjson.dumps(e) for e in events], config, shows=shows))
+    lines = list(replay_lines(data, engine_config(utc_offset), shows=shows))
     return lines, shows
 
 
-def check(events, utc_offset=28800.0):
-    lines, shows = run_engine(events, utc_offset)
+def check(events, utc_offset=28800.0, advance_every=None):
+    lines, shows = run_engine(events, utc_offset, advance_every)
     got = {(line["room_id"], line["ts"]): line for line in lines}
     assert len(got) == len(lines), "two lines for one room and instant"
     want = reference_sales.timeline(events)
     assert set(got) == set(want), f"lines differ: {sorted(set(got) ^ set(want))[:5]}"
-    assert set(want) == set(reference.timeline(events))  # the line set of SPEC §6
     for key in sorted(want):
         reference_sales.assert_line_matches(got[key], want[key], where=str(key))
     reference_sales.assert_summaries_match(shows, reference_sales.summaries(events, utc_offset=utc_offset))
@@ -213,6 +219,12 @@ def test_generator_covers_every_event_kind():
     # Arrival is out of ts order, by less than the lateness.
     assert any(a["ts"] > b["ts"] for a, b in zip(events, events[1:]))
     assert reference.accept(events) == events
+    # The reference's instants are those of tests/reference.py (SPEC §6), its presences the same.
+    assert set(reference_sales.timeline(events)) == set(reference.timeline(events))
+    rooms = reference_sales.group_rooms(events, 5.0, 90.0, 600.0)
+    for room in rooms.values():
+        views = [e for e in room.events if e["type"] == "view"]
+        assert sorted(reference.presences(views, 90.0)) == sorted(p[:3] for p in room.presences)
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -223,12 +235,27 @@ def test_generated_shows_match_the_reference(seed):
     assert len(shows) == 4  # two rooms, two shows each
 
 
+@pytest.mark.parametrize("seed, size", [(201, {}), (302, {"users": 30, "span": 400.0, "fresh_users": True})])
+def test_results_do_not_depend_on_when_replay_advances(seed, size):
+    # Replay advances the engine every CHUNK lines (invalid ones included), as a worker does all
+    # the time: here after every 10 or 20 events.
+    check(generated_sales(seed, **size), advance_every=10 if size else 20)
+
+
+def test_show_boundaries_out_of_order():
+    # Events a fraction of a second from a show's start or end, arriving on either side of it:
+    # which show an event belongs to is a matter of its ts only.
+    check(generated_sales(21, users=15, margin=0.5))
+
+
 def test_other_utc_offset_and_one_busy_room():
     check(generated_sales(11, rooms=1, users=35, shows=1, span=300.0), utc_offset=-5 * 3600.0)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", range(100, 120))
+@pytest.mark.parametrize("seed", range(100, 110))
 def test_longer_generated_shows_match_the_reference(seed):
-    check(generated_sales(seed, rooms=3, users=60, shows=3, span=900.0), utc_offset=random.Random(seed).choice(
-        [28800.0, 0.0, -3 * 3600.0, 19800.0]))
+    # Over 2000 lines: replay advances the engine on its own along the way.
+    rng = random.Random(seed)
+    check(generated_sales(seed, rooms=3, users=60, shows=3, span=900.0, fresh_users=rng.random() < 0.5),
+          utc_offset=rng.choice([28800.0, 0.0, -3 * 3600.0, 19800.0]))
