@@ -5,6 +5,10 @@ restarts, crash-safe on every commit, and readers (the web page, `livemon review
 writer. Writes are idempotent (snapshots keyed by room and instant, records by their content), so a
 record delivered twice, or two workers recording into the same file, store it once.
 
+Each show also keeps its show summary (SPEC §10, the 复盘 record the workers publish once the show
+is over): one per room and show start, the latest received wins; read back with the show's recorded
+alerts and failovers as its `incidents`.
+
 A show belongs to one room. It is delimited by the engine's `show` field ({"id", "start"}), which
 follows the producer's `show` start/end events; without it, by idle time: a room's snapshots after
 more than `idle_timeout` seconds (10 minutes) without any start a new show.
@@ -23,6 +27,7 @@ from pathlib import Path
 import orjson
 
 IDLE_TIMEOUT = 600.0
+MAX_INCIDENTS = 1000         # alert and failover records a summary lists at most (the first ones)
 DEFAULT_RETENTION_DAYS = 30.0
 DB_NAME = "recording.sqlite3"
 
@@ -57,6 +62,16 @@ CREATE TABLE IF NOT EXISTS records (
     record BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS records_show ON records (show_key, ts);
+CREATE TABLE IF NOT EXISTS summaries (
+    room_id TEXT NOT NULL,
+    start REAL NOT NULL,         -- the show's start, as the summary gives it
+    show_key TEXT NOT NULL,
+    end_ts REAL,
+    summary BLOB NOT NULL,       -- JSON of the SPEC §10 summary as the worker published it
+    recorded_at REAL NOT NULL,
+    PRIMARY KEY (room_id, start)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS summaries_show ON summaries (show_key);
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value REAL NOT NULL);
 """
 
@@ -193,6 +208,39 @@ class RecordingStore:
         self._db.execute("INSERT OR IGNORE INTO records VALUES (?,?,?,?,?,?)",
                          (hashlib.sha256(raw).hexdigest(), key, room_id, ts, rec.get("kind") or "alert", raw))
 
+    def write_summary(self, summary: dict, wall: float | None = None, open_show: bool = True) -> str | None:
+        """Store a show's summary (SPEC §10) with its show: the recorded show of the room with that
+        start, else (with `open_show`) a show opened for it. Another summary of the same room and
+        start replaces it (a summary published again after a worker's crash, or a later one).
+        Returns the show's key, or None when not stored (no such show and not `open_show`)."""
+        wall = time.time() if wall is None else wall
+        room_id, start = str(summary["room_id"]), float(summary["start"])
+        end = summary.get("end")
+        end = float(end) if end is not None else None
+        with self._lock, self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            row = self._db.execute("SELECT key FROM shows WHERE room_id=? AND start=? ORDER BY key LIMIT 1",
+                                   (room_id, start)).fetchone()
+            if row is not None:
+                key = row[0]
+            elif not open_show:
+                return None
+            else:
+                key = show_key(room_id, summary.get("show_id"), start)
+                self._db.execute("INSERT OR IGNORE INTO shows VALUES (?,?,?,?,?,?,?,?)",
+                                 (key, room_id, summary.get("show_id"), summary.get("title"), start,
+                                  start if end is None else end, end, wall))
+            if end is not None:   # the show is over: it ended at its summary's end unless known
+                self._db.execute("UPDATE shows SET ended=coalesce(ended, ?), recorded_at=? WHERE key=?",
+                                 (end, wall, key))
+                cur = self._current.get(room_id)
+                if cur is not None and cur["key"] == key and cur["ended"] is None:
+                    cur["ended"] = end
+            self._db.execute("INSERT OR REPLACE INTO summaries VALUES (?,?,?,?,?,?)",
+                             (room_id, start, key, end, orjson.dumps(summary), wall))
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('last_write', ?)", (wall,))
+        return key
+
     def close_idle(self, now_ts: float):
         """Mark shows ended whose room has been silent past the idle timeout."""
         with self._lock, self._db:
@@ -211,6 +259,7 @@ class RecordingStore:
             for key in keys:
                 self._db.execute("DELETE FROM snapshots WHERE show_key=?", (key,))
                 self._db.execute("DELETE FROM records WHERE show_key=?", (key,))
+                self._db.execute("DELETE FROM summaries WHERE show_key=?", (key,))
                 self._db.execute("DELETE FROM shows WHERE key=?", (key,))
             self._current = {r: c for r, c in self._current.items() if c["key"] not in keys}
         return len(keys)
@@ -275,3 +324,18 @@ class RecordingStore:
         with self._lock:
             rows = self._db.execute("SELECT record FROM records WHERE show_key=? ORDER BY ts", (key,)).fetchall()
         return [orjson.loads(r) for (r,) in rows]
+
+    def summary(self, key: str) -> dict | None:
+        """The show's summary (SPEC §10) as recorded, with `incidents`: the show's recorded alert
+        transitions and failover decisions in time order (at most MAX_INCIDENTS); None before
+        the show's summary came."""
+        with self._lock:
+            row = self._db.execute("SELECT summary FROM summaries WHERE show_key=? ORDER BY start DESC LIMIT 1",
+                                   (key,)).fetchone()
+            if row is None:
+                return None
+            incidents = self._db.execute("SELECT record FROM records WHERE show_key=? AND kind IN ('alert', 'failover')"
+                                         " ORDER BY ts LIMIT ?", (key, MAX_INCIDENTS)).fetchall()
+        summary = orjson.loads(row[0])
+        summary["incidents"] = [orjson.loads(r) for (r,) in incidents]
+        return summary

@@ -14,6 +14,7 @@ import asyncio
 import collections
 import heapq
 import logging
+import math
 import time
 from array import array
 from dataclasses import dataclass
@@ -324,6 +325,8 @@ class ControlRoomHub:
         # Other rooms: (snapshots with an audience so far, the newest finals held back). Once the
         # room qualifies, what was held is recorded too: the show's review starts at its start.
         self._pending: dict[str, tuple[int, collections.deque]] = {}
+        self.provisional: dict[str, dict] = {}   # room -> latest provisional summary of its show going on
+        self._summarized: dict[str, float] = {}  # room -> start of its newest show with a final summary
         self.publish = publish
         self.clock = clock
         self.rooms: dict[str, Room] = {}
@@ -358,6 +361,8 @@ class ControlRoomHub:
         for snap in record.get("live") or ():
             room = self.rooms.get(snap["room_id"]) or self.rooms.setdefault(snap["room_id"], Room(snap["room_id"]))
             room.add(snap, worker, wall)
+        if record.get("summaries") or record.get("provisional"):
+            self._feed_summaries(record, wall)
         if self.recorder is not None:
             finals = self._to_record(record.get("final") or ())
             if finals:
@@ -367,6 +372,29 @@ class ControlRoomHub:
             self._swept_at = wall
             self._forget_gone(wall)
         self._touch()
+
+    def _feed_summaries(self, record: dict, wall: float):
+        """Show summaries (SPEC §10): those of ended shows into the recording (a room's show opens
+        one there if the producer named it or the room is recorded; else only the room's recorded
+        show of that start takes it), the provisional ones of shows going on kept per room."""
+        for summary in record.get("summaries") or ():
+            if not isinstance(summary, dict) or not isinstance(summary.get("room_id"), str) \
+                    or not isinstance(summary.get("start"), (int, float)):
+                continue
+            room_id, start = summary["room_id"], summary["start"]
+            if start >= self._summarized.get(room_id, start):
+                self._summarized[room_id] = start
+            going = self.provisional.get(room_id)
+            if going is not None and going["start"] <= start:
+                del self.provisional[room_id]   # that show is over
+            if self.recorder is not None:
+                self.recorder.write_summary(summary, wall, open_show=bool(summary.get("show_id"))
+                                            or room_id in self._recorded)
+        for summary in record.get("provisional") or ():
+            if isinstance(summary, dict) and isinstance(summary.get("room_id"), str) \
+                    and isinstance(summary.get("start"), (int, float)) \
+                    and summary["start"] > self._summarized.get(summary["room_id"], -math.inf):
+                self.provisional[summary["room_id"]] = summary
 
     def _to_record(self, finals) -> list[dict]:
         """The final snapshots to record. A room is recorded from the start of a producer's show, or
@@ -413,6 +441,9 @@ class ControlRoomHub:
             del self.rooms[room_id]
             self._recorded.discard(room_id)
             self._pending.pop(room_id, None)
+        for held in (self.provisional, self._summarized):
+            for room_id in [r for r in held if r not in self.rooms]:
+                del held[room_id]
 
     def feed_alert(self, rec: dict):
         """An alert transition, failover decision or incident update from the alerting service."""
