@@ -147,7 +147,7 @@ def test_sales_dashboard_draws_every_breakdown_product_and_show_family():
     assert titles["讲解中商品 · Pinned product"]["options"]["textMode"] == "name"
     (top,) = [p for p in panels(model) if p["type"] == "table"]
     assert all(t["instant"] and t["format"] == "table" for t in top["targets"])
-    assert set(top["transformations"][1]["options"]["renameByName"].values()) >= {"商品 Product", "成交额 GMV (1m)"}
+    assert set(top["transformations"][1]["options"]["renameByName"].values()) >= {"商品 Product", "商品成交额(窗口) Product GMV (window)"}
     assert "各来源 UV 价值 · UV value per source" in titles
     assert any("Ad spend" in t["legendFormat"] for p in panels(model) for t in p["targets"])
     for panel in panels(model):

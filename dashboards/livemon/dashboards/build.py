@@ -343,9 +343,11 @@ def stream_health():
 
 # The breakdown dimensions the sales dashboard draws (the catalogue's exposed ones): row title.
 SALES_DIMENSIONS = (("source", "流量来源 · Traffic sources"), ("device", "终端 · Devices"))
-# The top-products table: (column, catalogue product metric); one instant query each.
-PRODUCT_COLUMNS = (("点击人数 Clickers", "clickers"), ("订单 Orders", "orders"), ("成交额 GMV (1m)", "gmv"),
-                   ("转化率 Conversion", "conversion_rate"))
+
+
+def product_columns():
+    """The top-products table's columns: (column title, catalogue product metric), one per family."""
+    return [(f"{metrics[0].zh} {metrics[0].en}", metrics[0]) for _, _, _, metrics in catalogue.families("product")]
 
 
 def title(metric) -> str:
@@ -407,19 +409,20 @@ def sales():
         for family, kind, text, metrics in catalogue.families(dimension):
             if metrics[0].dashboard == "sales":
                 board = board.with_panel(breakdown_panel(family, text, metrics[0], dimension, sel))
+    columns = product_columns()
     top = (table.Panel().title("热销商品 · Top products").datasource(DS).height(10).span(12)
            .description("The show's 10 best-selling products so far (show GMV), with their last-window "
                         "clickers, orders, GMV and conversion.")
-           .sort_by([cb.TableSortByFieldState().display_name(PRODUCT_COLUMNS[2][0]).desc(True)])
+           .sort_by([cb.TableSortByFieldState().display_name(
+               next(column for column, m in columns if m.format == "money")).desc(True)])
            .with_transformation(dm.DataTransformerConfig(id_val="merge", options={}))
            .with_transformation(dm.DataTransformerConfig(id_val="organize", options={
                "excludeByName": {"Time": True},
                "renameByName": {"product": "商品 Product", **{f"Value #{chr(65 + i)}": column
-                                                            for i, (column, _) in enumerate(PRODUCT_COLUMNS)}},
-               "indexByName": {"product": 0, **{f"Value #{chr(65 + i)}": i + 1 for i in range(len(PRODUCT_COLUMNS))}},
+                                                            for i, (column, _) in enumerate(columns)}},
+               "indexByName": {"product": 0, **{f"Value #{chr(65 + i)}": i + 1 for i in range(len(columns))}},
            })))
-    for i, (column, name) in enumerate(PRODUCT_COLUMNS):
-        metric = next(m for m in catalogue.PRODUCT if m.name == name)
+    for i, (column, metric) in enumerate(columns):
         top = (top.with_target(q(f"max by (product) ({metric.exposed}{{{sel}}})", ref=chr(65 + i), instant=True,
                                  table_format=True))
                .override_by_name(column, [dm.DynamicConfigValue(id_val="unit", value=UNITS[metric.format])]))
