@@ -205,3 +205,47 @@ def test_a_bad_targets_file_stops_the_start_saying_why(tmp_path):
     bad.write_text("[rooms.r1]\ngmv = 1\nspeed = 2\n")
     with pytest.raises(ValueError, match="unknown target 'speed'"):
         load_targets(bad)
+
+
+def test_sales_frames_stay_bounded_whatever_the_audience():
+    """A snapshot with 500 regions, 500 products and 100 CDNs: the grid tile carries the pinned product
+    and the top source only, and the room frame the top 10 regions, 20 ranked products (the pinned one
+    first) and 16 CDNs, with the counts of what was left out."""
+    from livemon.web.hub import ControlRoomHub
+
+    figures = {"viewers": 3, "entries": 1, "avg_watch_seconds": 40.0, "interaction_rate": 0.1, "product_ctr": 0.2,
+               "conversion_rate": 0.5, "orders": 1, "gmv": 99.0, "uv_value": 33.0}
+    by = {dim: {f"{dim}-{i}": {**figures, "viewers": i % 37} for i in range(n)}
+          for dim, n in (("source", 7), ("device", 5), ("region", 500), ("age_band", 6), ("gender", 4), ("follower", 3))}
+    products = {f"sku-{i:03d}": {"clickers": i % 13, "carts": 1, "orders": i % 7, "gmv": float(i), "ctr": 0.01,
+                                 "conversion_rate": 0.5} for i in range(500)}
+    snap = {"ts": 1_700_000_000, "room_id": "room-big",
+            "metrics": {"online": 900, "viewers": 1000, "fast_start_ratio": 0.9},
+            "cdn": {f"cdn-{i}": {"viewers": i, "fast_start_ratio": 0.9} for i in range(100)},
+            "by": by, "products": products,
+            "show": {"id": "s", "start": 1_699_999_000, "title": "t", "ended_at": None, "pinned": "sku-007",
+                     "gmv": 1e6, "spend_total": 1e5, "refund_rate": 0.01, "top10_share": 0.4, "roi": 10.0,
+                     "top_products": [f"sku-{i:03d}" for i in range(499, -1, -1)]}}
+    hub = ControlRoomHub(clock=lambda: 1_700_000_000)
+    hub.feed_step({"worker": "w1", "now": snap["ts"], "live": [snap]})
+    grid = hub.grid_frame()
+    assert len(grid) < 3000, len(grid)
+    [tile] = orjson.loads(grid.split(b"data: ", 1)[1])["rooms"]
+    assert tile["pinned"]["product_id"] == "sku-007" and tile["pinned"]["orders"] == 0
+    assert tile["top_source"]["source"] == "source-6" and tile["metrics"]["fast_start_ratio"] == 0.9
+    assert "by" not in tile and "products" not in tile
+    frame, _ = hub.room_frame("room-big", None)
+    assert len(frame) < 24_000, len(frame)
+    view = orjson.loads(frame.split(b"data: ", 1)[1])
+    sales, latest = view["sales"], view["latest"]
+    assert "by" not in latest and "products" not in latest and len(latest["cdn"]) == 16
+    assert len(latest["show"]["top_products"]) == 10
+    assert len(sales["by"]["region"]) == 10 and sales["by_count"]["region"] == 500
+    assert [v for v, _ in sales["by"]["region"]][:2] == ["region-110", "region-147"]   # most viewers (36), then by name
+    assert len(sales["products"]) == 20 and sales["products_count"] == 500
+    assert sales["products"][0] == {"product_id": "sku-007", **products["sku-007"], "pinned": True}
+    assert [p["product_id"] for p in sales["products"][1:4]] == ["sku-499", "sku-498", "sku-497"]
+    # Incremental room frames carry the same bounded cut.
+    hub.feed_step({"worker": "w1", "now": snap["ts"] + 1, "live": [{**snap, "ts": snap["ts"] + 1}]})
+    later, _ = hub.room_frame("room-big", snap["ts"])
+    assert len(later) < 24_000

@@ -51,6 +51,20 @@ LM.MESSAGES = {
     confirmTitle: "确认 CDN 切换", confirmText: (room, from, to) => `将直播间 ${room} 的观众从 ${from} 切换到 ${to}?`,
     confirm: "确认切换", abort: "取消",
     incident: (d, a, r) => `发现 ${d} · 确认 ${a} · 恢复 ${r}`, ackedBy: (by) => ` · 确认人 ${by}`, by: "操作人", min: "分钟",
+    // sales and start-up (SPEC §8, §9, §11)
+    pinned: "讲解中", topSource: "主要来源", ctrShort: "点击率", convShort: "转化", productCtr: "点击率",
+    carts: "加购人数", product: "商品", source: "来源", value: "值", viewersShort: "观看", cdn: "CDN",
+    productsTitle: "商品排行(1 分钟窗口,讲解中置顶)", sourcesTitle: "流量来源(1 分钟窗口)",
+    devicesTitle: "终端分布", regionsTitle: "地域 TOP 10", agesTitle: "年龄分布", gendersTitle: "性别分布",
+    followersTitle: "粉丝与非粉丝", showTitle: "本场累计", startupTitle: "启播质量(1 分钟窗口)", spend: "投放花费",
+    noPin: "当前没有讲解中的商品", noProducts: "窗口内暂无商品点击、加购或订单", shownOf: (k, n) => `显示 ${k} / 共 ${n} 个`,
+    values: {
+      source: { organic: "自然流量", paid: "付费投放", social: "社交分享", search: "搜索", follow: "关注", other: "其他", unknown: "未知" },
+      device: { mobile: "手机", pc: "电脑", tv: "电视", other: "其他", unknown: "未知" },
+      gender: { female: "女", male: "男", other: "其他", unknown: "未知" },
+      follower: { yes: "粉丝", no: "非粉丝", unknown: "未知" },
+      age_band: { unknown: "未知" }, region: { unknown: "未知" },
+    },
     // shows list
     showsHint: "打开查看复盘;勾选两场可对比", compare: "对比所选", show: "场次", room: "直播间", title: "标题",
     start: "开始(本地时间)", duration: "时长", alerts: "告警", failovers: "切换", noShows: "还没有录制的场次。",
@@ -86,6 +100,20 @@ LM.MESSAGES = {
     confirm: "Fail over", abort: "Cancel",
     incident: (d, a, r) => `detect ${d} · acknowledge ${a} · resolve ${r}`, ackedBy: (by) => ` · acked by ${by}`,
     by: "by", min: "min",
+    pinned: "Presenting", topSource: "Top source", ctrShort: "CTR", convShort: "conv.", productCtr: "CTR",
+    carts: "Carters", product: "Product", source: "Source", value: "Value", viewersShort: "viewers", cdn: "CDN",
+    productsTitle: "Products (1-minute window, presenting first)", sourcesTitle: "Traffic sources (1-minute window)",
+    devicesTitle: "Devices", regionsTitle: "Top 10 regions", agesTitle: "Age bands", gendersTitle: "Gender",
+    followersTitle: "Followers vs not", showTitle: "Show so far", startupTitle: "Start-up quality (1-minute window)",
+    spend: "Ad spend", noPin: "No product presented now", noProducts: "No product clicks, carts or orders in the window",
+    shownOf: (k, n) => `${k} of ${n} shown`,
+    values: {
+      source: { organic: "Organic", paid: "Paid", social: "Social", search: "Search", follow: "Following", other: "Other", unknown: "Unknown" },
+      device: { mobile: "Mobile", pc: "PC", tv: "TV", other: "Other", unknown: "Unknown" },
+      gender: { female: "Female", male: "Male", other: "Other", unknown: "Unknown" },
+      follower: { yes: "Followers", no: "Not following", unknown: "Unknown" },
+      age_band: { unknown: "Unknown" }, region: { unknown: "Unknown" },
+    },
     showsHint: "open one for its review; tick two to compare", compare: "Compare selected", show: "Show", room: "Room",
     title: "Title", start: "Start (local time)", duration: "Duration", alerts: "Alerts", failovers: "Failovers",
     noShows: "No show recorded yet.", older: (n) => `Older shows (${n} more)`, liveNow: " (live)",
@@ -140,6 +168,8 @@ LM.money = function (v) {
   }
   return sign + "¥" + nf.format(a);
 };
+// Small amounts (a UV value, GMV per viewer) keep two decimals: ¥2.35, not ¥2.
+LM.moneyFine = (v) => (v !== null && v !== undefined && Math.abs(v) < 100 ? (v < 0 ? "-¥" : "¥") + nf2.format(Math.abs(v)) : LM.money(v));
 LM.secs = (v) => (v === null || v === undefined ? "–" : nf.format(v) + (LM.lang === "zh" ? " 秒" : " s"));
 LM.ms = (v) => (v === null || v === undefined ? "–" : nf.format(v) + " ms");
 LM.val = (v) => (v === null || v === undefined ? "–" : Math.abs(v) < 10 ? String(+v.toPrecision(3)) : nf1.format(v));
@@ -169,6 +199,29 @@ LM.chartSeries = function (catalogue, chart, cdnNames, palette) {
 };
 
 LM.clear = function (node) { while (node.firstChild) node.removeChild(node.firstChild); };
+
+// The name of a breakdown value (SPEC §8) in the page's language; a region or unknown value as given.
+LM.valueName = (dim, value) => ((LM.t("values")[dim] || {})[value]) || String(value);
+LM.setText = (node, text) => { if (node.textContent !== text) node.textContent = text; };
+
+// Children kept by key: each made once, moved (never rebuilt) when its rank changes, updated in
+// place; those no longer listed are removed. `make(item)` -> node, `update(node, item, index)`.
+const KEYED = new WeakMap();
+LM.keyed = function (parent, items, keyOf, make, update) {
+  let held = KEYED.get(parent);
+  if (!held) { held = new Map(); KEYED.set(parent, held); }
+  const keep = new Set();
+  items.forEach((item, i) => {
+    const key = keyOf(item);
+    keep.add(key);
+    let node = held.get(key);
+    if (!node) { node = make(item); node.dataset.key = key; held.set(key, node); }
+    update(node, item, i);
+    if (parent.children[i] !== node) parent.insertBefore(node, parent.children[i] || null);
+  });
+  for (const [key, node] of held) if (!keep.has(key)) { node.remove(); held.delete(key); }
+};
+
 
 // A server-sent-event stream with its state shown in the header dot; `close()` ends it for good.
 LM.stream = function (url, handlers) {

@@ -135,13 +135,21 @@
     p.fill = LM.el("div", { class: "fill" });
     p.progressText = LM.el("span", { class: "progress-text" });
     p.progress = LM.el("div", { class: "progress" }, LM.el("div", { class: "track" }, p.fill), p.progressText);
+    // The product presented now (讲解中) with its window CTR and conversion, and the top traffic source.
+    p.pinName = LM.el("span", { class: "pin-name" });
+    p.pinFigures = LM.el("span", { class: "pin-figures" });
+    p.pin = LM.el("div", { class: "pin hidden" }, LM.el("span", { class: "pin-badge", text: LM.t("pinned") }), " ", p.pinName, " ",
+                  p.pinFigures);
+    p.sourceName = LM.el("span", { class: "source-name" });
+    p.source = LM.el("div", { class: "top-source hidden" }, LM.el("span", { class: "label", text: LM.t("topSource") }), " ",
+                     p.sourceName);
     p.canvas = LM.el("canvas", { "aria-hidden": "true" });
     p.dl = LM.el("dl", {});
     p.cells = {};
     const node = LM.el("a", { class: "tile", href: "/room/" + encodeURIComponent(room.room_id), "data-room": room.room_id },
       LM.el("div", { class: "head" }, p.name, p.badge), p.title,
       LM.el("div", { class: "online" }, p.online, " ", LM.el("small", { text: LM.t("online") }), " ", p.onlineMark),
-      p.progress, p.canvas, p.dl);
+      p.pin, p.source, p.progress, p.canvas, p.dl);
     return { node, parts: p };
   }
 
@@ -170,6 +178,15 @@
     setText(p.online, LM.int(m.online));
     setText(p.onlineMark, levels.online ? LM.LEVEL_MARK[levels.online] : "");
     mark(p.online.parentNode, levels.online);
+    const pin = room.pinned;
+    p.pin.classList.toggle("hidden", !pin);
+    if (pin) {
+      setText(p.pinName, pin.product_id);
+      setText(p.pinFigures, `${LM.t("ctrShort")} ${LM.pct(pin.ctr)} · ${LM.t("convShort")} ${LM.pct(pin.conversion_rate)}`);
+    }
+    const source = room.top_source;
+    p.source.classList.toggle("hidden", !source);
+    if (source) setText(p.sourceName, LM.valueName("source", source.source) + (source.share === null ? "" : " " + LM.pct(source.share)));
     // GMV of the show against its target.
     const goal = room.target && room.target.gmv;
     p.progress.classList.toggle("hidden", !goal);

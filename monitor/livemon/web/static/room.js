@@ -5,7 +5,7 @@
   const roomId = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop());
   const $ = (id) => document.getElementById(id);
   const KEEP = 600;   // seconds of history on the charts
-  let columns = [], points = [], cdnPoints = [], cdnNames = [], charts = {}, latest = null, catalogue = null;
+  let columns = [], points = [], cdnPoints = [], cdnNames = [], charts = {}, latest = null, salesView = null, catalogue = null;
 
   LM.translate();
   document.title = roomId + " · livemon";
@@ -120,6 +120,104 @@
     }));
   }
 
+  // ---- sales and start-up (SPEC §8, §9, §11): tables and bars kept by key, updated in place -------
+  const AGES = ["18-23", "24-30", "31-40", "41-50", "50+", "unknown"];
+  const STARTUP = ["startup_p50_ms", "fast_start_ratio", "slow_start_ratio"];
+  const find = (list, name) => (list || []).find((m) => m.name === name);
+  // A column: from a catalogue metric (its label and format) or, where it has none, a message and a format.
+  function column(key, metric, label, format) {
+    return { key, label: metric ? LM.label(metric) : LM.t(label) || label,
+             fmt: (item) => (metric ? LM.fmt(metric, item[key]) : LM.FORMAT[format](item[key])) };
+  }
+
+  function tableRows(id, columns, items, keyOf, decorate) {
+    const table = $(id);
+    if (!table.tHead.rows.length) {
+      table.tHead.append(LM.el("tr", {}, ...columns.map((c) => LM.el("th", { "data-col": c.key, text: c.label }))));
+    }
+    LM.keyed(table.tBodies[0], items, keyOf,
+             () => LM.el("tr", {}, ...columns.map((c) => LM.el("td", { "data-col": c.key }, ...(c.make ? c.make() : [])))),
+             (tr, item, i) => {
+               columns.forEach((c, j) => (c.set ? c.set(tr.cells[j], item) : LM.setText(tr.cells[j], c.fmt(item))));
+               if (decorate) decorate(tr, item, i);
+             });
+  }
+
+  function figures(id, entries) {   // entries: [{key, label, text}]
+    LM.keyed($(id), entries, (e) => e.key,
+             (e) => LM.el("div", { class: "figure", "data-metric": e.key }, LM.el("dt", { text: e.label }), LM.el("dd", {})),
+             (node, e) => LM.setText(node.lastChild, e.text));
+  }
+
+  function bars(id, dim, rows, viewers) {
+    const max = Math.max(1, ...rows.map(([, f]) => f.viewers || 0));
+    LM.keyed($(id), rows, (r) => r[0],
+             () => LM.el("div", { class: "bar" }, LM.el("span", { class: "name" }),
+                         LM.el("div", { class: "track" }, LM.el("div", { class: "fill" })), LM.el("span", { class: "num" })),
+             (node, [value, f]) => {
+               LM.setText(node.children[0], LM.valueName(dim, value));
+               node.querySelector(".fill").style.width = (100 * (f.viewers || 0)) / max + "%";
+               LM.setText(node.children[2], LM.int(f.viewers) + (viewers ? ` (${LM.pct((f.viewers || 0) / viewers)})` : ""));
+               node.title = LM.money(f.gmv);
+             });
+  }
+
+  function sales(snap, cut) {
+    const m = snap.metrics || {}, show = snap.show || {}, by = (cut && cut.by) || {}, count = (cut && cut.by_count) || {};
+    const room = (name) => find(catalogue.room, name), showMetric = (name) => find(catalogue.show, name);
+    // The show so far and the product presented now.
+    const products = (cut && cut.products) || [];
+    const pin = products.find((p) => p.pinned);
+    LM.setText($("pin-now"), pin ? `${LM.t("pinned")} ${pin.product_id} · ${LM.t("ctrShort")} ${LM.pct(pin.ctr)} · ` +
+                                   `${LM.t("convShort")} ${LM.pct(pin.conversion_rate)}` : LM.t("noPin"));
+    $("pin-now").classList.toggle("on", !!pin);
+    const total = (key, metric, label, format, value) => ({ key, label: metric ? LM.label(metric) : LM.t(label) || label || key,
+      text: metric ? LM.fmt(metric, value) : LM.FORMAT[format](value) });
+    figures("show-totals", [
+      total("gmv", room("gmv_total"), null, "money", show.gmv !== undefined ? show.gmv : m.gmv_total),
+      total("spend_total", null, "spend", "money", show.spend_total),
+      total("roi", showMetric("roi"), "ROI", "num", show.roi),
+      total("refund_rate", showMetric("refund_rate"), null, "pct", show.refund_rate),
+      total("top10_share", showMetric("top10_share"), null, "pct", show.top10_share),
+    ]);
+    // The product ranking: the pinned product first (marked), then by window GMV.
+    const P = (name) => find(catalogue.products, name);
+    tableRows("products", [
+      { key: "product_id", label: LM.t("product"),
+        make: () => [LM.el("span", { class: "name" }), LM.el("span", { class: "pin-badge", text: LM.t("pinned") })],
+        set: (td, p) => { LM.setText(td.firstChild, p.product_id); td.lastChild.classList.toggle("hidden", !p.pinned); } },
+      column("clickers", P("clickers"), "clickers", "int"), column("carts", null, "carts", "int"),
+      column("orders", P("orders"), "orders", "int"), column("gmv", P("gmv"), "gmv", "money"),
+      column("ctr", null, "productCtr", "pct"), column("conversion_rate", P("conversion_rate"), "convShort", "pct"),
+    ], products, (p) => p.product_id, (tr, p) => tr.classList.toggle("pinned", p.pinned));
+    LM.setText($("products-note"), !products.length ? LM.t("noProducts")
+      : cut.products_count > products.length ? LM.t("shownOf", products.length, cut.products_count) : "");
+    // Traffic sources: the catalogue's per-source figures.
+    tableRows("sources", [
+      { key: "source", label: LM.t("source"), fmt: ([value]) => LM.valueName("source", value) },
+      ...catalogue.by.filter((metric) => metric.scope === "source").map((metric) =>
+        ({ key: metric.name, label: LM.label(metric),
+           fmt: ([, f]) => (metric.name === "uv_value" ? LM.moneyFine(f[metric.name]) : LM.fmt(metric, f[metric.name])) })),
+    ], by.source || [], (r) => r[0]);
+    // Audience.
+    const viewers = m.viewers;
+    bars("devices", "device", by.device || [], viewers);
+    bars("regions", "region", by.region || [], viewers);
+    LM.setText($("regions-note"), count.region > (by.region || []).length ? LM.t("shownOf", by.region.length, count.region) : "");
+    const age = (v) => (AGES.indexOf(v) < 0 ? AGES.length : AGES.indexOf(v));
+    bars("ages", "age_band", (by.age_band || []).slice().sort((a, b) => age(a[0]) - age(b[0])), viewers);
+    bars("genders", "gender", by.gender || [], viewers);
+    bars("followers", "follower", by.follower || [], viewers);
+    // Start-up quality: the room, then each CDN.
+    figures("startup", STARTUP.map((name) => room(name)).filter(Boolean).map((metric) =>
+      ({ key: metric.name, label: LM.label(metric), text: LM.fmt(metric, m[metric.name]) })));
+    const cdnMetrics = ["viewers", ...STARTUP].map((name) => find(catalogue.cdn, name)).filter(Boolean);
+    tableRows("startup-cdn", [
+      { key: "cdn", label: LM.t("cdn"), fmt: ([name]) => name },
+      ...cdnMetrics.map((metric) => ({ key: metric.name, label: LM.label(metric), fmt: ([, r]) => LM.fmt(metric, r[metric.name]) })),
+    ], Object.entries(snap.cdn || {}).sort((a, b) => (a[0] < b[0] ? -1 : 1)), (r) => r[0]);
+  }
+
   function alertInfo(a) {
     const what = `${a.state || ""} ${a.rule || ""}${a.cdn ? " " + LM.t("on") + " " + a.cdn : ""}` +
                  (a.value !== undefined && a.value !== null ? ` = ${LM.val(a.value)}` : "");
@@ -203,6 +301,7 @@
     points = points.filter((p) => p[0] > cut);
     cdnPoints = cdnPoints.filter((c) => c.ts > cut);
     latest = view.latest || latest;
+    salesView = view.sales || salesView;
     const names = cdnSet();
     if (names.join() !== cdnNames.join() || !charts.online) {
       cdnNames = names; makeCharts(); fillCdnSelects();
@@ -211,7 +310,7 @@
     }
     if (latest) {
       const m = latest.metrics || {};
-      kpis(m); funnel(m);
+      kpis(m); funnel(m); sales(latest, salesView);
       const title = latest.show && latest.show.title;
       $("room-summary").textContent = (title ? title + " · " : "") + LM.t("roomSummary", LM.int(m.online), LM.time(latest.ts)) +
         (view.worker ? " · " + LM.t("worker") + " " + view.worker : "");
