@@ -1,5 +1,6 @@
 """The traffic generator core: determinism, contract-valid output, bad input, and the player model."""
 
+import functools
 from collections import Counter
 from pathlib import Path
 
@@ -106,8 +107,12 @@ def test_a_show_has_the_traffic_of_a_live_room():
     assert any(count > 1 for count in paid.values())
     clicks = [e for e in events if isinstance(e, ev.Click)]
     assert {c.target for c in clicks} == {"product", "cart", "like", "share", "follow"}
-    shows = [(e.room_id, e.action) for e in events if isinstance(e, ev.Show)]
-    assert sorted(shows) == sorted((f"room-00{i}", a) for i in range(1, 5) for a in ("start", "end"))
+    shows = [e for e in events if isinstance(e, ev.Show)]
+    for i in range(1, 5):
+        actions = [e.action for e in shows if e.room_id == f"room-00{i}"]
+        assert actions[0] == "start" and actions[-1] == "end"
+        assert actions.count("start") == actions.count("end") == 1
+        assert {"product", "pin", "spend"} <= set(actions)
     # In arrival order, within the one-second tick the generator works in.
     stamps = [e.ts for e in events]
     assert all(b > a - 1.0 for a, b in zip(stamps, stamps[1:]))
@@ -196,3 +201,273 @@ def test_cli_errors_are_clear_and_without_traceback(tmp_path):
     result = runner.invoke(simulate, ["--broker", "127.0.0.1:1", "--connect-timeout", "1"])
     assert result.exit_code == 1 and "cannot reach a Kafka broker at 127.0.0.1:1" in result.output
     assert "Traceback" not in result.output
+
+
+# -- the show that sells (SPEC §2, §8-11) ---------------------------------------------------------
+
+@functools.cache
+def selling_show():
+    """Half an hour of four rooms at a low rate (beacons every minute: more viewers for the
+    events), shared by the tests below: (messages, events)."""
+    messages = run(rooms=4, seed=4, duration=1800, rate=50, beacon_interval=60)
+    return messages, all_events(messages)
+
+
+def shows_of(events, action=None):
+    return [e for e in events if isinstance(e, ev.Show) and action in (None, e.action)]
+
+
+def enters(events):
+    return [e for e in events if isinstance(e, ev.View) and e.action == "enter"]
+
+
+def stretches(events):
+    """{room: [(start, end, product_id)]}: the pinned stretches (SPEC §10 `segments`)."""
+    out, current = {}, {}
+    for e in shows_of(events):
+        if e.action in ("pin", "unpin", "end") and e.room_id in current:
+            start, product = current.pop(e.room_id)
+            out.setdefault(e.room_id, []).append((start, e.ts, product))
+        if e.action == "pin":
+            current[e.room_id] = (e.ts, e.product_id)
+    return out
+
+
+def pinned_at(pins, room, ts):
+    return next((product for start, end, product in pins.get(room, ()) if start <= ts < end), None)
+
+
+def test_show_events_carry_the_catalogue_pins_promotions_and_spend():
+    messages, events = selling_show()
+    for message in messages:
+        if message.topic == "liveroom.shows":
+            decoded, rejections = ev.decode(message.value, message.topic)
+            assert not rejections and len(decoded) == len(message.events)
+            assert {e.room_id for e in decoded} == {message.key}
+    shows = shows_of(events)
+    assert {e.action for e in shows} == {"start", "end", "product", "pin", "unpin", "promo_start", "promo_end",
+                                         "spend"}
+    for room in {e.room_id for e in shows}:
+        start = next(e for e in shows if e.room_id == room and e.action == "start")
+        assert start.show_id and any("\u4e00" <= ch <= "\u9fff" for ch in start.title)
+        catalogue = [e for e in shows if e.room_id == room and e.action == "product" and e.ts == start.ts]
+        assert 20 <= len(catalogue) == len({e.product_id for e in catalogue}) <= 40
+        for product in catalogue:
+            assert product.category in ("美妆", "服饰", "食品", "家居", "数码", "母婴")
+            assert 9.9 <= product.price <= 999 and any("\u4e00" <= ch <= "\u9fff" for ch in product.title)
+        # Every pinned product is in the room's catalogue.
+        listed = {e.product_id for e in shows if e.room_id == room and e.action == "product"}
+        assert {e.product_id for e in shows if e.room_id == room and e.action == "pin"} <= listed
+    prices = [e.price for e in shows_of(events, "product")]
+    assert min(prices) < 50 and max(prices) > 300 and len(set(prices)) > 30
+    # Products re-listed (again, at a live-room price) after the start.
+    assert any(e.ts > START for e in shows_of(events, "product"))
+    # Pins last minutes; every promotion ends; seckills run on a product, lotteries on the room.
+    pins = [end - start for room in stretches(events).values() for start, end, _ in room]
+    assert 60 <= sorted(pins)[len(pins) // 2] <= 240
+    started = {e.promo_id: e for e in shows_of(events, "promo_start")}
+    assert started.keys() == {e.promo_id for e in shows_of(events, "promo_end")}
+    assert {e.promo_type for e in started.values()} >= {"seckill", "discount", "coupon", "lottery"}
+    assert all(e.product_id for e in started.values() if e.promo_type == "seckill")
+    assert not any(e.product_id for e in started.values() if e.promo_type == "lottery")
+    # Spend every minute per bought channel, paid traffic first; campaigns on paid spend.
+    spend = shows_of(events, "spend")
+    channels = Counter(e.channel for e in spend)
+    assert channels["paid"] >= 4 * 15 and {"paid", "social"} <= set(channels) <= {"paid", "social", "search"}
+    assert all(e.amount > 0 for e in spend) and all(e.campaign for e in spend if e.channel == "paid")
+    # Orders carry the product's price, or a multiple of it.
+    price = {}
+    for e in events:
+        if isinstance(e, ev.Show) and e.action == "product":
+            price[e.room_id, e.product_id] = e.price
+        elif isinstance(e, ev.Order) and e.status == "created":
+            quantity = e.amount / price[e.room_id, e.product_id]
+            assert abs(quantity - round(quantity)) < 1e-6 and 1 <= round(quantity) <= 3
+
+
+def test_viewer_attributes_have_plausible_mixes_and_are_kept_on_reentry():
+    _, events = selling_show()
+    entered = enters(events)
+    assert len(entered) > 2000
+
+    def share(field, value, among=entered):
+        return sum(getattr(e, field) == value for e in among) / len(among)
+
+    assert 0.8 < share("device", "mobile") < 0.9 and share("device", "pc") > share("device", "tv") > 0
+    sources = Counter(e.source for e in entered)
+    assert set(sources) == set(ev.SOURCES) and sources.most_common(1)[0][0] in ("organic", "paid")
+    assert 0.1 < share("source", "paid") < 0.4 and share("source", "other") < 0.1
+    regions = Counter(e.region for e in entered)
+    assert len(regions) > 25 and "广东" in [r for r, _ in regions.most_common(3)]
+    assert regions["广东"] > 5 * regions.get("西藏", 0)
+    assert {e.age_band for e in entered} == set(ev.AGE_BANDS)
+    assert share("age_band", "24-30") > share("age_band", "50+")
+    assert share("gender", "female") > 0.5 > share("gender", "male") > share("gender", "other") > 0
+    assert 0.1 < share("follower", True) < 0.45
+    from_follow = [e for e in entered if e.source == "follow"]
+    assert share("follower", True, from_follow) > 0.8 > 0.3 > share("follower", True, [
+        e for e in entered if e.source == "paid"])
+    # Back again: the same person (the source may differ: another way in).
+    first, returns, other_source = {}, 0, 0
+    for e in entered:
+        key = (e.room_id, e.user_id)
+        if key in first:
+            returns += 1
+            before = first[key]
+            assert (e.device, e.region, e.age_band, e.gender) == (before.device, before.region, before.age_band,
+                                                                  before.gender)
+            assert e.follower or not before.follower
+            other_source += e.source != before.source
+        first.setdefault(key, e)
+    assert returns > 50 and 0 < other_source < returns / 2
+
+
+def test_paid_traffic_rises_with_spend():
+    _, events = selling_show()
+    spend = Counter()
+    for e in shows_of(events, "spend"):
+        if e.channel == "paid":
+            spend[e.room_id, int((e.ts - START - 1) // 60)] += e.amount
+    paid, entries = Counter(), Counter()
+    for e in enters(events):
+        minute = (e.room_id, int((e.ts - START) // 60))
+        entries[minute] += 1
+        paid[minute] += e.source == "paid"
+    # Per room and minute: the more spent on paid traffic, the larger its share of the arrivals.
+    minutes = [m for m in entries if entries[m] >= 10 and m[1] >= 1]
+    ranked = sorted(minutes, key=lambda m: spend[m] / entries[m])
+    low, high = ranked[:len(ranked) // 3], ranked[-(len(ranked) // 3):]
+    share = lambda ms: sum(paid[m] for m in ms) / sum(entries[m] for m in ms)  # noqa: E731
+    assert share(high) > 1.5 * share(low)
+    # And about 1-3 yuan a paid visitor.
+    assert 0.5 < sum(spend.values()) / sum(paid.values()) < 3.0
+
+
+def test_pinned_products_get_the_clicks_and_orders_while_pinned():
+    _, events = selling_show()
+    pins = stretches(events)
+    clicks = [e for e in events if isinstance(e, ev.Click) and e.target == "product"]
+    during = [(e, pinned_at(pins, e.room_id, e.ts)) for e in clicks]
+    during = [(e, product) for e, product in during if product]
+    assert sum(e.product_id == product for e, product in during) > 0.7 * len(during)
+    # Per pinned product: clicks, carts and paid orders a minute while pinned and while not.
+    pinned_time = Counter()
+    for room, stretch in pins.items():
+        for start, end, product in stretch:
+            pinned_time[room, product] += end - start
+    show_time = 1800.0 * len(pins)
+
+    def per_minute(kept):
+        on = off = 0
+        for e in kept:
+            if (e.room_id, e.product_id) in pinned_time:
+                if pinned_at(pins, e.room_id, e.ts) == e.product_id:
+                    on += 1
+                else:
+                    off += 1
+        pinned = sum(pinned_time.values())
+        return on / pinned * 60, off / (show_time * len(pinned_time) / len(pins) - pinned) * 60
+
+    for kept, factor in ((clicks, 10), ([e for e in events if isinstance(e, ev.Click) and e.target == "cart"], 5),
+                         ([e for e in events if isinstance(e, ev.Order) and e.status == "paid"], 3)):
+        on, off = per_minute(kept)
+        assert on > factor * off, (kept[0], on, off)
+
+
+def conversions(events):
+    """{promo type or 'none': (product clicks, the share followed by a paid order of it by the
+    clicker within 2 minutes)}, by the promotion running on the product at the click."""
+    promos, ends = {}, {}
+    for e in shows_of(events):
+        if e.action == "promo_start":
+            promos[e.promo_id] = (e.room_id, e.promo_type, e.product_id, e.ts)
+        elif e.action == "promo_end":
+            ends[e.promo_id] = e.ts
+    paid = {}
+    for e in events:
+        if isinstance(e, ev.Order) and e.status == "paid":
+            paid.setdefault((e.room_id, e.user_id, e.product_id), []).append(e.ts)
+    counts = {}
+    for e in events:
+        if isinstance(e, ev.Click) and e.target == "product":
+            kind = next((kind for promo, (room, kind, product, start) in promos.items()
+                         if room == e.room_id and start <= e.ts < ends[promo] and product in (None, e.product_id)),
+                        "none")
+            bought = any(e.ts < ts < e.ts + 120 for ts in paid.get((e.room_id, e.user_id, e.product_id), ()))
+            n, b = counts.get(kind, (0, 0))
+            counts[kind] = (n + 1, b + bought)
+    return {kind: (n, b / n) for kind, (n, b) in counts.items()}
+
+
+def test_promotions_lift_conversion_a_seckill_most():
+    _, events = selling_show()
+    rates = conversions(events)
+    none = rates.pop("none")
+    assert none[0] > 500 and 0.02 < none[1] < 0.15
+    promoted = sum(n * rate for n, rate in rates.values()) / sum(n for n, _ in rates.values())
+    assert promoted > 1.3 * none[1]
+    assert rates["seckill"][0] > 100 and rates["seckill"][1] > 2 * none[1]
+    assert rates["seckill"][1] == max(rate for n, rate in rates.values() if n > 100)
+
+
+def test_refunds_are_a_few_percent_and_followers_buy_more():
+    _, events = selling_show()
+    statuses = {}
+    for e in events:
+        if isinstance(e, ev.Order):
+            statuses.setdefault(e.order_id, []).append(e.status)
+    paid = [s for s in statuses.values() if "paid" in s]
+    refunded = [s for s in paid if "refunded" in s]
+    assert len(paid) > 200 and 0.01 < len(refunded) / len(paid) < 0.08
+    assert all(s.index("paid") < s.index("refunded") for s in refunded)
+    assert all("paid" in s for s in statuses.values() if "refunded" in s)
+    # Conversion (buyers among viewers) of followers and of the others.
+    follower = {(e.room_id, e.user_id): e.follower for e in enters(events)}
+    buyers = {(e.room_id, e.user_id) for e in events if isinstance(e, ev.Order) and e.status == "paid"}
+    rate = {f: sum(k in buyers for k, v in follower.items() if v == f) / sum(v == f for v in follower.values())
+            for f in (True, False)}
+    assert rate[True] > 1.2 * rate[False]
+    # Tastes by age band and gender (what a click turns into): the tables behind the purchases.
+    from livemon.simulator.commerce import TASTES
+    assert TASTES["31-40", "female", "mobile", False]["母婴"] > 2 * TASTES["50+", "female", "mobile", False]["母婴"]
+    assert TASTES["24-30", "male", "mobile", False]["数码"] > 2 * TASTES["24-30", "male", "mobile", False]["美妆"]
+
+
+def startups(events, keep=lambda e: True):
+    return sorted(e.startup_ms for e in events
+                  if isinstance(e, ev.Health) and e.startup_ms is not None and keep(e))
+
+
+def test_startup_ms_comes_with_the_first_beacon_of_a_play_and_follows_the_network(tmp_path):
+    events = all_events(run(duration=60, rate=200))
+    beacons = {}
+    for e in events:
+        if isinstance(e, ev.Health):
+            beacons.setdefault((e.room_id, e.user_id), []).append(e)
+    firsts = [b[0] for b in beacons.values()]
+    assert sum(b.startup_ms is not None for b in firsts) > 0.9 * len(firsts)
+    builtin = startups(events)
+    assert len(builtin) < 1.2 * len(beacons)  # once a play, not on every beacon
+    assert 200 < builtin[len(builtin) // 2] < 1000
+    assert sum(ms <= 1000 for ms in builtin) > 0.85 * len(builtin)
+    # A good and a bad measured network (trace files: seconds, Mbit/s).
+    (tmp_path / "good").mkdir()
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "good" / "a.tsv").write_text("0\t20\n10\t25\n20\t18\n30\t22\n")
+    (tmp_path / "bad" / "a.tsv").write_text("0\t0.6\n10\t0.3\n20\t1.2\n30\t0.5\n")
+    good = startups(all_events(run(duration=40, rate=200, traces=load_traces(tmp_path / "good"))))
+    bad = startups(all_events(run(duration=40, rate=200, traces=load_traces(tmp_path / "bad"))))
+    assert good[len(good) // 2] < 1000 and bad[len(bad) // 2] > 2 * good[len(good) // 2]
+    assert sum(ms <= 1000 for ms in good) / len(good) > 3 * sum(ms <= 1000 for ms in bad) / len(bad)
+    # A CDN outage: plays that start on the failing CDN start slowly; the others as before.
+    events = all_events(run("normal,cdn-outage", duration=60, rate=200, fault_at=10, fault_for=50))
+    failing = startups(events, lambda e: e.room_id == "room-001" and e.cdn == "cdn-a" and e.ts - START > 20)
+    others = startups(events, lambda e: not (e.room_id == "room-001" and e.cdn == "cdn-a"))
+    assert failing[len(failing) // 2] > 3000 > 3 * others[len(others) // 2]
+
+
+def test_the_selling_show_is_the_same_for_the_same_seed():
+    messages = run(rooms=2, seed=9, duration=400, rate=20)
+    again = run(rooms=2, seed=9, duration=400, rate=20)
+    assert [(m.topic, m.key, m.value) for m in messages] == [(m.topic, m.key, m.value) for m in again]
+    assert {"pin", "promo_start", "spend"} <= {e.action for e in shows_of(all_events(messages))}

@@ -39,11 +39,17 @@ def test_what_is_sent_is_what_the_out_file_says(make_broker, tmp_path):
     assert result.exit_code == 0, result.output
     records = consume_all(bootstrap, ev.EVENT_TOPICS)
     received, rejections = [], []
+    show_actions = Counter()
     for record in records:
         assert record.key.decode().startswith("room-")
         events, rejected = ev.decode(record.value, record.topic)
         received += events
         rejections += rejected
+        for event in events:
+            if isinstance(event, ev.Show):  # the show's own events, keyed by their room too
+                assert record.topic == "liveroom.shows" and record.key.decode() == event.room_id
+                show_actions[event.action] += 1
+    assert {"start", "product", "pin", "end"} <= set(show_actions) and show_actions["product"] >= 3 * 20
     written = [ev.encode(e) for e in read_events(out)]
     rejected_file = [json.loads(line) for line in (tmp_path / "sent.jsonl.rejected").open()]
     late_or_future = [r for r in rejected_file if r["reason"] in (ev.LATE, ev.FUTURE)]

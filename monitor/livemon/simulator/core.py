@@ -9,6 +9,13 @@ commands back in through `Simulation.apply_failover`.
 The rate sets the size of the audience: each viewer sends about `per_viewer_rate()` events a
 second (heartbeats, health beacons, chat, clicks), so a room holds `rate * share / that` viewers.
 Scenario episodes (a surge, an outage) change behaviour, and therefore the rate, while they last.
+
+Every room runs one show that sells (SPEC §2, §8-11): its catalogue (`show` `product` events) at
+the start, the host pinning products in turn (`pin`, sometimes `unpin`), clicks and orders that
+follow the pinned product, promotions (`promo_start`/`promo_end`) that lift conversion, and ad
+spend per minute (`spend`) that buys the room its paid traffic. Viewers enter with attributes
+(source, device, region, age band, gender, follower) that they keep when they come back, and
+that shape what they buy. The tables are in `commerce.py`.
 """
 
 from __future__ import annotations
@@ -16,13 +23,16 @@ from __future__ import annotations
 import math
 import random
 import re
+from bisect import bisect
 from collections import deque
 from collections.abc import Iterator
+from itertools import accumulate
 from typing import NamedTuple
 
 from livemon.ingest.events import (LATE, TOPIC_OF_TYPE, AnyEvent, Click, Danmaku, Health,
                                    Order, Show, View, encode)
 
+from . import commerce as shop
 from .badinput import Bad, make_bad
 from .player import BuiltinNetwork, Player, TraceNetwork
 from .scenarios import FaultWindow, parse_scenarios
@@ -37,23 +47,27 @@ OPENING = 15.0  # seconds in which the audience of a starting show arrives
 WATCH_MIX = ((0.35, 30.0), (0.45, 240.0), (0.20, 1200.0))
 VANISH_SHARE = 0.15  # viewers who close the app without a `leave`: presence has to time out
 RETURN_SHARE = 0.08  # arrivals who are earlier viewers coming back
-PRESENTATION_EVERY = (150.0, 240.0)  # the host presents the next product ("上链接")
-PRESENTATION_BUZZ = 45.0             # seconds of extra clicks and chat after that
+FIRST_PIN = (3.0, 20.0)     # seconds into the show when the host pins the first product
+PIN_FOR = (60.0, 240.0)     # how long the host presents a pinned product (讲解中, "上链接")
+UNPIN_SHARE = 0.3           # the host unpins before the next pin this often ...
+UNPIN_GAP = (5.0, 40.0)     # ... for this long (chatting, a lottery, the next product's prep)
+PIN_BUZZ = 45.0             # seconds of extra chat after a pin
+PIN_FOCUS = 0.8             # share of product clicks that go to the pinned product
+PIN_LIFT, PIN_RUSH, PIN_RUSH_FOR = 2.5, 3.0, 60.0  # product clicks x (lift + rush * e^(-t/for))
+PIN_CONVERSION = 1.2        # conversion of the pinned product (the host answers questions)
+RELIST_SHARE = 0.5          # a product pinned again is re-listed (返场, often at a lower price)
+NEW_PRODUCT_SHARE = 0.05    # a pin lists a new product (上新)
+MAX_PRODUCTS = 40
+CART_SHARE, ORDER_SHARE, PAY_SHARE = 0.28, 0.18, 0.85  # click -> cart -> created -> paid
+SPEND_EVERY = 60.0
 
 # Per viewer per second, outside any presentation or episode.
 DANMAKU_RATE = 1 / 100
 LIKE_RATE = 1 / 60
 SHARE_RATE = 1 / 1500
 FOLLOW_RATE = 1 / 1500
-PRODUCT_CLICK_RATE = 1 / 400
+PRODUCT_CLICK_RATE = 1 / 800  # x PIN_LIFT and more while a product is pinned
 
-SOURCES = (("organic", 35), ("follow", 20), ("paid", 20), ("social", 10), ("search", 10),
-           ("other", 5))
-DEVICES = (("mobile", 85), ("pc", 10), ("tv", 3), ("other", 2))
-REGIONS = (("guangdong", 14), ("zhejiang", 10), ("jiangsu", 9), ("shandong", 8), ("henan", 7),
-           ("sichuan", 6), ("shanghai", 6), ("beijing", 5), ("hubei", 5), ("fujian", 5),
-           ("hunan", 5), ("other", 20))
-PRICES = (9.9, 19.9, 29.9, 39.0, 59.0, 69.0, 99.0, 129.0, 199.0, 299.0, 399.0, 599.0)
 CHAT = ("666", "好看", "上链接", "多少钱", "已拍", "主播好美", "有优惠券吗", "还有货吗", "包邮吗",
         "尺码怎么选", "冲冲冲", "来了来了", "什么时候开抢", "抢到了", "没抢到", "再上一波",
         "画面卡了", "nice", "wow", "求讲解")
@@ -71,12 +85,22 @@ class Message(NamedTuple):
     rejected: tuple = ()     # (reason, raw bytes) of the deliberate bad input in `value`
 
 
-def _weighted(pairs):
-    names, weights = zip(*pairs)
-    return names, list(weights)
+def _table(names_cum):
+    names, cum = names_cum
+    return names, cum, cum[-1], len(cum) - 1
 
 
-_SOURCES, _DEVICES, _REGIONS = _weighted(SOURCES), _weighted(DEVICES), _weighted(REGIONS)
+_PEOPLE, _PROMOS = _table(shop.PEOPLE), _table(shop.PROMO_TYPES)
+_TASTES = shop.TASTES
+# The watching-time mix of arrivals, and of those who come at the opening (see `arrive`).
+_WATCH = _table((WATCH_MIX, list(accumulate(w for w, _ in WATCH_MIX))))
+_WATCH_OPENING = _table((WATCH_MIX, list(accumulate(w * m for w, m in WATCH_MIX))))
+
+
+def pick(rng: random.Random, table) -> str:
+    """A weighted draw from a `_table`: (names, cumulative weights, total, last index)."""
+    names, cum, total, last = table
+    return names[bisect(cum, rng.random() * total, 0, last)]
 
 
 def poisson(rng: random.Random, lam: float) -> int:
@@ -93,9 +117,10 @@ def poisson(rng: random.Random, lam: float) -> int:
 
 class Viewer:
     __slots__ = ("user_id", "enter_t", "device", "cdn", "player", "heartbeat_every", "leave_at",
-                 "sends_leave", "gone", "index", "followed")
+                 "sends_leave", "gone", "index", "followed", "profile", "taste")
 
-    def __init__(self, user_id, enter_t, device, cdn, player, heartbeat_every, leave_at, sends_leave):
+    def __init__(self, user_id, enter_t, device, cdn, player, heartbeat_every, leave_at, sends_leave,
+                 profile):
         self.user_id = user_id
         self.enter_t = enter_t
         self.device = device
@@ -106,7 +131,17 @@ class Viewer:
         self.sends_leave = sends_leave
         self.gone = False
         self.index = -1
-        self.followed = False
+        self.profile = profile  # (source, device, region, age band, gender, follower)
+        self.followed = profile[5]
+        self.taste = _TASTES[profile[3], profile[4], device, profile[5]]
+
+
+class Promo:
+    __slots__ = ("promo_id", "kind", "product", "end", "lift", "click_lift")
+
+    def __init__(self, promo_id, kind, product, end, lift, click_lift):
+        self.promo_id, self.kind, self.product, self.end = promo_id, kind, product, end
+        self.lift, self.click_lift = lift, click_lift
 
 
 class Room:
@@ -117,17 +152,33 @@ class Room:
         self.rng = random.Random(f"{sim.seed}:{room_id}")
         self.audience = sim.rate * share / sim.per_viewer_rate()
         self.present: list[Viewer] = []
-        self.departed: deque[str] = deque(maxlen=500)
+        self.departed: deque[tuple] = deque(maxlen=500)  # (user_id, profile) of those who left
         self.agenda: dict[int, list] = {}
         self.next_user = 0
         self.next_order = 0
         self.cdn_weights = dict(zip(CDN_POOL, CDN_SPLIT))
+        self.cdn_table = _table((CDN_POOL, list(accumulate(CDN_SPLIT))))
         rng = self.rng
-        self.products = [(f"sku-{index}-{rng.randrange(10000, 99999)}", rng.choice(PRICES))
-                         for _ in range(rng.randrange(6, 11))]
-        self.featured = 0
-        self.next_presentation = 0.0
-        self.presented_at = -1e9
+        self.category, self.products = shop.catalogue(rng, index)
+        self.title = shop.show_title(rng, self.category)
+        self.popularity = list(accumulate(p.weight for p in self.products))
+        self.pinned: shop.Product | None = None
+        self.pinned_at = -1e9
+        self.next_host = rng.uniform(*FIRST_PIN)
+        self.promos: list[Promo] = []
+        self.next_promo = rng.uniform(20.0, 120.0)
+        self.promo_count = 0
+        # Ad spend: a paid push (x the paid share of arrivals) that changes every few minutes,
+        # and the cost of a visitor on each channel the room buys.
+        self.costs = {channel: rng.uniform(*cost) for channel, cost in shop.COST_PER_VISITOR.items()
+                      if channel == "paid" or rng.random() < (0.6 if channel == "social" else 0.3)}
+        self.campaigns = {"paid": f"qc-{index + 1}-1",
+                          "social": f"soc-{index + 1}" if rng.random() < 0.5 else None, "search": None}
+        self.set_push(math.exp(rng.gauss(0.0, 0.4)))
+        self.next_push = rng.uniform(*shop.PUSH_EVERY)
+        self.push_count = 1
+        self.visitors = dict.fromkeys(self.costs, 0)  # entries per bought channel since the last spend
+        self.spent_at = 0.0
 
     # -- scheduling ---------------------------------------------------------------------------
     def at(self, t: float, kind: str, payload) -> None:
@@ -147,10 +198,14 @@ class Room:
     # -- one tick -------------------------------------------------------------------------------
     def run_tick(self, t: float) -> None:
         sim, rng = self.sim, self.rng
-        if t >= self.next_presentation:
-            self.featured = rng.randrange(len(self.products))
-            self.presented_at = t
-            self.next_presentation = t + rng.uniform(*PRESENTATION_EVERY)
+        if t >= self.next_host:
+            self.host(t)
+        if t >= self.next_promo:
+            self.promote(t)
+        if t >= self.next_push:
+            self.change_push(t)
+        if t - self.spent_at >= SPEND_EVERY:
+            self.spend(t)
         surge = sim.episode("surge", t)
         arrivals = self.audience / self.sim.mean_watch * (4.0 if surge else 1.0)
         for _ in range(poisson(rng, arrivals * TICK)):
@@ -164,27 +219,35 @@ class Room:
 
     def arrive(self, t: float, opening: bool = False) -> None:
         rng = self.rng
-        user_id = None
-        if self.departed and rng.random() < RETURN_SHARE:
-            user_id = self.departed.popleft()
-        if user_id is None:
+        random = rng.random
+        profile = None
+        if self.departed and random() < RETURN_SHARE:
+            user_id, profile = self.departed.popleft()
+            if random() < shop.RESOURCE_SHARE:  # back, but another way in this time
+                profile = (pick(rng, self.sources), *profile[1:])
+        if profile is None:
             self.next_user += 1
             user_id = f"u{self.index}-{self.next_user}"
-        device = rng.choices(*_DEVICES)[0]
-        cdn = rng.choices(list(self.cdn_weights), list(self.cdn_weights.values()))[0]
+            source = pick(rng, self.sources)
+            profile = (source, *pick(rng, _PEOPLE), random() < shop.FOLLOWER_SHARE[source])
+        source, device, region, age_band, gender, follower = profile
+        if source in self.visitors:
+            self.visitors[source] += 1
+        cdn = pick(rng, self.cdn_table)
         network = (TraceNetwork(rng, self.sim.traces) if self.sim.traces
                    else BuiltinNetwork(rng, device))
-        player = Player(network, target_latency=rng.uniform(2.0, 4.0), connect=rng.uniform(0.15, 0.6))
+        # Connecting takes a few round trips; now and then a DNS or TLS retry takes much longer.
+        connect = 0.15 + 0.45 * random() + (rng.uniform(0.5, 2.5) if random() < 0.04 else 0.0)
+        player = Player(network, target_latency=2.0 + 2.0 * random(), connect=connect)
         # Those who come at the opening are the show's audience at its steady state: the longer
         # watchers are overrepresented among them (length bias), so the audience holds steady.
-        share, mean = rng.choices(WATCH_MIX, [w * (m if opening else 1.0) for w, m in WATCH_MIX])[0]
+        _, mean = pick(rng, _WATCH_OPENING if opening else _WATCH)
         viewer = Viewer(user_id, t, device, cdn, player, rng.uniform(*HEARTBEAT_EVERY),
-                        t + rng.expovariate(1 / mean), rng.random() >= VANISH_SHARE)
+                        t + rng.expovariate(1 / mean), rng.random() >= VANISH_SHARE, profile)
         viewer.index = len(self.present)
         self.present.append(viewer)
-        self.emit(t, View(self.room_id, user_id, self.ts(t), "enter",
-                          source=rng.choices(*_SOURCES)[0], device=device,
-                          region=rng.choices(*_REGIONS)[0]))
+        self.emit(t, View(self.room_id, user_id, self.ts(t), "enter", source=source, device=device,
+                          region=region, age_band=age_band, gender=gender, follower=follower))
         self.at(t + viewer.heartbeat_every, "heartbeat", viewer)
         self.at(t + rng.uniform(0.2, 1.0) * self.sim.beacon_interval, "beacon", viewer)
         self.at(viewer.leave_at, "leave", (viewer, viewer.leave_at))
@@ -195,7 +258,10 @@ class Room:
         if last is not viewer:
             last.index = viewer.index
             self.present[viewer.index] = last
-        self.departed.append(viewer.user_id)
+        profile = viewer.profile
+        if viewer.followed and not profile[5]:  # followed the room during this visit
+            profile = (*profile[:5], True)
+        self.departed.append((viewer.user_id, profile))
 
     def do_heartbeat(self, t: float, viewer: Viewer) -> None:
         if viewer.gone:
@@ -218,7 +284,7 @@ class Room:
         interval = player.take_interval()
         condition = sim.cdn_condition(self, cdn, t)
         error = None
-        if not player.started and player.clock >= 10.0:
+        if not player.started and player.clock - player.starting_since >= 10.0:
             error = "ERR_STARTUP_TIMEOUT"
         elif rng.random() < condition.error_probability:
             error = rng.choice(CDN_ERRORS)
@@ -231,7 +297,7 @@ class Room:
             bitrate_kbps=interval.bitrate_kbps,
             fps=round(30.0 * interval.play_ms / watched, 1) if watched else None,
             dropped_frames=float(poisson(rng, 0.5 + interval.stall_count)) if watched else None,
-            startup_ms=float(interval.startup_ms) if interval.startup_ms and player.started else None,
+            startup_ms=None if interval.startup_ms is None else float(interval.startup_ms),
             error=error))
         # Viewers lose patience with stalls and failed starts: each stall may send one away.
         if error == "ERR_STARTUP_TIMEOUT" or rng.random() > 0.93 ** interval.stall_count:
@@ -263,7 +329,104 @@ class Room:
             if cdn != to_cdn and from_cdn in (None, cdn):
                 self.cdn_weights[to_cdn] = self.cdn_weights.get(to_cdn, 0.0) + self.cdn_weights[cdn]
                 self.cdn_weights[cdn] = 0.0
+        self.cdn_table = _table((tuple(self.cdn_weights), list(accumulate(self.cdn_weights.values()))))
         return len(moving)
+
+    # -- the show: catalogue, pins, promotions, spend -------------------------------------------
+    def open(self, t: float) -> None:
+        """The show starts: its title, then its catalogue."""
+        self.emit(t, Show(self.room_id, self.ts(t), "start", show_id=self.sim.show_id(self), title=self.title))
+        for product in self.products:
+            self.list_product(t, product)
+
+    def list_product(self, t: float, product: shop.Product) -> None:
+        self.emit(t, Show(self.room_id, self.ts(t), "product", product_id=product.product_id,
+                          title=product.title, category=product.category, price=product.price))
+
+    def host(self, t: float) -> None:
+        """The host moves on: unpins for a while, or pins the next product."""
+        rng = self.rng
+        if self.pinned is not None and rng.random() < UNPIN_SHARE:
+            self.pinned = None
+            self.emit(t, Show(self.room_id, self.ts(t), "unpin"))
+            self.next_host = t + rng.uniform(*UNPIN_GAP)
+            return
+        if len(self.products) < MAX_PRODUCTS and rng.random() < NEW_PRODUCT_SHARE:
+            product = shop.new_product(rng, self.index, len(self.products), self.category)
+            self.products.append(product)
+            self.popularity.append(self.popularity[-1] + product.weight)
+            self.list_product(t, product)
+        else:
+            # The hits again and again, the rest in turn; never the one on show now.
+            weights = [0.0 if p is self.pinned else p.weight * (0.5 if p.pinned_before else 1.0)
+                       for p in self.products]
+            product = rng.choices(self.products, weights)[0]
+            if product.pinned_before and rng.random() < RELIST_SHARE:
+                product.price = shop.relisted_price(rng, product)
+                self.list_product(t, product)
+        self.pin(t, product)
+
+    def pin(self, t: float, product: shop.Product) -> None:
+        product.pinned_before = True
+        self.pinned, self.pinned_at = product, t
+        self.emit(t, Show(self.room_id, self.ts(t), "pin", product_id=product.product_id))
+        self.next_host = t + self.rng.uniform(*PIN_FOR)
+
+    def popular(self) -> shop.Product:
+        """A product by popularity: what viewers browse when not following the host."""
+        popularity = self.popularity
+        return self.products[bisect(popularity, self.rng.random() * popularity[-1], 0, len(popularity) - 1)]
+
+    def promote(self, t: float) -> None:
+        rng = self.rng
+        kind = pick(rng, _PROMOS)
+        _, (shortest, longest), scoped, lift, click_lift = shop.PROMOS[kind]
+        product = None
+        if rng.random() < scoped:
+            product = self.pinned or self.popular()
+            if kind == "seckill" and product is not self.pinned:
+                self.pin(t, product)  # a seckill is run on the product on show
+        self.promo_count += 1
+        promo = Promo(f"promo-{self.index + 1}-{self.promo_count}", kind, product,
+                      t + rng.uniform(shortest, longest), lift, click_lift)
+        self.promos.append(promo)
+        self.emit(t, Show(self.room_id, self.ts(t), "promo_start", promo_id=promo.promo_id, promo_type=kind,
+                          product_id=None if product is None else product.product_id))
+        self.at(promo.end, "promo_end", promo)
+        self.next_promo = math.inf  # one promotion at a time: the next is planned when it ends
+
+    def do_promo_end(self, t: float, promo: Promo) -> None:
+        if promo in self.promos:
+            self.promos.remove(promo)
+            self.emit(t, Show(self.room_id, self.ts(t), "promo_end", promo_id=promo.promo_id))
+            self.next_promo = t + self.rng.uniform(*shop.PROMO_GAP)
+
+    def set_push(self, push: float) -> None:
+        self.push = push
+        self.sources = _table((shop.SOURCE_NAMES, shop.source_weights(push)))
+
+    def change_push(self, t: float) -> None:
+        """The room's paid push changes: paused now and then, else anywhere from a fifth to 4x."""
+        rng = self.rng
+        self.spend(t)  # settle the spend of the old campaign
+        paused = rng.random() < 0.15
+        self.set_push(0.0 if paused else min(4.0, max(0.2, math.exp(rng.gauss(0.0, 0.6)))))
+        if not paused:
+            self.push_count += 1
+            self.campaigns["paid"] = f"qc-{self.index + 1}-{self.push_count}"
+        self.next_push = t + rng.uniform(*shop.PUSH_EVERY)
+
+    def spend(self, t: float) -> None:
+        """What the room's channels cost since the last spend event: their visitors at their cost."""
+        rng = self.rng
+        for channel, cost in self.costs.items():
+            visitors = self.visitors[channel]
+            self.visitors[channel] = 0
+            if visitors and (channel != "paid" or self.push > 0):
+                amount = round(visitors * cost * rng.uniform(0.85, 1.15), 2)
+                self.emit(t, Show(self.room_id, self.ts(t), "spend", amount=amount, channel=channel,
+                                  campaign=self.campaigns[channel]))
+        self.spent_at = t
 
     # -- interaction and commerce ---------------------------------------------------------------
     def interact(self, t: float, surge: bool) -> None:
@@ -271,8 +434,19 @@ class Room:
         n = len(self.present)
         if not n:
             return
-        buzz = t - self.presented_at < PRESENTATION_BUZZ
-        chat = DANMAKU_RATE * (2.0 if buzz else 1.0) * (3.0 if surge else 1.0)
+        promos, pinned = self.promos, self.pinned
+        chat = DANMAKU_RATE * (2.0 if t - self.pinned_at < PIN_BUZZ else 1.0) * (3.0 if surge else 1.0)
+        clicks = PRODUCT_CLICK_RATE * (5.0 if surge else 1.0)
+        if pinned is not None:  # the host presents it: a rush of clicks, then steady interest
+            clicks *= PIN_LIFT + PIN_RUSH * math.exp((self.pinned_at - t) / PIN_RUSH_FOR)
+        promoted = None
+        if promos:
+            clicks *= max(promo.click_lift for promo in promos)
+            for promo in promos:
+                if promo.kind == "lottery":
+                    chat *= 3.0  # viewers send the lottery's password (口令) to take part
+                if promo.product is not None:
+                    promoted = promo.product
         if self.index == 0 and sim.episode("danmaku-flood", t):
             chat *= 30.0
         for _ in range(poisson(rng, n * chat * TICK)):
@@ -287,45 +461,58 @@ class Room:
                         continue
                     viewer.followed = True
                 self.emit(when, Click(self.room_id, viewer.user_id, self.ts(when), target))
-        clicks = PRODUCT_CLICK_RATE * (4.0 if buzz else 1.0) * (5.0 if surge else 1.0)
         for _ in range(poisson(rng, n * clicks * TICK)):
             when, viewer = t + rng.random() * TICK, self.present[rng.randrange(n)]
-            product = self.featured if rng.random() < 0.7 else rng.randrange(len(self.products))
+            draw = rng.random()
+            if pinned is not None and draw < PIN_FOCUS:
+                product = pinned
+            elif promoted is not None and draw < 0.9:
+                product = promoted
+            else:
+                product = self.popular()
             self.emit(when, Click(self.room_id, viewer.user_id, self.ts(when), "product",
-                                  product_id=self.products[product][0]))
-            if rng.random() < 0.35:
-                self.at(when + rng.uniform(2.0, 20.0), "cart", (viewer.user_id, product, surge))
+                                  product_id=product.product_id))
+            # How likely this viewer buys it: taste (age band, gender, device, follower), the
+            # host presenting it, the best promotion on it.
+            conversion = viewer.taste[product.category] * (PIN_CONVERSION if product is pinned else 1.0)
+            for promo in promos:
+                if (promo.product is None or promo.product is product) and promo.lift > 1.0:
+                    conversion = max(conversion, conversion * promo.lift)
+            conversion = math.sqrt(conversion)
+            if rng.random() < CART_SHARE * conversion:
+                self.at(when + rng.uniform(2.0, 20.0), "cart", (viewer.user_id, product, conversion, surge))
 
     def do_cart(self, t: float, payload) -> None:
-        user_id, product, surge = payload
+        user_id, product, conversion, surge = payload
         rng = self.rng
-        self.emit(t, Click(self.room_id, user_id, self.ts(t), "cart",
-                           product_id=self.products[product][0]))
-        if rng.random() < (0.6 if surge else 0.3):
+        self.emit(t, Click(self.room_id, user_id, self.ts(t), "cart", product_id=product.product_id))
+        if rng.random() < ORDER_SHARE * conversion * (2.0 if surge else 1.0):
             self.next_order += 1
             order_id = f"o{int(self.sim.start):x}-{self.index}-{self.next_order}"
-            sku, price = self.products[product]
             quantity = rng.choices((1, 2, 3), (80, 15, 5))[0]
-            order = (order_id, user_id, sku, round(price * quantity, 2))
+            order = (order_id, user_id, product, round(product.price * quantity, 2))
             self.at(t + rng.uniform(5.0, 30.0), "order", (order, "created"))
 
     def do_order(self, t: float, payload) -> None:
-        (order_id, user_id, sku, amount), status = payload
+        (order_id, user_id, product, amount), status = payload
         rng = self.rng
-        self.emit(t, Order(self.room_id, user_id, self.ts(t), order_id, sku, amount,
+        self.emit(t, Order(self.room_id, user_id, self.ts(t), order_id, product.product_id, amount,
                            "paid" if status == "paid-again" else status))
-        if status == "created" and rng.random() < 0.85:
+        if status == "created" and rng.random() < PAY_SHARE:
             self.at(t + rng.uniform(3.0, 40.0), "order", (payload[0], "paid"))
         elif status == "paid":
             if rng.random() < 0.04:  # the payment callback is retried: the same paid event again
                 self.at(t + rng.uniform(1.0, 8.0), "order", (payload[0], "paid-again"))
-            if rng.random() < 0.05:
+            if rng.random() < product.refund:  # 服饰 most (sizes), 食品 least
                 self.at(t + rng.uniform(60.0, 300.0), "order", (payload[0], "refunded"))
 
     def close(self, t: float) -> None:
         """The show ends: the host closes the room and the audience goes."""
         for viewer in list(self.present):
             self.leave(t + self.rng.random() * 0.5, viewer)
+        for promo in list(self.promos):
+            self.do_promo_end(t + 0.8, promo)
+        self.spend(t + 0.8)
         self.emit(t + 0.9, Show(self.room_id, self.ts(t + 0.9), "end", show_id=self.sim.show_id(self)))
 
 
@@ -378,7 +565,7 @@ class Simulation:
     def per_viewer_rate(self) -> float:
         """Events a viewer sends per second on average (sets the audience for a target rate)."""
         return (1 / sum(HEARTBEAT_EVERY) * 2 + 1 / self.beacon_interval + DANMAKU_RATE * 1.3
-                + LIKE_RATE + SHARE_RATE + FOLLOW_RATE + PRODUCT_CLICK_RATE * 2.2
+                + LIKE_RATE + SHARE_RATE + FOLLOW_RATE + PRODUCT_CLICK_RATE * 3.3 * 1.5
                 + 2.2 / sum(share * mean for share, mean in WATCH_MIX))
 
     def show_id(self, room: Room) -> str:
@@ -412,8 +599,7 @@ class Simulation:
             t = self.tick * TICK
             if self.tick == 0:
                 for room in self.rooms:
-                    self.out.append((0.0, Show(room.room_id, self.ts(0.0), "start",
-                                               show_id=self.show_id(room), title=f"{room.room_id} live sale")))
+                    room.open(0.0)
             if end_tick is not None and self.tick >= end_tick:
                 if self.end_show:
                     for room in self.rooms:

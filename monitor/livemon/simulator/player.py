@@ -7,6 +7,11 @@ the stall time; it then catches up by playing slightly faster. A throughput-base
 the bitrate ladder. Stalls, latency, bitrate and startup time are thus consequences of the
 throughput, not numbers drawn at random. Time advances in steps of `STEP` seconds with the throughput
 constant within a step.
+
+A play starts (on entering, and again when the player restarts after a long stall or jumps back to
+live) by connecting (DNS, TLS, the CDN edge: slower when the CDN is degraded) and fetching the first
+GOP at the lowest rung; that time to first frame is reported once, as `startup_ms` of the interval
+in which the play started.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ RESUME_BUFFER = 1.0    # s of video needed to start or resume playing
 CATCH_UP_SPEED = 1.1   # playback speed while behind the target latency
 JUMP_TO_LIVE = 20.0    # s of latency beyond which the player drops its buffer and jumps to live
 SAFETY = 0.75          # ABR picks the highest bitrate below this share of estimated throughput
+STARTUP_VIDEO = 1.0    # s of video (the first GOP, at the lowest rung) fetched before the first frame
+RELOAD_AFTER = 8.0     # s of one uninterrupted stall after which the player restarts the play
 
 
 class BuiltinNetwork:
@@ -99,14 +106,26 @@ class Player:
     started: bool = False
     stalled: bool = False
     interval: Interval = field(default_factory=Interval)
+    starting_since: float = 0.0  # clock at which the current (re)start began
+    startup: float = 0.0   # s spent so far in the current start
+    restarting: bool = False     # the current start is a restart: its time counts as stall
+    stall_run: float = 0.0       # s of the current uninterrupted stall
+    quality: float = 1.0         # the throughput factor of the current step (CDN condition)
 
     def advance(self, until: float, factor=None) -> None:
         """Play until `until` seconds after entering. `factor(clock)`, if given, scales the
         throughput at that moment (the CDN's condition, network-wide congestion)."""
         throughput, step = self.network.throughput, self._step
+        if factor is None:
+            while self.clock + STEP <= until + 1e-9:
+                step(throughput(self.clock))
+                self.clock += STEP
+            return
         while self.clock + STEP <= until + 1e-9:
-            step(throughput(self.clock) * factor(self.clock) if factor else throughput(self.clock))
+            self.quality = quality = factor(self.clock)
+            step(throughput(self.clock) * quality)
             self.clock += STEP
+        self.quality = 1.0
 
     def rejoin(self) -> None:
         """Reconnect to another CDN: the new stream starts at the target latency; the buffer
@@ -135,6 +154,9 @@ class Player:
             if self.buffer >= RESUME_BUFFER:
                 stall = min(STEP, (RESUME_BUFFER - (self.buffer - got)) / max(fill, 1e-9))
                 self.stalled = False
+                self.stall_run = 0.0
+            else:
+                self.stall_run += STEP
             played = STEP - stall
             self.buffer = max(0.0, self.buffer - played)
         else:
@@ -150,28 +172,43 @@ class Player:
                 stall = STEP - played
                 self.buffer = fill * stall
                 self.stalled = True
+                self.stall_run = stall
                 iv.stall_count += 1
         self.lag += stall
         iv.play += played
         iv.stall += stall
         iv.bitrate_seconds += bitrate * played
         if self.lag > JUMP_TO_LIVE:
-            # Too far behind: drop the buffer and rejoin at the target latency; that rebuffers.
-            self.lag, self.buffer, self.stalled = self.target_latency, 0.0, True
+            # Too far behind: drop the buffer and rejoin live; that rebuffers.
             iv.stall_count += 1
-        self._adapt()
+            self._restart()
+        elif self.stall_run >= RELOAD_AFTER:
+            self._restart()  # stuck: the player reloads the stream
+        else:
+            self._adapt()
+
+    def _restart(self) -> None:
+        self.started, self.stalled, self.restarting = False, False, True
+        self.buffer, self.startup, self.stall_run, self.level = 0.0, 0.0, 0.0, 0
+        self.starting_since = self.clock + STEP
 
     def _startup(self, mbps: float, iv: Interval) -> None:
-        # Join at the lowest rung; startup lasts until RESUME_BUFFER seconds of it are fetched.
+        # Connect, then join at the lowest rung: the first frame shows once STARTUP_VIDEO seconds
+        # of it are fetched. A degraded CDN (quality < 1) also slows the connection itself.
+        if self.startup == 0.0:
+            quality = self.quality
+            self.startup = self.connect if quality >= 1.0 else self.connect / max(quality, 0.01) ** 0.5
         fill = mbps * 1000 / LADDER_KBPS[0]
-        need = RESUME_BUFFER - self.buffer
+        need = STARTUP_VIDEO - self.buffer
         spent = min(STEP, need / fill) if fill > 0 else STEP
-        if iv.startup_ms is None and self.buffer == 0:
-            iv.startup_ms = round(self.connect * 1000)
-        iv.startup_ms = (iv.startup_ms or 0) + round(spent * 1000)
+        self.startup += spent
         self.buffer += fill * spent
-        if self.buffer >= RESUME_BUFFER - 1e-9:
-            self.started = True
+        done = self.buffer >= STARTUP_VIDEO - 1e-9
+        if self.restarting:
+            iv.stall += spent if done else STEP
+        if done:
+            iv.startup_ms = round(self.startup * 1000)
+            self.started, self.restarting = True, False
             self.buffer = RESUME_BUFFER
             self.lag = self.target_latency
             self._adapt()

@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 SCENARIOS = {
-    "normal": "a normal show: viewers come and go, chat, click, buy; products are presented in turn",
+    "normal": "a normal show that sells: viewers (with source, device, region, age band, gender, "
+              "follower) come and go, chat, click, buy; the host pins products of the catalogue in "
+              "turn; promotions lift conversion; ad spend every minute buys paid traffic",
     "surge": "promotion surge: arrivals x4, product clicks x5 and orders x2 in every room",
     "cdn-outage": "the hot room's CDN degrades: throughput collapses, errors and latency rise "
                   "on that CDN until viewers are failed over",
