@@ -725,15 +725,22 @@ def test_a_show_begun_by_a_promotion_or_a_pin(run):
 
 
 def test_an_order_counts_once_per_order_id_across_shows(run):
-    # SPEC §2: an order counts once per order_id; the first paid status counts (in show A).
+    # SPEC §2: an order counts once per order_id; the first paid status counts (in show A). Its
+    # later paid statuses, in the next show or two shows later, do nothing.
     result = run([
         show(0, "start", show_id="A"),
         enter("u1", 1),
         order("u1", 10, "o1", 10.0),
         show(20, "end"),
         show(30, "start", show_id="B"),
-        order("u1", 40, "o1", 10.0),  # a later duplicate: nothing
+        order("u1", 40, "o1", 10.0),
         show(50, "end"),
+        show(1000, "start", show_id="C"),
+        enter("u1", 1001),
+        order("u1", 1005, "o1", 10.0),
+        show(1010, "end"),
     ])
-    assert (result.summary(0)["totals"]["orders"], result.summary(1)["totals"]["orders"]) == (1, 0)
-    assert result.summary(1)["totals"]["gmv"] == 0
+    assert [result.summary(i)["totals"]["orders"] for i in range(3)] == [1, 0, 0]
+    assert [result.summary(i)["totals"]["gmv"] for i in range(3)] == [10.0, 0, 0]
+    # Window (950, 1010] of show C: u1 present, no order counted.
+    same(result.line(1010)["by"]["source"], {"unknown": row(1, 1, None, 0.0, 0.0, None, 0, 0, 0.0)}, "at 1010")
