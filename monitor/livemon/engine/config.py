@@ -60,6 +60,8 @@ class EngineConfig:
                                minimum=1)
     max_products: int = setting(500, "Distinct products per room kept apart (the rest fold into \"other\").",
                                 minimum=1)
+    max_remembered: int = setting(500_000, "Viewers (their attributes) and order ids a room remembers across "
+                                  "shows at most, the oldest forgotten first.", minimum=1)
     max_show_marks: int = setting(1000, "Promotions and pinned stretches per show at most (show_limit beyond).",
                                   minimum=1)
 

@@ -8,7 +8,7 @@ comes from the room's presence tracking, with its profile (see audience.py).
 Distinct users over a whole show are sets (exact, as the SPEC asks); the largest is the show's
 viewers, a dict of user -> profile that also remembers the attributes of viewers no longer
 tracked by the room (SPEC §8: attribution by the most recent presence), for this show and the
-one before it.
+ones before it (up to EngineConfig.max_remembered viewers, the oldest forgotten first).
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ class Ledger:
     def __init__(self):
         self.current: Tally | None = None
         self.show_key = None  # (start, id) of the room Show the current tally counts
-        self.remembered: dict[str, int] = {}  # the previous show's viewers -> profile
+        self.remembered: dict[str, int] = {}  # earlier shows' viewers -> profile (bounded, oldest out)
         self.closed: list[dict] = []  # summaries of ended shows, not yet taken
 
     def profile_of(self, user: str) -> int | None:
@@ -134,7 +134,7 @@ class Ledger:
         for user, _, profile in present:
             self._viewer(tally.data, user, profile)
 
-    def close(self, end: float | None, present, regions, utc: int) -> None:
+    def close(self, end: float | None, present, regions, utc: int, remember: int = 1 << 62) -> None:
         """End the current tally at `end` (None: its last event); `present`: (user, start,
         profile) of the presences still going then (they count their time up to it)."""
         tally = self.current
@@ -150,7 +150,12 @@ class Ledger:
                 d["stayed"].add(user)
         d["end"] = end
         self.closed.append(summary(d, regions, utc))
-        self.remembered = d["viewers"]
+        remembered = self.remembered
+        for user, profile in d["viewers"].items():  # the newest last: the first to go are the oldest
+            remembered.pop(user, None)
+            remembered[user] = profile
+        while len(remembered) > remember:
+            del remembered[next(iter(remembered))]
         self.current = None
         self.show_key = None
 
@@ -378,6 +383,10 @@ class Ledger:
             d["spend"][event.channel] = d["spend"].get(event.channel, 0) + round(event.amount * MICRO)
         elif action == "end":
             d["ended_at"] = ts
+            if d["show_id"] is None:  # SPEC §10: from the start event, else from the end event
+                d["show_id"] = event.show_id
+            if d["title"] is None:
+                d["title"] = event.title
 
     @staticmethod
     def _segment(d):

@@ -390,8 +390,11 @@ class Room:
         if bucket - 1 <= self.frontier:
             show.gmv_base, show.orders_base = self.sums.total[GMV_MICRO], self.sums.total[PAID]
         self.shows.append(show)
-        # An order id counts once (SPEC §2); remembered for this show and the one before.
-        self.earlier_paid_orders, self.paid_orders = self.paid_orders, set()
+        # An order id counts once (SPEC §2): remembered across shows, up to a bound.
+        self.earlier_paid_orders |= self.paid_orders
+        self.paid_orders = set()
+        if len(self.earlier_paid_orders) > self.config.max_remembered:
+            self.earlier_paid_orders = set()
 
     def _move_start(self, show, ts):
         """Move a show's start back to `ts` (not final: an event of its bucket is being taken)."""
@@ -470,8 +473,7 @@ class Room:
             for presence in reversed(self.past.get(slot, ())):
                 if presence[0] <= ts:
                     return presence[2]
-            if start != UNSET or slot in self.past:
-                return 0  # all its presences began after ts
+        # None tracked began by `ts`: the show ledger remembers the presences before (final).
         found = self.ledger.profile_of(user)
         return 0 if found is None else found
 
@@ -536,16 +538,13 @@ class Room:
         """A show event for the ledger (and the live pin); False: a pin or promotion over the
         per-show cap (rejected `show_limit`, nothing counted). `check_only`: just say so."""
         action = event.action
-        if action in ("pin", "promo_start"):
-            show = self.shows[-1] if self.shows else None
-            if show is not None:
-                if show.marks >= self.config.max_show_marks:
-                    return False
-                if check_only:
-                    return True
-                show.marks += 1
-        elif check_only:
+        show = self.shows[-1] if self.shows else None
+        if action in ("pin", "promo_start") and show is not None and show.marks >= self.config.max_show_marks:
+            return False
+        if check_only:
             return True
+        if action in ("pin", "promo_start") and show is not None:
+            show.marks += 1
         if event.product_id is not None:
             product = self.product_key(event.product_id)
             if product != event.product_id:
@@ -685,7 +684,8 @@ class Room:
     def _close_tally(self) -> None:
         data = self.ledger.current.data  # type: ignore[union-attr]
         end = data["ended_at"] if data["ended_at"] is not None else data["last_ts"]
-        self.ledger.close(end, self.presences_at(end), self.regions, self.config.utc_seconds)
+        self.ledger.close(end, self.presences_at(end), self.regions, self.config.utc_seconds,
+                          self.config.max_remembered)
 
     def close_show(self) -> None:
         """End of input, or the room is let go: its show is over as of its last event. The
