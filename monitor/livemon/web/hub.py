@@ -90,6 +90,7 @@ TOP_REGIONS = 10            # regions on the room page
 TOP_PRODUCTS = 20           # rows of the room page's product ranking
 PAGE_CDNS = 16              # CDN readings in a room frame (a room is served by two or three)
 TILE_STREAM = ("fast_start_ratio",)   # 秒开率 beside the stall ratio on a tile
+PRODUCT_FIELDS = 12          # figures passed on per product
 SHOW_FIELDS = ("id", "start", "title", "ended_at", "pinned", "gmv", "spend_total", "refund_rate",
                "top10_share", "roi")
 
@@ -114,10 +115,15 @@ def pinned_product(snap: dict) -> dict | None:
     if not pinned:
         return None
     figures = (snap.get("products") or {}).get(pinned)
-    if not isinstance(figures, dict):
-        figures = {"clickers": 0, "carts": 0, "orders": 0, "gmv": 0, "ctr": 0 if (snap.get("metrics") or {}).get("viewers") else None,
-                   "conversion_rate": None}
-    return {"product_id": pinned, **{k: figures.get(k) for k in ("clickers", "carts", "orders", "gmv", "ctr", "conversion_rate")}}
+    if not isinstance(figures, dict):   # quiet in the window: the catalogue's values of an absent product
+        viewers = (snap.get("metrics") or {}).get("viewers")
+        figures = {**{m.name: m.absent for m in catalogue.PRODUCT}, "carts": 0, "ctr": 0 if viewers else None}
+    return {"product_id": pinned, **_figures(figures)}
+
+
+def _figures(figures: dict) -> dict:
+    """A product's window figures (SPEC §9: six of them; a few more at most are passed on)."""
+    return dict(list(figures.items())[:PRODUCT_FIELDS])
 
 
 def tile_sales(snap: dict) -> dict:
@@ -147,8 +153,7 @@ def room_sales(snap: dict) -> dict:
                            key=lambda r: (-_count(r[1].get("gmv")), -_count(r[1].get("orders")),
                                           -_count(r[1].get("clickers")), str(r[0])))
     ranking = ([{**pinned, "pinned": True}] if pinned else []) + [
-        {"product_id": p, **{k: f.get(k) for k in ("clickers", "carts", "orders", "gmv", "ctr", "conversion_rate")},
-         "pinned": False} for p, f in rows[:TOP_PRODUCTS - (1 if pinned else 0)]]
+        {"product_id": p, **_figures(f), "pinned": False} for p, f in rows[:TOP_PRODUCTS - (1 if pinned else 0)]]
     return {"by": {dim: _ranked_values(values, TOP_REGIONS if dim == "region" else TOP_VALUES)
                    for dim, values in dims.items()},
             "by_count": {dim: len(values) for dim, values in dims.items()},

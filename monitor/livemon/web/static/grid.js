@@ -182,7 +182,7 @@
     p.pin.classList.toggle("hidden", !pin);
     if (pin) {
       setText(p.pinName, pin.product_id);
-      setText(p.pinFigures, `${LM.t("ctrShort")} ${LM.pct(pin.ctr)} · ${LM.t("convShort")} ${LM.pct(pin.conversion_rate)}`);
+      setText(p.pinFigures, `${LM.t("ctrShort")} ${LM.pct(pin.ctr)} · ${LM.t("convShort")} ${LM.pct(pin[T.conversion])}`);
     }
     const source = room.top_source;
     p.source.classList.toggle("hidden", !source);

@@ -165,6 +165,7 @@
   function sales(snap, cut) {
     const m = snap.metrics || {}, show = snap.show || {}, by = (cut && cut.by) || {}, count = (cut && cut.by_count) || {};
     const room = (name) => find(catalogue.room, name), showMetric = (name) => find(catalogue.show, name);
+    const gmvShow = catalogue.room.find((metric) => metric.target === "gmv");   // the show's running GMV
     // The show so far and the product presented now.
     const products = (cut && cut.products) || [];
     const pin = products.find((p) => p.pinned);
@@ -174,7 +175,7 @@
     const total = (key, metric, label, format, value) => ({ key, label: metric ? LM.label(metric) : LM.t(label) || label || key,
       text: metric ? LM.fmt(metric, value) : LM.FORMAT[format](value) });
     figures("show-totals", [
-      total("gmv", room("gmv_total"), null, "money", show.gmv !== undefined ? show.gmv : m.gmv_total),
+      total("gmv", gmvShow, "gmv", "money", show.gmv !== undefined ? show.gmv : gmvShow && m[gmvShow.name]),
       total("spend_total", null, "spend", "money", show.spend_total),
       total("roi", showMetric("roi"), "ROI", "num", show.roi),
       total("refund_rate", showMetric("refund_rate"), null, "pct", show.refund_rate),
@@ -197,7 +198,7 @@
       { key: "source", label: LM.t("source"), fmt: ([value]) => LM.valueName("source", value) },
       ...catalogue.by.filter((metric) => metric.scope === "source").map((metric) =>
         ({ key: metric.name, label: LM.label(metric),
-           fmt: ([, f]) => (metric.name === "uv_value" ? LM.moneyFine(f[metric.name]) : LM.fmt(metric, f[metric.name])) })),
+           fmt: ([, f]) => (metric.format === "money" ? LM.moneyFine(f[metric.name]) : LM.fmt(metric, f[metric.name])) })),
     ], by.source || [], (r) => r[0]);
     // Audience.
     const viewers = m.viewers;
