@@ -8,7 +8,8 @@ Exactly-once effect on the engine state, with an at-least-once consumer:
   the checkpoint topic (see `checkpoints.py`), and only then committed as the group's offsets, so
   the committed position never passes the newest checkpoint;
 - a checkpoint covers only events whose forwards to other partitions the broker acknowledged
-  (see `forwarding.py`);
+  (see `forwarding.py`), and is written only once the show summaries taken from the engine are
+  on the broker (a successor takes those after it from the checkpointed state again);
 - a worker that gains p loads the newest checkpoint before it applies any message of p.
 """
 
@@ -75,6 +76,13 @@ class Ownership:
             if state is None or not state.offsets or (state.offsets == state.checkpointed
                                                       and not state.alerts_changed):
                 continue
+            # Not past show summaries taken from the engine that the broker does not have yet: a
+            # successor starting here would never publish them (it publishes those it takes itself).
+            for _ in range(3):
+                if not state.summaries or not await runtime.send_summaries(state, time.time(), 5.0):
+                    break
+            if state.summaries or self.owned.get(number) is not state:
+                continue  # tried again next round
             # State and offsets are taken together, with no await in between: they match.
             offsets = dict(state.offsets)
             sources = dict(state.marks.marks)
@@ -188,6 +196,7 @@ class Ownership:
                 state.received = dict(checkpoint.offsets)
                 state.checkpointed = dict(checkpoint.offsets)
                 state.marks = ForwardMarks(checkpoint.sources)
+                state.restored = bool(rooms)
                 runtime.metrics.restored.inc()
                 log.info("partition %d: resumed %d rooms at %s", number, len(rooms), checkpoint.offsets)
             self.owned[number] = state

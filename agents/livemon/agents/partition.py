@@ -103,6 +103,16 @@ class Partition:
     # newest event time applied (the engine's `catching_up`).
     behind: bool = False
     behind_since: float | None = None  # monotonic time since messages wait unread
+    # Show summaries (SPEC §10) taken from the engine and not yet acknowledged by the broker: the
+    # driver publishes them and drops them once sent; a checkpoint is written only while this is
+    # empty (see `Ownership._checkpoint`), so a summary is either on the broker or still in the
+    # checkpointed state, where a successor takes it again.
+    summaries: list[dict] = field(default_factory=list)
+    # Rooms restored from a checkpoint keep their clocks still until heard from (their events may
+    # wait in the backlog). A room that is never heard from again (its show ended before the
+    # checkpoint) would then never have its last instants final, nor its show summary: once the
+    # partition has caught up, nothing of theirs waits, and their clocks run on from then.
+    restored: bool = False
 
     # ---- clocks ----
 
@@ -268,32 +278,48 @@ class Partition:
     def step(self, now: float, highwater: Highwater, rejects: list[Reject]) -> tuple[list[dict], dict[str, dict]]:
         """Advance the engine to the wall clock `now`: (final snapshots, live snapshots by room);
         rooms idle past their show's end are forgotten. Events the engine held for a room and
-        rejects now (a room never admitted, or over a cap at admission) go to `rejects`."""
+        rejects now (a room never admitted, or over a cap at admission) go to `rejects`. The
+        summaries of the shows that ended (those of forgotten rooms included) join `summaries`."""
         if self.pause_start is not None and self.caught_up(highwater):
             self.resume(now)  # nothing came after the pause because nothing was sent
         self.check_behind(highwater)
+        if self.restored and self.caught_up(highwater):
+            self.restored = False
+            self.start_restored_clocks(now)
         clock = self.step_clock(now)
         finals = list(self.engine.advance(clock))
         for event, reason in self.engine.take_rejected():
             rejects.append(Reject.of_event(event, reason, f"{reason}: room {event.room_id} (ts {event.ts})"))
         live = self.engine.live_snapshots(clock)
         self.engine.forget_idle_rooms(clock)
+        self.summaries.extend(self.engine.take_summaries())
         return finals, live
+
+    def start_restored_clocks(self, now: float) -> None:
+        """Rooms restored and not heard from since: their clocks run on from now, as a room's
+        that fell silent now (the engine's `seen_at`, None for a restored room)."""
+        wall = self.wall(now)
+        for room in self.engine.rooms.values():
+            if room.seen_at is None:
+                room.seen_at = wall
 
 
 class Step(NamedTuple):
     finals: list[dict]  # final snapshots, in event-time order
     live: dict[str, dict]  # live snapshots by room
     rejects: list[Reject]  # held events rejected at this step
+    summaries: list[dict]  # summaries of shows ended at this step (also in each `Partition.summaries`)
 
 
 def step_all(partitions, now: float, highwater: Highwater) -> Step:
     """One step of every partition."""
-    step = Step([], {}, [])
+    step = Step([], {}, [], [])
     for partition in partitions:
+        unsent = len(partition.summaries)
         partition_finals, partition_live = partition.step(now, highwater, step.rejects)
         step.finals.extend(partition_finals)
         step.live.update(partition_live)
+        step.summaries.extend(partition.summaries[unsent:])
     step.finals.sort(key=_TS_KEY)
     return step
 

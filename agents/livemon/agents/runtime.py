@@ -20,7 +20,7 @@ import itertools
 import logging
 import math
 import time
-from collections import Counter
+from collections import Counter, deque
 
 import orjson
 from aiokafka import AIOKafkaProducer
@@ -47,6 +47,31 @@ SNAPSHOTS_PER_RECORD = 500
 MAX_DEADLETTER_RAW = 64 * 1024
 # Steps run this fraction of a step after each instant (see `_step_loop`).
 STEP_OFFSET = 0.4
+# Show summaries (SPEC §10) per record on the snapshots topic go by size, not count (a summary lists
+# products, regions and hours): JSON bytes of summaries per record, and the largest one that can go
+# at all (the producer's request limit is 2 MiB).
+SUMMARY_RECORD_BYTES = 512 * 1024
+MAX_SUMMARY_BYTES = 1536 * 1024
+
+
+def summary_records(worker: str, now: float, key: str, summaries: list[dict]) -> list[bytes]:
+    """`{"worker", "now", key: [summary...]}` records of at most SUMMARY_RECORD_BYTES of summaries
+    each (one larger summary goes alone; one beyond MAX_SUMMARY_BYTES is left out, logged)."""
+    head = orjson.dumps({"worker": worker, "now": now})[:-1] + b',"' + key.encode() + b'":['
+    chunks: list[list[bytes]] = []
+    size = SUMMARY_RECORD_BYTES
+    for summary in summaries:
+        encoded = orjson.dumps(summary)
+        if len(encoded) > MAX_SUMMARY_BYTES:
+            log.error("show summary of %s at %s is %d bytes: not published", summary.get("room_id"),
+                      summary.get("start"), len(encoded))
+            continue
+        if size + len(encoded) > SUMMARY_RECORD_BYTES:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(encoded)
+        size += len(encoded) + 1
+    return [head + b",".join(chunk) + b"]}" for chunk in chunks]
 
 
 class StreamRuntime:
@@ -77,6 +102,11 @@ class StreamRuntime:
         self._sequence = itertools.count()
         self._tasks: list[asyncio.Task] = []
         self._stopping = False
+        # Provisional show summaries: each round (every `summary_interval`) covers every owned room,
+        # spread over the steps of the interval (a summary costs ~0.1-3 ms a room).
+        self._provisional_queue: deque[tuple[int, str]] = deque()
+        self._provisional_share = 1
+        self._provisional_round = -math.inf
 
     @property
     def settled(self) -> asyncio.Event:
@@ -131,6 +161,10 @@ class StreamRuntime:
         self._stopping = True
         for task in self._tasks:
             task.cancel()
+        try:
+            await asyncio.wait_for(self._publish_summaries(time.time()), timeout=5)
+        except Exception as error:  # noqa: BLE001 - the checkpointed state still holds them
+            log.warning("show summaries not published at stop: %r", error)
         try:
             await asyncio.wait_for(self.ownership.checkpoint_round(commit=True, stopping=True), timeout=10)
         except Exception as error:  # noqa: BLE001 - shutting down: the last periodic one stands
@@ -288,7 +322,7 @@ class StreamRuntime:
         started = time.perf_counter()
         # Held messages whose wait ran out while no new batch came.
         await self._apply_due(list(self.owned), everything=self._stopping)
-        finals, live, rejects = step_all(list(self.owned.values()), now, self.highwater)
+        finals, live, rejects, _ = step_all(list(self.owned.values()), now, self.highwater)
         self.last_live = live
         self.collector.update(live)
         if self.alerts is not None:
@@ -298,7 +332,9 @@ class StreamRuntime:
                 log.exception("alert evaluation failed")
             else:
                 self._alerts_changed({record["room_id"] for record in records or ()})
-        await self._publish(now, live, finals)
+        if await self._publish(now, live, finals):  # not while the broker is down: the step goes on
+            await self._publish_summaries(now)
+            await self._publish_provisional(now)
         await self._settle(Applied(rejects=rejects), now)  # events the engine held and let go
         self._update_health()
         self.metrics.step_seconds.set(time.perf_counter() - started)
@@ -312,7 +348,7 @@ class StreamRuntime:
                 state.alerts_changed = True
         self.ownership.soon.set()
 
-    async def _publish(self, now: float, live: dict, finals: list) -> None:
+    async def _publish(self, now: float, live: dict, finals: list) -> bool:
         snapshots = list(live.values())
         parts = max(1, math.ceil(max(len(snapshots), len(finals)) / SNAPSHOTS_PER_RECORD))
         for i in range(parts):
@@ -327,6 +363,65 @@ class StreamRuntime:
                                        timeout=self.settings.step / 2)
             except Exception as error:  # noqa: BLE001 - the broker may be down; metrics go on
                 log.warning("snapshot publish failed: %r", error)
+                return False
+        return True
+
+    # ---- show summaries (SPEC §10) ----
+
+    async def _publish_summaries(self, now: float) -> None:
+        for state in list(self.owned.values()):
+            if state.summaries:
+                await self.send_summaries(state, now, self.settings.step / 2)
+
+    async def send_summaries(self, state: Partition, now: float, timeout: float) -> bool:
+        """Publish the partition's show summaries not yet sent (`{"summaries": [...]}` records on the
+        snapshots topic) and wait until the broker has them; they are then dropped from the
+        partition. True when none is left unsent. On failure they stay, and go with a later step."""
+        taken = list(state.summaries)
+        if not taken:
+            return True
+        try:
+            futures = []
+            for value in summary_records(self.settings.worker_id, now, "summaries", taken):
+                futures.append(await asyncio.wait_for(
+                    self.producer.send(SNAPSHOTS_TOPIC, value, key=self.settings.worker_id.encode()), timeout))
+            done, waiting = await asyncio.wait(futures, timeout=timeout) if futures else (set(), set())
+            if waiting:
+                raise TimeoutError(f"{len(waiting)} records not acknowledged in {timeout:.1f} s")
+            for future in done:
+                future.result()
+        except Exception as error:  # noqa: BLE001 - the broker may be down: kept, sent later
+            log.warning("show summaries not published yet: %r", error)
+            return False
+        sent = set(map(id, taken))
+        state.summaries = [summary for summary in state.summaries if id(summary) not in sent]
+        return not state.summaries
+
+    async def _publish_provisional(self, now: float) -> None:
+        """Provisional summaries of the shows going on (`{"provisional": [...]}` records): every
+        owned room once per `summary_interval`, a share of them each step."""
+        queue = self._provisional_queue
+        interval = self.settings.summary_interval
+        if not queue:
+            if time.monotonic() - self._provisional_round < interval:
+                return
+            self._provisional_round = time.monotonic()
+            queue.extend((number, room_id) for number, state in list(self.owned.items())
+                         for room_id in state.engine.rooms)
+            self._provisional_share = max(1, math.ceil(len(queue) * self.settings.step / interval))
+        summaries = []
+        for _ in range(min(self._provisional_share, len(queue))):
+            number, room_id = queue.popleft()
+            state = self.owned.get(number)
+            summary = state.engine.show_summary(room_id) if state is not None else None
+            if summary is not None:
+                summaries.append(summary)
+        for value in summary_records(self.settings.worker_id, now, "provisional", summaries):
+            try:
+                await asyncio.wait_for(self.producer.send(SNAPSHOTS_TOPIC, value, key=self.settings.worker_id.encode()),
+                                       timeout=self.settings.step / 2)
+            except Exception as error:  # noqa: BLE001 - the next round sends newer ones
+                log.warning("provisional summaries not published: %r", error)
                 return
 
     def _update_health(self) -> None:

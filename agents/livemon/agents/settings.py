@@ -23,6 +23,8 @@ class WorkerSettings:
     data_dir: str | None = setting(None, "Working directory of the worker: alert outboxes, incidents "
                                    "(default: a temporary one).", path="dir", envvar="LIVEMON_WORKER_DIR")
     checkpoint_interval: float = setting(5.0, "Seconds between state checkpoints.", minimum=0.1)
+    summary_interval: float = setting(10.0, "Seconds between provisional show summaries (SPEC §10) of the "
+                                      "shows going on, published on liveroom.snapshots.", minimum=0.1)
     worker_id: str = setting(help="Name of this worker in records (default host-pid).",
                              default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     batch_max: int = setting(2000, "Kafka messages per drained batch.", minimum=1)

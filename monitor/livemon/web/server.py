@@ -340,6 +340,36 @@ async def api_room(request):
     return json_response(view)
 
 
+async def api_room_summary(request):
+    """The provisional show summary (SPEC §10, `"provisional": true`) of the room's show going on, as
+    its worker last published it (every `summary_interval`)."""
+    room_id = request.match_info["room_id"]
+    if not ID_RE.match(room_id):
+        return json_error(404, "no such room")
+    summary = request.app[HUB_KEY].provisional.get(room_id)
+    if summary is None:
+        return json_error(404, f"no show going on in room {room_id} (or no summary of it yet)")
+    return json_response(summary)
+
+
+async def api_show_summary(request):
+    """The recorded summary (SPEC §10) of an ended show, with its `incidents`; the show as
+    /api/shows and /review/ name it (its key, or a room id for the room's newest show)."""
+    hub = request.app[HUB_KEY]
+    name = request.match_info["show"]
+    if hub.recorder is None:
+        return json_error(404, "nothing is recorded here")
+    if len(name) > 200 or not name.isprintable():
+        return json_error(404, "no such show")
+    show = await asyncio.to_thread(hub.recorder.find_show, name)
+    if show is None:
+        return json_error(404, "no such show")
+    summary = await asyncio.to_thread(hub.recorder.summary, show["key"])
+    if summary is None:
+        return json_error(404, f"show {show['key']} has no summary yet (it is not over)")
+    return json_response({"show_key": show["key"], **summary})
+
+
 async def api_alerts(request):
     return json_response(request.app[HUB_KEY].alerts_view())
 
@@ -633,9 +663,11 @@ ROUTES = [
     ("GET", "/static/{path:.+}", static_file),
     ("GET", "/api/rooms", api_rooms),
     ("GET", "/api/rooms/{room_id}", api_room),
+    ("GET", "/api/rooms/{room_id}/summary", api_room_summary),
     ("GET", "/api/alerts", api_alerts),
     ("GET", "/api/catalogue", api_catalogue),
     ("GET", "/api/shows", api_shows),
+    ("GET", "/api/shows/{show}/summary", api_show_summary),
     ("GET", "/api/stream", api_stream),
     ("GET", "/api/thresholds", api_thresholds),
     ("GET", "/api/targets", api_targets),
