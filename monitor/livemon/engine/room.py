@@ -288,7 +288,7 @@ class Room:
         # profile) while they may still count (a breakdown's window, attribution).
         self.profile = array("i")
         self.past: dict[int, list] = {}
-        self.region_names = None  # set by `_sales_parts`
+        self.region_names: list[str] | None = None  # set by `_sales_parts`
         self.product_names: list[str] = []  # products kept apart, in order met (the rest: "other")
         # Breakdown columns' sums (presences and paid orders, key column * ATTR_STRIDE + field) and
         # distinct interacting and clicking users per column.
