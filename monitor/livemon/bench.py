@@ -333,7 +333,10 @@ def _role_memory(args):
     """RSS per tracked viewer: `viewers` concurrent viewers over `rooms` rooms, each with an enter,
     a heartbeat and a health beacon, the clock 30 s on (a steady show's state)."""
     from livemon.engine import Engine, EngineConfig
-    from livemon.ingest.events import Health, View
+    from livemon.ingest.events import AGE_BANDS, DEVICES, GENDERS, SOURCES, Health, View
+    from livemon.simulator.commerce import REGIONS as PROVINCES
+
+    REGIONS = PROVINCES[0]
 
     viewers, rooms = args["viewers"], args["rooms"]
     per_room = viewers // rooms
@@ -355,8 +358,11 @@ def _role_memory(args):
                 for u in range(first, last):
                     ts = T0 + u * 20.0 / per_room + offset
                     user = f"u{r}-{u}"
-                    if kind == 0:
-                        events.append(View(room, user, ts, "enter"))
+                    if kind == 0:  # with the audience attributes of SPEC §8, as the simulator sends
+                        events.append(View(room, user, ts, "enter", source=rng.choice(SOURCES),
+                                           device=rng.choice(DEVICES), region=rng.choice(REGIONS),
+                                           age_band=rng.choice(AGE_BANDS), gender=rng.choice(GENDERS),
+                                           follower=rng.random() < 0.3))
                     elif kind == 1:
                         events.append(Health(room, user, ts, cdns[u % 3], 10_000, 0, 0,
                                              latency_ms=rng.uniform(800, 4000)))

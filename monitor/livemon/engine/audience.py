@@ -96,7 +96,20 @@ def pack(view, regions: Regions) -> int:
         profile |= 1 if view.follower else 2
     if view.region is not None:
         profile |= regions.index_of(view.region) << 13
-    return profile
+    return shared(profile)
+
+
+_SHARED: dict[int, int] = {}
+
+
+def shared(profile: int) -> int:
+    """One int object per profile (kept per viewer in the show ledger: 28 B each otherwise)."""
+    found = _SHARED.get(profile)
+    if found is None:
+        if len(_SHARED) >= 1 << 18:
+            return profile
+        found = _SHARED[profile] = profile
+    return found
 
 
 def column_names(regions: Regions) -> dict[int, tuple[str, str]]:

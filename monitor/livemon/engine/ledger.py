@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .audience import AGE_COLUMNS, REGION_BASE, column_names, columns, source_column
+from .audience import AGE_COLUMNS, REGION_BASE, column_names, columns, shared, source_column
 from .state import Field
 
 MICRO = 1_000_000
@@ -180,6 +180,7 @@ class Ledger:
     # ---- items ----
 
     def _viewer(self, d: dict, user: str, profile: int) -> None:
+        profile = shared(profile)
         viewers = d["viewers"]
         known = viewers.get(user)
         by = d["by_viewers"]

@@ -192,6 +192,11 @@ class Show:
         self.marks = 0  # promotions and pins so far (bounded: EngineConfig.max_show_marks)
 
 
+def _attr_sums(width: int, frontier: int) -> KeyedSums:
+    """A room's breakdown sums: keys `column * ATTR_STRIDE + field`, coverage cumulative."""
+    return KeyedSums(width, frontier, ATTR_STRIDE, A_COVER)
+
+
 class _HeldItems:
     """Held items (see `Room.held`) in a checkpoint: a show event as its SPEC object."""
 
@@ -226,7 +231,7 @@ class Room:
         Field("past", default=lambda room: {}),
         Field("region_names", default=lambda room: None),
         Field("product_names", default=lambda room: []),
-        Field("attr", Obj(KeyedSums), default=lambda room: KeyedSums(room.width, room.frontier)),
+        Field("attr", Obj(KeyedSums), default=lambda room: _attr_sums(room.width, room.frontier)),
         Field("interacting_by", Obj(GroupedDistinct), default=lambda room: GroupedDistinct(room.width, room.frontier)),
         Field("clicking_by", Obj(GroupedDistinct), default=lambda room: GroupedDistinct(room.width, room.frontier)),
         Field("product_clicks", Obj(GroupedDistinct), default=lambda room: GroupedDistinct(room.width, room.frontier)),
@@ -292,7 +297,7 @@ class Room:
         self.product_names: list[str] = []  # products kept apart, in order met (the rest: "other")
         # Breakdown columns' sums (presences and paid orders, key column * ATTR_STRIDE + field) and
         # distinct interacting and clicking users per column.
-        self.attr = KeyedSums(width, frontier)
+        self.attr = _attr_sums(width, frontier)
         self.interacting_by = GroupedDistinct(width, frontier)
         self.clicking_by = GroupedDistinct(width, frontier)
         # Products (SPEC §9): distinct clickers, carters and payers per product; orders and GMV.
@@ -821,8 +826,10 @@ class Room:
                     self.expiries[expiry] = [user]
                 else:
                     expiries.append(user)
-                if log is None and op is action:  # the log is empty: the entry goes in the slot
-                    self.log_op[slot] = _SLOT_OP_CODES[action]
+                if log is None and (op is action or last_seen == UNSET):
+                    # The log is empty: the entry goes in the slot (a first start's profile is the
+                    # slot's, see `_log_list`).
+                    self.log_op[slot] = _SLOT_OP_CODES[action]  # an enter's code for op's too
                     self.log_seen[slot] = last_seen
                     self._logged(user, ts)
                 else:
@@ -846,7 +853,7 @@ class Room:
     def _log_list(self, slot):
         """Move the short entry kept in the slot to a list in `logs`; return the list."""
         ts, last_seen = self.seen[slot], self.log_seen[slot]
-        entry = (ts, ENTER) if last_seen == UNSET else (ts, _SLOT_OPS[self.log_op[slot]], last_seen)
+        entry = (ts, self.profile[slot] or ENTER) if last_seen == UNSET else (ts, _SLOT_OPS[self.log_op[slot]], last_seen)
         self.log_op[slot] = 0
         log = self.logs[slot] = [entry]
         return log

@@ -313,20 +313,47 @@ class LatencySketch:
         return results
 
 
+class _Pairs:
+    """KeyedSums buckets in a checkpoint: a bucket's dict as it is, its final flat pairs as bytes."""
+
+    @staticmethod
+    def encode(buckets):
+        return {b: sums if type(sums) is dict else array_bytes(sums) for b, sums in buckets.items()}
+
+    @staticmethod
+    def decode(data):
+        return {b: sums if type(sums) is dict else array_of("d", sums) for b, sums in data.items()}
+
+
+def _pairs(sums):
+    """(key, value) pairs of a KeyedSums bucket: a dict while it may change, then flat doubles."""
+    if type(sums) is dict:
+        return sums.items()
+    values = iter(sums)
+    return zip(map(int, values), values)
+
+
 class KeyedSums:
     """Sums per key per bucket, for keys that come and go (a breakdown's columns, products):
-    a bucket holds only the keys it touched. Window totals `(F-W, F]` and cumulative totals
-    `<= F`, as `BucketSums`; buckets are kept for the window only."""
+    a bucket holds only the keys it touched. Window totals `(F-W, F]` of every key, except the
+    keys that `cumulative(key)` names, which have cumulative totals `<= F` only (as a presence's
+    coverage in `BucketSums`). Buckets are kept for the window only; with int keys (`compact`), a
+    final bucket becomes an array of flat (key, value) doubles, a sixth of its dict."""
 
-    __slots__ = ("width", "frontier", "buckets", "window", "total")
-    STATE = (Field("width"), Field("frontier"), Field("buckets"), Field("window"), Field("total"))
+    __slots__ = ("width", "frontier", "buckets", "window", "total", "stride", "cumulative_field")
+    STATE = (Field("width"), Field("frontier"), Field("buckets", _Pairs()), Field("window"), Field("total"),
+             Field("stride", default=0), Field("cumulative_field", default=-1))
 
-    def __init__(self, width: int, frontier: int):
+    def __init__(self, width: int, frontier: int, stride: int = 0, cumulative_field: int = -1):
         self.width = width
         self.frontier = frontier
-        self.buckets: dict[int, dict] = {}
+        self.buckets: dict[int, Any] = {}
         self.window: dict = {}
         self.total: dict = {}
+        # Int keys `column * stride + field`: the field `cumulative_field` is cumulative. 0: keys
+        # of any kind, all windowed, and buckets kept as dicts.
+        self.stride = stride
+        self.cumulative_field = cumulative_field
 
     def at(self, bucket: int) -> dict:
         sums = self.buckets.get(bucket)
@@ -341,17 +368,39 @@ class KeyedSums:
         else:
             sums[key] = sums.get(key, 0) + delta
 
+    def _split(self, sums) -> tuple[dict, dict]:
+        """A bucket's (windowed, cumulative) parts."""
+        stride = self.stride
+        if not stride:
+            return sums, {}
+        field = self.cumulative_field
+        windowed, cumulative = {}, {}
+        for key, value in _pairs(sums):
+            if key % stride == field:
+                cumulative[key] = value
+            else:
+                windowed[key] = value
+        return windowed, cumulative
+
     def advance(self) -> None:
         self.frontier = frontier = self.frontier + 1
         window, total = self.window, self.total
         entering = self.buckets.get(frontier)
         if entering:
-            for key, value in entering.items():
+            windowed, cumulative = self._split(entering)
+            for key, value in windowed.items():
                 window[key] = window.get(key, 0) + value
-                total[key] = total.get(key, 0) + value
+            for key, value in cumulative.items():
+                left = total.get(key, 0) + value
+                if left:
+                    total[key] = left
+                else:
+                    total.pop(key, None)
+            if self.stride:  # final: only its windowed part is read again, as it leaves
+                self.buckets[frontier] = array("d", chain.from_iterable(windowed.items()))
         leaving = self.buckets.pop(frontier - self.width, None)
         if leaving:
-            for key, value in leaving.items():
+            for key, value in _pairs(leaving):
                 left = window.get(key, 0) - value
                 if left:
                     window[key] = left
@@ -366,10 +415,14 @@ class KeyedSums:
         window, total = dict(window), dict(total)
         get, width = self.buckets.get, self.width
         for b in range(self.frontier + 1, t + 1):
-            for key, value in (get(b) or {}).items():
-                window[key] = window.get(key, 0) + value
-                total[key] = total.get(key, 0) + value
-            for key, value in (get(b - width) or {}).items():
+            entering = get(b)
+            if entering:
+                windowed, cumulative = self._split(entering)
+                for key, value in windowed.items():
+                    window[key] = window.get(key, 0) + value
+                for key, value in cumulative.items():
+                    total[key] = total.get(key, 0) + value
+            for key, value in _pairs(get(b - width) or {}):
                 window[key] = window.get(key, 0) - value
         return window, total
 
