@@ -26,6 +26,7 @@ from collections import deque
 from typing import Any, Iterable
 
 import msgspec
+from array import array
 
 from ..ingest.events import (FUTURE, LATE, ROOM_LIMIT, ROOM_UNADMITTED, SHOW_LIMIT, AnyEvent, Click, Danmaku,
                              Health, Order, Show, View)
@@ -180,7 +181,6 @@ class Engine:
             catching_up = False
         show_idle = config.show_idle
         bin_of = LatencySketch.bin_of
-        HEALTH = L.HEALTH
         event: Any  # dispatched on its exact type below (faster than isinstance, opaque to mypy)
         for event in events:
             ts = event.ts
@@ -262,12 +262,10 @@ class Engine:
                 user = event.user_id
                 slot = room.viewers.get(user)
                 cdn.viewers.add(user if slot is None else room.users[slot], bucket)
-                held = room.held.get(bucket)
-                item = (ts, HEALTH, stall_ms, play_ms, event.error is not None)
-                if held is None:
-                    room.held[bucket] = [item]
-                else:
-                    held.append(item)
+                beacons = room.beacons.get(bucket)
+                if beacons is None:
+                    beacons = room.beacons[bucket] = array("d")
+                beacons.extend((ts, stall_ms, play_ms, event.error is not None))
             else:
                 self._sale(room, event, kind, ts, bucket)
         return rejected

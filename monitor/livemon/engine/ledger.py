@@ -273,12 +273,11 @@ class Ledger:
                 if paid is not None and order_id not in d["refunded"]:
                     d["refunded"].add(order_id)
                     self._product(d, paid)["refunds"] += 1
-        elif kind == HEALTH:  # (ts, HEALTH, stall_ms, play_ms, error)
+        elif kind == HEALTH:  # (ts, HEALTH, stall_ms, play_ms, errors, beacons): a bucket's at its last ts
             d["stall_ms"] += item[2]
             d["play_ms"] += item[3]
-            d["beacons"] += 1
-            if item[4]:
-                d["errors"] += 1
+            d["errors"] += item[4]
+            d["beacons"] += item[5]
         elif kind == SHOW:  # (ts, SHOW, event, limited)
             self._show_event(d, ts, item[2])
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from typing import Any
 from array import array
-from itertools import repeat
+from itertools import chain, repeat
 
 import msgspec
 
@@ -28,7 +28,7 @@ from . import ledger as L
 from .audience import DIMENSIONS, Regions, column_names, columns
 from .config import RETENTION_HORIZONS, EngineConfig
 from .ledger import Ledger
-from .state import SET, Array, DictOf, Field, ListOf, Obj, Vectors, from_state
+from .state import SET, Array, DictOf, Field, ListOf, Obj, Vectors, array_bytes, array_of, from_state
 from .windows import BucketSums, DistinctWindow, GroupedDistinct, KeyedSums, LatencySketch
 
 # Fields of a room's bucket vector, by name (checkpoints store the names: a field added here needs
@@ -53,6 +53,16 @@ FAST_START, SLOW_START = 1000.0, 3000.0
 A_STARTS, A_COVER, A_ENDS, A_WATCH, A_ORDERS, A_GMV = range(6)
 ATTR_STRIDE = 8
 ATTR = 1 << 20
+# The keys of each column's fields, as shared int objects (a key above 256 made anew at each
+# update would be an object of its own in every bucket's dict).
+_KEYS: list[tuple[int, ...]] = []
+
+
+def _keys(column: int) -> tuple[int, ...]:
+    while len(_KEYS) <= column:
+        base = len(_KEYS) * ATTR_STRIDE
+        _KEYS.append(tuple(range(base, base + ATTR_STRIDE)))
+    return _KEYS[column]
 # Product sums: key = (product, field).
 P_ORDERS, P_GMV = 0, 1
 
@@ -192,6 +202,23 @@ class Show:
         self.marks = 0  # promotions and pins so far (bounded: EngineConfig.max_show_marks)
 
 
+def _int_pairs(values):
+    pairs = iter(values)
+    return zip(pairs, pairs)
+
+
+class _FirstStarts:
+    """`Room.first_starts` in a checkpoint: a bucket's dict as it is, its final pairs as bytes."""
+
+    @staticmethod
+    def encode(first):
+        return {b: counts if type(counts) is dict else array_bytes(counts) for b, counts in first.items()}
+
+    @staticmethod
+    def decode(data):
+        return {b: counts if type(counts) is dict else array_of("i", counts) for b, counts in data.items()}
+
+
 def _attr_sums(width: int, frontier: int) -> KeyedSums:
     """A room's breakdown sums: keys `column * ATTR_STRIDE + field`, coverage cumulative."""
     return KeyedSums(width, frontier, ATTR_STRIDE, A_COVER)
@@ -232,6 +259,8 @@ class Room:
         Field("region_names", default=lambda room: None),
         Field("product_names", default=lambda room: []),
         Field("attr", Obj(KeyedSums), default=lambda room: _attr_sums(room.width, room.frontier)),
+        Field("first_starts", _FirstStarts(), default=lambda room: {}),
+        Field("first_window", default=lambda room: {}),
         Field("interacting_by", Obj(GroupedDistinct), default=lambda room: GroupedDistinct(room.width, room.frontier)),
         Field("clicking_by", Obj(GroupedDistinct), default=lambda room: GroupedDistinct(room.width, room.frontier)),
         Field("product_clicks", Obj(GroupedDistinct), default=lambda room: GroupedDistinct(room.width, room.frontier)),
@@ -241,6 +270,7 @@ class Room:
         Field("startup", Obj(LatencySketch), default=_sketch_like),
         Field("pins", default=lambda room: []),
         Field("held", _HeldItems(), default=lambda room: {}),
+        Field("beacons", DictOf(_DOUBLES), default=lambda room: {}),
         Field("view_stamps", default=lambda room: {}),
         Field("started", default=lambda room: {}),
         Field("ended", default=lambda room: {}),
@@ -298,6 +328,11 @@ class Room:
         # Breakdown columns' sums (presences and paid orders, key column * ATTR_STRIDE + field) and
         # distinct interacting and clicking users per column.
         self.attr = _attr_sums(width, frontier)
+        # Viewers' first presences per profile and bucket (most presences are one: one update
+        # each, not one per column): a dict until final, then flat (profile, count) pairs kept
+        # for the window, their entries per column in `first_window` (see `_fold_first_starts`).
+        self.first_starts: dict[int, Any] = {}
+        self.first_window: dict[int, int] = {}
         self.interacting_by = GroupedDistinct(width, frontier)
         self.clicking_by = GroupedDistinct(width, frontier)
         # Products (SPEC §9): distinct clickers, carters and payers per product; orders and GMV.
@@ -310,6 +345,7 @@ class Room:
         # Until an instant is final: its events for the show ledger and the re-attribution
         # (`settle`), the ts of its views, and the viewers whose presence started or ended in it.
         self.held: dict[int, list] = {}
+        self.beacons: dict[int, array] = {}  # bucket -> its beacons' flat (ts, stall_ms, play_ms, error)
         self.view_stamps: dict[int, list] = {}
         self.started: dict[int, list] = {}
         self.ended: dict[int, list] = {}
@@ -463,7 +499,8 @@ class Room:
         if event.startup_ms is not None:
             self.add_startup(event.startup_ms, cdn, bucket, vector, cvec)
         cdn.viewers.add(self.user_key(event.user_id), bucket)
-        self._hold(bucket, (event.ts, L.HEALTH, event.stall_ms, event.play_ms, event.error is not None))
+        self.beacons.setdefault(bucket, array("d")).extend(
+            (event.ts, event.stall_ms, event.play_ms, event.error is not None))
 
     # ---- sales analytics (SPEC §8-11) ----
 
@@ -535,9 +572,9 @@ class Room:
     def _attribute_order(self, bucket: int, profile: int, micro: int, sign: int) -> None:
         sums = self.attr.at(bucket)
         for column in columns(profile):
-            key = column * ATTR_STRIDE
-            sums[key + A_ORDERS] = sums.get(key + A_ORDERS, 0) + sign
-            sums[key + A_GMV] = sums.get(key + A_GMV, 0) + sign * micro
+            keys = _keys(column)
+            sums[keys[A_ORDERS]] = sums.get(keys[A_ORDERS], 0) + sign
+            sums[keys[A_GMV]] = sums.get(keys[A_GMV], 0) + sign * micro
 
     def show_event(self, event, ts: float, bucket: int, check_only: bool = False) -> bool:
         """A show event for the ledger (and the live pin); False: a pin or promotion over the
@@ -655,6 +692,16 @@ class Room:
         stamps = self.view_stamps.pop(t, None)
         boundary = any(show.start_bucket == t or (show.ended_at is not None and self.bucket_of(show.ended_at) == t)
                        for show in self.shows)
+        beacons = self.beacons.pop(t, None)
+        if beacons:
+            # (ts, HEALTH, stall_ms, play_ms, errors, beacons): one item for the bucket, unless a
+            # show begins or ends in it (then each beacon goes to the show at its ts).
+            if boundary:
+                items.extend((beacons[i], L.HEALTH, beacons[i + 1], beacons[i + 2], beacons[i + 3], 1)
+                             for i in range(0, len(beacons), 4))
+            else:
+                items.append((max(beacons[0::4]), L.HEALTH, sum(beacons[1::4]), sum(beacons[2::4]),
+                              sum(beacons[3::4]), len(beacons) // 4))
         if stamps:
             if boundary:
                 items.extend((ts, L.VIEW) for ts in stamps)
@@ -695,7 +742,7 @@ class Room:
     def close_show(self) -> None:
         """End of input, or the room is let go: its show is over as of its last event. The
         instants not final yet hold no more events to wait for: settle them first."""
-        pending = [*self.held, *self.view_stamps, *self.started, *self.ended]
+        pending = [*self.held, *self.view_stamps, *self.started, *self.ended, *self.beacons]
         for t in range(self.frontier + 1, max(pending, default=self.frontier) + 1):
             self.settle(t)
         if self.ledger.current is not None:
@@ -964,13 +1011,28 @@ class Room:
         self._journal += bucket, ATTR + key, delta
 
     def _first_start(self, bucket, profile, delta):
-        """A viewer's first presence in its columns (or `delta` -1: undone); not journaled: the
-        short log entry `(ts, op)` says it all."""
-        sums = self.attr.at(bucket)
-        for column in columns(profile):
-            key = column * ATTR_STRIDE
-            sums[key + A_STARTS] = sums.get(key + A_STARTS, 0) + delta
-            sums[key + A_COVER] = sums.get(key + A_COVER, 0) + delta
+        """A viewer's first presence (or `delta` -1: undone), counted per profile until its
+        bucket is final (`_fold_first_starts`): one update per viewer, not one per column. Not
+        journaled: the short log entry `(ts, op)` says it all."""
+        counts = self.first_starts.get(bucket)
+        if counts is None:
+            self.first_starts[bucket] = {profile: delta}
+        else:
+            counts[profile] = counts.get(profile, 0) + delta
+
+    @staticmethod
+    def _fold_first_starts(counts, window: dict | None, total: dict | None, sign: int = 1) -> None:
+        """First starts per profile into their columns' entries (STARTS) and coverage."""
+        pairs = counts.items() if type(counts) is dict else _int_pairs(counts)
+        for profile, n in pairs:
+            if n:
+                n *= sign
+                for column in columns(profile):
+                    keys = _keys(column)
+                    if window is not None:
+                        window[keys[A_STARTS]] = window.get(keys[A_STARTS], 0) + n
+                    if total is not None:
+                        total[keys[A_COVER]] = total.get(keys[A_COVER], 0) + n
 
     def _start(self, user, slot, ts, profile=0):
         bucket = self.bucket_of(ts)
@@ -1004,9 +1066,9 @@ class Room:
                         if bucket < extended:
                             cover = extended
                         break
-            key = column * ATTR_STRIDE
-            self._abump(cover, key + A_COVER, 1)
-            self._abump(bucket, key + A_STARTS, 1)
+            keys = _keys(column)
+            self._abump(cover, keys[A_COVER], 1)
+            self._abump(bucket, keys[A_STARTS], 1)
         self.profile[slot] = profile
         self.starts[slot] = self.seen[slot] = ts
         self.ends[slot] = UNSET
@@ -1024,10 +1086,10 @@ class Room:
             if duration < horizon:
                 self._bump(start_bucket, field, 1)
         for column in columns(self.profile[slot]):
-            key = column * ATTR_STRIDE
-            self._abump(end_bucket, key + A_ENDS, 1)
-            self._abump(end_bucket, key + A_WATCH, duration)
-            self._abump(end_bucket + self.width, key + A_COVER, -1)
+            keys = _keys(column)
+            self._abump(end_bucket, keys[A_ENDS], 1)
+            self._abump(end_bucket, keys[A_WATCH], duration)
+            self._abump(end_bucket + self.width, keys[A_COVER], -1)
         self.ends[slot] = end
         self.cleanups.setdefault(end_bucket + self.width + 1, []).append(user)
         self.ended.setdefault(end_bucket, []).append(user)
@@ -1062,6 +1124,14 @@ class Room:
         self.paying.advance()
         self.latency.advance()
         self.startup.advance()
+        first = self.first_starts
+        counts = first.get(t)
+        if counts:
+            self._fold_first_starts(counts, self.first_window, self.attr.total)
+            first[t] = array("i", chain.from_iterable(counts.items()))
+        leaving = first.pop(t - self.width, None)
+        if leaving:
+            self._fold_first_starts(leaving, self.first_window, None, -1)
         for part in (self.attr, self.interacting_by, self.clicking_by, self.product_clicks, self.product_carts,
                      self.product_payers, self.product_sums):
             part.advance()
@@ -1189,6 +1259,15 @@ class Room:
     def _breakdowns(self, t: int, paying: set) -> dict:
         """SPEC §8 at instant `t`: per dimension and value."""
         window, total = self.attr.at_instant(t)
+        window, total = dict(window), dict(total)
+        for key, n in self.first_window.items():
+            window[key] = window.get(key, 0) + n
+        first = self.first_starts
+        for b in range(self.attr.frontier + 1, t + 1):  # the first starts after the frontier
+            if b in first:
+                self._fold_first_starts(first[b], window, total)
+            if b - self.width in first:
+                self._fold_first_starts(first[b - self.width], window, None, -1)
         interacting = self.interacting_by.counts_at(t)
         clicking: dict[int, int] = {}
         converted: dict[int, int] = {}
