@@ -266,6 +266,14 @@ class Engine:
                 if beacons is None:
                     beacons = room.beacons[bucket] = array("d")
                 beacons.extend((ts, stall_ms, play_ms, event.error is not None))
+            elif kind is Danmaku:  # `_sale`, inline for the most frequent of them
+                vector[DANMAKU] += 1
+                user = event.user_id
+                slot = room.viewers.get(user)
+                if slot is not None:
+                    user = room.users[slot]
+                room.interacting.add(user, bucket)
+                room.interaction(user, ts, bucket, (ts, L.DANMAKU, user))
             else:
                 self._sale(room, event, kind, ts, bucket)
         return rejected

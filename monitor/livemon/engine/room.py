@@ -539,16 +539,14 @@ class Room:
     def interaction(self, user: str, ts: float, bucket: int, item: tuple) -> None:
         """A danmaku or a like/share/follow click (`add_danmaku`/`add_click` counted it)."""
         profile = self.profile_at(user, ts)
-        for column in columns(profile):
-            self.interacting_by.add((column, user), bucket)
+        self.interacting_by.add_groups(columns(profile), user, bucket)
         self._hold(bucket, item[:3] + (profile,) + item[3:])
 
     def product_click(self, user: str, ts: float, bucket: int, target: str, product: str) -> None:
         product = self.product_key(product)
         profile = self.profile_at(user, ts)
         if target == "product":
-            for column in columns(profile):
-                self.clicking_by.add((column, user), bucket)
+            self.clicking_by.add_groups(columns(profile), user, bucket)
             self.product_clicks.add((product, user), bucket)
         else:
             self.product_carts.add((product, user), bucket)
@@ -675,11 +673,9 @@ class Room:
             self.clicking_by.drop_pending(t)
             for item in held:
                 if item[1] == L.DANMAKU or (item[1] == L.CLICK and item[4] not in ("product", "cart")):
-                    for column in columns(item[3]):
-                        self.interacting_by.add((column, item[2]), t)
+                    self.interacting_by.add_groups(columns(item[3]), item[2], t)
                 elif item[1] == L.CLICK and item[4] == "product":
-                    for column in columns(item[3]):
-                        self.clicking_by.add((column, item[2]), t)
+                    self.clicking_by.add_groups(columns(item[3]), item[2], t)
         items = held
         for user in set(self.started.pop(t, ())):
             for start, _, profile in self._presences_of(user):

@@ -477,6 +477,14 @@ class GroupedDistinct:
         else:
             keys.add(key)
 
+    def add_groups(self, groups: tuple, user: str, bucket: int) -> None:
+        """`add` of `(group, user)` for each of `groups` (the keys made in C, by zip)."""
+        keys = self.pending.get(bucket)
+        if keys is None:
+            self.pending[bucket] = set(zip(groups, repeat(user)))
+        else:
+            keys.update(zip(groups, repeat(user)))
+
     def advance(self) -> None:
         self.frontier = frontier = self.frontier + 1
         oldest = frontier - self.width
