@@ -31,6 +31,16 @@ def _ratio(numerator, denominator):
     return numerator / denominator if denominator else None
 
 
+def _add_user(by: dict, groups, user: str) -> None:
+    """`user` into the set of each group of `by` (a set made at the first)."""
+    for group in groups:
+        users = by.get(group)
+        if users is None:
+            by[group] = {user}
+        else:
+            users.add(user)
+
+
 class Tally:
     """One show's running counts."""
 
@@ -246,13 +256,7 @@ class Ledger:
             user, profile, target, product = item[2], item[3], item[4], item[5]
             if target == "product":
                 d["clickers"].add(user)
-                by = d["by_clickers"]
-                for c in columns(profile):
-                    users = by.get(c)
-                    if users is None:
-                        by[c] = {user}
-                    else:
-                        users.add(user)
+                _add_user(d["by_clickers"], columns(profile), user)
                 self._product(d, product)["clickers"].add(user)
                 self._hour(d, hour)["clickers"].add(user)
                 d["tail"].append(item)
@@ -310,14 +314,10 @@ class Ledger:
         d["orders"] += 1
         d["gmv"] += micro
         d["paid"][order_id] = product
-        by_buyers, by_orders, by_gmv = d["by_buyers"], d["by_orders"], d["by_gmv"]
+        by_orders, by_gmv = d["by_orders"], d["by_gmv"]
         age_column = None
+        _add_user(d["by_buyers"], columns(profile), user)
         for c in columns(profile):
-            users = by_buyers.get(c)
-            if users is None:
-                by_buyers[c] = {user}
-            else:
-                users.add(user)
             by_orders[c] = by_orders.get(c, 0) + 1
             by_gmv[c] = by_gmv.get(c, 0) + micro
             if c in AGE_COLUMNS:

@@ -28,8 +28,8 @@ from . import ledger as L
 from .audience import DIMENSIONS, Regions, column_names, columns
 from .config import RETENTION_HORIZONS, EngineConfig
 from .ledger import Ledger
-from .state import SET, Array, DictOf, Field, ListOf, Obj, Vectors, array_bytes, array_of, from_state
-from .windows import BucketSums, DistinctWindow, GroupedDistinct, KeyedSums, LatencySketch
+from .state import SET, Array, DictOf, Field, ListOf, Obj, Vectors, from_state
+from .windows import BucketSums, DistinctWindow, FlatPairs, GroupedDistinct, KeyedSums, LatencySketch
 
 # Fields of a room's bucket vector, by name (checkpoints store the names: a field added here needs
 # its constant below and nothing else). The retention cohorts (STARTS and SHORT) come first: a
@@ -207,18 +207,6 @@ def _int_pairs(values):
     return zip(pairs, pairs)
 
 
-class _FirstStarts:
-    """`Room.first_starts` in a checkpoint: a bucket's dict as it is, its final pairs as bytes."""
-
-    @staticmethod
-    def encode(first):
-        return {b: counts if type(counts) is dict else array_bytes(counts) for b, counts in first.items()}
-
-    @staticmethod
-    def decode(data):
-        return {b: counts if type(counts) is dict else array_of("i", counts) for b, counts in data.items()}
-
-
 def _attr_sums(width: int, frontier: int) -> KeyedSums:
     """A room's breakdown sums: keys `column * ATTR_STRIDE + field`, coverage cumulative."""
     return KeyedSums(width, frontier, ATTR_STRIDE, A_COVER)
@@ -259,7 +247,7 @@ class Room:
         Field("region_names", default=lambda room: None),
         Field("product_names", default=lambda room: []),
         Field("attr", Obj(KeyedSums), default=lambda room: _attr_sums(room.width, room.frontier)),
-        Field("first_starts", _FirstStarts(), default=lambda room: {}),
+        Field("first_starts", FlatPairs("i"), default=lambda room: {}),
         Field("first_window", default=lambda room: {}),
         Field("interacting_by", Obj(GroupedDistinct), default=lambda room: GroupedDistinct(room.width, room.frontier)),
         Field("clicking_by", Obj(GroupedDistinct), default=lambda room: GroupedDistinct(room.width, room.frontier)),

@@ -313,16 +313,19 @@ class LatencySketch:
         return results
 
 
-class _Pairs:
-    """KeyedSums buckets in a checkpoint: a bucket's dict as it is, its final flat pairs as bytes."""
+class FlatPairs:
+    """Buckets in a checkpoint that are a dict until final, then an array of flat pairs of type
+    `typecode`: a dict as it is, an array as its bytes."""
+
+    def __init__(self, typecode: str):
+        self.typecode = typecode
 
     @staticmethod
     def encode(buckets):
         return {b: sums if type(sums) is dict else array_bytes(sums) for b, sums in buckets.items()}
 
-    @staticmethod
-    def decode(data):
-        return {b: sums if type(sums) is dict else array_of("d", sums) for b, sums in data.items()}
+    def decode(self, data):
+        return {b: sums if type(sums) is dict else array_of(self.typecode, sums) for b, sums in data.items()}
 
 
 def _pairs(sums):
@@ -341,7 +344,7 @@ class KeyedSums:
     final bucket becomes an array of flat (key, value) doubles, a sixth of its dict."""
 
     __slots__ = ("width", "frontier", "buckets", "window", "total", "stride", "cumulative_field")
-    STATE = (Field("width"), Field("frontier"), Field("buckets", _Pairs()), Field("window"), Field("total"),
+    STATE = (Field("width"), Field("frontier"), Field("buckets", FlatPairs("d")), Field("window"), Field("total"),
              Field("stride", default=0), Field("cumulative_field", default=-1))
 
     def __init__(self, width: int, frontier: int, stride: int = 0, cumulative_field: int = -1):
