@@ -54,8 +54,14 @@ def shows(data_dir, room, as_json):
 @click.option("--room", default=None, help="With a timeline file: the room to review (default: the first).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Report file (default: review-SHOW.html in the current directory).")
+@click.option("--shows", "shows_path", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="With a timeline file: the show summaries `livemon replay --shows` wrote; the report then "
+                   "shows their exact figures and tables.")
+@click.option("--export", "export_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also write the show summary's tables into this directory: one CSV each (UTF-8 with BOM) "
+                   "and one XLSX with a sheet per table.")
 @data_dir_option
-def review(show, other, room, out, data_dir):
+def review(show, other, room, out, shows_path, export_dir, data_dir):
     """Write the post-show review of SHOW as one self-contained HTML file.
 
     SHOW is a key from `livemon shows`, a room id (its newest show) or a unique key prefix. It may
@@ -73,6 +79,8 @@ def review(show, other, room, out, data_dir):
                 store = RecordingStore(Path(scratch) / str(index))
                 stores.append(store)
                 keys = import_timeline(store, Path(name))
+                if shows_path is not None:
+                    import_summaries(store, shows_path)
                 if not keys:
                     raise click.ClickException(f"{name} holds no timeline line")
                 chosen = store.find_show(room) if room else None
@@ -86,6 +94,17 @@ def review(show, other, room, out, data_dir):
             store, key = source(show, 0)
             other_store, other_key = source(other, 1) if other else (None, None)
             html, _ = build_review(store, key, other_key, other_store)
+            if export_dir is not None:
+                from livemon.recording.export import export
+
+                found = store.find_show(key)
+                summary = store.summary(found["key"]) if found else None
+                if summary is None:
+                    raise click.ClickException(f"no show summary for {key!r}: --export needs one "
+                                               "(pass --shows SHOWS.jsonl with a timeline file)")
+                written = export(summary, export_dir, re.sub(r"[^A-Za-z0-9_.-]", "_", found["key"]))
+                click.echo(f"Exported {len(written)} files to {export_dir}"
+                           + ("" if any(p.suffix == ".xlsx" for p in written) else " (no XLSX: openpyxl is not installed)"))
         except ReviewError as error:
             raise click.ClickException(str(error))
         finally:
@@ -94,6 +113,17 @@ def review(show, other, room, out, data_dir):
     out = out or Path(f"review-{re.sub(r'[^A-Za-z0-9_.-]', '_', Path(show).stem if show.endswith('.jsonl') else show)}.html")
     out.write_text(html, encoding="utf-8")
     click.echo(f"Wrote {out} ({len(html) // 1024} KiB); open it in a browser.")
+
+
+def import_summaries(store: RecordingStore, path: Path) -> int:
+    """Attach the show summaries of a `livemon replay --shows` file to the imported shows (same room
+    and start); returns how many were attached."""
+    attached = 0
+    with path.open("rb") as lines:
+        for line in lines:
+            if line.strip() and store.write_summary(orjson.loads(line), open_show=False) is not None:
+                attached += 1
+    return attached
 
 
 def import_timeline(store: RecordingStore, path: Path) -> list[str]:

@@ -19,6 +19,7 @@ from pathlib import Path
 import orjson
 
 from livemon import catalogue
+from livemon.recording.export import Table, exact_kpis, exact_rows, summary_tables
 
 STATIC = Path(__file__).resolve().parent.parent / "web" / "static"
 MAX_POINTS = 3600          # chart points per show; longer shows are thinned evenly
@@ -47,8 +48,12 @@ MESSAGES = {
            "legend_compare": "两场按开播后的分钟数对齐:实线为第一场,虚线为第二场。",
            "noscript": "图表需要 JavaScript;上下的表格不需要。",
            "foot": "比率为本场每秒时刻的平均值;成交额为本场累计;GPM 为每千次进入的成交额。由 livemon review 生成于",
+           "foot_exact": "核心数据、漏斗与各表来自本场汇总(精确计数);时间线与最差的几分钟来自各时刻的指标。由 livemon review 生成于",
            "switch": "English", "stall_why": "卡顿 {:.1f}%", "loss_why": "流失 {:.0f}% 观众", "unit_min": " 分钟",
-           "unit_s": " 秒"},
+           "unit_s": " 秒", "exact_source": "来源:本场汇总(SPEC §10),按人、按订单精确计数;比率为本场总数之比,不是各时刻比率的平均。",
+           "window_source": "来源:各时刻窗口值的平均(峰值为最大值)。", "other_figures": "其他时刻指标",
+           "exact_title": "本场复盘明细", "funnel_title": "转化漏斗",
+           "no_summary": "本场尚无汇总(SPEC §10);以下比率为各时刻窗口值的平均,仅供参考。"},
     "en": {"review": "Review", "comparison": "Comparison", "vs": "vs", "room": "room", "key_figures": "Key figures",
            "timeline": "Timeline", "worst": "Worst minutes", "events": "Alerts and failovers", "difference": "Difference",
            "duration": "Duration", "peak": "Peak", "average": "Average", "entries": "Entries (views)",
@@ -64,8 +69,14 @@ MESSAGES = {
            "noscript": "The charts need JavaScript; the tables above and below do not.",
            "foot": "Ratios are averaged over the show's one-second instants; GMV is the show's running total; "
                    "GPM is GMV per thousand entries. Written by livemon review at",
+           "foot_exact": "Key figures, the funnel and the tables come from the show summary (exact counts); the timeline "
+                         "and the worst minutes from the show's instants. Written by livemon review at",
            "switch": "中文", "stall_why": "stall {:.1f}%", "loss_why": "lost {:.0f}% of viewers", "unit_min": " min",
-           "unit_s": " s"},
+           "unit_s": " s", "exact_source": "Source: the show summary (SPEC §10), exact counts of people and orders; ratios are "
+                                           "ratios of the show's totals, not averages of per-instant ratios.",
+           "window_source": "Source: the show's instants, averaged (peaks are maxima).", "other_figures": "Other figures over the show's instants",
+           "exact_title": "Show breakdown", "funnel_title": "Funnel",
+           "no_summary": "No show summary (SPEC §10) yet: the ratios below are averages of per-instant window values, for orientation only."},
 }
 
 
@@ -126,6 +137,19 @@ def kpis(timeline: list[dict], records: list[dict], window: float = 60.0) -> dic
     out["alerts_fired"] = sum(1 for r in records if r.get("kind", "alert") == "alert" and r.get("state") == "firing")
     out["failovers"] = sum(1 for r in records if r.get("kind") == "failover" and r.get("decision", "taken") == "taken")
     return out
+
+
+# With a summary, the instants' averages of what it counts exactly are left out: the audience,
+# interaction and sales figures, and those named like one of its totals (stall ratio, error rate).
+EXACT_DASHBOARDS = {"audience", "interaction", "sales"}
+
+
+def _covered(metric) -> bool:
+    return metric.dashboard in EXACT_DASHBOARDS or metric.en in {en for _, _, en, *_ in exact_rows()}
+
+
+def _exact_rows() -> list[tuple[str, str, str, bool | None]]:
+    return [(key, bi(zh, en), kind, better) for key, zh, en, kind, better in exact_rows()]
 
 
 def worst_minutes(timeline: list[dict], records: list[dict], limit: int = WORST_MINUTES) -> list[dict]:
@@ -213,7 +237,7 @@ def markers(records: list[dict]) -> list[dict]:
     return out
 
 
-def show_data(show: dict, timeline: list[dict], records: list[dict]) -> dict:
+def show_data(show: dict, timeline: list[dict], records: list[dict], summary: dict | None = None) -> dict:
     step = max(1, math.ceil(len(timeline) / MAX_POINTS))
     thin = timeline[::step]
     if timeline and thin[-1] is not timeline[-1]:
@@ -230,6 +254,7 @@ def show_data(show: dict, timeline: list[dict], records: list[dict]) -> dict:
                 for c in cdns},
         "markers": markers(records),
         "kpis": kpis(timeline, records),
+        "exact": exact_kpis(summary) if summary else None,
     }
 
 
@@ -269,6 +294,14 @@ def fmt(value, kind: str, lang: str = "en") -> str:
         return f"{value * 100:.2f}%" if abs(value) < 0.1 else f"{value * 100:.1f}%"
     if kind == "money":
         return money(value, lang)
+    if kind == "money2":
+        return f"¥{value:,.2f}" if abs(value) < 1e4 else money(value, lang)
+    if kind == "num2":
+        return f"{value:,.2f}"
+    if kind == "text":
+        return str(value)
+    if kind == "time":
+        return _when(value)
     if kind in ("sec", "s"):
         return f"{value:,.0f}{MESSAGES[lang]['unit_s']}"
     if kind == "ms":
@@ -294,14 +327,24 @@ def _time(ts: float, part: str = "dt") -> str:
     return f'<time data-ts="{ts:.3f}" data-part="{part}">{html.escape(text)}</time>'
 
 
-def _kpi_table(datas: list[dict]) -> str:
+def _kpi_table(datas: list[dict], exact: bool = False) -> str:
+    """The KPI table: the summaries' exact figures (`exact`), else the instants' figures (without
+    those a summary counts exactly when every show has one)."""
     e = html.escape
+    source = "exact" if exact else "kpis"
+    if exact:
+        kpi_rows = _exact_rows()
+    else:
+        covered = all(d.get("exact") for d in datas)
+        names = {m.name for m in catalogue.ROOM if _covered(m)} if covered else set()
+        kpi_rows = [r for r in _kpi_rows() if not (covered and (r[0] == "entries" or r[0] in names
+                                                               or r[0].split("_", 1)[-1] in names))]
     head = "".join(f"<th>{e(d['key'])}</th>" for d in datas)
     if len(datas) == 2:
         head += f"<th>{msg('difference')}</th>"
     rows = []
-    for key, label, kind, better in _kpi_rows():
-        values = [d["kpis"].get(key) for d in datas]
+    for key, label, kind, better in kpi_rows:
+        values = [d[source].get(key) for d in datas]
         cells = "".join(f"<td>{bifmt(v, kind)}</td>" for v in values)
         if len(datas) == 2:
             a, b = values
@@ -317,7 +360,37 @@ def _kpi_table(datas: list[dict]) -> str:
                     "better" if (delta > 0) == better else "worse")
                 cells += f'<td class="{tone}">{bi(*shown)}</td>'
         rows.append(f"<tr><th>{label}</th>{cells}</tr>")
-    return f'<table class="kpis"><thead><tr><th></th>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    cls = "kpis exact" if exact else "kpis"
+    return f'<table class="{cls}"><thead><tr><th></th>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+def _table_html(table: Table) -> str:
+    """One of the summary's tables (export.summary_tables), formatted in both languages."""
+    if not table.rows:
+        return ""
+    head = "".join(f"<th>{bi(zh, en)}</th>" for zh, en, _ in table.columns)
+    body = []
+    for row in table.rows:
+        cells = []
+        for value, (_, _, kind) in zip(row, table.columns):
+            if kind == "time" and value is not None:
+                cells.append(f"<td>{_time(value, 'hms')}</td>")
+            elif kind == "text" and isinstance(value, str) and " / " in value:
+                cells.append(f"<td>{bi(*value.split(' / ', 1))}</td>")
+            elif kind in ("text", "raw"):
+                cells.append(f"<td>{html.escape('–' if value is None else str(value))}</td>")
+            else:
+                cells.append(f"<td>{bifmt(value, kind)}</td>")
+        body.append(f"<tr>{''.join(cells)}</tr>")
+    return (f'<h3>{bi(table.zh, table.en)}</h3><table class="summary" data-table="{html.escape(table.name)}">'
+            f'<thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>')
+
+
+def _exact_section(d: dict, summary: dict, prefix: str) -> str:
+    """The summary's funnel and tables (the key figures are in the KPI table)."""
+    tables = [t for t in summary_tables(summary) if t.name != "kpis"]
+    return (f'<section class="exact"><h2>{prefix}{msg("exact_title")}</h2><p class="source">{msg("exact_source")}</p>'
+            + "".join(_table_html(t) for t in tables) + "</section>")
 
 
 def _worst_table(rows: list[dict]) -> str:
@@ -361,7 +434,7 @@ LANG_STYLE = "html[data-lang=zh] .l-en, html[data-lang=en] .l-zh { display: none
 
 
 def render_html(datas: list[dict], records_by_show: list[list[dict]], worst_by_show: list[list[dict]],
-                lang: str | None = None) -> tuple[str, str]:
+                lang: str | None = None, summaries: list[dict | None] | None = None) -> tuple[str, str]:
     """The report, in both languages with `lang` (default: default_lang()) shown first, and the
     Content-Security-Policy that allows exactly its inline script and style."""
     e = html.escape
@@ -380,9 +453,18 @@ def render_html(datas: list[dict], records_by_show: list[list[dict]], worst_by_s
         heads.append(f"<div class=\"show-head\"><h2>{e(d['key'])}</h2><p>{msg('room')} <strong>{e(d['room_id'])}</strong>"
                      + (f" · {e(d['title'])}" if d.get("title") else "")
                      + f" · {_time(d['start'])} → {_time(d['end'], 'hms')}</p></div>")
+    summaries = summaries or [None] * len(datas)
+    exact = all(d.get("exact") for d in datas)
+    if exact:
+        figures = (f"<p class=\"source\">{msg('exact_source')}</p>{_kpi_table(datas, exact=True)}"
+                   f"<h3>{msg('other_figures')}</h3><p class=\"source\">{msg('window_source')}</p>{_kpi_table(datas)}")
+    else:
+        figures = f"<p class=\"source\">{msg('no_summary')}</p>{_kpi_table(datas)}"
     sections = []
-    for d, recs, worst in zip(datas, records_by_show, worst_by_show):
+    for d, recs, worst, summary in zip(datas, records_by_show, worst_by_show, summaries):
         prefix = f"{e(d['key'])}: " if len(datas) == 2 else ""
+        if summary:
+            sections.append(_exact_section(d, summary, prefix))
         sections.append(f"<section><h2>{prefix}{msg('worst')}</h2>{_worst_table(worst)}"
                         f"<h2>{prefix}{msg('events')}</h2>{_events_table(recs)}</section>")
     legend = (f"<p class=\"legend\">{msg('legend', markup=True)}"
@@ -395,13 +477,13 @@ def render_html(datas: list[dict], records_by_show: list[list[dict]], worst_by_s
 <header><button type="button" id="lang" class="lang">{MESSAGES['en' if lang == 'zh' else 'zh']['switch']}</button><h1>{title}</h1><div class="heads">{''.join(heads)}</div></header>
 <main>
 <h2>{msg('key_figures')}</h2>
-{_kpi_table(datas)}
+{figures}
 <h2>{msg('timeline')}</h2>
 {legend}
 <div id="charts" class="charts"></div>
 <noscript><p>{msg('noscript')}</p></noscript>
 {''.join(sections)}
-<p class="foot">{msg('foot')} {e(datetime.now().strftime('%Y-%m-%d %H:%M'))}.</p>
+<p class="foot">{msg('foot_exact' if exact else 'foot')} {e(datetime.now().strftime('%Y-%m-%d %H:%M'))}.</p>
 </main>
 <script type="application/json" id="review-data">{_script(payload)}</script>
 <script>{_script(code)}</script>
@@ -417,7 +499,7 @@ def build_review(store, name: str, compare: str | None = None, compare_store=Non
     """(html, content-security-policy) of the review of show `name` (a key, a room id for its newest
     show, or a unique key prefix), side by side with `compare` (from `compare_store` if given).
     `lang` (zh, en) is the language it opens in; default $LIVEMON_LANG, else zh."""
-    datas, recs, worsts = [], [], []
+    datas, recs, worsts, summaries = [], [], [], []
     for store, wanted in [(store, name)] + ([(compare_store or store, compare)] if compare else []):
         show = store.find_show(wanted)
         if show is None:
@@ -425,8 +507,10 @@ def build_review(store, name: str, compare: str | None = None, compare_store=Non
         timeline, records = store.timeline(show["key"]), store.records(show["key"])
         if not timeline:
             raise ReviewError(f"show {show['key']!r} has no recorded instants yet")
-        datas.append(show_data(show, timeline, records))
+        summary = store.summary(show["key"]) if hasattr(store, "summary") else None
+        datas.append(show_data(show, timeline, records, summary))
+        summaries.append(summary)
         recs.append(records)
         worsts.append(worst_minutes(timeline, records))
-    return render_html(datas, recs, worsts, lang)
+    return render_html(datas, recs, worsts, lang, summaries)
 
