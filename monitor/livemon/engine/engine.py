@@ -487,6 +487,8 @@ class Engine:
         for room_id, room in self.rooms.items():
             t = room.live_floor = self.live_instant(room, reference)
             room.sweep(t, self.watermark(room, reference))
+            for b in range(room.frontier + 1, t + 1):
+                room.reattribute(b)  # the events arrived before an earlier enter of their user
             live[room_id] = room.snapshot(t)
         return live
 

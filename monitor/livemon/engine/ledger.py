@@ -118,13 +118,28 @@ class Ledger:
     """A room's show summaries. `feed` takes one final bucket's items in ts order; closed
     shows' summaries wait in `closed` for `take`."""
 
-    STATE = (Field("current", _TallyCodec()), Field("show_key"), Field("remembered"), Field("closed"))
+    STATE = (Field("current", _TallyCodec()), Field("show_key"), Field("remembered"), Field("closed"),
+             Field("last", default=None))
 
     def __init__(self):
         self.current: Tally | None = None
         self.show_key = None  # (start, id) of the room Show the current tally counts
         self.remembered: dict[str, int] = {}  # earlier shows' viewers -> profile (bounded, oldest out)
         self.closed: list[dict] = []  # summaries of ended shows, not yet taken
+        self.last: dict | None = None  # `totals` of the show closed last (its instants may still be read)
+
+    def totals(self, start: float) -> dict | None:
+        """The running totals of the show that began at `start` (the one going on, or the one
+        just closed): GMV, spend, orders, refunds (micro units) and GMV per product."""
+        if self.current is not None and self.show_key == start:
+            d = self.current.data
+            return {"start": start, "gmv": d["gmv"], "spend": sum(d["spend"].values()), "orders": d["orders"],
+                    "refunds": len(d["refunded"]),
+                    "products": {p: record["gmv"] for p, record in d["products"].items()},
+                    "paid": d["paid"], "refunded": d["refunded"]}
+        if self.last is not None and self.last["start"] == start:
+            return self.last
+        return None
 
     def profile_of(self, user: str) -> int | None:
         """The profile of a viewer's most recent presence in this show or the one before."""
@@ -159,6 +174,9 @@ class Ledger:
             if end - start >= 60:
                 d["stayed"].add(user)
         d["end"] = end
+        self.last = {key: value for key, value in self.totals(d["start"]).items()  # type: ignore[union-attr]
+                     if key not in ("paid", "refunded")}
+        self.last.update(paid={}, refunded=[])
         self.closed.append(summary(d, regions, utc))
         remembered = self.remembered
         for user, profile in d["viewers"].items():  # the newest last: the first to go are the oldest

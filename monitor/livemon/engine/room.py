@@ -639,23 +639,26 @@ class Room:
 
     # ---- settling an instant: re-attribution and the show ledger ----
 
-    def settle(self, t: int) -> None:
-        """Instant `t` is about to be final (every event of it is in): attribute its events by
-        the now final presences, fix the breakdowns where that differs from their attribution
-        on arrival (an earlier enter or leave that came later), and feed the show ledger its
-        events in ts order."""
-        held = self.held.pop(t, None) or []
+    def reattribute(self, t: int) -> None:
+        """Attribute the events held for bucket `t` again by the presences as they are now, and
+        fix the breakdowns where that differs from their attribution so far (an earlier enter or
+        leave that came later). Final once `t` is (see `settle`); before, it makes a live
+        snapshot's breakdowns those of every event arrived (`Engine.live_snapshots`)."""
+        held = self.held.get(t)
+        if not held:
+            return
         moved = False
+        profile_at = self.profile_at
         for i, item in enumerate(held):
             kind = item[1]
             if kind == L.DANMAKU or kind == L.CLICK or kind == L.ORDER:
-                final = self.profile_at(item[2], item[0])
-                if final != item[3]:
+                now = profile_at(item[2], item[0])
+                if now != item[3]:
                     moved = True
                     if kind == L.ORDER and item[8]:
                         self._attribute_order(t, item[3], item[7], -1)
-                        self._attribute_order(t, final, item[7], 1)
-                    held[i] = item[:3] + (final,) + item[4:]
+                        self._attribute_order(t, now, item[7], 1)
+                    held[i] = item[:3] + (now,) + item[4:]
         if moved:
             self.interacting_by.drop_pending(t)
             self.clicking_by.drop_pending(t)
@@ -664,7 +667,14 @@ class Room:
                     self.interacting_by.add_groups(columns(item[3]), item[2], t)
                 elif item[1] == L.CLICK and item[4] == "product":
                     self.clicking_by.add_groups(columns(item[3]), item[2], t)
-        items = held
+
+    def settle(self, t: int) -> None:
+        """Instant `t` is about to be final (every event of it is in): attribute its events by
+        the now final presences, fix the breakdowns where that differs from their attribution
+        on arrival (an earlier enter or leave that came later), and feed the show ledger its
+        events in ts order."""
+        self.reattribute(t)
+        items = self.held.pop(t, None) or []
         for user in set(self.started.pop(t, ())):
             for start, _, profile in self._presences_of(user):
                 if self.bucket_of(start) == t:
@@ -1308,24 +1318,58 @@ class Room:
             }
         return products
 
+    def _pending_totals(self, totals: dict | None, show, t: int) -> dict | None:
+        """`totals` with the show's products, paid orders, refunds and spend held after the frontier up to
+        instant `t`, so that a live snapshot's show totals equal the final ones once its events
+        are in (SPEC §3)."""
+        items = sorted((item for b in range(self.frontier + 1, t + 1) for item in self.held.get(b, ())
+                        if item[1] == L.ORDER or (item[1] == L.SHOW and item[2].action == "spend")
+                        or (item[1] == L.CLICK and item[5] is not None)),
+                       key=_item_order)
+        moment = t * self.step
+        items = [item for item in items if show.start <= item[0] <= moment and
+                 (show.ended_at is None or item[0] <= show.ended_at)]
+        if not items:
+            return totals
+        totals = dict(totals) if totals is not None else {
+            "start": show.start, "gmv": 0, "spend": 0, "orders": 0, "refunds": 0, "products": {}, "paid": {},
+            "refunded": set()}
+        products, paid, refunded = dict(totals["products"]), dict(totals["paid"]), set(totals["refunded"])
+        for item in items:
+            if item[1] == L.SHOW:
+                totals["spend"] += round(item[2].amount * MICRO)
+            elif item[1] == L.CLICK:  # a product clicked or carted: one of the show's products
+                products.setdefault(item[5], 0)
+            elif item[4] == "paid" and item[8]:
+                totals["gmv"] += item[7]
+                totals["orders"] += 1
+                products[item[6]] = products.get(item[6], 0) + item[7]
+                paid[item[5]] = item[6]
+            elif item[4] == "refunded" and item[5] in paid and item[5] not in refunded:
+                refunded.add(item[5])
+                totals["refunds"] += 1
+        totals.update(products=products, paid=paid, refunded=refunded)
+        return totals
+
     def _show_figures(self, t: int, show) -> dict:
         """The room's show at `t`: its marks, what is pinned, and its totals so far (from the
         ledger: as of the final frontier)."""
         figures = {"id": show.id, "start": show.start, "title": show.title, "ended_at": show.ended_at,
                    "pinned": self.pinned_at(t, show), "gmv": None, "spend_total": None, "refund_rate": None,
                    "top10_share": None, "roi": None, "top_products": []}
-        tally = self.ledger.current
-        if tally is None or self.ledger.show_key != show.start:
+        totals = self.ledger.totals(show.start)  # the show's, going on or just over, as of the frontier
+        if t > self.frontier:
+            totals = self._pending_totals(totals, show, t)
+        if totals is None:
             return figures
-        d = tally.data
-        gmv = d["gmv"] / MICRO
-        spend = sum(d["spend"].values()) / MICRO
-        shares = sorted((record["gmv"] for record in d["products"].values()), reverse=True)
+        gmv = totals["gmv"] / MICRO
+        spend = totals["spend"] / MICRO
+        products = totals["products"]  # product -> its show GMV (micro)
+        shares = sorted(products.values(), reverse=True)
         window, _ = self.product_sums.at_instant(t)
-        candidates = set(d["products"]) | {key[0] for key, value in window.items() if value and key[1] == P_GMV}
-        ranked = sorted(candidates, key=lambda p: (-(d["products"][p]["gmv"] if p in d["products"] else 0),
-                                                    -window.get((p, P_GMV), 0), p))
-        figures.update(gmv=gmv, spend_total=spend, refund_rate=_ratio(len(d["refunded"]), d["orders"]),
+        candidates = set(products) | {key[0] for key, value in window.items() if value and key[1] == P_GMV}
+        ranked = sorted(candidates, key=lambda p: (-products.get(p, 0), -window.get((p, P_GMV), 0), p))
+        figures.update(gmv=gmv, spend_total=spend, refund_rate=_ratio(totals["refunds"], totals["orders"]),
                        top10_share=_ratio(sum(shares[:10]) / MICRO, gmv), roi=_ratio(gmv, spend),
                        top_products=ranked[:10])
         return figures
