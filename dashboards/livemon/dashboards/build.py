@@ -174,19 +174,25 @@ def control_room():
 
 # --- Room ---------------------------------------------------------------------------------------------
 
+def funnel_panel(sel: str, title: str, description: str, names: tuple[str, str, str]):
+    """The window's funnel of a room: viewers, product clickers (viewers x CTR), buyers (x conversion)."""
+    return (bargauge.Panel().title(title).datasource(DS)
+            .height(8).span(12).orientation(cm.VizOrientation.HORIZONTAL)
+            .display_mode(cm.BarGaugeDisplayMode.GRADIENT).unit("short").thresholds(NEUTRAL)
+            .description(description)
+            .reduce_options(cb.ReduceDataOptions().calcs(["lastNotNull"]))
+            .with_target(q(f"max(livemon_room_viewers{{{sel}}})", names[0], "A", instant=True))
+            .with_target(q(f"max(livemon_room_viewers{{{sel}}} * livemon_room_product_ctr_ratio{{{sel}}})",
+                           names[1], "B", instant=True))
+            .with_target(q(f"max(livemon_room_viewers{{{sel}}} * livemon_room_product_ctr_ratio{{{sel}}}"
+                           f" * livemon_room_conversion_ratio{{{sel}}})", names[2], "C", instant=True)))
+
+
 def room():
     sel = 'room="$room"'
-    funnel = (bargauge.Panel().title("Funnel: viewers → product clickers → buyers").datasource(DS)
-              .height(8).span(12).orientation(cm.VizOrientation.HORIZONTAL)
-              .display_mode(cm.BarGaugeDisplayMode.GRADIENT).unit("short").thresholds(NEUTRAL)
-              .description("Distinct users in the last window: viewers, those who clicked a product, "
-                           "and those of them with a paid order.")
-              .reduce_options(cb.ReduceDataOptions().calcs(["lastNotNull"]))
-              .with_target(q(f"max(livemon_room_viewers{{{sel}}})", "Viewers", "A", instant=True))
-              .with_target(q(f"max(livemon_room_viewers{{{sel}}} * livemon_room_product_ctr_ratio{{{sel}}})",
-                             "Product clickers", "B", instant=True))
-              .with_target(q(f"max(livemon_room_viewers{{{sel}}} * livemon_room_product_ctr_ratio{{{sel}}}"
-                             f" * livemon_room_conversion_ratio{{{sel}}})", "Buyers", "C", instant=True)))
+    funnel = funnel_panel(sel, "Funnel: viewers → product clickers → buyers",
+                          "Distinct users in the last window: viewers, those who clicked a product, "
+                          "and those of them with a paid order.", ("Viewers", "Product clickers", "Buyers"))
     board = (base("room", "Livemon · Room", "One live room in depth.")
             .with_variable(room_variable(multi=False))
             .with_row(dashboard.Row("$room now"))
@@ -438,17 +444,10 @@ def sales():
              .with_panel(ts("商品转化率 · Product conversion",
                             q(f"max by (product) (livemon_product_conversion_ratio{{{sel}}})", "{{product}}"),
                             unit="percentunit", w=8)))
-    funnel = (bargauge.Panel().title("转化漏斗 · Funnel: viewers → clickers → buyers").datasource(DS)
-              .height(8).span(12).orientation(cm.VizOrientation.HORIZONTAL)
-              .display_mode(cm.BarGaugeDisplayMode.GRADIENT).unit("short").thresholds(NEUTRAL)
-              .description("Distinct users in the last window: viewers, those with a product click "
-                           "(viewers × product CTR), and those of them with a paid order (× conversion).")
-              .reduce_options(cb.ReduceDataOptions().calcs(["lastNotNull"]))
-              .with_target(q(f"max(livemon_room_viewers{{{sel}}})", "观看 Viewers", "A", instant=True))
-              .with_target(q(f"max(livemon_room_viewers{{{sel}}} * livemon_room_product_ctr_ratio{{{sel}}})",
-                             "点击 Product clickers", "B", instant=True))
-              .with_target(q(f"max(livemon_room_viewers{{{sel}}} * livemon_room_product_ctr_ratio{{{sel}}}"
-                             f" * livemon_room_conversion_ratio{{{sel}}})", "成交 Buyers", "C", instant=True)))
+    funnel = funnel_panel(sel, "转化漏斗 · Funnel: viewers → clickers → buyers",
+                          "Distinct users in the last window: viewers, those with a product click "
+                          "(viewers × product CTR), and those of them with a paid order (× conversion).",
+                          ("观看 Viewers", "点击 Product clickers", "成交 Buyers"))
     rates = ts("转化各环节 · Funnel rates", q(f"max(livemon_room_product_ctr_ratio{{{sel}}})", "商品点击率 Product CTR", "A"),
                q(f"max(livemon_room_conversion_ratio{{{sel}}})", "转化率 Conversion", "B"),
                q(f"max by (source) (livemon_source_conversion_ratio{{{sel}}})", "转化率 {{source}}", "C"),
