@@ -60,8 +60,6 @@ def columns(profile: int) -> tuple[int, ...]:
     return found
 
 
-ALL_UNKNOWN = columns(0)
-
 
 class Regions:
     """A room's region names by index (0 unknown, 1 other): up to `cap` named ones."""
@@ -125,14 +123,14 @@ def source_column(channel: str) -> int:
     return _FIXED_BASE["source"] + _SOURCE[channel]
 
 
-def dimension_of(column: int) -> int:
-    """The dimension's position in DIMENSIONS-free column order: 0..5 (region last)."""
-    if column >= REGION_BASE:
-        return 5
-    for position, dim in enumerate(_FIXED_ORDER):
-        if column < _FIXED_BASE[dim] + len(FIXED_VALUES[dim]):
-            return position
-    raise ValueError(column)
+def presence_figures(viewers: int, entries: int, watch: float, ends: int) -> dict:
+    """A breakdown value's presence figures (SPEC §8, §10): viewers, entries, mean watch time."""
+    return {"viewers": viewers, "entries": entries, "avg_watch_seconds": watch / ends if ends else None}
+
+
+def sales_figures(orders: int, gmv: float, viewers: int) -> dict:
+    """Paid orders, their GMV and the GMV per viewer (UV value) of a breakdown value or a show."""
+    return {"orders": orders, "gmv": gmv, "uv_value": gmv / viewers if viewers else None}
 
 
 AGE_COLUMNS = {_FIXED_BASE["age_band"] + i: value for i, value in enumerate(FIXED_VALUES["age_band"])}

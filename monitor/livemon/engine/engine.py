@@ -297,8 +297,7 @@ class Engine:
         """A danmaku, click or order (counted for the room's show by the caller)."""
         user = room.user_key(event.user_id)
         if kind is Danmaku:
-            room.sums.buckets[bucket][DANMAKU] += 1
-            room.interacting.add(user, bucket)
+            room.add_danmaku(user, bucket)
             room.interaction(user, ts, bucket, (ts, L.DANMAKU, user))
         elif kind is Click:
             target = event.target

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .audience import AGE_COLUMNS, REGION_BASE, column_names, columns, shared, source_column
+from .audience import (AGE_COLUMNS, REGION_BASE, column_names, columns, presence_figures, sales_figures, shared,
+                       source_column)
 from .state import Field
 
 MICRO = 1_000_000
@@ -446,9 +447,9 @@ def summary(d: dict, regions, utc: int) -> dict:
         "viewers": viewers, "entries": d["entries"], "peak_online": d["peak_online"],
         "avg_watch_seconds": _ratio(d["watch"], d["ends"]), "stayed_60s": len(d["stayed"]),
         "interacting": len(d["interacting"]), "clickers": len(clickers), "carters": len(d["carters"]),
-        "ordering": len(d["ordering"]), "buyers": len(buyers), "orders": d["orders"], "gmv": gmv,
+        "ordering": len(d["ordering"]), "buyers": len(buyers), **sales_figures(d["orders"], gmv, viewers),
         "refunds": len(d["refunded"]), "refund_rate": _ratio(len(d["refunded"]), d["orders"]),
-        "uv_value": _ratio(gmv, viewers), "gpm": _ratio(gmv * 1000, d["entries"]),
+        "gpm": _ratio(gmv * 1000, d["entries"]),
         "conversion_rate": _ratio(len(clickers & buyers), len(clickers)),
         "stall_ratio": _ratio(d["stall_ms"], d["stall_ms"] + d["play_ms"]),
         "error_rate": _ratio(d["errors"], d["beacons"]),
@@ -470,11 +471,10 @@ def summary(d: dict, regions, utc: int) -> dict:
         if not (v_viewers or entries or ends or v_clickers or v_buyers or v_orders):
             continue
         by[dim][value] = {
-            "viewers": v_viewers, "entries": entries,
-            "avg_watch_seconds": _ratio(d["by_watch"].get(c, 0.0), ends),
+            **presence_figures(v_viewers, entries, d["by_watch"].get(c, 0.0), ends),
             "clickers": len(v_clickers), "buyers": len(v_buyers),
             "conversion_rate": _ratio(len(v_clickers & buyers), len(v_clickers)),
-            "orders": v_orders, "gmv": v_gmv, "uv_value": _ratio(v_gmv, v_viewers),
+            **sales_figures(v_orders, v_gmv, v_viewers),
         }
     catalogue = d["catalogue"]
     products = {}

@@ -25,11 +25,11 @@ import msgspec
 
 from ..ingest.events import Show as ShowEvent
 from . import ledger as L
-from .audience import DIMENSIONS, Regions, column_names, columns
+from .audience import DIMENSIONS, Regions, column_names, columns, presence_figures, sales_figures
 from .config import RETENTION_HORIZONS, EngineConfig
 from .ledger import Ledger
 from .state import SET, Array, DictOf, Field, ListOf, Obj, Vectors, from_state
-from .windows import BucketSums, DistinctWindow, FlatPairs, GroupedDistinct, KeyedSums, LatencySketch
+from .windows import BucketSums, DistinctWindow, FlatPairs, GroupedDistinct, KeyedSums, LatencySketch, pairs_of
 
 # Fields of a room's bucket vector, by name (checkpoints store the names: a field added here needs
 # its constant below and nothing else). The retention cohorts (STARTS and SHORT) come first: a
@@ -200,11 +200,6 @@ class Show:
         self.ended_at = None
         self.implicit = implicit  # begun by the room's first event, not by a start marker
         self.marks = 0  # promotions and pins so far (bounded: EngineConfig.max_show_marks)
-
-
-def _int_pairs(values):
-    pairs = iter(values)
-    return zip(pairs, pairs)
 
 
 def _attr_sums(width: int, frontier: int) -> KeyedSums:
@@ -1017,8 +1012,7 @@ class Room:
     @staticmethod
     def _fold_first_starts(counts, window: dict | None, total: dict | None, sign: int = 1) -> None:
         """First starts per profile into their columns' entries (STARTS) and coverage."""
-        pairs = counts.items() if type(counts) is dict else _int_pairs(counts)
-        for profile, n in pairs:
+        for profile, n in pairs_of(counts):  # a dict, or flat pairs once final
             if n:
                 n *= sign
                 for column in columns(profile):
@@ -1285,11 +1279,10 @@ class Room:
             dim, value = names[column]
             gmv = get_w(key + A_GMV, 0) / MICRO
             by[dim][value] = {
-                "viewers": viewers, "entries": entries,
-                "avg_watch_seconds": _ratio(get_w(key + A_WATCH, 0), ends),
+                **presence_figures(viewers, entries, get_w(key + A_WATCH, 0), ends),
                 "interaction_rate": _ratio(acting, viewers), "product_ctr": _ratio(clickers, viewers),
                 "conversion_rate": _ratio(converted.get(column, 0), clickers),
-                "orders": orders, "gmv": gmv, "uv_value": _ratio(gmv, viewers),
+                **sales_figures(orders, gmv, viewers),
             }
         return by
 

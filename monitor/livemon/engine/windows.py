@@ -208,8 +208,9 @@ class _Bins:
         return {b: bins if type(bins) is dict else array_of(*bins) for b, bins in data.items()}
 
 
-def _bin_counts(bins):
-    """(bin, count) pairs of a bucket: a dict while it may still change, then flat pairs."""
+def pairs_of(bins):
+    """(key, count) pairs of a bucket (a sketch's bins, first presences per profile): a dict while it
+    may still change, then flat pairs."""
     if type(bins) is dict:
         return bins.items()
     pairs = iter(bins)
@@ -281,7 +282,7 @@ class LatencySketch:
             if -32768 <= min(pairs) and max(pairs) <= 32767:
                 pairs = array("h", pairs)  # the usual case: half the size
             self.buckets[frontier] = pairs
-        for index, n in _bin_counts(self.buckets.pop(frontier - self.width, {})):
+        for index, n in pairs_of(self.buckets.pop(frontier - self.width, {})):
             left = window[index] - n
             if left:
                 window[index] = left
@@ -293,9 +294,9 @@ class LatencySketch:
         if t > self.frontier:
             bins = dict(bins)
             for b in range(self.frontier + 1, t + 1):
-                for index, n in _bin_counts(self.buckets.get(b, {})):
+                for index, n in pairs_of(self.buckets.get(b, {})):
                     bins[index] = bins.get(index, 0) + n
-                for index, n in _bin_counts(self.buckets.get(b - self.width, {})):
+                for index, n in pairs_of(self.buckets.get(b - self.width, {})):
                     bins[index] = bins.get(index, 0) - n
         total = sum(bins.values())
         if total <= 0:
