@@ -39,6 +39,10 @@ RECORD_AFTER = 30           # snapshots with an audience before a room without a
 MIN_AUDIENCE = 2            # distinct viewers in the window for a snapshot to count towards RECORD_AFTER
 BANNER_ALERTS = 20          # firing critical alerts listed in a grid frame (the banner); more are counted
 MAX_TARGETS = 10_000        # room and show targets held (file and operators together)
+MAX_MARKS = 50              # chart markers (pins, alerts, failovers) kept per room, newest last
+PAGE_PROMOS = 20            # promotions of the show going on drawn on a room's charts, newest last
+FUNNEL_STAGES = ("viewers", "stayed_60s", "clickers", "ordering", "buyers")   # SPEC §10 `funnel`
+MARKED_FAILOVERS = ("taken", "pinned", "unpinned")   # failover decisions drawn on the charts
 
 
 def target_metrics() -> dict[str, str]:
@@ -176,6 +180,29 @@ def page_snapshot(snap: dict | None) -> dict | None:
     return out
 
 
+def show_funnel(summary: dict | None) -> dict | None:
+    """The show's funnel (SPEC §10: viewers, stayed 60 s, clicked, ordered, paid) as its provisional
+    summary has it: the figures are the engine's, the page only draws them."""
+    if not isinstance(summary, dict) or not isinstance(summary.get("funnel"), list):
+        return None
+    return {"show_id": summary.get("show_id"), "start": summary.get("start"), "end": summary.get("end"),
+            "stages": list(FUNNEL_STAGES), "counts": summary["funnel"][:len(FUNNEL_STAGES)]}
+
+
+def room_marks(room: "Room", summary: dict | None) -> list[dict]:
+    """The chart markers of a room, oldest first: pinned stretches, alert transitions and
+    failovers it keeps, and the promotions of the show going on (its provisional summary's)."""
+    marks = list(room.marks)
+    promos = summary.get("promos") if isinstance(summary, dict) else None
+    if isinstance(promos, list):
+        for promo in promos[-PAGE_PROMOS:]:
+            if isinstance(promo, dict) and isinstance(promo.get("start"), (int, float)):
+                marks.append({"kind": "promo", "ts": promo["start"], "end": promo.get("end"),
+                              "promo_id": promo.get("promo_id"), "promo_type": promo.get("promo_type"),
+                              "product_id": promo.get("product_id")})
+    return sorted(marks, key=lambda m: m["ts"])
+
+
 # The per-CDN fields the room page charts (room.js `cdnCol`); the rest of a CDN reading is not kept.
 CDN_CHART_METRICS = catalogue.CDN_CHART_NAMES
 # A room keeps chart history for at most this many CDNs (rooms are served by two or three); a CDN
@@ -242,6 +269,10 @@ class Room:
         self.cdns: dict[str, CdnHistory] = {}
         self.head = 0                         # ring index the next new point is written to
         self.count = 0                        # points held, at most HISTORY_SECONDS
+        # Chart markers, newest last: pinned stretches (from the live snapshots' `show.pinned`),
+        # alert transitions and failovers; at most MAX_MARKS, none older than the chart history.
+        self.marks: collections.deque = collections.deque(maxlen=MAX_MARKS)
+        self.pinned: dict | None = None       # the open pinned stretch (one of `marks`)
 
     def add(self, snap: dict, worker: str | None, wall: float):
         ts = float(snap["ts"])                # before any write: a bad record leaves the rings as they were
@@ -267,6 +298,28 @@ class Room:
             if history is not None:
                 history.write(i, reading)
         self.latest, self.seen, self.worker = snap, wall, worker
+        show = snap.get("show")
+        pinned = show.get("pinned") if isinstance(show, dict) else None
+        pinned = pinned if isinstance(pinned, str) else None
+        if (self.pinned and self.pinned["product_id"]) != pinned:
+            if self.pinned is not None:
+                self.pinned["end"] = ts
+            self.pinned = None
+            if pinned:
+                self.pinned = {"kind": "pin", "ts": ts, "end": None, "product_id": pinned}
+                self.mark(self.pinned)
+
+    def mark(self, marker: dict) -> None:
+        """Keep a chart marker; those that ended before the chart history go first."""
+        newest = self.latest["ts"] if self.latest is not None else marker["ts"]
+        while self.marks:
+            ended = self.marks[0]["end"] if self.marks[0]["kind"] == "pin" else self.marks[0]["ts"]
+            if ended is None or ended >= newest - HISTORY_SECONDS:
+                break
+            self.marks.popleft()
+        if len(self.marks) == self.marks.maxlen and self.marks[0] is self.pinned:
+            self.marks.rotate(-1)             # the open pinned stretch stays; the next oldest goes
+        self.marks.append(marker)
 
     def _new_cdn(self, name) -> CdnHistory | None:
         if len(self.cdns) < MAX_CDNS_PER_ROOM:
@@ -465,8 +518,16 @@ class ControlRoomHub:
                         merged[flag] = previous[flag]
                 self.active_alerts[ident] = merged
             self.alert_feed.appendleft(rec)
+            room = self.rooms.get(rec.get("room_id"))
+            if room is not None and rec.get("state") in ("firing", "resolved") and isinstance(rec.get("ts"), (int, float)):
+                room.mark({"kind": "alert", "ts": rec["ts"], "state": rec["state"], "rule": rec.get("rule"),
+                           "cdn": rec.get("cdn"), "severity": rec.get("severity")})
         elif kind == "failover":
             self.failovers.appendleft(rec)
+            room = self.rooms.get(rec.get("room_id"))
+            if room is not None and rec.get("decision") in MARKED_FAILOVERS and isinstance(rec.get("ts"), (int, float)):
+                room.mark({"kind": "failover", "ts": rec["ts"], "decision": rec["decision"],
+                           "from_cdn": rec.get("from_cdn"), "to_cdn": rec.get("to_cdn")})
         elif kind == "incident":
             if rec.get("id") is not None:
                 self.incidents[str(rec["id"])] = rec
@@ -570,9 +631,10 @@ class ControlRoomHub:
                         "rooms": dict(targets.get("rooms") or {}), "shows": dict(targets.get("shows") or {})}
         self._touch()
 
-    def set_target(self, room_id: str, show: str | None, values: dict) -> dict:
+    def set_target(self, room_id: str, show: str | None, values: dict, by: str | None = None) -> dict:
         """An operator's target for a room, or for one show of it (`show` = the show id): the given
-        fields replace the held ones, a None removes one. Returns the target now held."""
+        fields replace the held ones, a None removes one. Returns the target now held. With `by`
+        (the operator's name) the change goes into the operator log and the recording."""
         table, key = (self.targets["shows"], f"{room_id}.{show}") if show else (self.targets["rooms"], room_id)
         held = dict(table.get(key) or {})
         for name, value in values.items():
@@ -586,6 +648,9 @@ class ControlRoomHub:
             table[key] = held
         else:
             table.pop(key, None)
+        if by is not None:
+            self.feed_alert({"kind": "operator", "action": "target", "room_id": room_id, "show": show,
+                             "target": values, "by": by, "ts": self.clock()})
         self._touch()
         return held
 
@@ -762,7 +827,8 @@ class ControlRoomHub:
                 "sales": room_sales(room.latest) if room.latest is not None else None, "worker": room.worker,
                 "alert": self.room_alert_state(room_id),
                 "columns": ["ts", *CHART_METRICS], "points": room.points(since),
-                "cdn_points": room.cdn_points(since)}
+                "cdn_points": room.cdn_points(since), "funnel": show_funnel(self.provisional.get(room_id)),
+                "marks": room_marks(room, self.provisional.get(room_id))}
         if not lists:
             return view
         return {**view, "alerts_active": [a for (r_, room_, c_), a in self.active_alerts.items() if room_ == room_id],

@@ -1,8 +1,10 @@
 """The control-room web app: pages, JSON and server-sent-event API, control actions.
 
 Mount it on a worker's aiohttp app with `add_routes(app, hub, token=...)`, or serve it alone with
-`build_web_app(hub, token=...)`. Viewing needs nothing; control actions need the token (header
-`Authorization: Bearer <token>` or `X-Livemon-Token`), compared in constant time.
+`build_web_app(hub, token=...)`. Viewing needs nothing; control actions need a token (header
+`Authorization: Bearer <token>` or `X-Livemon-Token`): the shared one, compared in constant time, or
+a named operator's from the operators file (`livemon.web.operators`), and every action records the
+name of whoever sent it (`operator` for the shared token).
 
 `add_routes` also hardens the whole app it is mounted on (the worker's /metrics, /healthz and /livez
 too): security headers on every answer, short JSON error bodies, an allow-list of Host names, and
@@ -30,6 +32,7 @@ from aiohttp import web
 
 from livemon import catalogue
 from livemon.web.hub import ACTIONS, SORT_KEYS, ControlRoomHub, GridView, target_metrics
+from livemon.web.operators import OPERATORS_ENV, Operators
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +72,7 @@ class WebSettings:
     allowed_hosts: frozenset = frozenset()   # Host names accepted beside the loopback ones
     rules_file: str | None = None     # alert rules (or alerting.yml) whose thresholds colour the tiles
     targets_file: str | None = None   # targets.toml: GMV, online, conversion per room or show
+    operators_file: str | None = None  # named operators: name -> scrypt hash of their token
 
     @classmethod
     def from_env(cls, environ=os.environ) -> WebSettings:
@@ -91,7 +95,8 @@ class WebSettings:
                    allowed_hosts=hosts,
                    # The worker's own alerting config unless the page is told otherwise.
                    rules_file=environ.get("LIVEMON_WEB_RULES") or environ.get("LIVEMON_ALERTS_CONFIG") or None,
-                   targets_file=environ.get("LIVEMON_WEB_TARGETS") or None)
+                   targets_file=environ.get("LIVEMON_WEB_TARGETS") or None,
+                   operators_file=environ.get(OPERATORS_ENV) or None)
 
 
 # ---- colour lines and targets -------------------------------------------------------------------
@@ -201,6 +206,7 @@ TOKEN_KEY = web.AppKey("livemon_control_token", str)
 STREAMS_KEY = web.AppKey("livemon_control_streams", set)
 SETTINGS_KEY = web.AppKey("livemon_web_settings", WebSettings)
 GUARD_KEY = web.AppKey("livemon_token_guard", TokenGuard)
+OPERATORS_KEY = web.AppKey("livemon_operators", Operators)
 
 
 def control_token(configured: str | None = None) -> tuple[str, bool]:
@@ -469,10 +475,7 @@ def validate_action(body) -> dict:
             raise ValueError(f"{field} is not a valid name")
         else:
             out[field] = value
-    by = body.get("by") or "operator"
-    if not isinstance(by, str) or len(by) > 64 or not by.isprintable():
-        raise ValueError("by must be a short name")
-    out["by"] = by
+    # Who acts is the token's operator (set by the caller), never a name the body gives.
     if action == "silence":
         duration = body.get("duration", 3600)
         if not isinstance(duration, (int, float)) or not 60 <= duration <= 86400:
@@ -481,19 +484,27 @@ def validate_action(body) -> dict:
     return out
 
 
-async def _authorized_body(request) -> tuple[bytes | None, web.Response | None]:
-    """The body of a control request once its token is right: (raw body, None), else (None, the
-    error answer). Size limit, back-off after wrong tokens, constant-time compare."""
+async def _authorized_body(request) -> tuple[bytes | None, str | None, web.Response | None]:
+    """The body of a control request and who sent it once its token is right: (raw body, operator
+    name, None), else (None, None, the error answer). Size limit, back-off after wrong tokens,
+    constant-time compare (a named operator's token: one scrypt, off the event loop)."""
     if request.content_length is not None and request.content_length > MAX_ACTION_BYTES:
-        return None, json_error(413, f"body larger than {MAX_ACTION_BYTES} bytes")
+        return None, None, json_error(413, f"body larger than {MAX_ACTION_BYTES} bytes")
     guard, client = request.app[GUARD_KEY], request.remote or "-"
     wait = guard.wait(client)
     if wait > 0:
-        return None, json_error(429, "too many wrong tokens; wait before trying again",
-                                {"Retry-After": str(math.ceil(wait))})
-    if not token_ok(_token_of(request), request.app[TOKEN_KEY]):
+        return None, None, json_error(429, "too many wrong tokens; wait before trying again",
+                                      {"Retry-After": str(math.ceil(wait))})
+    token, operators = _token_of(request), request.app[OPERATORS_KEY]
+    if token_ok(token, request.app[TOKEN_KEY]):
+        name = operators.shared_name
+    elif operators.path is not None and token.isascii() and len(token) <= 200:
+        name = await asyncio.to_thread(operators.who, token)
+    else:
+        name = None
+    if name is None:
         guard.failed(client)
-        return None, json_error(401, "a valid control token is required")
+        return None, None, json_error(401, "a valid control token is required")
     guard.succeeded(client)
     raw = b""
     while len(raw) <= MAX_ACTION_BYTES:   # a chunked body arrives in pieces: stop past the limit
@@ -502,8 +513,8 @@ async def _authorized_body(request) -> tuple[bytes | None, web.Response | None]:
             break
         raw += piece
     if len(raw) > MAX_ACTION_BYTES:
-        return None, json_error(413, f"body larger than {MAX_ACTION_BYTES} bytes")
-    return raw, None
+        return None, None, json_error(413, f"body larger than {MAX_ACTION_BYTES} bytes")
+    return raw, name, None
 
 
 async def api_targets(request):
@@ -528,17 +539,17 @@ def validate_target(body) -> tuple[str, str | None, dict]:
 
 async def api_set_target(request):
     """An operator sets (or with null removes) a room's or a show's targets; token required."""
-    raw, error = await _authorized_body(request)
+    raw, name, error = await _authorized_body(request)
     if error is not None:
         return error
     try:
         room_id, show, values = validate_target(orjson.loads(raw))
-        held = request.app[HUB_KEY].set_target(room_id, show, values)
+        held = request.app[HUB_KEY].set_target(room_id, show, values, by=name)
     except orjson.JSONDecodeError:
         return json_error(400, "the body is not JSON")
     except ValueError as error:
         return json_error(400, str(error))
-    log.info("target set for %s%s", room_id, f".{show}" if show else "")
+    log.info("target set for %s%s by %s", room_id, f".{show}" if show else "", name)
     return json_response({"ok": True, "room_id": room_id, "show": show, "target": held})
 
 
@@ -550,11 +561,11 @@ async def api_thresholds(request):
 
 
 async def api_action(request):
-    raw, error = await _authorized_body(request)
+    raw, name, error = await _authorized_body(request)
     if error is not None:
         return error
     try:
-        action = validate_action(orjson.loads(raw))
+        action = {**validate_action(orjson.loads(raw)), "by": name}
     except orjson.JSONDecodeError:
         return json_error(400, "the body is not JSON")
     except ValueError as error:
@@ -687,6 +698,7 @@ def add_routes(app: web.Application, hub: ControlRoomHub, *, token: str, setting
     app[STREAMS_KEY] = set()
     settings = app[SETTINGS_KEY] = settings or WebSettings.from_env()
     app[GUARD_KEY] = TokenGuard()
+    app[OPERATORS_KEY] = Operators(None, settings.operators_file)   # a bad file stops the start, saying why
     hub.set_thresholds(rule_thresholds(settings.rules_file))
     if settings.targets_file:
         hub.set_targets(load_targets(settings.targets_file))   # a bad file stops the start, saying why
