@@ -193,3 +193,60 @@ def test_selector_extraction():
                                'ALERTS{alertname="X", alertstate="firing"}', "x_bucket", "up"]
     assert to_promql("label_values(livemon_room_online, room)", {}) == "livemon_room_online"
     assert to_promql('max(m{room="$room"}[$__rate_interval]) ${room}', {"room": "r1"}) == 'max(m{room="r1"}[1m]) r1'
+
+
+def monitor_alerts() -> dict[str, str]:
+    """The monitor's own alerts as the Prometheus rule file declares them: name -> expression."""
+    import yaml
+
+    from livemon.dashboards.queries import RULE_DIR
+
+    groups = yaml.safe_load((RULE_DIR / "alerts.yml").read_text())["groups"]
+    (group,) = [g for g in groups if g["name"] == build.MONITOR_ALERT_GROUP]
+    return {rule["alert"]: rule["expr"] for rule in group["rules"] if "alert" in rule}
+
+
+def monitor_alert_problems(model: dict, alerts: dict[str, str]) -> list[str]:
+    """What the internals dashboard `model` lacks to show each alert of `alerts`."""
+    found = []
+    by_alert = {p["title"].split(" · ")[0]: p for p in panels(model)}
+    for name, expr in alerts.items():
+        panel = by_alert.get(name)
+        if panel is None:
+            found.append(f"no panel for the alert {name}")
+            continue
+        drawn = {s for t in panel["targets"] for s in selectors(t["expr"])}
+        # The panel reads every series its rule reads, so what it shows is what the rule decides on.
+        if not set(selectors(expr)) <= drawn:
+            found.append(f"{name}: the panel does not read {sorted(set(selectors(expr)) - drawn)}")
+        if f"docs/ALERTING.md#{name.lower()}" not in panel.get("description", ""):
+            found.append(f"{name}: no runbook link")
+    # One state panel lists exactly these alerts' firing or pending state (Prometheus's ALERTS).
+    states = [p for p in panels(model) if p["type"] == "state-timeline"]
+    listed = {n for p in states for t in p["targets"] for group in re.findall(r'alertname=~"([^"]+)"', t["expr"])
+              for n in group.split("|")}
+    if listed != set(alerts):
+        found.append(f"state panel lists {sorted(listed)}")
+    return found
+
+
+def test_internals_show_each_monitor_alert_of_the_rule_file():
+    alerts = monitor_alerts()
+    assert len(alerts) >= 10 and "LivemonFailoverDeclined" in alerts
+    model = load("internals.json")
+    assert monitor_alert_problems(model, alerts) == []
+    # The panels sit under their own row, after the rest of the internals.
+    rows = [p["title"] for p in model["panels"] if p["type"] == "row"]
+    assert rows[-1] == "The monitor's own alerts"
+
+
+def test_a_new_monitor_alert_without_a_panel_fails_the_check():
+    alerts = monitor_alerts()
+    model = load("internals.json")
+    with_new_rule = {**alerts, "LivemonSomethingNew": "livemon_something_new > 0"}
+    assert monitor_alert_problems(model, with_new_rule) == [
+        "no panel for the alert LivemonSomethingNew",
+        f"state panel lists {sorted(alerts)}"]
+    # A panel that stops reading one of its rule's series is caught too.
+    changed = {**alerts, "LivemonBrokerDown": alerts["LivemonBrokerDown"] + " or livemon_rooms == 0"}
+    assert monitor_alert_problems(model, changed) == ["LivemonBrokerDown: the panel does not read ['livemon_rooms']"]

@@ -12,7 +12,9 @@ import itertools
 import json
 
 from livemon import catalogue
-from grafana_foundation_sdk.builders import bargauge, common as cb, dashboard, prometheus, stat, table, timeseries
+from grafana_foundation_sdk.builders import (
+    bargauge, common as cb, dashboard, prometheus, stat, statetimeline, table, timeseries,
+)
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common as cm, dashboard as dm, prometheus as pm
 
@@ -474,7 +476,7 @@ def sales():
 
 def internals():
     # Worker health metrics of livemon.exposition.WorkerMetrics.
-    return (base("internals", "Livemon · Monitor internals", "The stream workers themselves.")
+    board = (base("internals", "Livemon · Monitor internals", "The stream workers themselves.")
             .with_row(dashboard.Row("Workers"))
             .with_panel(big("Workers up", 'sum(up{job="livemon"})', w=4,
                             thresholds=steps((None, "red"), (1, "green"))))
@@ -519,7 +521,81 @@ def internals():
             .with_panel(ts("Seconds since last step and checkpoint",
                            q("time() - livemon_last_step_timestamp_seconds", "step {{instance}}", "A"),
                            q("time() - livemon_last_checkpoint_timestamp_seconds", "checkpoint {{instance}}", "B"),
-                           unit="s", w=24)))
+                           unit="s", w=24))
+            .with_row(dashboard.Row("The monitor's own alerts"))
+            .with_panel(monitor_alert_states()))
+    for alert in MONITOR_ALERTS:
+        board = board.with_panel(monitor_alert_panel(*alert))
+    return board
+
+
+# The monitor's own alerts (alerts/prometheus/alerts.yml, group `livemon-monitor`): each one's
+# quantity as its rule computes it, with the line it fires at, so on-call sees how close a worker
+# is and which side of the line it sits. (alert, what is drawn, [(expression, legend)], unit, fire
+# line steps, the rule in words.) tests/test_dashboards.py checks every alert of the group has its
+# panel reading every series its rule reads.
+MONITOR_ALERT_GROUP = "livemon-monitor"
+BELOW_ONE = steps((None, "red"), (1, "green"))
+MONITOR_ALERTS = [
+    ("MonitorWorkerDown", "workers scraped (0 = down)", [('up{job="livemon"}', "{{instance}}")], "short", BELOW_ONE,
+     "Fires when Prometheus cannot scrape a worker (up == 0) for 1 minute."),
+    ("LivemonStepStalled", "seconds since the last step",
+     [("time() - max by (instance) (livemon_last_step_timestamp_seconds)", "{{instance}}")], "s",
+     steps((None, "green"), (15, "red")), "Fires over 15 s without a step, for 15 s."),
+    ("LivemonConsumerStalled", "messages waiting vs consumed, last minute",
+     [("sum by (instance) (min_over_time(livemon_consumer_lag_messages[1m]))", "waiting (min) {{instance}}"),
+      ("sum by (instance) (increase(livemon_messages_total[1m]))", "consumed {{instance}}"),
+      ("min by (instance) (livemon_broker_up)", "broker up {{instance}}")], "short", None,
+     "Fires when messages waited all minute and none was consumed while the broker answers, for 30 s."),
+    ("LivemonBrokerDown", "broker reachable (0 = down)", [("min by (instance) (livemon_broker_up)", "{{instance}}")],
+     "short", BELOW_ONE, "Fires when Kafka does not answer a worker for 30 s."),
+    ("LivemonConsumerLagGrowing", "lag and its growth",
+     [("sum by (instance) (livemon_consumer_lag_messages)", "lag {{instance}}"),
+      ("sum by (instance) (deriv(livemon_consumer_lag_messages[2m]))", "growth/s {{instance}}")], "short",
+     steps((None, "green"), (1000, "orange")),
+     "Fires when the lag is over 1000 messages and its 2-minute slope positive, for 2 minutes."),
+    ("LivemonCheckpointStale", "seconds since the last checkpoint",
+     [("time() - max by (instance) (livemon_last_checkpoint_timestamp_seconds > 0 or livemon_worker_start_timestamp_seconds)",
+       "{{instance}}"),
+      ("max by (instance) (livemon_assigned_partitions)", "partitions {{instance}}")], "s",
+     steps((None, "green"), (60, "red")),
+     "Fires over 60 s without a checkpoint (the start time before the first) while partitions are owned, for 30 s."),
+    ("LivemonRejectedEventsSurge", "share of events rejected (5m)",
+     [("sum by (instance) (rate(livemon_events_rejected_total[5m])) / (sum by (instance) (rate(livemon_events_total[5m]))"
+       " + sum by (instance) (rate(livemon_events_rejected_total[5m])))", "{{instance}}")], "percentunit",
+     steps((None, "green"), (0.05, "red")), "Fires over 5% for 5 minutes."),
+    ("LivemonBatchesRejected", "unreadable batches and records (10m)",
+     [("sum by (instance) (increase(livemon_batches_rejected_total[10m]) > 0"
+       " or (livemon_batches_rejected_total unless livemon_batches_rejected_total offset 10m)"
+       " or increase(livemon_records_rejected_total[10m]) > 0"
+       " or (livemon_records_rejected_total unless livemon_records_rejected_total offset 10m))", "{{instance}}")],
+     "short", steps((None, "green"), (0.5, "red")), "Fires at any in 10 minutes; empty while there is none."),
+    ("LivemonAlertQueueBacklog", "least queued per receiver over 5m",
+     [("min by (instance, receiver) (min_over_time(livemon_alert_queue_depth[5m]))", "{{receiver}} {{instance}}")],
+     "short", steps((None, "green"), (0.5, "red")), "Fires when a receiver's outbox was never empty for 5 minutes, for 1 minute."),
+    ("LivemonFailoverDeclined", "CDN failovers declined (5m)",
+     [('sum by (instance) (increase(livemon_cdn_failover_decisions_total{decision="declined"}[5m]) > 0'
+       ' or (livemon_cdn_failover_decisions_total{decision="declined"}'
+       ' unless livemon_cdn_failover_decisions_total{decision="declined"} offset 5m))', "{{instance}}")],
+     "short", steps((None, "green"), (0.5, "red")), "Fires at any declined in 5 minutes; empty while there is none."),
+]
+
+
+def monitor_alert_panel(alert: str, what: str, queries, unit: str, fire, rule: str):
+    refs = "ABCDEFGH"
+    return ts(f"{alert} · {what}", *(q(expr, legend, refs[i]) for i, (expr, legend) in enumerate(queries)),
+              unit=unit, thresholds=fire, w=8,
+              desc=f"{rule} Runbook: docs/ALERTING.md#{alert.lower()}")
+
+
+def monitor_alert_states():
+    names = "|".join(alert for alert, *_ in MONITOR_ALERTS)
+    return (statetimeline.Panel().title("Monitor alerts firing or pending").datasource(DS).height(6).span(24)
+            .description("Prometheus's state of the monitor's own alerts (ALERTS): 1 pending, 2 firing.")
+            .with_target(q(f'max by (alertname, instance) (ALERTS{{alertname=~"{names}", alertstate="firing"}} * 2 '
+                           f'or ALERTS{{alertname=~"{names}", alertstate="pending"}})', "{{alertname}} {{instance}}"))
+            .mappings([dm.ValueMap(options={"1": dm.ValueMappingResult(text="pending", color="orange"),
+                                            "2": dm.ValueMappingResult(text="firing", color="red")})]))
 
 
 DASHBOARDS = {
