@@ -116,7 +116,7 @@ def test_cli_lists_shows_and_writes_the_report(recorded, tmp_path):
     assert made.exit_code == 0, made.output
     assert "room-snacks.next-day" in out.read_text()
     missing = runner.invoke(cli, ["review", "no-such-show", "--data-dir", data_dir])
-    assert missing.exit_code == 1 and "no recorded show 'no-such-show'" in missing.output
+    assert missing.exit_code == 2 and "no recorded show 'no-such-show'" in missing.output
     assert "Traceback" not in missing.output
 
 

@@ -122,4 +122,4 @@ def test_export_needs_a_summary(replayed, tmp_path):
     folder, _, _ = replayed
     result = CliRunner().invoke(cli, ["review", str(folder / "timeline.jsonl"), "--out", str(tmp_path / "r.html"),
                                       "--export", str(tmp_path / "x")])
-    assert result.exit_code == 1 and "--export needs one" in result.output
+    assert result.exit_code == 2 and "--export needs the show summary" in result.output

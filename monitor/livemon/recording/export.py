@@ -9,11 +9,15 @@ Every figure here is the summary's own exact count or ratio: nothing is averaged
 from __future__ import annotations
 
 import csv
+import io
+import statistics
+import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 from livemon import catalogue
+from livemon.alerting.incidents import RESOLVE_GOAL_SECONDS
 
 TOP_REGIONS = 10
 
@@ -30,6 +34,7 @@ class Table:
     en: str
     columns: list[tuple[str, str, str]] = field(default_factory=list)   # (zh, en, format)
     rows: list[list] = field(default_factory=list)
+    row_kinds: list[str] = field(default_factory=list)   # per row, the format of the columns whose format is "row"
 
 
 # (key, zh, en, format) of the exact KPIs, from the summary's `totals`.
@@ -75,8 +80,17 @@ EXTRA = [("top10_share", "TOP10 商品成交占比", "TOP10 products' share of G
          ("spend_total", "投放花费", "Spend", "money2", False), ("roi", "ROI", "ROI", "num2", True)]
 
 
-def exact_kpis(summary: dict) -> dict:
-    """The show's KPIs from its summary's totals (SPEC §10), plus shares of its viewers."""
+# The show's incidents, summed up: (key, zh, en, format, higher is better).
+INCIDENT_FIGURES = [("incidents", "故障数", "Incidents", "int", False),
+                    ("resolved_within_goal", "15 分钟内恢复", "Resolved within 15 min", "int", True),
+                    ("mean_time_to_detect", "平均发现用时", "Mean time to detect", "sec", False),
+                    ("mean_time_to_acknowledge", "平均确认用时", "Mean time to acknowledge", "sec", False),
+                    ("mean_time_to_resolve", "平均恢复用时", "Mean time to resolve", "sec", False)]
+
+
+def exact_kpis(summary: dict, records: list[dict] | None = None) -> dict:
+    """The show's KPIs from its summary's totals (SPEC §10), plus shares of its viewers and its
+    incidents' times (from `records`, default the summary's `incidents`)."""
     totals = summary.get("totals") or {}
     out = {key: totals.get(key) for key, *_ in TOTALS}
     viewers = totals.get("viewers")
@@ -84,21 +98,109 @@ def exact_kpis(summary: dict) -> dict:
         out[key] = totals.get(part) / viewers if viewers and totals.get(part) is not None else None
     for key, *_ in EXTRA:
         out[key] = summary.get(key)
+    out.update(incident_figures(incidents(summary.get("incidents") if records is None else records)))
     return out
 
 
 def exact_rows() -> list[tuple[str, str, str, str, bool | None]]:
     """(key, zh, en, format, higher is better) of the exact KPI table."""
     return ([(key, zh, en, kind, key not in LOWER_IS_BETTER) for key, zh, en, kind in TOTALS]
-            + [(key, zh, en, "pct", True) for key, _, zh, en in SHARES] + EXTRA)
+            + [(key, zh, en, "pct", True) for key, _, zh, en in SHARES] + EXTRA + INCIDENT_FIGURES)
 
 
-def summary_tables(summary: dict) -> list[Table]:
-    """The summary's tables, in the order the report shows them."""
+# ---- incidents -----------------------------------------------------------------------------------
+
+INCIDENT_FIELDS = ("rule", "cdn", "severity", "first_bad_ts", "fired_ts", "acked_ts", "acked_by", "failover_ts",
+                   "resolved_ts")
+
+
+def _gap(a, b):
+    return None if a is None or b is None else round(b - a, 3)
+
+
+def incidents(records: list[dict] | None) -> list[dict]:
+    """The show's incidents from its recorded records, in the order they fired: each firing alert
+    is one, from its first bad sample (`active_at`) to its resolution, with its acknowledgement
+    (the alerting service's incident records, else the operator's `ack` on its rule) and the first
+    failover off its CDN. Each carries time to detect (fired − first bad), to acknowledge (acked −
+    fired) and to resolve (resolved − first bad), and whether it was resolved within the 15-minute
+    goal (None while open)."""
+    records = sorted(records or (), key=lambda r: float(r.get("ts") or 0))
+    found: list[dict] = []
+    open_by: dict = {}
+    for rec in records:
+        if (rec.get("kind") or "alert") != "alert":
+            continue
+        ident = rec.get("id") or (rec.get("rule"), rec.get("cdn"))
+        ts = float(rec.get("ts") or 0)
+        if rec.get("state") == "firing" and ident not in open_by:
+            fired = rec.get("fired_at") if rec.get("fired_at") is not None else ts
+            first_bad = rec.get("active_at") if rec.get("active_at") is not None else fired
+            open_by[ident] = {"alert_id": rec.get("id"), "rule": rec.get("rule"), "cdn": rec.get("cdn"),
+                              "severity": rec.get("severity"), "first_bad_ts": float(first_bad), "fired_ts": float(fired),
+                              "acked_ts": None, "acked_by": None, "failover_ts": None, "resolved_ts": None}
+            found.append(open_by[ident])
+        elif rec.get("state") == "resolved" and ident in open_by:
+            done = open_by.pop(ident)
+            done["resolved_ts"] = float(rec["resolved_at"] if rec.get("resolved_at") is not None else ts)
+    for rec in records:
+        kind, ts = rec.get("kind"), float(rec.get("ts") or 0)
+        for inc in found:
+            if kind == "incident" and rec.get("alert_id") is not None and rec.get("alert_id") == inc["alert_id"] \
+                    and rec.get("fired_ts") is not None and abs(float(rec["fired_ts"]) - inc["fired_ts"]) < 1e-6:
+                for name in ("acked_ts", "acked_by", "failover_ts"):
+                    if inc[name] is None and rec.get(name) is not None:
+                        inc[name] = rec[name]
+            elif kind == "operator" and rec.get("action") == "ack" and inc["acked_ts"] is None \
+                    and rec.get("rule") in (None, "", inc["rule"]) and rec.get("cdn") in (None, "", inc["cdn"]) \
+                    and inc["fired_ts"] <= ts <= (inc["resolved_ts"] if inc["resolved_ts"] is not None else ts):
+                inc["acked_ts"], inc["acked_by"] = ts, rec.get("by")
+            elif kind == "failover" and rec.get("decision", "taken") == "taken" and inc["failover_ts"] is None \
+                    and inc["cdn"] and rec.get("from_cdn") == inc["cdn"] and inc["fired_ts"] <= ts \
+                    and (inc["resolved_ts"] is None or ts <= inc["resolved_ts"]):
+                inc["failover_ts"] = ts
+    for inc in found:
+        inc["time_to_detect"] = _gap(inc["first_bad_ts"], inc["fired_ts"])
+        inc["time_to_acknowledge"] = _gap(inc["fired_ts"], inc["acked_ts"])
+        inc["time_to_resolve"] = _gap(inc["first_bad_ts"], inc["resolved_ts"])
+        inc["within_goal"] = None if inc["time_to_resolve"] is None else inc["time_to_resolve"] <= RESOLVE_GOAL_SECONDS
+    return found
+
+
+def incident_figures(found: list[dict]) -> dict:
+    """Counts and mean times of a show's incidents (`incidents()`)."""
+    def mean(name):
+        values = [i[name] for i in found if i[name] is not None]
+        return statistics.fmean(values) if values else None
+    return {"incidents": len(found), "resolved_within_goal": sum(1 for i in found if i["within_goal"]),
+            "mean_time_to_detect": mean("time_to_detect"), "mean_time_to_acknowledge": mean("time_to_acknowledge"),
+            "mean_time_to_resolve": mean("time_to_resolve")}
+
+
+GOAL_TEXT = {True: "达成 / met", False: "超时 / missed", None: "未恢复 / open"}
+
+
+def incidents_table(records: list[dict] | None) -> Table:
+    return Table("incidents", "故障(发现、确认、恢复用时,目标 15 分钟内恢复)",
+                 "Incidents (time to detect, acknowledge, resolve; goal: resolved within 15 min)",
+                 [("告警", "Alert", "text"), ("CDN", "CDN", "text"), ("级别", "Severity", "text"),
+                  ("首个异常", "First bad", "time"), ("触发", "Fired", "time"), ("确认", "Acknowledged", "time"),
+                  ("确认人", "By", "text"), ("切换", "Failover", "time"), ("恢复", "Resolved", "time"),
+                  ("发现用时", "Time to detect", "sec"), ("确认用时", "Time to acknowledge", "sec"),
+                  ("恢复用时", "Time to resolve", "sec"), ("15 分钟目标", "15-min goal", "text")],
+                 [[i["rule"], i["cdn"], i["severity"], i["first_bad_ts"], i["fired_ts"], i["acked_ts"], i["acked_by"],
+                   i["failover_ts"], i["resolved_ts"], i["time_to_detect"], i["time_to_acknowledge"],
+                   i["time_to_resolve"], GOAL_TEXT[i["within_goal"]]] for i in incidents(records)])
+
+
+def summary_tables(summary: dict, records: list[dict] | None = None) -> list[Table]:
+    """The summary's tables, in the order the report shows them; the incidents from `records`
+    (the show's recorded records), default the summary's `incidents`."""
     t = summary.get("totals") or {}
+    figures = exact_kpis(summary, records)
     tables = [Table("kpis", "核心数据(本场汇总)", "Key figures (show summary)",
                     [("字段", "Field", "text"), ("指标", "Figure", "text"), ("数值", "Value", "raw")],
-                    [[key, bi_label(zh, en), t.get(key)] for key, zh, en, kind in TOTALS])]
+                    [[key, bi_label(zh, en), figures.get(key)] for key, zh, en, *_ in exact_rows()])]
     funnel = summary.get("funnel") or [t.get(k) for k in ("viewers", "stayed_60s", "clickers", "ordering", "buyers")]
     top = funnel[0] if funnel else None
     tables.append(Table("funnel", "转化漏斗", "Funnel",
@@ -184,7 +286,93 @@ def summary_tables(summary: dict) -> list[Table]:
                          ("成交人数", "Buyers", "int"), ("订单", "Orders", "int"), ("成交额", "GMV", "money")],
                         [[h, v.get("entries"), v.get("clickers"), v.get("buyers"), v.get("orders"), v.get("gmv")]
                          for h, v in sorted((summary.get("hours") or {}).items())]))
+    tables.append(incidents_table(summary.get("incidents") if records is None else records))
     return tables
+
+
+# ---- two shows compared -------------------------------------------------------------------------
+
+MAX_COMPARED = 20        # values of a dimension (products, regions ...) compared at most: each show's first ones
+# Tables compared value by value: the column of the value each row is about.
+COMPARED = {"funnel": 0, "by_source": 0, "by_device": 0, "by_region": 0, "by_age_band": 0, "by_gender": 0,
+            "by_follower": 0, "age_category": 0, "products": 1, "segments_by_product": 0, "promo_types": 0,
+            "spend": 0, "hours": 0}
+NUMERIC = {"int", "money", "money2", "pct", "num2", "sec", "min"}
+
+
+def segments_by_product(summary: dict) -> Table:
+    """The pinned stretches summed up per product, so two shows' stretches can be compared."""
+    per: dict = {}
+    for s in summary.get("segments") or []:
+        row = per.setdefault(s.get("product_id"), [s.get("product_id"), 0, 0.0, 0, 0, 0.0])
+        row[1] += 1
+        row[2] += (s["end"] - s["start"]) / 60
+        row[3] += s.get("clickers") or 0
+        row[4] += s.get("orders") or 0
+        row[5] += s.get("gmv") or 0
+    rows = [r + [_div(r[5], r[2])] for r in per.values()]
+    rows.sort(key=lambda r: (-(r[6] or 0), str(r[0])))
+    return Table("segments_by_product", "讲解时段按商品", "Pinned stretches by product",
+                 [("商品", "Product", "text"), ("讲解次数", "Stretches", "int"), ("时长(分钟)", "Minutes", "num2"),
+                  ("点击人数(合计)", "Clickers (sum)", "int"), ("订单", "Orders", "int"), ("成交额", "GMV", "money"),
+                  ("每分钟成交额", "GMV per minute", "money")], rows)
+
+
+def _delta(a, b):
+    if isinstance(a, bool) or isinstance(b, bool) or not isinstance(a, (int, float)) or not isinstance(b, (int, float)):
+        return None, None
+    return b - a, ((b - a) / a if a else None)
+
+
+def compare_tables(first: dict, second: dict, records: tuple | None = None,
+                   names: tuple[str, str] = ("A", "B")) -> list[Table]:
+    """Two shows' summaries side by side with the differences (second − first): the key figures,
+    then each table value by value (a dimension's values, products, hours ...), one row per value
+    and figure. `records`: each show's recorded records for its incidents (default: the summaries')."""
+    records = records or (None, None)
+    a_name, b_name = names
+    values = [("甲:" + a_name, a_name, "row"), ("乙:" + b_name, b_name, "row"), ("差值", "Difference", "row"),
+              ("变化", "Change", "pct")]
+    fa, fb = exact_kpis(first, records[0]), exact_kpis(second, records[1])
+    kpis = Table("cmp_kpis", "对比:核心数据", "Comparison: key figures",
+                 [("字段", "Field", "text"), ("指标", "Figure", "text")] + values)
+    for key, zh, en, kind, _ in exact_rows():
+        kpis.rows.append([key, bi_label(zh, en), fa.get(key), fb.get(key), *_delta(fa.get(key), fb.get(key))])
+        kpis.row_kinds.append(kind)
+    out = [kpis]
+    tables_a = {t.name: t for t in summary_tables(first, records[0]) + [segments_by_product(first)]}
+    tables_b = {t.name: t for t in summary_tables(second, records[1]) + [segments_by_product(second)]}
+    for name, at in COMPARED.items():
+        ta, tb = tables_a[name], tables_b[name]
+        rows_a = {r[at]: r for r in ta.rows}
+        rows_b = {r[at]: r for r in tb.rows}
+        keys = list(dict.fromkeys([r[at] for r in ta.rows[:MAX_COMPARED]] + [r[at] for r in tb.rows[:MAX_COMPARED]]))
+        columns = {c[:2]: c[2] for c in ta.columns} | {c[:2]: c[2] for c in tb.columns}
+        numeric = [(i, c) for i, c in enumerate(ta.columns) if c[2] in NUMERIC and i != at and c[1] != "Rank"]
+        # age × category: the categories of either show
+        if name == "age_category":
+            numeric = [(c, (c[0], c[1], kind)) for c, kind in columns.items() if kind in NUMERIC]
+        zh_key, en_key = ta.columns[at][0], ta.columns[at][1]
+        table = Table(f"cmp_{name}", f"对比:{ta.zh}", f"Comparison: {ta.en}",
+                      [(zh_key, en_key, "text"), ("指标", "Figure", "text")] + values)
+        for key in keys:
+            for index, (zh, en, kind) in numeric:
+                va, vb = (_pick(rows_a.get(key), ta, index, (zh, en)), _pick(rows_b.get(key), tb, index, (zh, en)))
+                table.rows.append([key, bi_label(zh, en) if zh != en else zh, va, vb, *_delta(va, vb)])
+                table.row_kinds.append(kind)
+        out.append(table)
+    return out
+
+
+def _pick(row, table: Table, index, label):
+    """A row's value of a column: by position, or (age × category, whose columns differ between
+    shows) by the column's name."""
+    if row is None:
+        return None
+    if isinstance(index, int):
+        return row[index]
+    names = [c[:2] for c in table.columns]
+    return row[names.index(label)] if label in names else None
 
 
 def bi_label(zh: str, en: str) -> str:
@@ -198,16 +386,20 @@ def _cells(table: Table, row: list) -> list:
             else v for v, (_, _, kind) in zip(row, table.columns)]
 
 
+def _write_rows(table: Table, out) -> None:
+    writer = csv.writer(out)
+    writer.writerow([f"{zh} / {en}" if zh != en else zh for zh, en, _ in table.columns])
+    for row in table.rows:
+        writer.writerow(["" if v is None else v for v in _cells(table, row)])
+
+
 def write_csv(table: Table, path: Path) -> Path:
     with path.open("w", encoding="utf-8-sig", newline="") as out:
-        writer = csv.writer(out)
-        writer.writerow([f"{zh} / {en}" if zh != en else zh for zh, en, _ in table.columns])
-        for row in table.rows:
-            writer.writerow(["" if v is None else v for v in _cells(table, row)])
+        _write_rows(table, out)
     return path
 
 
-def write_xlsx(tables: list[Table], path: Path) -> Path | None:
+def write_xlsx(tables: list[Table], path) -> Path | None:
     """One workbook with a sheet per table; None when openpyxl is not installed."""
     try:
         from openpyxl import Workbook
@@ -224,10 +416,39 @@ def write_xlsx(tables: list[Table], path: Path) -> Path | None:
     return path
 
 
-def export(summary: dict, directory: Path, stem: str = "review") -> list[Path]:
-    """Write the summary's tables into `directory`: `<stem>-<table>.csv` each, and `<stem>.xlsx`."""
+def export(summary: dict, directory: Path, stem: str = "review", records: list[dict] | None = None,
+           tables: list[Table] | None = None) -> list[Path]:
+    """Write the summary's tables (or `tables`) into `directory`: `<stem>-<table>.csv` each, and
+    `<stem>.xlsx`; the incidents from `records` (default: the summary's)."""
     directory.mkdir(parents=True, exist_ok=True)
-    tables = summary_tables(summary)
+    tables = summary_tables(summary, records) if tables is None else tables
     written = [write_csv(t, directory / f"{stem}-{t.name}.csv") for t in tables]
     book = write_xlsx(tables, directory / f"{stem}.xlsx")
     return written + ([book] if book else [])
+
+
+def csv_bytes(table: Table) -> bytes:
+    """One table as its CSV file's bytes (as `write_csv` writes it)."""
+    out = io.StringIO(newline="")
+    _write_rows(table, out)
+    return out.getvalue().encode("utf-8-sig")
+
+
+def zip_bytes(tables: list[Table], stem: str) -> bytes:
+    """The tables' CSV files (`<stem>-<table>.csv`) in one zip archive."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for table in tables:
+            archive.writestr(f"{stem}-{table.name}.csv", csv_bytes(table))
+    return out.getvalue()
+
+
+def xlsx_bytes(tables: list[Table]) -> bytes | None:
+    """The tables as one XLSX workbook's bytes; None when openpyxl is not installed."""
+    try:
+        from openpyxl import Workbook  # noqa: F401
+    except ImportError:
+        return None
+    out = io.BytesIO()
+    write_xlsx(tables, out)
+    return out.getvalue()

@@ -19,7 +19,7 @@ from pathlib import Path
 import orjson
 
 from livemon import catalogue
-from livemon.recording.export import Table, exact_kpis, exact_rows, summary_tables
+from livemon.recording.export import Table, compare_tables, exact_kpis, exact_rows, summary_tables
 
 STATIC = Path(__file__).resolve().parent.parent / "web" / "static"
 MAX_POINTS = 3600          # chart points per show; longer shows are thinned evenly
@@ -52,7 +52,9 @@ MESSAGES = {
            "switch": "English", "stall_why": "卡顿 {:.1f}%", "loss_why": "流失 {:.0f}% 观众", "unit_min": " 分钟",
            "unit_s": " 秒", "exact_source": "来源:本场汇总(SPEC §10),按人、按订单精确计数;比率为本场总数之比,不是各时刻比率的平均。",
            "window_source": "来源:各时刻窗口值的平均(峰值为最大值)。", "other_figures": "其他时刻指标",
-           "exact_title": "本场复盘明细", "funnel_title": "转化漏斗",
+           "exact_title": "本场复盘明细", "funnel_title": "转化漏斗", "compare_title": "两场逐表对比",
+           "compare_source": "甲为第一场、乙为第二场;差值为乙减甲,比率之差以百分点(pt)计;每个维度比较各场排名前 20 的取值。",
+           "export_xlsx": "导出 XLSX", "export_zip": "导出 CSV(zip)",
            "no_summary": "本场尚无汇总(SPEC §10);以下比率为各时刻窗口值的平均,仅供参考。"},
     "en": {"review": "Review", "comparison": "Comparison", "vs": "vs", "room": "room", "key_figures": "Key figures",
            "timeline": "Timeline", "worst": "Worst minutes", "events": "Alerts and failovers", "difference": "Difference",
@@ -75,7 +77,10 @@ MESSAGES = {
            "unit_s": " s", "exact_source": "Source: the show summary (SPEC §10), exact counts of people and orders; ratios are "
                                            "ratios of the show's totals, not averages of per-instant ratios.",
            "window_source": "Source: the show's instants, averaged (peaks are maxima).", "other_figures": "Other figures over the show's instants",
-           "exact_title": "Show breakdown", "funnel_title": "Funnel",
+           "exact_title": "Show breakdown", "funnel_title": "Funnel", "compare_title": "The two shows, table by table",
+           "compare_source": "The difference is the second show minus the first; differences of ratios are in percentage "
+                             "points (pt); each dimension compares each show's first 20 values.",
+           "export_xlsx": "Export XLSX", "export_zip": "Export CSVs (zip)",
            "no_summary": "No show summary (SPEC §10) yet: the ratios below are averages of per-instant window values, for orientation only."},
 }
 
@@ -254,7 +259,7 @@ def show_data(show: dict, timeline: list[dict], records: list[dict], summary: di
                 for c in cdns},
         "markers": markers(records),
         "kpis": kpis(timeline, records),
-        "exact": exact_kpis(summary) if summary else None,
+        "exact": exact_kpis(summary, records) if summary else None,
     }
 
 
@@ -370,10 +375,17 @@ def _table_html(table: Table) -> str:
         return ""
     head = "".join(f"<th>{bi(zh, en)}</th>" for zh, en, _ in table.columns)
     body = []
-    for row in table.rows:
+    for number, row in enumerate(table.rows):
         cells = []
-        for value, (_, _, kind) in zip(row, table.columns):
-            if kind == "time" and value is not None:
+        for value, (_, en, kind) in zip(row, table.columns):
+            if kind == "row":
+                kind = table.row_kinds[number]
+                if en == "Difference":
+                    cells.append(f"<td>{_signed(value, kind)}</td>")
+                    continue
+            if kind == "pct" and en == "Change":
+                cells.append(f"<td>{'–' if value is None else html.escape(f'{value * 100:+.0f}%')}</td>")
+            elif kind == "time" and value is not None:
                 cells.append(f"<td>{_time(value, 'hms')}</td>")
             elif kind == "text" and isinstance(value, str) and " / " in value:
                 cells.append(f"<td>{bi(*value.split(' / ', 1))}</td>")
@@ -386,10 +398,27 @@ def _table_html(table: Table) -> str:
             f'<thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>')
 
 
-def _exact_section(d: dict, summary: dict, prefix: str) -> str:
+def _signed(value, kind: str) -> str:
+    """A difference with its sign, in both languages; ratios in percentage points."""
+    if value is None:
+        return "–"
+    if kind == "pct":
+        return html.escape(f"{value * 100:+.2f} pt")
+    sign = "+" if value >= 0 else "-"
+    return bi(sign + fmt(abs(value), kind, "zh"), sign + fmt(abs(value), kind, "en"))
+
+
+def _exact_section(d: dict, summary: dict, prefix: str, records: list[dict] | None = None) -> str:
     """The summary's funnel and tables (the key figures are in the KPI table)."""
-    tables = [t for t in summary_tables(summary) if t.name != "kpis"]
+    tables = [t for t in summary_tables(summary, records) if t.name != "kpis"]
     return (f'<section class="exact"><h2>{prefix}{msg("exact_title")}</h2><p class="source">{msg("exact_source")}</p>'
+            + "".join(_table_html(t) for t in tables) + "</section>")
+
+
+def _compare_section(datas: list[dict], summaries: list[dict], records: list[list[dict]]) -> str:
+    """Every table of the two summaries compared value by value (the key figures are in the KPI table)."""
+    tables = compare_tables(summaries[0], summaries[1], tuple(records), (datas[0]["key"], datas[1]["key"]))[1:]
+    return (f'<section class="exact compare"><h2>{msg("compare_title")}</h2><p class="source">{msg("compare_source")}</p>'
             + "".join(_table_html(t) for t in tables) + "</section>")
 
 
@@ -434,9 +463,12 @@ LANG_STYLE = "html[data-lang=zh] .l-en, html[data-lang=en] .l-zh { display: none
 
 
 def render_html(datas: list[dict], records_by_show: list[list[dict]], worst_by_show: list[list[dict]],
-                lang: str | None = None, summaries: list[dict | None] | None = None) -> tuple[str, str]:
+                lang: str | None = None, summaries: list[dict | None] | None = None, note: tuple[str, str] | None = None,
+                export_url: str | None = None) -> tuple[str, str]:
     """The report, in both languages with `lang` (default: default_lang()) shown first, and the
-    Content-Security-Policy that allows exactly its inline script and style."""
+    Content-Security-Policy that allows exactly its inline script and style. `note` (zh, en) is a
+    line under the title (which show of a file this is); `export_url`, when the report is served,
+    is where its tables download (`<export_url>.xlsx`, `<export_url>.zip`)."""
     e = html.escape
     lang = lang if lang in LANGS else default_lang()
     if len(datas) == 1:
@@ -464,9 +496,15 @@ def render_html(datas: list[dict], records_by_show: list[list[dict]], worst_by_s
     for d, recs, worst, summary in zip(datas, records_by_show, worst_by_show, summaries):
         prefix = f"{e(d['key'])}: " if len(datas) == 2 else ""
         if summary:
-            sections.append(_exact_section(d, summary, prefix))
+            sections.append(_exact_section(d, summary, prefix, recs))
         sections.append(f"<section><h2>{prefix}{msg('worst')}</h2>{_worst_table(worst)}"
                         f"<h2>{prefix}{msg('events')}</h2>{_events_table(recs)}</section>")
+    if len(datas) == 2 and all(summaries):
+        sections.append(_compare_section(datas, summaries, records_by_show))
+    top = f'<p class="note">{bi(*note)}</p>' if note else ""
+    if export_url and any(summaries):
+        top += (f'<p class="exports"><a class="export" id="export-xlsx" href="{e(export_url)}.xlsx" download>{msg("export_xlsx")}</a> '
+                f'<a class="export" id="export-zip" href="{e(export_url)}.zip" download>{msg("export_zip")}</a></p>')
     legend = (f"<p class=\"legend\">{msg('legend', markup=True)}"
               + (" " + msg("legend_compare") if len(datas) == 2 else "") + "</p>")
     body = f"""<!doctype html>
@@ -474,7 +512,7 @@ def render_html(datas: list[dict], records_by_show: list[list[dict]], worst_by_s
 <title>{e(plain)}</title>
 <style>{style}</style>
 </head><body>
-<header><button type="button" id="lang" class="lang">{MESSAGES['en' if lang == 'zh' else 'zh']['switch']}</button><h1>{title}</h1><div class="heads">{''.join(heads)}</div></header>
+<header><button type="button" id="lang" class="lang">{MESSAGES['en' if lang == 'zh' else 'zh']['switch']}</button><h1>{title}</h1><div class="heads">{''.join(heads)}</div>{top}</header>
 <main>
 <h2>{msg('key_figures')}</h2>
 {figures}
@@ -495,10 +533,12 @@ def render_html(datas: list[dict], records_by_show: list[list[dict]], worst_by_s
 
 
 def build_review(store, name: str, compare: str | None = None, compare_store=None,
-                 lang: str | None = None) -> tuple[str, str]:
+                 lang: str | None = None, note: tuple[str, str] | None = None,
+                 export_url: str | None = None) -> tuple[str, str]:
     """(html, content-security-policy) of the review of show `name` (a key, a room id for its newest
     show, or a unique key prefix), side by side with `compare` (from `compare_store` if given).
-    `lang` (zh, en) is the language it opens in; default $LIVEMON_LANG, else zh."""
+    `lang` (zh, en) is the language it opens in; default $LIVEMON_LANG, else zh. `note` and
+    `export_url` as render_html takes them."""
     datas, recs, worsts, summaries = [], [], [], []
     for store, wanted in [(store, name)] + ([(compare_store or store, compare)] if compare else []):
         show = store.find_show(wanted)
@@ -512,5 +552,29 @@ def build_review(store, name: str, compare: str | None = None, compare_store=Non
         summaries.append(summary)
         recs.append(records)
         worsts.append(worst_minutes(timeline, records))
-    return render_html(datas, recs, worsts, lang, summaries)
+    return render_html(datas, recs, worsts, lang, summaries, note, export_url)
 
+
+def review_tables(store, name: str, compare: str | None = None, compare_store=None) -> tuple[list[Table], str]:
+    """The tables the review exports and the files' stem: the show's summary tables; with `compare`,
+    the comparison tables (`cmp_*`) then each show's own (`a_*`, `b_*`). ReviewError when a show is
+    unknown or has no summary."""
+    found = []
+    for store, wanted in [(store, name)] + ([(compare_store or store, compare)] if compare else []):
+        show = store.find_show(wanted)
+        if show is None:
+            raise ReviewError(f"no recorded show {wanted!r} (see `livemon shows`)")
+        summary = store.summary(show["key"])
+        if summary is None:
+            raise ReviewError(f"show {show['key']!r} has no show summary yet (it is not over): nothing to export")
+        found.append((show["key"], summary, store.records(show["key"])))
+    stem = "-vs-".join(key for key, _, _ in found)
+    if len(found) == 1:
+        return summary_tables(found[0][1], found[0][2]), stem
+    (ka, sa, ra), (kb, sb, rb) = found
+    tables = compare_tables(sa, sb, (ra, rb), (ka, kb))
+    for prefix, summary, records in (("a_", sa, ra), ("b_", sb, rb)):
+        for table in summary_tables(summary, records):
+            table.name = prefix + table.name
+            tables.append(table)
+    return tables, stem
