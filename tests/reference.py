@@ -134,6 +134,7 @@ def timeline(events, step=1.0, window=60.0, lateness=5.0, timeout=90.0, until=No
                 latency_p95_ms=_nearest_rank(latencies, 0.95),
                 error_rate=ratio(sum(1 for e in beacons if e.get("error")), len(beacons)),
                 **startup(beacons),  # SPEC §11
+                **recent(beacons, t, window, step),
             )
             cdns = {}
             for cdn in sorted({e["cdn"] for e in beacons}):
@@ -146,6 +147,7 @@ def timeline(events, step=1.0, window=60.0, lateness=5.0, timeout=90.0, until=No
                         [e["latency_ms"] for e in own if e.get("latency_ms") is not None], 0.95),
                     "error_rate": ratio(sum(1 for e in own if e.get("error")), len(own)),
                     **startup(own),
+                    **recent(own, t, window, step),
                 }
             result[(room_id, t)] = {"metrics": m, "cdn": cdns}
     return result
@@ -154,6 +156,21 @@ def timeline(events, step=1.0, window=60.0, lateness=5.0, timeout=90.0, until=No
 def startup(beacons):
     from tests.reference_sales import startup as figures  # (it imports this module)
     return figures(beacons)
+
+
+def recent(beacons, t, window, step, seconds=10):
+    """The `*_10s` figures: stall, errors, p95 latency and 秒开率 of the beacons in the last 10 s
+    of the window (whole steps, at least one, at most the window)."""
+    lo = t - max(1, min(round(window / step), round(seconds / step))) * step
+    own = [e for e in beacons if e["ts"] > lo]
+    stall, play = sum(e["stall_ms"] for e in own), sum(e["play_ms"] for e in own)
+    starts = [e["startup_ms"] for e in own if e.get("startup_ms") is not None]
+    return {
+        "stall_ratio_10s": (stall / (stall + play)) if stall + play else None,
+        "latency_p95_ms_10s": _nearest_rank([e["latency_ms"] for e in own if e.get("latency_ms") is not None], 0.95),
+        "error_rate_10s": (sum(1 for e in own if e.get("error")) / len(own)) if own else None,
+        "fast_start_ratio_10s": (sum(1 for v in starts if v <= 1000) / len(starts)) if starts else None,
+    }
 
 
 def assert_matches(snapshot, expected, where=""):

@@ -81,6 +81,28 @@ def _retention(horizon: int) -> Metric:
                   dashboard="audience")
 
 
+# The short-window figures (the last 10 s of the window): snapshot name -> (family stem, help, zh, en).
+_RECENT = {
+    "stall_ratio": ("stall_10s_ratio", "Stall time divided by play plus stall time, last 10 s.", "卡顿率(10 秒)",
+                    "Stall ratio (10 s)"),
+    "latency_p95_ms": ("latency_10s_seconds", "p95 live latency of the last 10 s of beacons.", "延迟 p95(10 秒)",
+                       "Latency p95 (10 s)"),
+    "error_rate": ("error_10s_ratio", "Health beacons with an error divided by all beacons, last 10 s.",
+                   "播放错误率(10 秒)", "Error rate (10 s)"),
+    "fast_start_ratio": ("fast_start_10s_ratio", "Share of the last 10 s of plays started within 1 s.",
+                         "秒开率(10 秒)", "Fast starts (10 s)"),
+}
+
+
+def _recent(name: str, scope: str) -> Metric:
+    stem, text, zh, en = _RECENT[name]
+    latency = name == "latency_p95_ms"
+    return Metric(f"{name}_10s", f"livemon_{scope}_{stem}", text if scope == "room" else f"Per CDN: {text[0].lower()}{text[1:]}",
+                  zh if scope == "room" else f"CDN {zh}", en if scope == "room" else f"CDN {en[0].lower()}{en[1:]}",
+                  "ms" if latency else "pct", labels=(("quantile", "0.95"),) if latency else (),
+                  scale=0.001 if latency else 1.0, scope=scope)
+
+
 ROOM: tuple[Metric, ...] = (
     Metric("online", "livemon_room_online", "Viewers present at the live instant.", "在线人数", "Online", "int",
            charts=("online",), tile=True, compare=True, target="online", review="peak", higher_is_better=True, dashboard="audience"),
@@ -134,6 +156,9 @@ ROOM: tuple[Metric, ...] = (
     Metric("slow_start_ratio", "livemon_room_slow_start_ratio", "Share of the window's plays that took 3 s or more "
            "to start.", "慢启动占比", "Slow starts (>= 3 s)", "pct", review="mean", higher_is_better=False,
            dashboard="stream"),
+    # The same figures over the last 10 s only (engine/room.py RECENT_WINDOW): alert rules read them
+    # beside the window's to see a sudden fault within seconds (docs/ALERTING.md, "Two windows").
+    *(_recent(name, scope="room") for name in ("stall_ratio", "latency_p95_ms", "error_rate", "fast_start_ratio")),
 )
 
 CDN: tuple[Metric, ...] = (
@@ -153,6 +178,7 @@ CDN: tuple[Metric, ...] = (
            "CDN 秒开率", "CDN fast starts", "pct", scope="cdn", dashboard="cdn"),
     Metric("slow_start_ratio", "livemon_cdn_slow_start_ratio", "Share of the CDN's plays that took 3 s or more.",
            "CDN 慢启动占比", "CDN slow starts", "pct", scope="cdn", dashboard="cdn"),
+    *(_recent(name, scope="cdn") for name in ("stall_ratio", "latency_p95_ms", "error_rate", "fast_start_ratio")),
 )
 
 # SPEC §8 breakdowns exposed to Prometheus (SPEC §7): per `(room, source)` and `(room, device)`, from the

@@ -48,6 +48,10 @@ CDN_VECTOR = ("stall_ms", "play_ms", "beacons", "errors", "startups", "fast_star
 C_STALL_MS, C_PLAY_MS, C_BEACONS, C_ERRORS, C_STARTUPS, C_FAST_STARTS, C_SLOW_STARTS = range(len(CDN_VECTOR))
 # Start-up quality (SPEC §11): a start at most FAST_START ms is fast (秒开), one of SLOW_START or more slow.
 FAST_START, SLOW_START = 1000.0, 3000.0
+# The short window of the `*_10s` figures (stall, errors, p95 latency, 秒开率) beside the SPEC's W: a
+# sudden fault shows there within seconds, diluted in W for much longer (docs/ALERTING.md). They are
+# read from the window's own buckets, so they cost no state.
+RECENT_WINDOW = 10.0
 # Fields of a breakdown column's sums (see audience.py): key = column * ATTR_STRIDE + field. A view's
 # journal (see `_bump`) names them ATTR + key, apart from the room vector's fields.
 A_STARTS, A_COVER, A_ENDS, A_WATCH, A_ORDERS, A_GMV = range(6)
@@ -173,7 +177,7 @@ class CdnStats:
         self.viewers.advance()
         self.startup.advance()
 
-    def read(self, t: int) -> dict:
+    def read(self, t: int, recent: int) -> dict:
         window, _ = self.sums.vectors_at(t)
         stall, play = window[C_STALL_MS], window[C_PLAY_MS]
         starts = window[C_STARTUPS]
@@ -185,7 +189,24 @@ class CdnStats:
             "startup_p50_ms": self.startup.quantiles_at(t, (0.5,))[0] if starts else None,
             "fast_start_ratio": _ratio(window[C_FAST_STARTS], starts),
             "slow_start_ratio": _ratio(window[C_SLOW_STARTS], starts),
+            **_recent_figures(self.sums, self.latency, t, recent, _C_RECENT),
         }
+
+
+# The fields the `*_10s` figures read: stall, play, beacons, errors, starts, fast starts.
+_RECENT = (STALL_MS, PLAY_MS, BEACONS, ERRORS, STARTUPS, FAST_STARTS)
+_C_RECENT = (C_STALL_MS, C_PLAY_MS, C_BEACONS, C_ERRORS, C_STARTUPS, C_FAST_STARTS)
+
+
+def _recent_figures(sums: BucketSums, latency: LatencySketch, t: int, buckets: int, fields: tuple) -> dict:
+    """The figures of the short window `(t-buckets, t]` (RECENT_WINDOW), defined as their W ones."""
+    stall, play, beacons, errors, starts, fast = (sums.range_sum(t - buckets + 1, t, field) for field in fields)
+    return {
+        "stall_ratio_10s": _ratio(stall, stall + play),
+        "latency_p95_ms_10s": latency.recent_quantiles(t, buckets, (0.95,))[0],
+        "error_rate_10s": _ratio(errors, beacons),
+        "fast_start_ratio_10s": _ratio(fast, starts),
+    }
 
 
 class Show:
@@ -342,6 +363,7 @@ class Room:
         self.width = config.buckets(config.window)
         self.horizons = tuple(config.buckets(h) for h in RETENTION_HORIZONS)
         self.keep = self.width + max(self.horizons) + 2  # buckets a snapshot may read
+        self.recent = max(1, min(self.width, config.buckets(RECENT_WINDOW)))  # buckets of the `*_10s` figures
         self.timeout = config.presence_timeout
         # Reference time (see Engine.reference) when max_ts last rose. A restored room's is None:
         # another process's reference is not comparable (see Engine.import_rooms).
@@ -1227,10 +1249,11 @@ class Room:
             startup_p50_ms=self.startup.quantiles_at(t, (0.5,))[0] if window[STARTUPS] else None,
             fast_start_ratio=_ratio(window[FAST_STARTS], window[STARTUPS]),
             slow_start_ratio=_ratio(window[SLOW_STARTS], window[STARTUPS]),
+            **_recent_figures(sums, self.latency, t, self.recent, _RECENT),
         )
         cdns = {}
         for name, cdn in self.cdns.items():
-            reading = cdn.read(t)
+            reading = cdn.read(t, self.recent)
             if reading["viewers"]:
                 cdns[name] = reading
         paying = self.paying.members_at(t) if (clickers or self.clicking_by.pending or self.clicking_by.window) else set()

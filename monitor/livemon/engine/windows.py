@@ -298,6 +298,20 @@ class LatencySketch:
                     bins[index] = bins.get(index, 0) + n
                 for index, n in pairs_of(self.buckets.get(b - self.width, {})):
                     bins[index] = bins.get(index, 0) - n
+        return self._ranked(bins, qs)
+
+    def recent_quantiles(self, t: int, buckets: int, qs: tuple[float, ...]) -> list[float | None]:
+        """Percentiles over the last `buckets` buckets `(t-buckets, t]` only (a short window inside
+        the window: its buckets are all still kept), for `t >= frontier`."""
+        bins: dict[int, int] = {}
+        for b in range(t - buckets + 1, t + 1):
+            for index, n in pairs_of(self.buckets.get(b, {})):
+                bins[index] = bins.get(index, 0) + n
+        return self._ranked(bins, qs)
+
+    @classmethod
+    def _ranked(cls, bins: dict, qs: tuple[float, ...]) -> list[float | None]:
+        """Nearest-rank percentiles of binned counts."""
         total = sum(bins.values())
         if total <= 0:
             return [None] * len(qs)
@@ -309,7 +323,7 @@ class LatencySketch:
             for index in ordered:
                 seen += bins[index]
                 if seen >= rank:
-                    results.append(self.value_of(index))
+                    results.append(cls.value_of(index))
                     break
         return results
 
