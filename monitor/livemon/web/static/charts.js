@@ -20,19 +20,31 @@ function clockTicks(u, vals) {
                                                                            : { hour12: false }));
 }
 
-// markers: [{ts, label, color}] drawn as vertical lines with a short label at the top.
+// markers: [{ts, label, color, dash, end}] drawn as vertical lines with a short label at the top;
+// one with an `end` key is a band from `ts` to `end` (null: to the right edge, still going). The
+// labels drawn (those inside the plot) are listed in the chart's `data-marks`, for readers and tests.
 LM.markerPlugin = function (getMarkers) {
   return {
     hooks: {
       draw: [(u) => {
         const markers = getMarkers() || [];
         const ctx = u.ctx, top = u.bbox.top, bottom = u.bbox.top + u.bbox.height;
+        const left = u.bbox.left, right = u.bbox.left + u.bbox.width;
+        const drawn = [];
         ctx.save();
         ctx.font = `${Math.round(12 * devicePixelRatio)}px sans-serif`;
         let lastX = -1e9, row = 0;
         for (const m of markers) {
-          const x = Math.round(u.valToPos(m.ts, "x", true));
-          if (x < u.bbox.left || x > u.bbox.left + u.bbox.width) continue;
+          let x = Math.round(u.valToPos(m.ts, "x", true));
+          if ("end" in m) {
+            const x1 = m.end === null || m.end === undefined ? right : Math.round(u.valToPos(m.end, "x", true));
+            if (x1 < left || x > right) continue;
+            x = Math.max(x, left);
+            ctx.globalAlpha = 0.16;
+            ctx.fillStyle = m.color;
+            ctx.fillRect(x, top, Math.max(2, Math.min(x1, right) - x), bottom - top);
+            ctx.globalAlpha = 1;
+          } else if (x < left || x > right) continue;
           ctx.strokeStyle = m.color; ctx.lineWidth = 2 * devicePixelRatio;
           ctx.setLineDash(m.dash ? [6, 4] : []);
           ctx.beginPath(); ctx.moveTo(x, top); ctx.lineTo(x, bottom); ctx.stroke();
@@ -40,8 +52,11 @@ LM.markerPlugin = function (getMarkers) {
           lastX = x;
           ctx.fillStyle = m.color;
           ctx.fillText(m.label, x + 3 * devicePixelRatio, top + (12 + 13 * row) * devicePixelRatio);
+          drawn.push(m.label);
         }
         ctx.restore();
+        const text = JSON.stringify(drawn);
+        if (u.root.dataset.marks !== text) u.root.dataset.marks = text;
       }],
     },
   };

@@ -170,6 +170,7 @@
     const { node, parts: p } = entry, m = room.metrics, levels = room.levels || {};
     node.className = "tile " + room.alert;
     node.dataset.alert = room.alert;
+    node.dataset.ts = String(room.ts);   // the instant of the tile's figures
     setText(p.badge, LM.t("state")[room.alert] + (room.alert !== "ok" && room.alerts ? " · " + room.alerts : ""));
     p.badge.className = "badge " + room.alert;
     const title = room.show && room.show.title ? room.show.title : "";

@@ -23,8 +23,7 @@
   }
 
   async function act(body) {
-    body.room_id = roomId;
-    body.by = "web";
+    body.room_id = roomId;   // who acts is the token's operator, named by the server
     let response;
     try {
       response = await fetch("/api/actions", {
@@ -89,7 +88,7 @@
       if (charts[chart.id]) charts[chart.id].destroy();
       LM.clear(holder);
       seriesOf[chart.id] = LM.chartSeries(catalogue, chart, cdnNames).map((s) => ({ ...s, color: s.color || "#e8edf2" }));
-      charts[chart.id] = LM.chart(holder, seriesOf[chart.id], data(chart.id));
+      charts[chart.id] = LM.chart(holder, seriesOf[chart.id], data(chart.id), { markers: () => chartMarks });
     }
   }
 
@@ -106,18 +105,54 @@
     }
   }
 
-  function funnel(m) {
-    const viewers = m.viewers || 0;
-    const clickers = Math.round((m.product_ctr || 0) * viewers);
-    const counts = [viewers, Math.round((m.interaction_rate || 0) * viewers), clickers,
-                    Math.round((m.conversion_rate || 0) * clickers)];
-    $("c-funnel").replaceChildren(...counts.map((n, i) => {
-      const fill = LM.el("div", { class: "fill" });
-      fill.style.width = (viewers ? (100 * n) / viewers : 0) + "%";
-      return LM.el("div", { class: "step" }, LM.el("span", { text: LM.t("steps")[i] }),
-                   LM.el("div", { class: "track" }, fill),
-                   LM.el("span", { class: "num", text: LM.int(n) + (viewers && i ? ` (${LM.pct(n / viewers)})` : "") }));
-    }));
+  // The show's funnel as the engine summed it (the provisional show summary, SPEC §10): viewers,
+  // stayed 60 s, clicked, ordered, paid; each stage's bar against the viewers, and its conversion
+  // from the stage before.
+  function funnel(f) {
+    const counts = (f && f.counts) || [];
+    const viewers = counts[0] || 0;
+    LM.setText($("funnel-note"), f ? LM.t("funnelAsOf", LM.time(f.end)) : LM.t("funnelWaiting"));
+    const stages = f ? f.stages.map((key, i) => ({ key, i, n: counts[i] })) : [];
+    LM.keyed($("c-funnel"), stages, (s) => s.key,
+             (s) => LM.el("div", { class: "step", "data-stage": s.key }, LM.el("span", { class: "name" }),
+                          LM.el("div", { class: "track" }, LM.el("div", { class: "fill" })),
+                          LM.el("span", { class: "num" }), LM.el("span", { class: "conv" })),
+             (node, s) => {
+               LM.setText(node.children[0], LM.t("steps")[s.i] || s.key);
+               node.querySelector(".fill").style.width = (viewers ? (100 * (s.n || 0)) / viewers : 0) + "%";
+               LM.setText(node.children[2], LM.int(s.n));
+               const before = s.i ? counts[s.i - 1] : null;
+               LM.setText(node.children[3], s.i ? LM.t("stepConv", before ? LM.pct((s.n || 0) / before) : "–") : "");
+             });
+  }
+
+  // ---- chart markers: pinned stretches, promotions, alerts and failovers (from the server) --------
+  const MARK_COLORS = { pin: "#f5a623", promo: "#b07cff", firing: "#ff5c5c", resolved: "#39d98a", failover: "#4aa3ff" };
+  let chartMarks = [];
+  function marks(list) {
+    const promoName = (type) => (LM.t("promoTypes")[type] || type || "");
+    chartMarks = (list || []).map((m) => {
+      if (m.kind === "pin") return { ts: m.ts, end: m.end, color: MARK_COLORS.pin, label: LM.t("markPin", m.product_id) };
+      if (m.kind === "promo") {
+        return { ts: m.ts, end: m.end, color: MARK_COLORS.promo,
+                 label: LM.t("markPromo", promoName(m.promo_type), m.promo_id) + (m.product_id ? " · " + m.product_id : "") };
+      }
+      if (m.kind === "alert") {
+        const state = m.state === "resolved" ? "resolved" : "firing";
+        const what = (m.rule || "") + (m.cdn ? " " + LM.t("on") + " " + m.cdn : "");
+        return { ts: m.ts, color: MARK_COLORS[state], dash: state === "resolved",
+                 label: LM.t(state === "resolved" ? "markResolved" : "markFiring", what) };
+      }
+      return { ts: m.ts, color: MARK_COLORS.failover, label: LM.t("markFailover", m.from_cdn || "?", m.to_cdn || "?") };
+    });
+    const legend = $("marks-legend");
+    if (!legend.children.length) {
+      legend.append(...Object.entries(MARK_COLORS).map(([kind, color]) => {
+        const swatch = LM.el("span", { class: "swatch" });
+        swatch.style.background = color;
+        return LM.el("span", { class: "mark", "data-kind": kind }, swatch, LM.t("marks")[kind]);
+      }));
+    }
   }
 
   // ---- sales and start-up (SPEC §8, §9, §11): tables and bars kept by key, updated in place -------
@@ -280,7 +315,9 @@
                                  (i.acked_by ? LM.t("ackedBy", i.acked_by) : "") }))));
     $("operator").replaceChildren(...view.operator.slice(0, 20).map((o) =>
       LM.el("li", {}, LM.el("span", { class: "when", text: LM.time(o.ts) }),
-            `${o.action} ${o.rule || ""} ${o.cdn || ""}${o.to_cdn ? " → " + o.to_cdn : ""} · ${LM.t("by")} ${o.by || "?"}`)));
+            (o.action === "target" ? `${LM.t("targetSet")} ${o.show || ""} ${JSON.stringify(o.target || {})}`
+                                   : `${o.action} ${o.rule || ""} ${o.cdn || ""}${o.to_cdn ? " → " + o.to_cdn : ""}`) +
+            ` · ${LM.t("by")} ${o.by || "?"}`)));
   }
 
   function fillCdnSelects() {
@@ -303,6 +340,8 @@
     cdnPoints = cdnPoints.filter((c) => c.ts > cut);
     latest = view.latest || latest;
     salesView = view.sales || salesView;
+    if ("funnel" in view) funnel(view.funnel);
+    if (view.marks) marks(view.marks);
     const names = cdnSet();
     if (names.join() !== cdnNames.join() || !charts.online) {
       cdnNames = names; makeCharts(); fillCdnSelects();
@@ -311,7 +350,7 @@
     }
     if (latest) {
       const m = latest.metrics || {};
-      kpis(m); funnel(m); sales(latest, salesView);
+      kpis(m); sales(latest, salesView);
       const title = latest.show && latest.show.title;
       $("room-summary").textContent = (title ? title + " · " : "") + LM.t("roomSummary", LM.int(m.online), LM.time(latest.ts)) +
         (view.worker ? " · " + LM.t("worker") + " " + view.worker : "");
@@ -321,6 +360,7 @@
     badge.dataset.state = view.alert;
     if (view.alerts_active) lists(view);   // stream frames carry the lists only when an alert came in
     document.body.dataset.points = String(points.length);
+    if (latest) document.body.dataset.ts = String(latest.ts);   // the instant of the figures shown
   }
 
   LM.loadCatalogue().then((c) => { catalogue = c; return fetch("/api/rooms/" + encodeURIComponent(roomId)); }).then((r) => {
