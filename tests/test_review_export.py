@@ -123,3 +123,152 @@ def test_export_needs_a_summary(replayed, tmp_path):
     result = CliRunner().invoke(cli, ["review", str(folder / "timeline.jsonl"), "--out", str(tmp_path / "r.html"),
                                       "--export", str(tmp_path / "x")])
     assert result.exit_code == 2 and "--export needs the show summary" in result.output
+
+
+@pytest.fixture(scope="module")
+def two_shows(tmp_path_factory):
+    """Two generated shows of one room an hour apart, replayed from one event file: the timeline and
+    summaries of both in one pair of files, and each show alone in a pair of its own."""
+    lines = [m.value for m in generate("normal", rooms=1, duration=120, rate=200, bad_fraction=0, seed=1)]
+    lines += [m.value for m in generate("normal", rooms=1, duration=120, rate=200, bad_fraction=0, seed=2,
+                                        start=1_700_003_600.0)]
+    summaries: list[dict] = []
+    timeline = list(replay_lines(lines, shows=summaries))
+    first, second = summaries
+    assert first["room_id"] == second["room_id"] and first["start"] < second["start"]
+    folder = tmp_path_factory.mktemp("two_shows")
+
+    def write(name, rows):
+        (folder / name).write_bytes(b"".join(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in rows))
+        return folder / name
+    files = {"timeline": write("timeline.jsonl", timeline), "shows": write("shows.jsonl", summaries),
+             "events": write("events.jsonl", [orjson.loads(line) for line in lines[:50]])}
+    for n, summary in enumerate(summaries, 1):
+        files[f"timeline{n}"] = write(f"timeline{n}.jsonl", [s for s in timeline if summary["start"] <= s["ts"] <= summary["end"]])
+        files[f"shows{n}"] = write(f"shows{n}.jsonl", [summary])
+    return files, first, second
+
+
+def _csv(directory, suffix):
+    [path] = [p for p in directory.glob("*.csv") if p.name.endswith(suffix)]
+    return list(csv.reader(path.read_text("utf-8-sig").splitlines()))
+
+
+def _english(cell):
+    """A report cell as an English reader sees it."""
+    found = re.search(r'<span class="l-en">(.*?)</span>', cell)
+    return found.group(1) if found else re.sub(r"<[^>]+>", "", cell)
+
+
+def _number(text):
+    return None if text == "" else float(text)
+
+
+def test_a_file_with_two_shows_exports_the_last_unless_told(two_shows, tmp_path):
+    files, first, second = two_shows
+    args = ["review", str(files["timeline"]), "--shows", str(files["shows"])]
+    last = CliRunner().invoke(cli, args + ["--out", str(tmp_path / "last.html"), "--export", str(tmp_path / "last")])
+    assert last.exit_code == 0, last.output
+    assert "show 2 of 2 of room room-001" in last.output
+    assert "show 2 of 2 of room room-001" in (tmp_path / "last.html").read_text()
+    kpis = {r[0]: r[2] for r in _csv(tmp_path / "last", "-kpis.csv")[1:]}
+    assert float(kpis["gmv"]) == pytest.approx(second["totals"]["gmv"]) and int(kpis["viewers"]) == second["totals"]["viewers"]
+    chosen = CliRunner().invoke(cli, args + ["--show", first["show_id"], "--out", str(tmp_path / "first.html"),
+                                             "--export", str(tmp_path / "first")])
+    assert chosen.exit_code == 0, chosen.output
+    assert "show 1 of 2 of room room-001" in chosen.output
+    kpis = {r[0]: r[2] for r in _csv(tmp_path / "first", "-kpis.csv")[1:]}
+    assert float(kpis["gmv"]) == pytest.approx(first["totals"]["gmv"]) and int(kpis["viewers"]) == first["totals"]["viewers"]
+    unknown = CliRunner().invoke(cli, args + ["--show", "matinee", "--out", str(tmp_path / "x.html")])
+    assert unknown.exit_code == 2 and "no show 'matinee' of room room-001" in unknown.output
+    keys = re.search(r"its shows: (.*)", unknown.output).group(1).split(", ")
+    assert len(keys) == 2 and all(k.startswith("room-001.") for k in keys)
+    assert "Traceback" not in unknown.output and unknown.output.strip().count("\n") == 0
+
+
+def test_two_shows_from_replay_files_compared_table_by_table_and_exported(two_shows, tmp_path):
+    files, first, second = two_shows
+    report, folder = tmp_path / "cmp.html", tmp_path / "cmp"
+    result = CliRunner().invoke(cli, ["review", str(files["timeline1"]), "--shows", str(files["shows1"]),
+                                      "--compare", str(files["timeline2"]), "--compare-shows", str(files["shows2"]),
+                                      "--out", str(report), "--export", str(folder)])
+    assert result.exit_code == 0, result.output
+    html = report.read_text()
+    # Key figures: both shows' exact totals and the difference.
+    row = _row(html, "GMV")
+    cells = [_english(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", row)]
+    assert cells[:2] == [fmt(first["totals"]["gmv"], "money", "en"), fmt(second["totals"]["gmv"], "money", "en")]
+    delta = second["totals"]["gmv"] - first["totals"]["gmv"]
+    assert cells[2].startswith(("+" if delta >= 0 else "-") + fmt(abs(delta), "money", "en"))
+    for name in ("funnel", "by_source", "by_device", "by_region", "age_category", "products", "segments_by_product",
+                 "promo_types", "spend", "hours"):
+        assert f'data-table="cmp_{name}"' in html, name
+    # The exported comparison: every figure of each show and the difference, from the summaries.
+    kpis = {r[0]: r[2:] for r in _csv(folder, "-cmp_kpis.csv")[1:]}
+    for key in ("viewers", "entries", "buyers", "orders", "gmv", "conversion_rate", "uv_value"):
+        a, b, delta, _ = map(_number, kpis[key])
+        assert (a, b) == (pytest.approx(first["totals"][key]), pytest.approx(second["totals"][key])), key
+        assert delta == pytest.approx(second["totals"][key] - first["totals"][key]), key
+    sources = {(r[0], r[1]): r[2:] for r in _csv(folder, "-cmp_by_source.csv")[1:]}
+    for source in set(first["by"]["source"]) & set(second["by"]["source"]):
+        a, b, delta, _ = map(_number, sources[(source, "观看人数 / Viewers")])
+        assert (a, b) == (first["by"]["source"][source]["viewers"], second["by"]["source"][source]["viewers"])
+        assert delta == b - a
+        assert _number(sources[(source, "UV 价值 / UV value")][0]) == pytest.approx(first["by"]["source"][source]["uv_value"])
+    hours = {(r[0], r[1]): r[2:] for r in _csv(folder, "-cmp_hours.csv")[1:]}
+    for hour, v in first["hours"].items():
+        a, b, *_ = map(_number, hours[(hour, "成交额 / GMV")])
+        assert a == pytest.approx(v["gmv"]) and b == pytest.approx((second["hours"].get(hour) or {}).get("gmv")) \
+            if hour in second["hours"] else b is None
+    # Each show's own tables too.
+    assert float({r[0]: r[2] for r in _csv(folder, "-a_kpis.csv")[1:]}["gmv"]) == pytest.approx(first["totals"]["gmv"])
+    assert float({r[0]: r[2] for r in _csv(folder, "-b_kpis.csv")[1:]}["gmv"]) == pytest.approx(second["totals"]["gmv"])
+    openpyxl = pytest.importorskip("openpyxl")
+    [book] = folder.glob("*.xlsx")
+    sheets = openpyxl.load_workbook(book).sheetnames
+    assert {"cmp_kpis", "cmp_products", "a_products", "b_products", "a_incidents"} <= set(sheets)
+
+
+def test_two_shows_of_one_file_compared(two_shows, tmp_path):
+    files, first, second = two_shows
+    result = CliRunner().invoke(cli, ["review", str(files["timeline"]), "--shows", str(files["shows"]),
+                                      "--show", first["show_id"], "--compare", "room-001", "--out", str(tmp_path / "c.html"),
+                                      "--export", str(tmp_path / "c")])
+    assert result.exit_code == 0, result.output
+    kpis = {r[0]: r[2:4] for r in _csv(tmp_path / "c", "-cmp_kpis.csv")[1:]}
+    assert [float(v) for v in kpis["gmv"]] == [pytest.approx(first["totals"]["gmv"]), pytest.approx(second["totals"]["gmv"])]
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("events", "is not a timeline (one line per room and instant, as `livemon replay --out` writes it): line 1 is "
+               "a batch of events; compute its timeline first: livemon replay "),
+    ("one_event_a_line", "line 1 is an event ('show'); compute its timeline first: livemon replay "),
+    ("summaries_as_timeline", "line 1 is a show summary (pass it with --shows)"),
+    ("timeline_as_summaries", "is not show summaries (one per line, as `livemon replay --shows` writes them): line 1 "
+                              "has no room_id, start and totals (it looks like a timeline: pass it as SHOW)"),
+    ("unknown_room", "no room 'room-zzz' in"),
+    ("missing", "no such file: "),
+    ("missing_shows", "no such file: "),
+    ("not_json", "line 2 is not JSON"),
+])
+def test_clear_errors_one_line_exit_2(two_shows, tmp_path, case, expected):
+    files, _, _ = two_shows
+    broken = tmp_path / "broken.jsonl"
+    broken.write_bytes(files["timeline"].read_bytes().split(b"\n", 1)[0] + b"\n{not json\n")
+    flat = tmp_path / "flat.jsonl"
+    flat.write_bytes(b"".join(orjson.dumps(e, option=orjson.OPT_APPEND_NEWLINE)
+                              for line in files["events"].read_bytes().splitlines() for e in orjson.loads(line)))
+    args = {"events": [str(files["events"])], "one_event_a_line": [str(flat)],
+            "summaries_as_timeline": [str(files["shows"])],
+            "timeline_as_summaries": [str(files["timeline"]), "--shows", str(files["timeline"])],
+            "unknown_room": [str(files["timeline"]), "--room", "room-zzz"],
+            "missing": [str(tmp_path / "nowhere.jsonl")],
+            "missing_shows": [str(files["timeline"]), "--shows", str(tmp_path / "nowhere.jsonl")],
+            "not_json": [str(broken)]}[case]
+    result = CliRunner().invoke(cli, ["review", *args, "--out", str(tmp_path / "r.html")])
+    assert result.exit_code == 2, result.output
+    assert expected in result.output
+    assert result.output.startswith("Error: ") and result.output.strip().count("\n") == 0
+    assert "Traceback" not in result.output and not (tmp_path / "r.html").exists()
+    if case == "unknown_room":
+        assert result.output.strip().endswith("its rooms: room-001")

@@ -190,7 +190,8 @@ def review(show, other, room, show_key, out, shows_path, compare_shows_path, exp
 
 
 def _lines(path: Path, what: str):
-    """(line number, object) of a JSON-lines file; a line that is not a JSON object stops it."""
+    """(line number, object) of a JSON-lines file; a line that is not a JSON object stops it, saying
+    what it looks like."""
     with path.open("rb") as lines:
         for number, line in enumerate(lines, 1):
             if not line.strip():
@@ -199,9 +200,15 @@ def _lines(path: Path, what: str):
                 value = orjson.loads(line)
             except orjson.JSONDecodeError:
                 raise ReviewInputError(f"{path} is not {what}: line {number} is not JSON") from None
+            if isinstance(value, list) and value and all(isinstance(v, dict) and "type" in v for v in value):
+                raise ReviewInputError(f"{path} is not {what}: line {number} is a batch of events{_replay_hint(path)}")
             if not isinstance(value, dict):
                 raise ReviewInputError(f"{path} is not {what}: line {number} is not a JSON object")
             yield number, value
+
+
+def _replay_hint(path: Path) -> str:
+    return f"; compute its timeline first: livemon replay {path} --out TIMELINE.jsonl --shows SHOWS.jsonl"
 
 
 def import_summaries(store: RecordingStore, path: Path) -> int:
@@ -229,9 +236,8 @@ def import_timeline(store: RecordingStore, path: Path) -> list[str]:
         if not (isinstance(line.get("ts"), (int, float)) and isinstance(line.get("room_id"), str)
                 and isinstance(line.get("metrics"), dict)):
             if "type" in line:
-                raise ReviewInputError(f"{path} is not {what}: line {number} is an event ({line.get('type')!r}); "
-                                       f"compute its timeline first: livemon replay {path} --out TIMELINE.jsonl "
-                                       "--shows SHOWS.jsonl")
+                raise ReviewInputError(f"{path} is not {what}: line {number} is an event "
+                                       f"({line.get('type')!r}){_replay_hint(path)}")
             if isinstance(line.get("totals"), dict):
                 raise ReviewInputError(f"{path} is not {what}: line {number} is a show summary (pass it with --shows)")
             raise ReviewInputError(f"{path} is not {what}: line {number} has no ts, room_id and metrics")

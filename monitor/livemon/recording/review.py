@@ -458,6 +458,8 @@ def _sha(text: str) -> str:
     return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
 
 
+FMT = "{fmt}"     # in a served report's export address: xlsx or zip
+
 # Only the reader's language shows; the switch sets <html data-lang> (review.js).
 LANG_STYLE = "html[data-lang=zh] .l-en, html[data-lang=en] .l-zh { display: none; }\n"
 
@@ -468,7 +470,7 @@ def render_html(datas: list[dict], records_by_show: list[list[dict]], worst_by_s
     """The report, in both languages with `lang` (default: default_lang()) shown first, and the
     Content-Security-Policy that allows exactly its inline script and style. `note` (zh, en) is a
     line under the title (which show of a file this is); `export_url`, when the report is served,
-    is where its tables download (`<export_url>.xlsx`, `<export_url>.zip`)."""
+    is where its tables download, with `{fmt}` for xlsx or zip."""
     e = html.escape
     lang = lang if lang in LANGS else default_lang()
     if len(datas) == 1:
@@ -503,8 +505,8 @@ def render_html(datas: list[dict], records_by_show: list[list[dict]], worst_by_s
         sections.append(_compare_section(datas, summaries, records_by_show))
     top = f'<p class="note">{bi(*note)}</p>' if note else ""
     if export_url and any(summaries):
-        top += (f'<p class="exports"><a class="export" id="export-xlsx" href="{e(export_url)}.xlsx" download>{msg("export_xlsx")}</a> '
-                f'<a class="export" id="export-zip" href="{e(export_url)}.zip" download>{msg("export_zip")}</a></p>')
+        top += (f'<p class="exports"><a class="export" id="export-xlsx" href="{e(export_url.replace(FMT, "xlsx"))}" download>{msg("export_xlsx")}</a> '
+                f'<a class="export" id="export-zip" href="{e(export_url.replace(FMT, "zip"))}" download>{msg("export_zip")}</a></p>')
     legend = (f"<p class=\"legend\">{msg('legend', markup=True)}"
               + (" " + msg("legend_compare") if len(datas) == 2 else "") + "</p>")
     body = f"""<!doctype html>
@@ -578,3 +580,21 @@ def review_tables(store, name: str, compare: str | None = None, compare_store=No
             table.name = prefix + table.name
             tables.append(table)
     return tables, stem
+
+
+EXPORT_TYPES = {"xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "zip": "application/zip"}
+
+
+def export_download(store, name: str, fmt: str, compare: str | None = None) -> tuple[bytes, str, str]:
+    """(bytes, file name, content type) of the review's tables as one XLSX workbook (`fmt` xlsx) or
+    a zip of their CSV files (`fmt` zip), as `livemon review --export` writes them."""
+    from livemon.recording.export import xlsx_bytes, zip_bytes
+
+    if fmt not in EXPORT_TYPES:
+        raise ReviewError(f"no export format {fmt!r} (xlsx or zip)")
+    tables, stem = review_tables(store, name, compare)
+    stem = "".join(c if c.isascii() and (c.isalnum() or c in "_.-") else "_" for c in stem)
+    body = zip_bytes(tables, stem) if fmt == "zip" else xlsx_bytes(tables)
+    if body is None:
+        raise ReviewError("no XLSX export here: openpyxl is not installed")
+    return body, f"{stem}.{fmt}", EXPORT_TYPES[fmt]
