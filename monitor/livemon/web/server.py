@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
+from urllib.parse import quote
 
 import orjson
 from aiohttp import web
@@ -321,13 +322,33 @@ async def page_review(request):
     if hub.recorder is None:
         return json_error(404, "nothing is recorded here")
     compare = request.query.get("compare") or None
+    exports = f"/review/{quote(request.match_info['show'], safe='')}/export.{{fmt}}" + (
+        f"?compare={quote(compare, safe='')}" if compare else "")
     try:
-        html, csp = await asyncio.to_thread(build_review, hub.recorder, request.match_info["show"], compare)
+        html, csp = await asyncio.to_thread(build_review, hub.recorder, request.match_info["show"], compare,
+                                            export_url=exports)
     except ReviewError as error:
         return json_error(404, str(error)[:200])
     response = web.Response(text=html, content_type="text/html", charset="utf-8")
     response.headers["Content-Security-Policy"] = csp
     return response
+
+
+async def review_export(request):
+    """The review's tables (the show summary's, or two shows compared with ?compare=) as one XLSX
+    workbook or a zip of CSV files."""
+    from livemon.recording.review import ReviewError, export_download
+
+    hub = request.app[HUB_KEY]
+    if hub.recorder is None:
+        return json_error(404, "nothing is recorded here")
+    try:
+        body, name, kind = await asyncio.to_thread(export_download, hub.recorder, request.match_info["show"],
+                                                   request.match_info["fmt"], request.query.get("compare") or None)
+    except ReviewError as error:
+        return json_error(404, str(error)[:200])
+    return web.Response(body=body, content_type=kind, headers={
+        "Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"})
 
 
 # ---- JSON API -----------------------------------------------------------------------------------
@@ -671,6 +692,7 @@ ROUTES = [
     ("GET", "/room/{room_id}", page_room),
     ("GET", "/review/", page_shows),
     ("GET", "/review/{show}", page_review),
+    ("GET", "/review/{show}/export.{fmt:xlsx|zip}", review_export),
     ("GET", "/static/{path:.+}", static_file),
     ("GET", "/api/rooms", api_rooms),
     ("GET", "/api/rooms/{room_id}", api_room),
