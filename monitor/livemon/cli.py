@@ -15,6 +15,8 @@ COMMANDS = {
     "replay": ("livemon.replay", "replay", "Compute the metric timeline of a recorded event file."),
     "shows": ("livemon.recording.cli", "shows", "List recorded shows."),
     "review": ("livemon.recording.cli", "review", "Write the post-show review report of a show."),
+    "incidents": ("livemon.recording.mttr", "incidents",
+                  "Time to detect, acknowledge and resolve incidents per show and per week."),
     "dashboards": ("livemon.dashboards.cli", "dashboards", "Generate or push the Grafana dashboards."),
     "rules": ("livemon.alerting.cli", "rules", "Check alert rule files."),
     "bench": ("livemon.bench", "bench", "Measure throughput, latency and memory."),
