@@ -121,7 +121,9 @@ def digest(transcript) -> str:
 
 # What snapshots held before the sales analytics (SPEC §8-11): a checkpoint written before them
 # carries none of their state, so after it only this part can equal an engine that never stopped.
-SALES_METRICS = ("startup_p50_ms", "fast_start_ratio", "slow_start_ratio")
+SALES_METRICS = ("startup_p50_ms", "fast_start_ratio", "slow_start_ratio",
+                 # and the short-window figures added after them (read from state there already)
+                 "stall_ratio_10s", "latency_p95_ms_10s", "error_rate_10s", "fast_start_ratio_10s")
 OLD_SHOW_KEYS = ("id", "start", "title", "ended_at")
 
 
@@ -269,7 +271,7 @@ def test_a_field_added_to_a_room_needs_its_declaration_only(monkeypatch):
 
 
 # Attributes of a room that a checkpoint does not hold: from the config, transient, rebuilt.
-NOT_IN_STATE = {"config", "step", "width", "horizons", "keep", "timeout", "seen_at", "_journal", "viewers", "free",
+NOT_IN_STATE = {"config", "step", "width", "horizons", "keep", "recent", "timeout", "seen_at", "_journal", "viewers", "free",
                 "regions", "product_index"}
 
 
