@@ -96,7 +96,8 @@ def list_rules(files):
         else:
             cond = f"{r.op} {r.threshold:g}" + (f" (clear {r.clear:g})" if r.clear is not None else "")
         volume = f", {r.volume_metric} >= {r.volume_min:g}" if r.volume_metric else ""
-        click.echo(f"{r.name:22} {r.scope:4} {r.metric} {cond}, for {r.for_:g}s{volume}; "
+        metric = r.metric if r.short is None else f"{r.metric}|{r.short}"
+        click.echo(f"{r.name:22} {r.scope:4} {metric} {cond}, for {r.for_:g}s{volume}; "
                    f"{r.severity}; {', '.join(r.actions)}")
 
 

@@ -207,7 +207,7 @@ class Evaluator:
                 show: str | None, out: list):
         key = (rule.name, room, cdn)
         alert = self.active.get(key)
-        value = values.get(rule.metric)
+        value = rule.worst(values)
         has_volume = rule.volume_metric is None or (
             values.get(rule.volume_metric) is not None
             and values[rule.volume_metric] >= rule.volume_min)

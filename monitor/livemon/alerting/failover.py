@@ -241,7 +241,7 @@ class FailoverController:
             if rule.threshold is None:
                 continue
             volume = values.get(rule.volume_metric) if rule.volume_metric else 1
-            value = values.get(rule.metric)
+            value = rule.worst(values)  # a rule with a short window: the worse of its two windows
             if value is None or volume is None or volume < rule.volume_min:
                 continue
             evidence = True

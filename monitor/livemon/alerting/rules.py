@@ -46,6 +46,7 @@ class Rule:
     threshold: float | None = None       # fire threshold (threshold rules)
     clear: float | None = None           # clear threshold; None = same as threshold
     anomaly: Anomaly | None = None
+    short: str | None = None             # the same figure over a short window (threshold rules)
     for_: float = 0.0
     keep_firing_for: float = 0.0
     volume_metric: str | None = None
@@ -55,6 +56,17 @@ class Rule:
     annotations: dict = field(default_factory=dict)
     actions: tuple = ("notify",)
     source: str = ""                     # file:line, for messages
+
+    def worst(self, values: dict):
+        """The rule's value in `values`: its metric's, or with `short` the worse of the two windows'
+        (the condition holds when either window breaches); None when neither has one."""
+        value = values.get(self.metric)
+        if self.short is None:
+            return value
+        other = values.get(self.short)
+        if value is None or other is None:
+            return other if value is None else value
+        return max(value, other) if self.op in (">", ">=") else min(value, other)
 
     def breaches(self, value: float, *, firing: bool) -> bool:
         """Whether a threshold rule's condition holds; a firing alert holds until the clear line."""
@@ -88,7 +100,7 @@ def _check_template(section: Section, key: str, text: str):
 
 def parse_rule(item, file: str, line: int, path: str) -> Rule:
     s = Section(item, file, path, line)
-    s.check_keys({"name", "metric", "scope", "op", "threshold", "clear", "anomaly", "for",
+    s.check_keys({"name", "metric", "short", "scope", "op", "threshold", "clear", "anomaly", "for",
                   "keep_firing_for", "min_volume", "severity", "labels", "annotations", "actions"})
     name = s.string("name")
     if not _RULE_NAME.match(name):
@@ -99,6 +111,16 @@ def parse_rule(item, file: str, line: int, path: str) -> Rule:
     if metric not in names:
         s.fail("metric", f"unknown {scope} metric {metric!r} (known: {', '.join(names)})")
     op = s.string("op", ">", choices=tuple(OPS))
+    short = s.string("short", None)
+    if short is not None:
+        if short not in names:
+            s.fail("short", f"unknown {scope} metric {short!r} (known: {', '.join(names)})")
+        if short == metric or catalogue.scoped(scope)[names.index(short)].format != \
+                catalogue.scoped(scope)[names.index(metric)].format:
+            s.fail("short", f"the short window's metric must be another window of {metric!r} "
+                            f"(the same unit), not {short!r}")
+        if s.has("anomaly"):
+            s.fail("short", "a short window goes with a threshold, not with `anomaly`")
 
     anomaly = None
     threshold = clear = None
@@ -157,7 +179,7 @@ def parse_rule(item, file: str, line: int, path: str) -> Rule:
 
     return Rule(
         name=name, metric=metric, scope=scope, op=op, threshold=threshold, clear=clear,
-        anomaly=anomaly, for_=s.duration("for", 0.0), keep_firing_for=s.duration("keep_firing_for", 0.0),
+        anomaly=anomaly, short=short, for_=s.duration("for", 0.0), keep_firing_for=s.duration("keep_firing_for", 0.0),
         volume_metric=volume_metric, volume_min=volume_min,
         severity=s.string("severity", "warning", choices=SEVERITIES), labels=labels,
         annotations=annotations, actions=tuple(actions) if s.has("actions") else ("notify",),
