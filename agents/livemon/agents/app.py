@@ -51,7 +51,7 @@ class _App(faust.App):
 
 def faust_settings(settings: WorkerSettings) -> dict:
     return dict(
-        broker=f"kafka://{settings.bootstrap}",
+        **settings.connection.faust_settings(),
         datadir=settings.data_dir,
         store="memory://",
         autodiscover=False,

@@ -30,6 +30,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from livemon.broker import CHECKPOINT_TOPIC
+from livemon.kafka_connection import KafkaConnection
 
 CHUNK_BYTES = 512 * 1024
 HEADER_KEY = b"header"
@@ -81,9 +82,9 @@ def ahead(stored: dict[str, int], mine: dict[str, int]) -> bool:
 
 
 class CheckpointStore:
-    def __init__(self, bootstrap: str, producer: AIOKafkaProducer, partitions: int,
+    def __init__(self, bootstrap: str | KafkaConnection, producer: AIOKafkaProducer, partitions: int,
                  topic: str = CHECKPOINT_TOPIC, on_rejected=lambda: None):
-        self.bootstrap = bootstrap
+        self.connection = KafkaConnection.of(bootstrap)
         self.partitions = partitions
         self.producer = producer
         self.topic = topic
@@ -115,7 +116,7 @@ class CheckpointStore:
     async def _consumer(self) -> AIOKafkaConsumer:
         if self._reader is None:
             # No group: a plain reader that we point at exact offsets.
-            self._reader = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
+            self._reader = AIOKafkaConsumer(**self.connection.aiokafka_kwargs(), enable_auto_commit=False,
                                             group_id=None, auto_offset_reset="earliest",
                                             fetch_max_bytes=8 * 1024 * 1024,
                                             max_partition_fetch_bytes=4 * 1024 * 1024)

@@ -45,7 +45,7 @@ class WorkerHttp:
                 print(f"control token (for actions on the web page): {token}", flush=True)
 
         async def start(app):
-            await hub.start(settings.bootstrap)
+            await hub.start(settings.connection)
 
         async def stop(app):
             await hub.stop()

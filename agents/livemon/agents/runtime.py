@@ -134,16 +134,16 @@ class StreamRuntime:
         # Step records (snapshots), alerts, forwards and dead letters are JSON: gzip makes them 3-5
         # times smaller on the wire and on the broker. Checkpoints compress themselves (off the
         # event loop), so they go through a producer of their own, uncompressed.
-        self.producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, acks="all", linger_ms=5,
+        self.producer = AIOKafkaProducer(**settings.connection.aiokafka_kwargs(), acks="all", linger_ms=5,
                                          max_request_size=2 * 1024 * 1024, compression_type="gzip",
                                          client_id=f"livemon-{settings.worker_id}")
         await self.producer.start()
-        self.checkpoint_producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, acks="all", linger_ms=0,
+        self.checkpoint_producer = AIOKafkaProducer(**settings.connection.aiokafka_kwargs(), acks="all", linger_ms=0,
                                                     max_request_size=2 * 1024 * 1024,
                                                     client_id=f"livemon-{settings.worker_id}-checkpoints")
         await self.checkpoint_producer.start()
         self.forwarder = Forwarder(self.producer.send, REPARTITION_TOPIC)
-        self.store = CheckpointStore(settings.bootstrap, self.checkpoint_producer, settings.partitions,
+        self.store = CheckpointStore(settings.connection, self.checkpoint_producer, settings.partitions,
                                      on_rejected=self.metrics.records_rejected.labels(CHECKPOINT_TOPIC).inc)
         await self.http.start()
         self.alerts = await _start_alerts(self)
@@ -480,7 +480,7 @@ async def _operator_loop(runtime: StreamRuntime) -> None:
     Every worker reads every action (no group): each acts on the rooms and alerts it holds."""
     from aiokafka import AIOKafkaConsumer
 
-    consumer = AIOKafkaConsumer(OPERATOR_TOPIC, bootstrap_servers=runtime.settings.bootstrap,
+    consumer = AIOKafkaConsumer(OPERATOR_TOPIC, **runtime.settings.connection.aiokafka_kwargs(),
                                 group_id=None, auto_offset_reset="latest")
     await consumer.start()
     try:

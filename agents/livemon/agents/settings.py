@@ -4,18 +4,21 @@ option of the command, a `LIVEMON_<NAME>` environment variable and a key of `[wo
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 from dataclasses import dataclass
 
 from livemon.engine import EngineConfig
+from livemon.kafka_connection import KafkaConnection, KafkaSecurity
 from livemon.settings import setting
 from livemon.topics import DEFAULT_PARTITIONS
 
 
 @dataclass(frozen=True)
 class WorkerSettings:
-    bootstrap: str = setting(help="Kafka bootstrap server, HOST:PORT.", flag="--broker", envvar="LIVEMON_BROKER")
+    bootstrap: str = setting(help="Kafka bootstrap servers, HOST:PORT[,HOST:PORT...] (an entry that does not "
+                             "answer is skipped).", flag="--broker", envvar="LIVEMON_BROKER")
     web_host: str = setting("127.0.0.1", "Address of /metrics, /healthz and the web page.")
     web_port: int = setting(6066, "Port of /metrics, /healthz and the web page.", minimum=0, maximum=65535)
     partitions: int = setting(DEFAULT_PARTITIONS, "Partitions per event topic when the worker has to create "
@@ -50,7 +53,13 @@ class WorkerSettings:
                                     "events of rooms beyond it are rejected room_limit.", minimum=1)
     worker_max_candidates: int = setting(50000, "Rooms not yet admitted (candidates) this worker holds at "
                                          "most; beyond it events are rejected room_limit.", minimum=0)
+    kafka: KafkaSecurity = setting(default_factory=KafkaSecurity)
     engine: EngineConfig = setting(default_factory=EngineConfig)
+
+    @functools.cached_property
+    def connection(self) -> KafkaConnection:
+        """The Kafka connection of every client of the worker (raises ValueError if invalid)."""
+        return KafkaConnection.of(self.bootstrap, self.kafka)
 
     def engine_config(self) -> EngineConfig:
         return self.engine

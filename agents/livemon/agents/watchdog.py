@@ -91,11 +91,11 @@ class Watchdog:
         """A broker that lost its data (memory-only, restarted) comes back without our topics:
         create them again with the right partition counts before producers create them with the
         broker's defaults."""
-        from livemon.broker import ensure_topics
+        from livemon.kafka_connection import ensure_topics
 
         settings = self.runtime.settings
         try:
-            await asyncio.to_thread(ensure_topics, settings.bootstrap, settings.partitions, timeout=10)
+            await asyncio.to_thread(ensure_topics, settings.connection, settings.partitions, timeout=10)
         except Exception as error:  # noqa: BLE001 - the next outage end tries again; say why
             log.warning("could not re-create the topics after the outage: %r", error)
 

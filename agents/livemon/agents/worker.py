@@ -14,7 +14,8 @@ from dataclasses import replace
 import click
 
 from livemon.agents.settings import WorkerSettings
-from livemon.broker import BrokerUnavailable, ensure_topics, parse_bootstrap
+from livemon.broker import BrokerUnavailable
+from livemon.kafka_connection import KafkaConnectionError, ensure_topics, parse_brokers
 from livemon.settings import build, config_option, options
 from livemon.topics import EVENT_TOPICS
 
@@ -50,17 +51,21 @@ def worker(**values):
     except ValueError as error:
         raise click.UsageError(str(error)) from None
     try:
-        parse_bootstrap(settings.bootstrap)
+        parse_brokers(settings.bootstrap)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--broker") from None
+    try:
+        settings.connection  # noqa: B018 - validated (and the password file read) before anything starts
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
     _check_port(settings.web_host, settings.web_port)
     try:
         control_token(settings.token)  # a weak configured token is refused before joining the group
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--token") from None
     try:
-        counts = ensure_topics(settings.bootstrap, settings.partitions, timeout=settings.connect_timeout)
-    except (BrokerUnavailable, ValueError) as error:
+        counts = ensure_topics(settings.connection, settings.partitions, timeout=settings.connect_timeout)
+    except (BrokerUnavailable, KafkaConnectionError, ValueError) as error:
         raise click.ClickException(str(error)) from None
     temporary = settings.data_dir is None
     settings = replace(settings, partitions=counts.get(EVENT_TOPICS[0], settings.partitions),
@@ -81,7 +86,7 @@ def run(settings: WorkerSettings) -> None:
 
     app, _runtime = make_app(settings)
     tune_gc()
-    click.echo(f"livemon worker {settings.worker_id}: broker {settings.bootstrap}, "
+    click.echo(f"livemon worker {settings.worker_id}: broker {settings.connection.describe()}, "
                f"metrics http://{settings.web_host}:{settings.web_port}/metrics", err=True)
     level = getattr(logging, settings.log_level.upper())
     faust_worker = faust.Worker(app, loglevel=level, quiet=True, redirect_stdouts=False,

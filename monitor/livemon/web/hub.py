@@ -23,6 +23,7 @@ from typing import Awaitable, Callable
 import orjson
 
 from livemon import catalogue
+from livemon.kafka_connection import KafkaConnection
 from livemon.topics import ALERTS_TOPIC, OPERATOR_TOPIC, SNAPSHOTS_TOPIC
 
 log = logging.getLogger(__name__)
@@ -843,7 +844,7 @@ class ControlRoomHub:
 
     # ---- Kafka ---------------------------------------------------------------------------------
 
-    async def start(self, bootstrap_servers: str, *, backfill: float = BACKFILL_SECONDS):
+    async def start(self, bootstrap_servers: str | KafkaConnection, *, backfill: float = BACKFILL_SECONDS):
         """Consume `liveroom.snapshots` and `liveroom.alerts` from `backfill` seconds back (or from
         the recording's last write, whichever is older, so a restart leaves no gap in the recording),
         and publish control actions with a producer of its own unless one was given. Returns at once:
@@ -854,14 +855,14 @@ class ControlRoomHub:
             start_wall = min(start_wall, self.recorder.last_write() - 5)
         if self.publish is None:
             self.publish = self._publish_via_own_producer
-        self._bootstrap = bootstrap_servers
-        self._tasks.append(asyncio.create_task(self._consume(bootstrap_servers, start_wall)))
+        self._bootstrap = KafkaConnection.of(bootstrap_servers)
+        self._tasks.append(asyncio.create_task(self._consume(self._bootstrap, start_wall)))
 
     async def _publish_via_own_producer(self, topic, key, value):
         from aiokafka import AIOKafkaProducer
 
         if self._producer is None:
-            producer = AIOKafkaProducer(bootstrap_servers=self._bootstrap, request_timeout_ms=10000)
+            producer = AIOKafkaProducer(**self._bootstrap.aiokafka_kwargs(), request_timeout_ms=10000)
             try:
                 await producer.start()
             except Exception:
@@ -891,7 +892,7 @@ class ControlRoomHub:
             self._consumer.seek(tp, found.offset if found is not None else ends[tp])
         return True
 
-    async def _consume(self, bootstrap_servers: str, start_wall: float):
+    async def _consume(self, bootstrap_servers: KafkaConnection, start_wall: float):
         from aiokafka import AIOKafkaConsumer
 
         # The broker may be down and the topics may not exist yet (the page starts before the first
@@ -899,7 +900,7 @@ class ControlRoomHub:
         while True:
             try:
                 if self._consumer is None:
-                    self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=None,
+                    self._consumer = AIOKafkaConsumer(**bootstrap_servers.aiokafka_kwargs(), group_id=None,
                                                       enable_auto_commit=False, auto_offset_reset="latest")
                     await self._consumer.start()
                 await self._consumer.topics()
