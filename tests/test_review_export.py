@@ -272,3 +272,52 @@ def test_clear_errors_one_line_exit_2(two_shows, tmp_path, case, expected):
     assert "Traceback" not in result.output and not (tmp_path / "r.html").exists()
     if case == "unknown_room":
         assert result.output.strip().endswith("its rooms: room-001")
+
+
+def test_incidents_with_time_to_detect_acknowledge_and_resolve_against_the_goal(replayed, tmp_path):
+    from livemon.recording.review import review_tables
+    from tests.fixtures.browser import SyntheticShow
+
+    _, _, summary = replayed
+    show = SyntheticShow(rooms=("room-x",))
+    s = show.start
+    store = RecordingStore(tmp_path / "data")
+    for i in range(0, 1300, 5):
+        store.write(snapshots=show.step(s + i, lateness=0)["final"])
+    alert = {"kind": "alert", "room_id": "room-x", "severity": "critical", "summary": "bad"}
+    store.write(records=[
+        {**alert, "id": "a1", "rule": "cdn_stall_ratio_high", "cdn": "cdn-a", "state": "firing", "active_at": s + 100,
+         "fired_at": s + 110, "ts": s + 110},
+        {"kind": "failover", "room_id": "room-x", "from_cdn": "cdn-a", "to_cdn": "cdn-b", "decision": "taken", "ts": s + 112},
+        {"kind": "operator", "action": "ack", "room_id": "room-x", "rule": "cdn_stall_ratio_high", "by": "li", "ts": s + 150},
+        {**alert, "id": "b1", "rule": "room_error_rate_high", "cdn": None, "state": "firing", "active_at": s + 200,
+         "fired_at": s + 230, "ts": s + 230},
+        {"kind": "incident", "room_id": "room-x", "id": "b1-x", "alert_id": "b1", "fired_ts": s + 230, "acked_ts": s + 260,
+         "acked_by": "wang", "ts": s + 260},
+        {**alert, "id": "a1", "rule": "cdn_stall_ratio_high", "cdn": "cdn-a", "state": "resolved", "resolved_at": s + 400,
+         "ts": s + 400},
+        {**alert, "id": "c1", "rule": "room_online_drop", "cdn": None, "state": "firing", "active_at": s + 500,
+         "fired_at": s + 505, "ts": s + 505},
+        {**alert, "id": "b1", "rule": "room_error_rate_high", "cdn": None, "state": "resolved", "resolved_at": s + 1200,
+         "ts": s + 1200}])
+    key = store.write_summary({**summary, "room_id": "room-x", "start": s, "show_id": None}, open_show=False)
+    assert key is not None
+    html, _ = build_review(store, key)
+    tables, _ = review_tables(store, key)
+    store.close()
+    [table] = [t for t in tables if t.name == "incidents"]
+    by_rule = {row[0]: dict(zip([en for _, en, _ in table.columns], row)) for row in table.rows}
+    stall, errors, drop = by_rule["cdn_stall_ratio_high"], by_rule["room_error_rate_high"], by_rule["room_online_drop"]
+    assert [stall["Time to detect"], stall["Time to acknowledge"], stall["Time to resolve"]] == [10, 40, 300]
+    assert stall["By"] == "li" and stall["Failover"] == s + 112 and stall["15-min goal"].endswith("met")
+    assert [errors["Time to detect"], errors["Time to acknowledge"], errors["Time to resolve"]] == [30, 30, 1000]
+    assert errors["By"] == "wang" and errors["15-min goal"].endswith("missed")          # 1000 s > 15 min
+    assert drop["Time to resolve"] is None and drop["Resolved"] is None and drop["15-min goal"].endswith("open")
+    kpis = {row[0]: row[2] for row in tables[0].rows}
+    assert kpis["incidents"] == 3 and kpis["resolved_within_goal"] == 1
+    assert kpis["mean_time_to_detect"] == pytest.approx((10 + 30 + 5) / 3)
+    assert kpis["mean_time_to_acknowledge"] == pytest.approx(35) and kpis["mean_time_to_resolve"] == pytest.approx(650)
+    incidents = re.search(r'data-table="incidents">(.*?)</table>', html, re.S).group(1)
+    assert incidents.count("<tr>") == 4 and "15-min goal" in incidents
+    assert '<span class="l-en">missed</span>' in incidents and '<span class="l-zh">超时</span>' in incidents
+    assert re.findall(r"<td[^>]*>(.*?)</td>", _row(html, "Resolved within 15 min")) == ["1"]
