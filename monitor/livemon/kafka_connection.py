@@ -230,7 +230,7 @@ class KafkaConnection:
                 if cause is None:
                     if self.sasl:
                         self._check_sasl(max(1.0, deadline - time.monotonic()))
-                    return [f"{e}: {c}" for e, c in failures]
+                    return failures
                 (fatal if is_fatal else failures).append(f"{entry}: {cause}")
             if fatal or time.monotonic() > deadline:
                 raise KafkaConnectionError("cannot use Kafka at " + "; ".join(fatal + failures))
@@ -266,10 +266,8 @@ def describe_error(error: BaseException, connection: KafkaConnection) -> str:
     if isinstance(error, errors.SaslAuthenticationFailedError) or "Authentication" in name:
         return (f"the broker refused the SASL {connection.sasl_mechanism} login of user "
                 f"{connection.username!r}: wrong user name or password")
-    if isinstance(error, errors.UnsupportedSaslMechanismError) or "UnsupportedSaslMechanism" in name:
+    if isinstance(error, errors.UnsupportedSaslMechanismError):
         return f"the broker does not offer SASL {connection.sasl_mechanism}"
-    if isinstance(error, errors.NoBrokersAvailable):
-        return "no broker answered"
     text = str(error).splitlines()[0] if str(error) else name
     if connection.password:
         text = text.replace(connection.password, "***")

@@ -23,6 +23,8 @@ from contextlib import ExitStack
 import click
 
 from livemon.ingest.events import CONTROL_TOPIC, encode
+from livemon.kafka_connection import KafkaSecurity
+from livemon.settings import options as settings_options
 
 from .core import Simulation
 from .scenarios import SCENARIOS, parse_scenarios
@@ -37,7 +39,8 @@ def _scenarios(ctx, param, value):
 
 
 @click.command(epilog="Scenarios: " + "; ".join(f"{k}: {v}" for k, v in SCENARIOS.items()))
-@click.option("--broker", default="127.0.0.1:9092", show_default=True, help="Kafka bootstrap HOST:PORT.")
+@click.option("--broker", default="127.0.0.1:9092", show_default=True, envvar="LIVEMON_BROKER", show_envvar=True,
+              help="Kafka bootstrap servers, HOST:PORT[,HOST:PORT...].")
 @click.option("--scenario", "scenarios", default="normal", show_default=True, callback=_scenarios,
               help="Scenario(s), comma-separated: " + ", ".join(SCENARIOS) + ".")
 @click.option("--rooms", default=5, show_default=True, type=click.IntRange(1, 100_000),
@@ -81,14 +84,17 @@ def _scenarios(ctx, param, value):
                    "then picks partitions at random, as a misconfigured collector does; the workers "
                    "forward each event to its room's partition).")
 @click.option("--quiet", is_flag=True, help="No progress display and no summary.")
+@settings_options(KafkaSecurity)
 def simulate(broker, scenarios, rooms, room_prefix, rate, duration, seed, envelope, traces, out, speed,
              beacon_interval, fault_at, fault_for, bad_fraction, end_show, follow_failover,
-             create_topics, connect_timeout, compression, keys, quiet):
+             create_topics, connect_timeout, compression, keys, quiet, **kafka):
     """Produce realistic live-room traffic to a Kafka broker."""
-    from livemon.broker import BrokerUnavailable, ensure_topics, parse_bootstrap, wait_for_broker
+    from livemon.broker import BrokerUnavailable
+    from livemon.kafka_connection import KafkaConnection, KafkaConnectionError, ensure_topics
+    from livemon.settings import build
 
     try:
-        parse_bootstrap(broker)
+        connection = KafkaConnection.of(broker, build(KafkaSecurity, kafka))
         trace_set = load_traces(traces) if traces else None
         options = dict(rooms=rooms, seed=seed, duration=duration, rate=rate, envelope=envelope,
                        traces=trace_set, beacon_interval=beacon_interval, fault_at=fault_at,
@@ -99,22 +105,22 @@ def simulate(broker, scenarios, rooms, room_prefix, rate, duration, seed, envelo
         raise click.ClickException(str(error)) from None
     try:
         if create_topics:
-            ensure_topics(broker, timeout=connect_timeout)
+            ensure_topics(connection, timeout=connect_timeout)
         else:
-            wait_for_broker(broker, timeout=connect_timeout)
-    except (BrokerUnavailable, ValueError) as error:
+            connection.check(connect_timeout)
+    except (BrokerUnavailable, KafkaConnectionError, ValueError) as error:
         raise click.ClickException(str(error)) from None
     except Exception as error:  # noqa: BLE001 - any client failure: say it plainly
         raise click.ClickException(f"cannot use the broker at {broker}: {error}") from None
 
     with ExitStack() as stack:
-        producer = _producer(broker, compression)
+        producer = _producer(connection, compression)
         stack.callback(producer.close, 10)
         files = _open_outputs(stack, out)
         commands: queue.Queue = queue.Queue()
         if follow_failover:
             stop = threading.Event()
-            thread = threading.Thread(target=_follow_control, args=(broker, commands, stop),
+            thread = threading.Thread(target=_follow_control, args=(connection, commands, stop),
                                       name="simulate-control", daemon=True)
             thread.start()
             stack.callback(thread.join, 5)
@@ -170,16 +176,16 @@ def _run(sim: Simulation, producer, files, commands: queue.Queue, report: "_Repo
         report.refresh(sim.now - sim.start)
 
 
-def _producer(broker: str, compression: str):
+def _producer(connection, compression: str):
     from kafka import KafkaProducer
     from kafka.errors import KafkaError
 
     try:
-        return KafkaProducer(bootstrap_servers=broker, client_id="livemon-simulate", acks=1,
+        return KafkaProducer(**connection.kafka_python_kwargs(), client_id="livemon-simulate", acks=1,
                              linger_ms=20, batch_size=512 * 1024, max_request_size=4 * 1024 * 1024,
                              retries=5, compression_type=None if compression == "none" else compression)
     except KafkaError as error:
-        raise click.ClickException(f"cannot connect a producer to {broker}: {error}") from None
+        raise click.ClickException(f"cannot connect a producer to {connection.bootstrap}: {error}") from None
 
 
 def _open_outputs(stack: ExitStack, out: str | None):
@@ -202,7 +208,7 @@ def _rejected_line(reason: str, topic: str, raw: bytes) -> bytes:
     return json.dumps(record, ensure_ascii=False).encode() + b"\n"
 
 
-def _follow_control(broker: str, commands: queue.Queue, stop: threading.Event) -> None:
+def _follow_control(connection, commands: queue.Queue, stop: threading.Event) -> None:
     """Read failover commands issued from now on; put the well-formed ones on `commands`."""
     from kafka import KafkaConsumer, TopicPartition
 
@@ -211,7 +217,7 @@ def _follow_control(broker: str, commands: queue.Queue, stop: threading.Event) -
     while not stop.is_set():
         try:
             if consumer is None:
-                consumer = KafkaConsumer(bootstrap_servers=broker, group_id=None,
+                consumer = KafkaConsumer(**connection.kafka_python_kwargs(), group_id=None,
                                          client_id="livemon-simulate-control", enable_auto_commit=False)
                 partitions = consumer.partitions_for_topic(CONTROL_TOPIC)
                 if not partitions:
