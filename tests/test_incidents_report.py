@@ -36,13 +36,13 @@ def local(day: date, hour: int, minute: int = 0) -> float:
 
 
 # (scenario, start, duration, seed): two outage shows in one week, a calm one and an outage the next
-# week, and an outage show three weeks back, outside the period the tests ask for.
+# week, and a calm show three weeks back, outside the period the tests ask for.
 SHOWS = [
-    ("normal,cdn-outage", lambda: local(monday(2), 20), 400, 1),
-    ("normal,cdn-outage", lambda: local(monday(2) + timedelta(days=2), 21, 30), 400, 2),
-    ("normal", lambda: local(monday(1), 19), 150, 3),
-    ("normal,cdn-outage", lambda: local(monday(1) + timedelta(days=6), 23, 50), 400, 4),
-    ("normal,cdn-outage", lambda: local(monday(3) + timedelta(days=4), 20), 400, 5),
+    ("normal,cdn-outage", lambda: local(monday(2), 20), 330, 1),
+    ("normal,cdn-outage", lambda: local(monday(2) + timedelta(days=2), 21, 30), 330, 2),
+    ("normal", lambda: local(monday(1), 19), 120, 3),
+    ("normal,cdn-outage", lambda: local(monday(1) + timedelta(days=6), 23, 50), 330, 4),
+    ("normal", lambda: local(monday(3) + timedelta(days=4), 20), 120, 5),
 ]
 PERIOD = (str(monday(2)), str(monday(1) + timedelta(days=6)))
 
@@ -50,7 +50,7 @@ PERIOD = (str(monday(2)), str(monday(1) + timedelta(days=6)))
 def record_show(store: RecordingStore, folder: Path, scenario: str, start: float, duration: float, seed: int):
     """One simulated show: replayed, imported with its summary, and alerted on; returns its summary
     and the alert, failover and incident records the alerting service published."""
-    lines = [m.value for m in generate(scenario, rooms=1, duration=duration, rate=100, bad_fraction=0,
+    lines = [m.value for m in generate(scenario, rooms=1, duration=duration, rate=80, bad_fraction=0,
                                        start=start, seed=seed)]
     summaries: list[dict] = []
     timeline = list(replay_lines(lines, shows=summaries))
@@ -77,17 +77,27 @@ def record_show(store: RecordingStore, folder: Path, scenario: str, start: float
     return summary, records
 
 
+_BUILT: dict = {}
+
+
+def build_recorded(tmp_path_factory):
+    """The five shows recorded into one data dir, once per test session (the period report's tests
+    read the same): (data dir, [(summary, records)] in SHOWS order)."""
+    if "data" not in _BUILT:
+        data = tmp_path_factory.mktemp("incidents") / "data"
+        store = RecordingStore(data)
+        shows = []
+        for index, (scenario, start, duration, seed) in enumerate(SHOWS):
+            folder = tmp_path_factory.mktemp(f"show{index}")
+            shows.append(record_show(store, folder, scenario, start(), duration, seed))
+        store.close()
+        _BUILT["data"] = (data, shows)
+    return _BUILT["data"]
+
+
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory):
-    """The five shows recorded into one data dir: [(summary, records)] in SHOWS order."""
-    data = tmp_path_factory.mktemp("incidents") / "data"
-    store = RecordingStore(data)
-    shows = []
-    for index, (scenario, start, duration, seed) in enumerate(SHOWS):
-        folder = tmp_path_factory.mktemp(f"show{index}")
-        shows.append(record_show(store, folder, scenario, start(), duration, seed))
-    store.close()
-    return data, shows
+    return build_recorded(tmp_path_factory)
 
 
 def run(*args, env=None):

@@ -17,6 +17,8 @@ COMMANDS = {
     "review": ("livemon.recording.cli", "review", "Write the post-show review report of a show."),
     "incidents": ("livemon.recording.mttr", "incidents",
                   "Time to detect, acknowledge and resolve incidents per show and per week."),
+    "report": ("livemon.recording.period", "report",
+               "Write the period report of the recorded shows (HTML and XLSX)."),
     "dashboards": ("livemon.dashboards.cli", "dashboards", "Generate or push the Grafana dashboards."),
     "rules": ("livemon.alerting.cli", "rules", "Check alert rule files."),
     "bench": ("livemon.bench", "bench", "Measure throughput, latency and memory."),
