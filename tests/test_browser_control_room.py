@@ -190,3 +190,45 @@ def test_review_page_renders_its_charts(page, control_room, show):
     assert "Difference" in page.inner_text("table.kpis")
     screenshot(page, "review-compare")
     no_problems(page)
+
+
+def test_a_named_operator_acknowledges_while_updates_stream_and_alerts_are_marked_on_the_charts(
+        page, tmp_path, monkeypatch):
+    from livemon.web import operators
+    from tests.fixtures.browser import ControlRoomServer
+
+    lin = operators.new_token("lin")
+    operators.write_file(tmp_path / "operators.toml", {"lin": operators.hash_secret(lin.partition(".")[2])})
+    monkeypatch.setenv("LIVEMON_OPERATORS_FILE", str(tmp_path / "operators.toml"))
+    room = ControlRoomServer(tmp_path / "data")
+    try:
+        feeder = Feeder(room, SyntheticShow())
+        feeder.steps(60)
+        with feeder:
+            for rec in feeder.show.outage("room-snacks", "cdn-a", feeder.t - 30):
+                room.feed_alert(rec)
+            page.goto(room.url + "/room/room-snacks")
+            page.wait_for_selector("#active-alerts button.ack")
+            # The alert and the failover on every chart, with their labels.
+            page.wait_for_function("""() => { const m = JSON.parse(document.querySelector('#c-online .uplot').dataset.marks || '[]');
+                                              return m.includes('告警 cdn_stall_ratio_high 于 cdn-a') && m.includes('切换 cdn-a→cdn-b'); }""")
+            page.fill("#token", lin)
+            page.dispatch_event("#token", "change")
+            frames = int(page.get_attribute("body", "data-points"))
+            page.wait_for_function(f"() => +document.body.dataset.points > {frames}")   # frames keep coming
+            page.click("#active-alerts button.ack")
+            page.wait_for_selector("#action-status.ok")
+            page.wait_for_selector("#active-alerts :text('已确认,确认人 lin')")
+            assert "操作人 lin" in page.inner_text("#operator")
+            sent = [json.loads(value) for _, _, value in room.published]
+            assert [(s["action"], s["rule"], s["by"]) for s in sent] == [("ack", "cdn_stall_ratio_high", "lin")]
+            assert lin not in page.content()
+            screenshot(page, "room-named-ack")
+            # Resolved: a dashed line of its own.
+            for rec in feeder.show.recover("room-snacks", feeder.t):
+                room.feed_alert(rec)
+            page.wait_for_function("""() => JSON.parse(document.querySelector('#c-online .uplot').dataset.marks || '[]')
+                                              .includes('恢复 cdn_stall_ratio_high 于 cdn-a')""")
+        no_problems(page)
+    finally:
+        room.close()

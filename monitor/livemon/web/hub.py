@@ -311,15 +311,17 @@ class Room:
                 self.mark(self.pinned)
 
     def mark(self, marker: dict) -> None:
-        """Keep a chart marker; those that ended before the chart history go first."""
-        newest = self.latest["ts"] if self.latest is not None else marker["ts"]
-        while self.marks:
-            ended = self.marks[0]["end"] if self.marks[0]["kind"] == "pin" else self.marks[0]["ts"]
-            if ended is None or ended >= newest - HISTORY_SECONDS:
-                break
-            self.marks.popleft()
-        if len(self.marks) == self.marks.maxlen and self.marks[0] is self.pinned:
-            self.marks.rotate(-1)             # the open pinned stretch stays; the next oldest goes
+        """Keep a chart marker: those that ended before the chart history go first, then (at
+        MAX_MARKS) the oldest one other than the pinned stretch still going."""
+        cutoff = (self.latest["ts"] if self.latest is not None else marker["ts"]) - HISTORY_SECONDS
+
+        def gone(m):
+            ended = m["end"] if m["kind"] == "pin" else m["ts"]
+            return ended is not None and ended < cutoff
+        if any(gone(m) for m in self.marks):
+            self.marks = collections.deque((m for m in self.marks if not gone(m)), maxlen=MAX_MARKS)
+        if len(self.marks) == MAX_MARKS:
+            del self.marks[next(i for i, m in enumerate(self.marks) if m is not self.pinned)]
         self.marks.append(marker)
 
     def _new_cdn(self, name) -> CdnHistory | None:
