@@ -235,3 +235,28 @@ def test_clear_errors(recorded, tmp_path):
     result = run("incidents", "--from", PERIOD[0], "--to", PERIOD[1], "--data-dir", tmp_path / "nothing")
     assert result.exit_code == 1 and "no recording in" in result.output
     assert not (tmp_path / "nothing").exists()
+
+
+def test_an_incident_folds_from_its_records_in_any_order(recorded):
+    import random
+
+    from livemon.recording.mttr import fold
+
+    _, shows = recorded
+    records = [r for _, recs in shows[:2] for r in recs]
+    want = {i["id"]: times(i) for i in final_incidents(records).values()}
+    for seed in range(3):
+        shuffled = records + records[: len(records) // 2]      # redelivered too
+        random.Random(seed).shuffle(shuffled)
+        got = {i.id: i.durations() for i in fold(shuffled)}
+        assert got == {k: {"time_to_detect": v["detect"], "time_to_acknowledge": v["ack"],
+                           "time_to_resolve": v["resolve"]} for k, v in want.items()}
+
+
+def test_a_period_over_the_show_limit_is_refused(recorded, monkeypatch):
+    from livemon.recording import mttr
+
+    data, _ = recorded
+    monkeypatch.setattr(mttr, "MAX_SHOWS", 3)
+    result = run("incidents", "--from", PERIOD[0], "--to", PERIOD[1], "--data-dir", data)
+    assert result.exit_code == 1 and "4 shows between" in result.output and "shorter period" in result.output

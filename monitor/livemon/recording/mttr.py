@@ -50,7 +50,7 @@ class Period:
     offset_text: str
 
     @classmethod
-    def parse(cls, first: str, last: str, utc_offset: str = "+08:00") -> "Period":
+    def parse(cls, first: str, last: str, utc_offset: str = "+08:00") -> Period:
         offset = utc_offset_seconds(utc_offset)
         if offset is None:
             raise PeriodError(f"--utc-offset must look like +08:00 or -05:30, got {utc_offset!r}")
@@ -97,8 +97,11 @@ class Period:
         found = [s for s in store.shows() if self.start <= s["start"] < self.end]
         if not found:
             raise PeriodError(self.empty())
+        if len(found) > MAX_SHOWS:
+            raise PeriodError(f"{len(found)} shows between {self.first} and {self.last}, over {MAX_SHOWS}: "
+                              "ask for a shorter period")
         found.sort(key=lambda s: (s["start"], s["key"]))
-        return found[:MAX_SHOWS]
+        return found
 
 
 def fold(records: list[dict]) -> list[Incident]:
@@ -167,7 +170,8 @@ def incident_report(store, period: Period) -> dict:
     per_show = {r["group"]: r for r in report(every, key=lambda i: by_id[i.id].show["key"])}
     per_week = {r["group"]: r for r in report(every, key=lambda i: by_id[i.id].week)}
     total = report(every, key=lambda i: "total")
-    show_rows, week_rows = [], {}
+    show_rows: list[dict] = []
+    week_rows: dict[str, dict] = {}
     for s in shows:
         row = per_show.get(s.show["key"]) or _empty_row(s.show["key"])
         show_rows.append(_with_goal({**row, "show": s.show["key"], "room_id": s.show["room_id"],
