@@ -95,6 +95,13 @@ def test_review_page_tables_and_export_equal_the_recorded_summary(page, control_
     assert not page.locator("#export-zip").is_visible() and not page.locator("#lang").is_visible()
     assert page.locator('table[data-table="products"]').is_visible()
     assert page.pdf()[:5] == b"%PDF-"
+    # Compared (here with itself): the comparison's tables come along, every difference zero.
+    compared = page.request.get(control_room.url + f"/review/{key}/export.zip?compare={key}")
+    assert compared.status == 200 and compared.headers["content-type"] == "application/zip"
+    archive = zipfile.ZipFile(io.BytesIO(compared.body()))
+    rows = {row[0]: row for row in _csv(archive, "cmp_kpis")[1:]}
+    assert float(rows["gmv"][2]) == float(rows["gmv"][3]) == pytest.approx(totals["gmv"]) and float(rows["gmv"][4]) == 0
+    assert {n.rsplit("-", 1)[-1] for n in archive.namelist()} >= {"a_kpis.csv", "b_kpis.csv", "cmp_products.csv"}
     # A show without a summary has nothing to export: a clear 404, not an empty file.
     missing = page.request.get(control_room.url + "/review/no-such-show/export.zip")
     assert missing.status == 404 and "no recorded show" in missing.json()["error"]

@@ -384,7 +384,7 @@ def _table_html(table: Table) -> str:
                     cells.append(f"<td>{_signed(value, kind)}</td>")
                     continue
             if kind == "pct" and en == "Change":
-                cells.append(f"<td>{'–' if value is None else html.escape(f'{value * 100:+.0f}%')}</td>")
+                cells.append(f"<td>{'–' if value is None else html.escape(_change(value))}</td>")
             elif kind == "time" and value is not None:
                 cells.append(f"<td>{_time(value, 'hms')}</td>")
             elif kind == "text" and isinstance(value, str) and " / " in value:
@@ -396,6 +396,11 @@ def _table_html(table: Table) -> str:
         body.append(f"<tr>{''.join(cells)}</tr>")
     return (f'<h3>{bi(table.zh, table.en)}</h3><table class="summary" data-table="{html.escape(table.name)}">'
             f'<thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>')
+
+
+def _change(value: float) -> str:
+    """A relative change: whole percents, one decimal under 10 %."""
+    return f"{value * 100:+.1f}%" if abs(value) < 0.1 else f"{value * 100:+.0f}%"
 
 
 def _signed(value, kind: str) -> str:
