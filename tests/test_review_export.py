@@ -321,3 +321,38 @@ def test_incidents_with_time_to_detect_acknowledge_and_resolve_against_the_goal(
     assert incidents.count("<tr>") == 4 and "15-min goal" in incidents
     assert '<span class="l-en">missed</span>' in incidents and '<span class="l-zh">超时</span>' in incidents
     assert re.findall(r"<td[^>]*>(.*?)</td>", _row(html, "Resolved within 15 min")) == ["1"]
+
+
+def test_pinned_stretches_ranked_by_gmv_per_minute_and_by_conversion():
+    t0 = 1_700_000_000
+    segments = [  # (product, minutes, clickers, orders, gmv)
+        {"product_id": "a", "start": t0, "end": t0 + 600, "entries": 50, "clickers": 40, "orders": 4, "gmv": 3000, "gmv_all": 3100},
+        {"product_id": "b", "start": t0 + 600, "end": t0 + 720, "entries": 9, "clickers": 10, "orders": 5, "gmv": 1000, "gmv_all": 1000},
+        {"product_id": "a", "start": t0 + 720, "end": t0 + 1020, "entries": 20, "clickers": 0, "orders": 0, "gmv": 0, "gmv_all": 80},
+    ]
+    [table] = [t for t in summary_tables({"totals": {}, "segments": segments}) if t.name == "segments"]
+    columns = [en for _, en, _ in table.columns]
+    rows = [dict(zip(columns, r)) for r in table.rows]
+    # GMV per minute: b 1000/2 = 500, a 3000/10 = 300, a again 0.
+    assert [(r["Product"], r["GMV per minute"]) for r in rows] == [("b", 500), ("a", 300), ("a", 0)]
+    assert [r["Orders per clicker"] for r in rows] == [0.5, 0.1, None]
+    assert [r["Rank by orders per clicker"] for r in rows] == [1, 2, 3]
+
+
+def test_options_of_a_timeline_file_with_a_recorded_show(recorded_dir, tmp_path):
+    result = CliRunner().invoke(cli, ["review", "room-x", "--room", "room-x", "--data-dir", str(recorded_dir),
+                                      "--out", str(tmp_path / "r.html")])
+    assert result.exit_code == 2 and "--room, --show and --shows go with a timeline file" in result.output
+    assert result.output.strip().count("\n") == 0
+
+
+@pytest.fixture
+def recorded_dir(tmp_path):
+    from tests.fixtures.browser import SyntheticShow
+
+    show = SyntheticShow(rooms=("room-x",))
+    store = RecordingStore(tmp_path / "data")
+    for i in range(30):
+        store.write(snapshots=show.step(show.start + i, lateness=0)["final"])
+    store.close()
+    return tmp_path / "data"

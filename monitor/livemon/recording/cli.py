@@ -145,6 +145,9 @@ def review(show, other, room, show_key, out, shows_path, compare_shows_path, exp
                 store = from_file(Path(show), shows_path, 0)
                 key = pick(store, Path(show), room, show_key)
             else:
+                if room is not None or show_key is not None or shows_path is not None:
+                    raise ReviewInputError("--room, --show and --shows go with a timeline file; a recorded show "
+                                           f"is named by SHOW itself (see `livemon shows`), not {show!r}")
                 store, key = recording(), show
             other_store, other_key = None, None
             if other is not None:

@@ -247,11 +247,15 @@ def summary_tables(summary: dict, records: list[dict] | None = None) -> list[Tab
                          s.get("orders"), s.get("gmv"), _div(s.get("orders"), s.get("clickers")),
                          _div(s.get("gmv"), minutes), s.get("gmv_all")])
     segments.sort(key=lambda r: -(r[9] or 0))
+    by_conversion = sorted(range(len(segments)), key=lambda i: -(segments[i][8] or 0))
+    for rank, i in enumerate(by_conversion, 1):
+        segments[i].append(rank)
     tables.append(Table("segments", "讲解时段(按每分钟成交额)", "Pinned stretches by GMV per minute",
                         [("商品", "Product", "text"), ("开始", "Start", "time"), ("结束", "End", "time"),
                          ("时长(分钟)", "Minutes", "num2"), ("进入人次", "Entries", "int"), ("点击人数", "Clickers", "int"),
                          ("订单", "Orders", "int"), ("成交额", "GMV", "money"), ("订单/点击人数", "Orders per clicker", "pct"),
-                         ("每分钟成交额", "GMV per minute", "money"), ("全部商品成交额", "GMV, all products", "money")],
+                         ("每分钟成交额", "GMV per minute", "money"), ("全部商品成交额", "GMV, all products", "money"),
+                         ("转化排名", "Rank by orders per clicker", "int")],
                         segments))
     promos = [[p.get("promo_id"), p.get("promo_type"), p.get("product_id"), p["start"], p["end"], p.get("clickers"),
                p.get("buyers"), p.get("orders"), p.get("gmv"), p.get(CONVERSION)]
