@@ -54,8 +54,8 @@ def test_valid_compose_file_with_and_without_the_simulator():
         assert result.returncode == 0, result.stderr
     without = set(compose("config", "--services").stdout.split())
     with_simulator = set(compose("--profile", "simulator", "config", "--services").stdout.split())
-    assert without == {"kafka", "topics", "worker-1", "worker-2", "web", "alert-relay", "prometheus", "alertmanager",
-                       "grafana"}
+    assert without == {"kafka", "topics", "worker-1", "worker-2", "web", "alert-relay", "lag-exporter", "prometheus",
+                       "alertmanager", "grafana"}
     assert with_simulator == without | {"simulator"}
 
 
@@ -227,3 +227,26 @@ def test_topic_script_creates_every_topic_without_compacting_checkpoints():
     assert created == set(ALL_TOPICS)
     checkpoints = next(line for line in script.splitlines() if line.startswith("create liveroom.checkpoints"))
     assert "cleanup.policy=delete" in checkpoints  # chunks share a key: compaction would lose them
+
+
+def test_the_lag_exporter_watches_the_workers_group_and_prometheus_scrapes_it():
+    """Lag from outside: the exporter reads the group the workers commit in, on the port Prometheus
+    scrapes and its healthcheck asks, with options `livemon lag-exporter` accepts."""
+    from livemon.agents.settings import WorkerSettings
+
+    services = model()["services"]
+    exporter = services["lag-exporter"]
+    command = exporter["command"]
+    help_text = CliRunner().invoke(cli, [command[0], "--help"], terminal_width=200).output
+    for arg in command[1:]:
+        assert arg.split("=", 1)[0] in help_text, arg
+    groups = {option(s["command"], "--group") or WorkerSettings.__dataclass_fields__["group"].default
+              for s in workers(services).values()}
+    assert option(command, "--groups").split(",") == sorted(groups)
+    assert option(command, "--broker") == option(services["worker-1"]["command"], "--broker")
+    port = option(command, "--web-port")
+    assert f"127.0.0.1:{port}/metrics" in " ".join(exporter["healthcheck"]["test"])
+    assert exporter["depends_on"]["topics"]["condition"] == "service_completed_successfully"
+    config = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    (job,) = [j for j in config["scrape_configs"] if j["job_name"] == "livemon-lag"]
+    assert job["static_configs"][0]["targets"] == [f"lag-exporter:{port}"]

@@ -26,6 +26,8 @@ COMMANDS = {
                      "Time from a CDN outage's first bad beacon to the alert and the failover."),
     "alert-relay": ("livemon.alerting.relay", "alert_relay", "Re-send Alertmanager webhooks to DingTalk/Feishu robots, signed."),
     "soak": ("livemon.soak", "soak", "Run a long promotion-level show and report resources over time."),
+    "lag-exporter": ("livemon.lag", "lag_exporter",
+                     "Serve the consumer groups' lag read from the broker's committed offsets."),
     "operators": ("livemon.web.operators", "operators", "Named operators' tokens for control actions: add, remove, hash, list."),
 }
 

@@ -139,7 +139,8 @@ class KafkaConnection:
         if protocol is None:
             protocol = ("SASL_SSL" if tls else "SASL_PLAINTEXT") if security.kafka_sasl_mechanism else \
                 ("SSL" if tls else "PLAINTEXT")
-        return cls(parse_brokers(bootstrap), protocol.upper(), security.kafka_sasl_mechanism,
+        mechanism = security.kafka_sasl_mechanism.upper() if security.kafka_sasl_mechanism else None
+        return cls(parse_brokers(bootstrap), protocol.upper(), mechanism,
                    security.kafka_username, password, security.kafka_ca_file, security.kafka_cert_file,
                    security.kafka_key_file)
 
