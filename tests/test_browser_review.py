@@ -9,7 +9,6 @@ import csv
 import io
 import zipfile
 
-import orjson
 import pytest
 
 from livemon.replay import replay_lines

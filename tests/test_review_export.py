@@ -240,12 +240,12 @@ def test_two_shows_of_one_file_compared(two_shows, tmp_path):
 
 
 @pytest.mark.parametrize("case, expected", [
-    ("events", "is not a timeline (one line per room and instant, as `livemon replay --out` writes it): line 1 is "
-               "a batch of events; compute its timeline first: livemon replay "),
+    ("events", ("is not a timeline (one line per room and instant, as `livemon replay --out` writes it): line 1 is "
+                "a batch of events; compute its timeline first: livemon replay ")),
     ("one_event_a_line", "line 1 is an event ('show'); compute its timeline first: livemon replay "),
     ("summaries_as_timeline", "line 1 is a show summary (pass it with --shows)"),
-    ("timeline_as_summaries", "is not show summaries (one per line, as `livemon replay --shows` writes them): line 1 "
-                              "has no room_id, start and totals (it looks like a timeline: pass it as SHOW)"),
+    ("timeline_as_summaries", ("is not show summaries (one per line, as `livemon replay --shows` writes them): line 1 "
+                               "has no room_id, start and totals (it looks like a timeline: pass it as SHOW)")),
     ("unknown_room", "no room 'room-zzz' in"),
     ("missing", "no such file: "),
     ("missing_shows", "no such file: "),

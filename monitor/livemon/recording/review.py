@@ -567,14 +567,14 @@ def review_tables(store, name: str, compare: str | None = None, compare_store=No
     the comparison tables (`cmp_*`) then each show's own (`a_*`, `b_*`). ReviewError when a show is
     unknown or has no summary."""
     found = []
-    for store, wanted in [(store, name)] + ([(compare_store or store, compare)] if compare else []):
-        show = store.find_show(wanted)
+    for source, wanted in [(store, name)] + ([(compare_store or store, compare)] if compare else []):
+        show = source.find_show(wanted)
         if show is None:
             raise ReviewError(f"no recorded show {wanted!r} (see `livemon shows`)")
-        summary = store.summary(show["key"])
+        summary = source.summary(show["key"])
         if summary is None:
             raise ReviewError(f"show {show['key']!r} has no show summary yet (it is not over): nothing to export")
-        found.append((show["key"], summary, store.records(show["key"])))
+        found.append((show["key"], summary, source.records(show["key"])))
     stem = "-vs-".join(key for key, _, _ in found)
     if len(found) == 1:
         return summary_tables(found[0][1], found[0][2]), stem
