@@ -174,6 +174,10 @@ def exposed_names() -> set[str]:
     suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"], "gauge": [""]}
     for family in exposition.WorkerMetrics().registry.collect():
         names |= {family.name + suffix for suffix in suffixes.get(family.type, [""])}
+    from livemon.kafka_connection import KafkaConnection
+    from livemon.lag import LagExporter  # livemon lag-exporter: the group's lag from the broker
+    for family in LagExporter(KafkaConnection.of("127.0.0.1:9092"), ("g",), ("t",)).registry.collect():
+        names.add(family.name)
     return names | set(ALERTING_METRICS)
 
 

@@ -14,7 +14,8 @@ from tests.fixtures.prometheus import PROMTOOL
 UNIT_TESTS = sorted((RULE_DIR / "tests").glob("*.test.yml"))
 MONITOR_ALERTS = {"MonitorWorkerDown", "LivemonStepStalled", "LivemonConsumerStalled", "LivemonBrokerDown",
                   "LivemonConsumerLagGrowing", "LivemonCheckpointStale", "LivemonRejectedEventsSurge",
-                  "LivemonBatchesRejected", "LivemonAlertQueueBacklog", "LivemonFailoverDeclined"}
+                  "LivemonBatchesRejected", "LivemonAlertQueueBacklog", "LivemonFailoverDeclined",
+                  "LivemonGroupLagOutside"}
 
 
 

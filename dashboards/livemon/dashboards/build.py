@@ -578,6 +578,10 @@ MONITOR_ALERTS = [
        ' or (livemon_cdn_failover_decisions_total{decision="declined"}'
        ' unless livemon_cdn_failover_decisions_total{decision="declined"} offset 5m))', "{{instance}}")],
      "short", steps((None, "green"), (0.5, "red")), "Fires at any declined in 5 minutes; empty while there is none."),
+    ("LivemonGroupLagOutside", "seconds waiting without a commit, from Kafka",
+     [("max by (group) (livemon_group_commit_age_seconds)", "{{group}}")], "s",
+     steps((None, "green"), (120, "red")),
+     "Fires over 120 s (livemon lag-exporter, read from the broker; holds with every worker dead), for 1 minute."),
 ]
 
 
