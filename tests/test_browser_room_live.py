@@ -189,6 +189,16 @@ def test_the_funnel_is_the_show_summary(page, live):
     assert [v[2] for v in shown.values()] == ["", "转化 100%", "转化 40%", "转化 50%", "转化 66.7%"]
     assert "本场汇总" in page.inner_text("#funnel-note")
     screenshot(page, "room-live-funnel")
+    # In English: the same figures, named in English.
+    page.evaluate("() => localStorage.setItem('livemon-lang', 'en')")
+    page.reload()
+    page.wait_for_function("() => document.querySelectorAll('#c-funnel .step').length === 5")
+    shown = funnel_on_page(page)
+    assert [v[0] for v in shown.values()] == ["Viewers", "Stayed 60 s", "Clicked a product", "Ordered", "Paid"]
+    assert [v[2] for v in shown.values()][1:] == ["100% of previous", "40% of previous", "50% of previous",
+                                                  "66.7% of previous"]
+    assert page.locator("#marks-legend .mark").all_inner_texts() == ["Presenting", "Promotion", "Alert", "Resolved",
+                                                                     "CDN failover"]
     no_problems(page)
 
 
