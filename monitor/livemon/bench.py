@@ -16,7 +16,8 @@ last:
   live snapshots, forgetting idle rooms) and the Prometheus collector update, i.e. the whole path
   of a worker without Faust, checkpoints and sends;
 - `livemon worker`: the real worker process (Faust runtime, checkpoints, snapshots topic), fed
-  the 100-event envelopes, its rate read from its own `/metrics` (`livemon_events_total`).
+  the 100-event envelopes, its rate read from its own `/metrics` (`livemon_events_total`);
+- `quix`: a Quix Streams tumbling-window count per room on the same topics (`livemon.bench_peers`).
 
 Then: two `engine` processes on half the partitions each (scale-out); end-to-end latency from
 produce to the value on the real worker's `/metrics` at a steady rate; memory per tracked viewer
@@ -135,7 +136,7 @@ def _child_main() -> None:
     args = json.loads(sys.argv[1])
     role = args["role"]
     result = {"raw": _role_raw, "engine": _role_engine, "faust": _role_faust, "memory": _role_memory,
-              "render": _role_render}[role](args)
+              "render": _role_render, "quix": _role_quix}[role](args)
     print(json.dumps(result), flush=True)
     os._exit(0)
 
@@ -322,6 +323,12 @@ def _role_faust(args):
     worker = faust.Worker(app, loglevel="warning", quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()
     return {"error": "faust worker stopped before the end of the data"}
+
+
+def _role_quix(args):
+    from livemon.bench_peers import role_quix
+
+    return role_quix(args)
 
 
 def _rss() -> int:
@@ -637,7 +644,7 @@ def _rate(result: dict) -> float | None:
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the simulated traffic.")
 @click.option("--write", "write_path", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Write the report (machine, date, figures) to this Markdown file, e.g. BENCHMARKS.md.")
-@click.option("--skip", multiple=True, type=click.Choice(["faust", "worker", "scale", "e2e", "memory", "render"]),
+@click.option("--skip", multiple=True, type=click.Choice(["faust", "quix", "worker", "scale", "e2e", "memory", "render"]),
               help="Leave a part out (repeatable).")
 @click.option("--log", "log_path", type=click.Path(dir_okay=False), default=None,
               help="Where the children's and brokers' output goes (default: a temporary file).")
@@ -715,6 +722,11 @@ def bench(broker, quick, seed, write_path, skip, log_path):
             if "faust" not in skip and not broker and (envelope == 1 or mode == "full"):
                 status(f"envelope {envelope}: per-message Faust agent")
                 row["faust"] = _rate(Child({**base, "role": "faust", "messages": len(packed)}, log).run(600))
+            if "quix" not in skip and not broker and (envelope == 1 or mode == "full"):
+                from livemon.bench_peers import measure_quix
+
+                status(f"envelope {envelope}: Quix Streams tumbling-window count per room")
+                measure_quix(row, base, mode, log, envelope)
             if envelope == 100 and "worker" not in skip and not broker:
                 status("envelope 100: livemon worker (Faust runtime), rate from its /metrics")
                 real = _worker_throughput(bootstrap, events, log, timeout=300)
@@ -838,6 +850,9 @@ def _report(r: dict) -> str:
                      f"{_fmt(row.get('engine_vs_raw'), digits=2)} | {_fmt(row.get('engine_vs_faust'), digits=1)} |")
     lines += ["", f"Engine worker loop at 100-event envelopes vs the per-event Faust agent (envelope 1): "
                   f"**{_fmt(r.get('ratio_vs_faust'), 'x', 1)}**", ""]
+    from livemon.bench_peers import report_lines
+
+    lines += report_lines(r)
     so = r.get("scale_out")
     if so:
         lines += ["## Scale-out (engine worker loop, 100-event envelopes, partitions split in half)", "",
