@@ -220,6 +220,7 @@ def test_a_named_operator_acknowledges_while_updates_stream_and_alerts_are_marke
             page.wait_for_selector("#action-status.ok")
             page.wait_for_selector("#active-alerts :text('已确认,确认人 lin')")
             assert "操作人 lin" in page.inner_text("#operator")
+            assert "null" not in page.inner_text("#active-alerts")     # absent fields leave no trace
             sent = [json.loads(value) for _, _, value in room.published]
             assert [(s["action"], s["rule"], s["by"]) for s in sent] == [("ack", "cdn_stall_ratio_high", "lin")]
             assert lin not in page.content()

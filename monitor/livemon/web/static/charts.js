@@ -51,7 +51,10 @@ LM.markerPlugin = function (getMarkers) {
           row = x - lastX < 80 * devicePixelRatio ? (row + 1) % 4 : 0;
           lastX = x;
           ctx.fillStyle = m.color;
-          ctx.fillText(m.label, x + 3 * devicePixelRatio, top + (12 + 13 * row) * devicePixelRatio);
+          // A label that would run past the plot's right edge goes on the left of its line.
+          const width = ctx.measureText(m.label).width, gap = 3 * devicePixelRatio;
+          const tx = x + gap + width > right && x - gap - width >= left ? x - gap - width : x + gap;
+          ctx.fillText(m.label, tx, top + (12 + 13 * row) * devicePixelRatio);
           drawn.push(m.label);
         }
         ctx.restore();

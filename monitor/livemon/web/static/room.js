@@ -289,7 +289,7 @@
         list.append(item.li);
       }
       const key = JSON.stringify([a.state, a.ts, a.value, a.summary, a.acknowledged, a.acknowledged_by, a.silenced_until]);
-      if (item.key !== key) { item.key = key; item.info.replaceChildren(...alertInfo(a)); }
+      if (item.key !== key) { item.key = key; item.info.replaceChildren(...alertInfo(a).filter((x) => x !== null)); }
       item.li.className = a.state || "";
       item.buttons.classList.toggle("hidden", a.state !== "firing");
     }
