@@ -2,20 +2,28 @@
 
 The embedded broker (Tansu 0.6) cannot terminate TLS itself (its `--cert` and `--key` options
 exclude each other and leave the listener in plaintext) and its SASL offers no mechanism a client
-shares (`NoSharedMechanism` for PLAIN and SCRAM alike). So TLS is real here: a loopback TLS
-terminator (Python's `ssl`, the broker's certificate, client certificates required and checked
-against the test CA) sits in front of Tansu, which advertises the terminator's address, so every
-connection a client makes, bootstrap and partition leaders alike, is TLS. SASL is tested through
-the exact configuration each client library receives (aiokafka, kafka-python, Faust).
+shares (`NoSharedMechanism` for PLAIN and SCRAM alike). So a loopback gate sits in front of Tansu,
+which advertises the gate's address, so every connection a client makes, bootstrap and partition
+leaders alike, goes through it: TLS (Python's `ssl`, the broker's certificate, client certificates
+required and checked against the test CA) and, for `sasl_tls_broker`, a SASL/SCRAM login that must
+succeed before any request but ApiVersions reaches the broker (SaslHandshake, SaslAuthenticate
+v0-2 and the SCRAM server side written out below, as Apache Kafka runs them). The exact
+configuration each client library receives (aiokafka, kafka-python, Faust) is checked as well.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
+import hashlib
+import hmac
 import json
 import math
+import os
 import socket
 import ssl
+import struct
 import subprocess
 import sys
 import threading
@@ -55,10 +63,74 @@ def pki(tmp_path_factory):
                                              "client.pem", "client.key")}
 
 
-class TlsTerminator:
-    """TLS on 127.0.0.1:`port` (client certificates required), relayed to a plaintext broker."""
+SASL_USER, SASL_PASSWORD = "livemon", "scram-test-password"
 
-    def __init__(self, pki: dict, target_port: int):
+
+class Scram:
+    """The server side of SCRAM (RFC 5802, as Kafka runs it): one exchange of two messages."""
+
+    def __init__(self, mechanism: str, users: dict[str, str]):
+        self.hash = {"SCRAM-SHA-256": "sha256", "SCRAM-SHA-512": "sha512"}[mechanism]
+        self.users, self.salt, self.iterations = users, os.urandom(16), 4096
+        self.client_first_bare = self.server_first = None
+        self.password = None
+
+    def _hmac(self, key: bytes, message: bytes) -> bytes:
+        return hmac.new(key, message, self.hash).digest()
+
+    def step(self, message: bytes) -> tuple[bytes | None, bool]:
+        """(answer, done); answer None: authentication failed."""
+        text = message.decode()
+        if self.server_first is None:
+            self.client_first_bare = text.split(",", 2)[2]
+            fields = dict(item.split("=", 1) for item in self.client_first_bare.split(","))
+            self.password = self.users.get(fields["n"])
+            nonce = fields["r"] + base64.b64encode(os.urandom(18)).decode()
+            self.server_first = f"r={nonce},s={base64.b64encode(self.salt).decode()},i={self.iterations}"
+            return self.server_first.encode(), False
+        without_proof, _, proof = text.rpartition(",p=")
+        if self.password is None:
+            return None, True
+        salted = hashlib.pbkdf2_hmac(self.hash, self.password.encode(), self.salt, self.iterations)
+        client_key = self._hmac(salted, b"Client Key")
+        auth_message = f"{self.client_first_bare},{self.server_first},{without_proof}".encode()
+        signature = self._hmac(hashlib.new(self.hash, client_key).digest(), auth_message)
+        expected = bytes(a ^ b for a, b in zip(client_key, signature))
+        if not hmac.compare_digest(base64.b64decode(proof), expected):
+            return None, True
+        server_signature = self._hmac(self._hmac(salted, b"Server Key"), auth_message)
+        return b"v=" + base64.b64encode(server_signature), True
+
+
+def _uvarint(data: bytes, at: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[at]
+        at += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, at
+        shift += 7
+
+
+def _put_uvarint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+class TlsTerminator:
+    """TLS on 127.0.0.1:`port` (client certificates required), relayed to a plaintext broker; with
+    `sasl`, it is also the broker's SASL gate: a connection must authenticate (SaslHandshake v0-1,
+    SaslAuthenticate v0-2, SCRAM-SHA-256/512 against `sasl`'s users) before any other request
+    than ApiVersions reaches the broker, as Apache Kafka's SASL_SSL listeners require."""
+
+    def __init__(self, pki: dict, target_port: int, sasl: dict[str, str] | None = None):
+        self.sasl = sasl
+        self.logins: list[tuple[str, bool]] = []  # (mechanism, accepted) of each SASL exchange
         self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=pki["ca.pem"])
         self.context.load_cert_chain(pki["server.pem"], pki["server.key"])
         self.context.verify_mode = ssl.CERT_REQUIRED
@@ -85,6 +157,16 @@ class TlsTerminator:
         except OSError:
             writer.close()
             return
+        if self.sasl is not None:
+            try:
+                accepted = await self._authenticate(reader, writer, upstream_reader, upstream_writer)
+            except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError, ValueError, KeyError,
+                    IndexError, struct.error):
+                accepted = False
+            if not accepted:
+                writer.close()
+                upstream_writer.close()
+                return
 
         async def pipe(source, sink):
             try:
@@ -97,6 +179,62 @@ class TlsTerminator:
                 sink.close()
         await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
 
+    async def _authenticate(self, reader, writer, upstream_reader, upstream_writer) -> bool:
+        scram = None
+        while True:
+            frame = await reader.readexactly(struct.unpack(">i", await reader.readexactly(4))[0])
+            key, version, correlation = struct.unpack(">hhi", frame[:8])
+            at = 10 + max(0, struct.unpack(">h", frame[8:10])[0])  # past the client id
+            if key == 18:  # ApiVersions: the broker's own answer
+                upstream_writer.write(struct.pack(">i", len(frame)) + frame)
+                answer = await upstream_reader.readexactly(
+                    struct.unpack(">i", await upstream_reader.readexactly(4))[0])
+                writer.write(struct.pack(">i", len(answer)) + answer)
+            elif key == 17 and version <= 1:  # SaslHandshake
+                length = struct.unpack(">h", frame[at:at + 2])[0]
+                mechanism = frame[at + 2:at + 2 + length].decode()
+                offered = ("SCRAM-SHA-256", "SCRAM-SHA-512")
+                error = 0 if mechanism in offered else 33  # UNSUPPORTED_SASL_MECHANISM
+                scram = Scram(mechanism, self.sasl) if not error else None
+                body = struct.pack(">hi", error, len(offered)) + b"".join(
+                    struct.pack(">h", len(m)) + m.encode() for m in offered)
+                writer.write(struct.pack(">ii", 4 + len(body), correlation) + body)
+                if error:
+                    return False
+            elif key == 36 and scram is not None and version <= 2:  # SaslAuthenticate
+                if version == 2:
+                    _tags, at = _uvarint(frame, at)
+                    length, at = _uvarint(frame, at)
+                    token = frame[at:at + length - 1]
+                else:
+                    length = struct.unpack(">i", frame[at:at + 4])[0]
+                    token = frame[at + 4:at + 4 + length]
+                answer, done = scram.step(token)
+                error, message = (0, None) if answer is not None else (
+                    58, f"Authentication failed during authentication due to invalid credentials with SASL "
+                        f"mechanism SCRAM-SHA-{scram.hash[3:]}")
+                answer = answer or b""
+                if version == 2:
+                    text = b"\0" if message is None else _put_uvarint(len(message) + 1) + message.encode()
+                    body = (struct.pack(">h", error) + text + _put_uvarint(len(answer) + 1) + answer
+                            + struct.pack(">q", 0) + b"\0")
+                    header = struct.pack(">i", correlation) + b"\0"
+                else:
+                    text = struct.pack(">h", -1) if message is None else \
+                        struct.pack(">h", len(message)) + message.encode()
+                    body = struct.pack(">h", error) + text + struct.pack(">i", len(answer)) + answer
+                    body += struct.pack(">q", 0) if version == 1 else b""
+                    header = struct.pack(">i", correlation)
+                if done:  # noted before the answer leaves, so a client that has it sees it noted
+                    self.logins.append((f"SCRAM-SHA-{scram.hash[3:]}", error == 0))
+                writer.write(struct.pack(">i", len(header) + len(body)) + header + body)
+                await writer.drain()
+                if done:
+                    return error == 0
+            else:
+                return False  # anything else before authenticating: the connection is closed
+            await writer.drain()
+
     def stop(self):
         if self.server is not None:
             self.loop.call_soon_threadsafe(self.server.close)
@@ -106,9 +244,23 @@ class TlsTerminator:
 
 @pytest.fixture
 def tls_broker(pki, tmp_path):
-    """A Tansu broker reachable only through TLS: (tls bootstrap, plaintext bootstrap of Tansu itself)."""
+    """A Tansu broker reachable only through TLS: (tls bootstrap, plaintext bootstrap of Tansu itself,
+    the terminator)."""
+    with _gated_broker(pki, tmp_path) as gated:
+        yield gated
+
+
+@pytest.fixture
+def sasl_tls_broker(pki, tmp_path):
+    """The same, and SASL/SCRAM required (user SASL_USER, password SASL_PASSWORD)."""
+    with _gated_broker(pki, tmp_path, {SASL_USER: SASL_PASSWORD}) as gated:
+        yield gated
+
+
+@contextlib.contextmanager
+def _gated_broker(pki, tmp_path, sasl=None):
     plain_port = free_port()
-    terminator = TlsTerminator(pki, plain_port)
+    terminator = TlsTerminator(pki, plain_port, sasl)
     url = f"tcp://127.0.0.1:{plain_port}"
     advertised = f"tcp://127.0.0.1:{terminator.port}"
     with open(tmp_path / "tansu.log", "ab") as log:
@@ -149,17 +301,23 @@ def _tls(pki, bootstrap, ca="ca.pem", cert=True) -> KafkaConnection:
 
 # ---- TLS, for real -----------------------------------------------------------------------------
 
-def test_a_worker_joins_through_a_list_whose_first_entry_is_dead_over_tls_with_a_client_certificate(
-        tls_broker, pki, start_worker, tmp_path):
-    tls_bootstrap, _plain, terminator = tls_broker
+def _scram_options(tmp_path, password=SASL_PASSWORD):
+    secret = tmp_path / f"kafka-password-{len(list(tmp_path.glob('kafka-password-*')))}"
+    secret.write_text(password + "\n")
+    return ["--kafka-sasl-mechanism", "SCRAM-SHA-512", "--kafka-username", SASL_USER,
+            "--kafka-password-file", str(secret)]
+
+
+def test_a_worker_joins_through_a_list_whose_first_entry_is_dead_with_scram_over_tls_and_a_client_certificate(
+        sasl_tls_broker, pki, start_worker, tmp_path):
+    tls_bootstrap, _plain, terminator = sasl_tls_broker
     bootstrap = f"127.0.0.1:{free_port()},{tls_bootstrap}"  # nothing listens on the first entry
-    worker = start_worker(bootstrap, "--no-alerts", "--no-web-page", "--partitions", "2",
-                          *_tls_options(pki))
-    # The simulator's producer goes through the same list, over TLS.
-    now = time.time()
+    secured = [*_tls_options(pki), *_scram_options(tmp_path)]
+    worker = start_worker(bootstrap, "--no-alerts", "--no-web-page", "--partitions", "2", *secured)
+    # The simulator's producer goes through the same list, the same way.
     sim = subprocess.run([sys.executable, "-m", "livemon", "simulate", "--broker", bootstrap, "--rooms", "2",
                           "--room-prefix", "tls-room-", "--duration", "3", "--rate", "40", "--quiet",
-                          "--no-follow-failover", "--out", str(tmp_path / "sent.jsonl"), *_tls_options(pki)],
+                          "--no-follow-failover", "--out", str(tmp_path / "sent.jsonl"), *secured],
                          capture_output=True, text=True, timeout=60)
     assert sim.returncode == 0, sim.stdout + sim.stderr
     sent = [json.loads(line) for line in open(tmp_path / "sent.jsonl")]
@@ -175,10 +333,51 @@ def test_a_worker_joins_through_a_list_whose_first_entry_is_dead_over_tls_with_a
         assert time.monotonic() < deadline, f"rooms {rooms - seen} not seen; worker log:\n{worker.log()}"
         time.sleep(0.5)
     assert math.fsum(v for (name, _), v in metrics.items() if name == "livemon_events_total") > 0
-    # Every connection went through the TLS terminator with the client's verified certificate.
+    # Every connection went through the TLS terminator with the client's verified certificate, and
+    # logged in with SCRAM-SHA-512 before its first request to the broker.
     assert terminator.clients and set(terminator.clients) == {"livemon-worker"}
-    assert "(SSL with a client certificate)" in worker.log()
+    # (the gate refuses anything but ApiVersions before a login; the two connections without one are
+    # the worker's and the simulator's pre-flight checks, which ask ApiVersions only)
+    assert len(terminator.logins) >= len(terminator.clients) - 2 > 0
+    assert set(terminator.logins) == {("SCRAM-SHA-512", True)}
+    assert "(SASL_SSL SCRAM-SHA-512 as livemon with a client certificate)" in worker.log()
+    assert SASL_PASSWORD not in worker.log() + sim.stdout + sim.stderr
     assert worker.stop() == 0
+
+
+def test_a_wrong_password_is_one_line_naming_the_broker_and_the_cause(sasl_tls_broker, pki, tmp_path):
+    tls_bootstrap, _plain, terminator = sasl_tls_broker
+    result = _worker_error(["--broker", tls_bootstrap, *_tls_options(pki),
+                            *_scram_options(tmp_path, "not-the-password")])
+    line = _one_line_error(result)
+    assert tls_bootstrap in line and "refused the SASL SCRAM-SHA-512 login of user 'livemon'" in line
+    assert "not-the-password" not in result.stdout + result.stderr
+    assert ("SCRAM-SHA-512", False) in terminator.logins
+
+
+def test_the_check_logs_in_with_either_scram_and_names_a_mechanism_not_offered(sasl_tls_broker, pki):
+    tls_bootstrap, _plain, terminator = sasl_tls_broker
+
+    def connection(mechanism):
+        return KafkaConnection.of(tls_bootstrap, KafkaSecurity(
+            kafka_ca_file=pki["ca.pem"], kafka_cert_file=pki["client.pem"], kafka_key_file=pki["client.key"],
+            kafka_sasl_mechanism=mechanism, kafka_username=SASL_USER, kafka_password=SASL_PASSWORD))
+    for mechanism in ("SCRAM-SHA-256", "SCRAM-SHA-512"):
+        assert connection(mechanism).check(5) == []
+        assert terminator.logins[-1] == (mechanism, True)
+    with pytest.raises(KafkaConnectionError, match=f"{tls_bootstrap}: the broker does not offer SASL PLAIN "
+                                                   r"\(it offers SCRAM-SHA-256, SCRAM-SHA-512\)"):
+        connection("PLAIN").check(5)
+
+
+def test_the_sasl_gate_refuses_requests_before_a_login(sasl_tls_broker, pki):
+    """The gate is a real requirement: a TLS client without SASL gets no metadata."""
+    tls_bootstrap, _plain, terminator = sasl_tls_broker
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+    with pytest.raises(KafkaError):
+        admin = KafkaAdminClient(**_tls(pki, tls_bootstrap).kafka_python_kwargs(), request_timeout_ms=3000)
+        admin.list_topics()
 
 
 def _worker_error(args, timeout=60) -> subprocess.CompletedProcess:

@@ -219,37 +219,21 @@ class KafkaConnection:
 
     def check(self, timeout: float = 10.0) -> list[str]:
         """Return once some bootstrap entry answers a Kafka request over this connection's transport
-        (and, with SASL, accepts the credentials); else raise KafkaConnectionError naming each
-        broker and its cause. Returns the causes of the entries that did not answer (to warn)."""
+        and, with SASL, accepts the login; else raise KafkaConnectionError naming each broker and
+        its cause. Returns the causes of the entries that did not answer (to warn about)."""
         deadline = time.monotonic() + timeout
         context = self.ssl_context()
         while True:
             failures: list[str] = []
             fatal: list[str] = []
             for entry in self.brokers:
-                cause, is_fatal = _probe(entry, context, max(0.5, min(3.0, deadline - time.monotonic())))
+                cause, is_fatal = _probe(self, entry, context, max(0.5, min(3.0, deadline - time.monotonic())))
                 if cause is None:
-                    if self.sasl:
-                        self._check_sasl(max(1.0, deadline - time.monotonic()))
                     return failures
                 (fatal if is_fatal else failures).append(f"{entry}: {cause}")
             if fatal or time.monotonic() > deadline:
                 raise KafkaConnectionError("cannot use Kafka at " + "; ".join(fatal + failures))
             time.sleep(0.2)
-
-    def _check_sasl(self, timeout: float) -> None:
-        from kafka.errors import KafkaError
-
-        admin = None
-        try:
-            admin = self.admin(timeout)
-            admin.list_topics()
-        except KafkaError as error:
-            raise KafkaConnectionError(f"cannot use Kafka at {self.bootstrap}: {describe_error(error, self)}") \
-                from None
-        finally:
-            if admin is not None:
-                admin.close()
 
     def admin(self, timeout: float = 10.0):
         """A kafka-python admin client over this connection."""
@@ -275,9 +259,11 @@ def describe_error(error: BaseException, connection: KafkaConnection) -> str:
     return f"{name}: {text}"
 
 
-def _probe(entry: str, context: ssl.SSLContext | None, timeout: float) -> tuple[str | None, bool]:
-    """(None, _) when `entry` answers an ApiVersions request over TCP (and TLS with `context`);
-    else (cause, fatal): a fatal cause is a configuration mistake that waiting will not fix."""
+def _probe(connection: KafkaConnection, entry: str, context: ssl.SSLContext | None,
+           timeout: float) -> tuple[str | None, bool]:
+    """(None, _) when `entry` answers an ApiVersions request over TCP (and TLS with `context`) and,
+    with SASL, accepts the login; else (cause, fatal): a fatal cause is a configuration mistake
+    that waiting will not fix."""
     host, port = _split(entry)
     try:
         raw = socket.create_connection((host, port), timeout=timeout)
@@ -302,10 +288,8 @@ def _probe(entry: str, context: ssl.SSLContext | None, timeout: float) -> tuple[
             except (ConnectionResetError, EOFError, TimeoutError) as error:
                 return (f"no TLS handshake ({type(error).__name__}): is it a PLAINTEXT listener?"), True
         # ApiVersions v0: answered before any authentication by every Kafka broker.
-        request = struct.pack(">hhih", 18, 0, 1, len(b"livemon")) + b"livemon"
         try:
-            sock.sendall(struct.pack(">i", len(request)) + request)
-            header = _read(sock, 4)
+            size = len(_request(sock, 18, 0, b""))
         except ssl.SSLError as error:
             return _tls_cause(error), True
         except TimeoutError:
@@ -316,12 +300,101 @@ def _probe(entry: str, context: ssl.SSLContext | None, timeout: float) -> tuple[
             if context is None:
                 return "it closed the connection: is it a TLS listener (--kafka-security-protocol SSL)?", True
             return "it closed the TLS connection: does it require a client certificate (--kafka-cert-file)?", True
-        size = struct.unpack(">i", header)[0]
-        if not 0 < size < 1 << 20:
+        except ValueError:
             return "it does not speak the Kafka protocol", True
+        if not size:
+            return "it does not speak the Kafka protocol", True
+        if connection.sasl:
+            try:
+                return _sasl_login(sock, connection), True
+            except TimeoutError:
+                return f"no answer to the SASL login within {timeout:.1f} s", False
+            except (ConnectionResetError, BrokenPipeError, EOFError, ssl.SSLError):
+                return ("it closed the connection at the SASL login: does the listener use SASL "
+                        "(--kafka-security-protocol)?"), True
+            except (ValueError, struct.error, IndexError) as error:
+                return f"the SASL login failed: {error}", True
         return None, False
     finally:
         raw.close()
+
+
+def _request(sock, api_key: int, version: int, body: bytes) -> bytes:
+    """Send one request (header v1, client id `livemon`); return the response body (after its
+    correlation id)."""
+    request = struct.pack(">hhih", api_key, version, 1, len(b"livemon")) + b"livemon" + body
+    sock.sendall(struct.pack(">i", len(request)) + request)
+    size = struct.unpack(">i", _read(sock, 4))[0]
+    if not 4 <= size < 1 << 20:
+        raise ValueError("not a Kafka response")
+    return _read(sock, size)[4:]
+
+
+def _string(data: bytes, at: int) -> tuple[str | None, int]:
+    length = struct.unpack(">h", data[at:at + 2])[0]
+    if length < 0:
+        return None, at + 2
+    return data[at + 2:at + 2 + length].decode(errors="replace"), at + 2 + length
+
+
+def _sasl_login(sock, connection: KafkaConnection) -> str | None:
+    """SaslHandshake v1, then SaslAuthenticate v0 rounds (PLAIN, or SCRAM with the server's
+    signature checked); None when the broker accepts the login, else the cause."""
+    import base64
+    import hashlib
+    import hmac
+    import secrets
+
+    mechanism, user, password = connection.sasl_mechanism, connection.username, connection.password or ""
+    name = mechanism.encode()
+    answer = _request(sock, 17, 1, struct.pack(">h", len(name)) + name)
+    error, count = struct.unpack(">hi", answer[:6])
+    offered, at = [], 6
+    for _ in range(max(0, count)):
+        item, at = _string(answer, at)
+        offered.append(item)
+    if error or mechanism not in offered:
+        return f"the broker does not offer SASL {mechanism} (it offers {', '.join(map(str, offered)) or 'none'})"
+
+    def authenticate(token: bytes) -> tuple[str | None, bytes]:
+        body = _request(sock, 36, 0, struct.pack(">i", len(token)) + token)
+        code = struct.unpack(">h", body[:2])[0]
+        message, at = _string(body, 2)
+        length = struct.unpack(">i", body[at:at + 4])[0]
+        reply = body[at + 4:at + 4 + max(0, length)]
+        if code == 58:  # SASL_AUTHENTICATION_FAILED
+            return (f"the broker refused the SASL {mechanism} login of user {user!r}: "
+                    f"wrong user name or password"), reply
+        if code:
+            return f"the SASL login failed (error {code}: {message})", reply
+        return None, reply
+
+    if mechanism == "PLAIN":
+        return authenticate(b"\0" + user.encode() + b"\0" + password.encode())[0]
+    digest = "sha256" if mechanism == "SCRAM-SHA-256" else "sha512"
+    saslname = user.replace("=", "=3D").replace(",", "=2C")
+    client_nonce = secrets.token_urlsafe(18)
+    client_first_bare = f"n={saslname},r={client_nonce}"
+    cause, server_first = authenticate(f"n,,{client_first_bare}".encode())
+    if cause:
+        return cause
+    fields = dict(item.split("=", 1) for item in server_first.decode().split(",") if "=" in item)
+    if not fields.get("r", "").startswith(client_nonce) or "s" not in fields or "i" not in fields:
+        return "the broker's SCRAM answer is malformed"
+    salted = hashlib.pbkdf2_hmac(digest, password.encode(), base64.b64decode(fields["s"]), int(fields["i"]))
+    client_key = hmac.new(salted, b"Client Key", digest).digest()
+    without_proof = f"c=biws,r={fields['r']}"
+    auth_message = f"{client_first_bare},{server_first.decode()},{without_proof}".encode()
+    signature = hmac.new(hashlib.new(digest, client_key).digest(), auth_message, digest).digest()
+    proof = base64.b64encode(bytes(a ^ b for a, b in zip(client_key, signature))).decode()
+    cause, server_final = authenticate(f"{without_proof},p={proof}".encode())
+    if cause:
+        return cause
+    server_key = hmac.new(salted, b"Server Key", digest).digest()
+    expected = b"v=" + base64.b64encode(hmac.new(server_key, auth_message, digest).digest())
+    if not hmac.compare_digest(server_final.split(b",")[0], expected):
+        return "the broker's SCRAM signature does not match: it does not know this password"
+    return None
 
 
 def _read(sock, n: int) -> bytes:
