@@ -31,10 +31,15 @@ import time
 
 import pytest
 from click.testing import CliRunner
-
 from livemon.broker import free_port, tansu_binary
-from livemon.kafka_connection import (KafkaConnection, KafkaConnectionError, KafkaSecurity, describe_error,
-                                      ensure_topics, parse_brokers)
+from livemon.kafka_connection import (
+    KafkaConnection,
+    KafkaConnectionError,
+    KafkaSecurity,
+    describe_error,
+    ensure_topics,
+    parse_brokers,
+)
 
 ROOM = "tls-room-1"
 
@@ -498,7 +503,6 @@ def test_the_password_is_never_shown(pki, tmp_path):
 
 def test_options_environment_and_password_file_reach_the_connection(tmp_path, pki):
     import click
-
     from livemon.agents.settings import WorkerSettings
     from livemon.settings import build, config_option, options
 

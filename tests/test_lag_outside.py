@@ -16,7 +16,6 @@ import time
 import pytest
 import yaml
 from kafka import KafkaProducer
-
 from livemon.broker import free_port
 from livemon.dashboards.queries import RULE_DIR, rule_files
 from livemon.kafka_connection import KafkaConnection
@@ -131,7 +130,6 @@ def test_a_broker_that_goes_away_is_reported_not_raised(make_broker):
 
 def test_bad_options_are_clear_errors():
     from click.testing import CliRunner
-
     from livemon.lag import lag_exporter
 
     result = CliRunner().invoke(lag_exporter, ["--broker", "a:9092,b", "--groups", "g"])

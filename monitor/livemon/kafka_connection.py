@@ -33,7 +33,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from livemon.settings import setting
-from livemon.topics import ALL_TOPICS, DEFAULT_PARTITIONS, PARTITIONED_TOPICS, TOPIC_CONFIGS
+from livemon.topics import (
+    ALL_TOPICS,
+    DEFAULT_PARTITIONS,
+    PARTITIONED_TOPICS,
+    TOPIC_CONFIGS,
+)
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
@@ -425,7 +430,6 @@ def ensure_topics(connection: KafkaConnection, partitions: int = DEFAULT_PARTITI
     {topic: partition count}."""
     from kafka.admin import NewTopic
     from kafka.errors import KafkaError, TopicAlreadyExistsError
-
     from livemon.broker import _partition_counts
 
     connection.check(timeout)

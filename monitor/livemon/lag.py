@@ -24,7 +24,6 @@ import time
 from dataclasses import dataclass
 
 import click
-
 from livemon.kafka_connection import KafkaConnection, KafkaSecurity, describe_error
 from livemon.settings import build, config_option, options, setting
 from livemon.topics import INPUT_TOPICS
@@ -173,10 +172,10 @@ class LagExporter:
 @options(LagSettings)
 def lag_exporter(**values):
     """Serve the consumer groups' lag read from the broker's committed offsets on /metrics."""
-    from prometheus_client import make_wsgi_app
     from wsgiref.simple_server import WSGIRequestHandler, make_server
 
     from livemon.kafka_connection import KafkaConnectionError
+    from prometheus_client import make_wsgi_app
 
     try:
         settings = build(LagSettings, values)
