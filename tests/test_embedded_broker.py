@@ -1,10 +1,16 @@
-"""What the memory-only embedded broker holds: topics that only people read are rotated (deleted and
-re-created empty), which gives their memory back; the topics the product reads back are not."""
+"""The embedded broker trimmed (Tansu's memory storage has no retention and no DeleteRecords): what
+nothing may still read is dropped and its memory given back, every offset stays where it was, and
+producers, consumers and a real worker go on as if nothing happened."""
+
+import asyncio
+import time
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from livemon.broker import CHECKPOINT_TOPIC, DEADLETTER_TOPIC, SNAPSHOTS_TOPIC, EmbeddedBroker
+from livemon.broker import (CHECKPOINT_TOPIC, DEADLETTER_TOPIC, EVENT_TOPICS, SNAPSHOTS_TOPIC, EmbeddedBroker,
+                            _batches, _Wire)
+from tests.fixtures.worker import mismatches, read_events, replay_at, simulate, snapshot_instants, wait_caught_up
 
 
 def rss_mib(pid: int) -> float:
@@ -12,57 +18,175 @@ def rss_mib(pid: int) -> float:
         return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
 
 
-def end_offset(bootstrap: str, topic: str) -> int:
+def offsets(bootstrap: str, topic: str, partition: int = 0) -> tuple[int, int]:
     consumer = KafkaConsumer(bootstrap_servers=bootstrap)
     try:
-        tp = TopicPartition(topic, 0)
-        return consumer.end_offsets([tp])[tp]
+        tp = TopicPartition(topic, partition)
+        return consumer.beginning_offsets([tp])[tp], consumer.end_offsets([tp])[tp]
     finally:
         consumer.close()
 
 
-def test_rotating_the_dead_letters_frees_the_memory_and_the_topic_takes_writes_again():
-    with EmbeddedBroker(partitions=2, rotate=(DEADLETTER_TOPIC,), rotate_every=3600) as broker:
-        producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=0)
-        before = rss_mib(broker.process.pid)
-        for _ in range(100):
-            producer.send(DEADLETTER_TOPIC, b"x" * 500_000)
-        producer.flush(30)
-        full = rss_mib(broker.process.pid)
-        assert full - before > 40  # the broker holds the 50 MB it was sent
-        assert end_offset(broker.bootstrap, DEADLETTER_TOPIC) >= 100
-
-        broker.rotate_now()
-        assert rss_mib(broker.process.pid) < before + 15
-        assert end_offset(broker.bootstrap, DEADLETTER_TOPIC) == 0
-        producer.send(DEADLETTER_TOPIC, b'{"reason": "late"}').get(timeout=15)  # writable again
-        assert end_offset(broker.bootstrap, DEADLETTER_TOPIC) == 1
-        producer.close()
-        assert broker.rotations == 1
-        # the other topics are untouched
-        assert end_offset(broker.bootstrap, SNAPSHOTS_TOPIC) == 0
-
-
-def test_the_rotation_runs_on_its_own_and_stops_with_the_broker():
-    broker = EmbeddedBroker(partitions=2, rotate=(DEADLETTER_TOPIC,), rotate_every=0.5).start()
+def read_all(bootstrap: str, topic: str, partition: int = 0, start: int | None = None) -> list[tuple]:
+    """Every record a kafka-python consumer reads from `start` (default: the beginning):
+    (offset, key, value, timestamp, headers)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, consumer_timeout_ms=1000)
     try:
-        producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=0)
-        producer.send(DEADLETTER_TOPIC, b"old").get(timeout=15)
-        producer.close()
-        import time
-
-        deadline = time.monotonic() + 15
-        while broker.rotations < 2 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert broker.rotations >= 2
-        assert end_offset(broker.bootstrap, DEADLETTER_TOPIC) == 0
-        rotator = broker._rotator
+        tp = TopicPartition(topic, partition)
+        consumer.assign([tp])
+        if start is None:
+            consumer.seek_to_beginning(tp)
+        else:
+            consumer.seek(tp, start)
+        return [(m.offset, m.key, m.value, m.timestamp, list(m.headers)) for m in consumer]
     finally:
-        broker.stop()
-    assert not rotator.is_alive()
+        consumer.close()
 
 
-@pytest.mark.parametrize("topic", [SNAPSHOTS_TOPIC, CHECKPOINT_TOPIC, "liveroom.orders"])
-def test_topics_the_product_reads_back_are_never_rotated(topic):
-    with pytest.raises(ValueError, match="cannot rotate"):
-        EmbeddedBroker(rotate=(topic,))
+def read_all_aiokafka(bootstrap: str, topic: str, partition: int = 0) -> list[tuple]:
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka import TopicPartition as Part
+
+    async def read():
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+        await consumer.start()
+        try:
+            tp = Part(topic, partition)
+            consumer.assign([tp])
+            await consumer.seek_to_beginning(tp)
+            out = []
+            while True:
+                got = await consumer.getmany(tp, timeout_ms=1500)
+                if not got:
+                    return out
+                out += [(m.offset, m.key, m.value) for m in got[tp]]
+        finally:
+            await consumer.stop()
+    return asyncio.run(read())
+
+
+def stored_records(broker: EmbeddedBroker, topic: str, partition: int) -> tuple[int, int]:
+    """(records the broker holds for a partition, not the trimmer's padding; its end offset)."""
+    wire = _Wire(broker.host, broker.private_port)
+    try:
+        held, offset = 0, 0
+        while True:
+            high, data = wire.fetch(topic, partition, offset)
+            got = [b for b in _batches(data) if b.base >= offset]
+            if offset >= high or not got:
+                return held, high
+            held += sum(b.next - b.base for b in got if not b.control)
+            offset = got[-1].next
+    finally:
+        wire.close()
+
+
+def test_a_trim_drops_old_records_frees_memory_and_keeps_every_offset():
+    with EmbeddedBroker(partitions=2, trim_every=3600, horizon=4, min_trim_bytes=1) as broker:
+        producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=0, acks="all", enable_idempotence=True)
+        before = rss_mib(broker.process.pid)
+        for _ in range(40):
+            producer.send(DEADLETTER_TOPIC, b"x" * 500_000, partition=0)
+        producer.flush(120)
+        full = rss_mib(broker.process.pid)
+        assert full - before > 15  # the broker holds the 20 MB it was sent
+        time.sleep(4.5)  # older than the horizon now
+        for i in range(5):  # recent: kept
+            producer.send(DEADLETTER_TOPIC, f"recent-{i}".encode(), key=b"k", headers=[("h", b"v")],
+                          partition=0).get(timeout=15)
+        kept_before = read_all(broker.bootstrap, DEADLETTER_TOPIC, start=40)
+        assert len(kept_before) == 5
+
+        round_ = broker.trim_now()
+        assert round_.dropped_records == {DEADLETTER_TOPIC: 40}
+        assert rss_mib(broker.process.pid) < before + 8  # the memory is given back
+        # The kept records are where they were, byte for byte; the offsets did not move.
+        assert offsets(broker.bootstrap, DEADLETTER_TOPIC)[1] == 45
+        assert read_all(broker.bootstrap, DEADLETTER_TOPIC) == kept_before
+        assert [r[0] for r in read_all_aiokafka(broker.bootstrap, DEADLETTER_TOPIC)] == [40, 41, 42, 43, 44]
+        # The same idempotent producer writes on, at the next offset.
+        assert producer.send(DEADLETTER_TOPIC, b"after", partition=0).get(timeout=15).offset == 45
+        assert stored_records(broker, DEADLETTER_TOPIC, 0) == (6, 46)
+        producer.close()
+        # Nothing else was touched, and a trim with nothing worth dropping changes nothing.
+        assert offsets(broker.bootstrap, SNAPSHOTS_TOPIC) == (0, 0)
+        assert broker.trim_now().dropped_records == {}
+        assert broker.trims == 1
+
+
+def test_clients_wait_for_a_trim_and_lose_nothing():
+    """A producer sending all along: the trim holds its requests and every record it sent is there,
+    in order, at consecutive offsets."""
+    import threading
+
+    with EmbeddedBroker(partitions=2, trim_every=3600, horizon=0, min_trim_bytes=1) as broker:
+        producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=0, acks="all", enable_idempotence=True)
+        sent, stop = [], threading.Event()
+
+        def send():
+            i = 0
+            while not stop.is_set():
+                sent.append(producer.send(DEADLETTER_TOPIC, f"{i}".encode(), partition=0))
+                i += 1
+                time.sleep(0.001)
+        sender = threading.Thread(target=send)
+        sender.start()
+        trims = []
+        try:
+            for _ in range(3):
+                time.sleep(0.5)
+                trims.append(broker.trim_now())
+        finally:
+            stop.set()
+            sender.join()
+        offsets_sent = [future.get(timeout=15).offset for future in sent]
+        producer.close()
+    assert sum(t.dropped_records.get(DEADLETTER_TOPIC, 0) for t in trims if t) > 100
+    assert offsets_sent == list(range(len(sent)))  # every send acknowledged, none lost or reordered
+
+
+def test_a_broker_without_trimming_has_no_gate_and_bad_settings_are_errors():
+    with pytest.raises(ValueError, match="trim_every"):
+        EmbeddedBroker(trim_every=0)
+    with EmbeddedBroker(partitions=2) as broker:
+        assert broker.gate is None
+        with pytest.raises(RuntimeError, match="without trimming"):
+            broker.trim_now()
+
+
+WORKER_ARGS = ("--no-alerts", "--no-web-page", "--checkpoint-interval", "1")
+
+
+def test_a_worker_killed_after_trims_resumes_exactly(start_worker, tmp_path):
+    """Trims during a show drop what the workers' checkpoints no longer need; a worker killed after
+    them is replaced by one that loads the kept checkpoints and reads on from the kept input, and
+    every metric equals the replay of everything that was sent."""
+    with EmbeddedBroker(partitions=4, trim_every=3600, horizon=5, min_trim_bytes=1) as broker:
+        first = start_worker(broker.bootstrap, *WORKER_ARGS)
+        out = str(tmp_path / "events.jsonl")
+        simulator = simulate(broker.bootstrap, out, "--scenario", "normal", "--rooms", "4", "--rate", "300",
+                             "--duration", "45", "--speed", "3", "--seed", "5")
+        dropped = {}
+        for _ in range(2):
+            time.sleep(4)
+            for topic, n in broker.trim_now().dropped_records.items():
+                dropped[topic] = dropped.get(topic, 0) + n
+        assert sum(dropped.get(topic, 0) for topic in EVENT_TOPICS) > 1000, dropped
+        assert dropped.get(CHECKPOINT_TOPIC, 0) > 0, dropped
+        first.kill()
+        second = start_worker(broker.bootstrap, *WORKER_ARGS)
+        assert simulator.wait(timeout=90) == 0, simulator.stdout.read()
+        events = read_events(out)
+        metrics = wait_caught_up([second], events)
+        assert (second.value("livemon_checkpoints_restored_total") or 0) > 0
+        assert not second.value("livemon_partition_log_resets_total")
+        instants = snapshot_instants(metrics)
+        rooms = {event["room_id"] for event in events}
+        records = replay_at(out, {room: instants[room] for room in rooms}, str(tmp_path / "timeline.jsonl"))
+        assert set(records) == rooms
+        assert mismatches(metrics, records) == []
+        # What the broker holds is bounded: after one more trim, less than was sent.
+        broker.trim_now()
+        stored = [stored_records(broker, topic, p) for topic in EVENT_TOPICS for p in range(4)]
+        held, sent = sum(s[0] for s in stored), sum(s[1] for s in stored)
+        assert held < sent / 2, (held, sent)

