@@ -134,6 +134,7 @@ def timeline(events, step=1.0, window=60.0, lateness=5.0, timeout=90.0, until=No
                 latency_p95_ms=_nearest_rank(latencies, 0.95),
                 error_rate=ratio(sum(1 for e in beacons if e.get("error")), len(beacons)),
                 **startup(beacons),  # SPEC §11
+                startups=sum(1 for e in beacons if e.get("startup_ms") is not None),
                 **recent(beacons, t, window, step),
             )
             cdns = {}
@@ -147,6 +148,7 @@ def timeline(events, step=1.0, window=60.0, lateness=5.0, timeout=90.0, until=No
                         [e["latency_ms"] for e in own if e.get("latency_ms") is not None], 0.95),
                     "error_rate": ratio(sum(1 for e in own if e.get("error")), len(own)),
                     **startup(own),
+                    "startups": sum(1 for e in own if e.get("startup_ms") is not None),
                     **recent(own, t, window, step),
                 }
             result[(room_id, t)] = {"metrics": m, "cdn": cdns}
@@ -170,6 +172,7 @@ def recent(beacons, t, window, step, seconds=10):
         "latency_p95_ms_10s": _nearest_rank([e["latency_ms"] for e in own if e.get("latency_ms") is not None], 0.95),
         "error_rate_10s": (sum(1 for e in own if e.get("error")) / len(own)) if own else None,
         "fast_start_ratio_10s": (sum(1 for v in starts if v <= 1000) / len(starts)) if starts else None,
+        "startups_10s": len(starts),
     }
 
 

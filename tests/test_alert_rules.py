@@ -10,9 +10,9 @@ from livemon.alerting.rules import load_rules
 from livemon.alerting.schema import ConfigError, parse_duration
 from livemon.cli import cli
 
-DEFAULT_RULES = {"RoomHighStallRatio", "RoomHighLatencyP95", "RoomPlaybackErrorSpike",
-                 "CdnDegradedStall", "CdnDegradedErrors", "CdnDegradedLatency", "ViewerDrop",
-                 "InteractionCollapse", "OrdersStopped"}
+DEFAULT_RULES = {"RoomHighStallRatio", "RoomHighLatencyP95", "RoomPlaybackErrorSpike", "RoomSlowStarts",
+                 "CdnDegradedStall", "CdnDegradedErrors", "CdnDegradedLatency", "CdnSlowStarts", "ViewerDrop",
+                 "InteractionCollapse", "OrdersStopped", "PinnedProductPaymentsStopped", "GmvBehindPace"}
 
 
 def test_default_rule_set_covers_live_commerce():
@@ -20,7 +20,13 @@ def test_default_rule_set_covers_live_commerce():
     rules = {r.name: r for r in config.rules}
     assert set(rules) == DEFAULT_RULES
     assert rules["RoomHighStallRatio"].threshold == 0.05          # the common QoE alarm line
-    assert all("failover" in r.actions for r in rules.values() if r.scope == "cdn")
+    # The degradations move viewers; slow starts alone only notify (the viewers playing are fine).
+    assert {r.name for r in rules.values() if "failover" in r.actions} == {
+        "CdnDegradedStall", "CdnDegradedErrors", "CdnDegradedLatency"}
+    # Every stream threshold rule reads the 10 s window beside the 60 s one.
+    assert {r.name for r in rules.values() if r.short} == {
+        r.name for r in rules.values() if r.metric in ("stall_ratio", "latency_p95_ms", "error_rate", "fast_start_ratio")}
+    assert all(r.short == f"{r.metric}_10s" for r in rules.values() if r.short)
     assert all(r.volume_metric and r.volume_min > 0 for r in rules.values())
     assert all("summary" in r.annotations and r.annotations.get("runbook_url", "").startswith("docs/ALERTING.md#")
                for r in rules.values())
@@ -163,7 +169,7 @@ def test_rules_check_command(tmp_path):
     ok = runner.invoke(cli, ["rules", "check", "alerts/alerting.yml", "alerts/rules.yml",
                              "alerts/alertmanager.yml"])
     assert ok.exit_code == 0, ok.output
-    assert "alerts/rules.yml: 9 rules OK" in ok.output
+    assert f"alerts/rules.yml: {len(DEFAULT_RULES)} rules OK" in ok.output
     assert "alertmanager.yml: Alertmanager configuration OK" in ok.output
     bad = write(tmp_path, "rules:\n  - name: A\n    metric: online\n    threshold: x\n")
     result = runner.invoke(cli, ["rules", "check", str(bad)])

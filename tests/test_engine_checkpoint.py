@@ -123,7 +123,7 @@ def digest(transcript) -> str:
 # carries none of their state, so after it only this part can equal an engine that never stopped.
 SALES_METRICS = ("startup_p50_ms", "fast_start_ratio", "slow_start_ratio",
                  # and the short-window figures added after them (read from state there already)
-                 "stall_ratio_10s", "latency_p95_ms_10s", "error_rate_10s", "fast_start_ratio_10s")
+                 "startups", "stall_ratio_10s", "latency_p95_ms_10s", "error_rate_10s", "fast_start_ratio_10s", "startups_10s")
 OLD_SHOW_KEYS = ("id", "start", "title", "ended_at")
 
 

@@ -399,7 +399,8 @@ def test_every_ratio_with_an_empty_denominator_is_null():
         "gmv_total": 0.0, "uv_value": None, "gpm": None, "stall_ratio": None, "stalls_per_min": None,
         "latency_p50_ms": None, "latency_p95_ms": None, "error_rate": None, "orders_total": 0,
         "startup_p50_ms": None, "fast_start_ratio": None, "slow_start_ratio": None,
-        "stall_ratio_10s": None, "latency_p95_ms_10s": None, "error_rate_10s": None, "fast_start_ratio_10s": None,
+        "startups": 0, "stall_ratio_10s": None, "latency_p95_ms_10s": None, "error_rate_10s": None, "fast_start_ratio_10s": None,
+        "startups_10s": 0,
     }
     assert tl[10]["cdn"] == {}
 

@@ -91,6 +91,7 @@ _RECENT = {
                    "播放错误率(10 秒)", "Error rate (10 s)"),
     "fast_start_ratio": ("fast_start_10s_ratio", "Share of the last 10 s of plays started within 1 s.",
                          "秒开率(10 秒)", "Fast starts (10 s)"),
+    "startups": ("startups_10s", "Plays started in the last 10 s.", "启播次数(10 秒)", "Plays started (10 s)"),
 }
 
 
@@ -99,7 +100,7 @@ def _recent(name: str, scope: str) -> Metric:
     latency = name == "latency_p95_ms"
     return Metric(f"{name}_10s", f"livemon_{scope}_{stem}", text if scope == "room" else f"Per CDN: {text[0].lower()}{text[1:]}",
                   zh if scope == "room" else f"CDN {zh}", en if scope == "room" else f"CDN {en[0].lower()}{en[1:]}",
-                  "ms" if latency else "pct", labels=(("quantile", "0.95"),) if latency else (),
+                  "ms" if latency else "int" if name == "startups" else "pct", labels=(("quantile", "0.95"),) if latency else (),
                   scale=0.001 if latency else 1.0, scope=scope)
 
 
@@ -156,9 +157,11 @@ ROOM: tuple[Metric, ...] = (
     Metric("slow_start_ratio", "livemon_room_slow_start_ratio", "Share of the window's plays that took 3 s or more "
            "to start.", "慢启动占比", "Slow starts (>= 3 s)", "pct", review="mean", higher_is_better=False,
            dashboard="stream"),
+    Metric("startups", "livemon_room_startups", "Plays started in the window (beacons with a start-up time).",
+           "启播次数", "Plays started", "int"),
     # The same figures over the last 10 s only (engine/room.py RECENT_WINDOW): alert rules read them
     # beside the window's to see a sudden fault within seconds (docs/ALERTING.md, "Two windows").
-    *(_recent(name, scope="room") for name in ("stall_ratio", "latency_p95_ms", "error_rate", "fast_start_ratio")),
+    *(_recent(name, scope="room") for name in _RECENT),
 )
 
 CDN: tuple[Metric, ...] = (
@@ -178,7 +181,9 @@ CDN: tuple[Metric, ...] = (
            "CDN 秒开率", "CDN fast starts", "pct", scope="cdn", dashboard="cdn"),
     Metric("slow_start_ratio", "livemon_cdn_slow_start_ratio", "Share of the CDN's plays that took 3 s or more.",
            "CDN 慢启动占比", "CDN slow starts", "pct", scope="cdn", dashboard="cdn"),
-    *(_recent(name, scope="cdn") for name in ("stall_ratio", "latency_p95_ms", "error_rate", "fast_start_ratio")),
+    Metric("startups", "livemon_cdn_startups", "Plays started on the CDN in the window.", "CDN 启播次数",
+           "CDN plays started", "int", scope="cdn"),
+    *(_recent(name, scope="cdn") for name in _RECENT),
 )
 
 # SPEC §8 breakdowns exposed to Prometheus (SPEC §7): per `(room, source)` and `(room, device)`, from the

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from livemon.alerting.failover import FailoverConfig
+from livemon.alerting import targets as targets_of
 from livemon.alerting.rules import Rule, load_rules, parse_rules
 from livemon.alerting.schema import ConfigError, Section, load_yaml
 
@@ -39,6 +40,7 @@ class ServiceConfig:
     failover: FailoverConfig | None = None
     failover_endpoint: Receiver | None = None
     silence_default: float = 3600.0
+    targets: dict = field(default_factory=lambda: dict(targets_of.EMPTY))   # show targets (targets.toml)
 
 
 def load_config(path: str | Path) -> ServiceConfig:
@@ -46,7 +48,7 @@ def load_config(path: str | Path) -> ServiceConfig:
     file = str(path)
     data = load_yaml(path)
     top = Section(data, file, "")
-    top.check_keys({"rule_files", "rules", "delivery", "failover", "operator"})
+    top.check_keys({"rule_files", "rules", "delivery", "failover", "operator", "targets"})
     rules: list[Rule] = []
     for name, line, field_path in top.items("rule_files"):
         if not isinstance(name, str):
@@ -63,6 +65,12 @@ def load_config(path: str | Path) -> ServiceConfig:
         rules += inline
 
     kw: dict = {}
+    targets_file = top.string("targets", None, env=True)
+    if targets_file:
+        try:
+            kw["targets"] = targets_of.load(targets_file)  # as the page reads it (LIVEMON_WEB_TARGETS)
+        except ValueError as error:
+            top.fail("targets", str(error))
     delivery = top.mapping("delivery", None)
     if delivery is not None:
         delivery.check_keys({"alertmanager", "webhooks", "retry"})

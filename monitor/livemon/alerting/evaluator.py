@@ -22,14 +22,27 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Iterable
 
+from livemon import catalogue
 from livemon.alerting.rules import Anomaly, Rule
+from livemon.alerting.targets import DERIVED, EMPTY, derived
 
 # A flat series has no deviation; keep z-scores meaningful with a floor relative to the mean.
 DEVIATION_FLOOR = 0.02
 
 
-def alert_id(rule: str, room_id: str, cdn: str | None) -> str:
-    return hashlib.sha1(f"{rule}\0{room_id}\0{cdn or ''}".encode()).hexdigest()[:16]
+def alert_id(rule: str, room_id: str, cdn: str | None, product: str | None = None) -> str:
+    key = f"{rule}\0{room_id}\0{cdn or ''}" + (f"\0{product}" if product is not None else "")
+    return hashlib.sha1(key.encode()).hexdigest()[:16]
+
+
+def pinned_values(snapshot: dict) -> dict:
+    """The pinned product's figures (scope `pinned`): {product: its catalogue figures in the
+    window}, a product without an entry taking the catalogue's absent values; {} when none is pinned."""
+    product = (snapshot.get("show") or {}).get("pinned")
+    if product is None:
+        return {}
+    entry = (snapshot.get("products") or {}).get(product) or {}
+    return {product: {m.name: entry.get(m.name, m.absent) for m in catalogue.scoped("product")}}
 
 
 @dataclass
@@ -67,20 +80,23 @@ class Alert:
     keep_firing_since: float | None = None
     show_id: str | None = None
     last_ts: float = 0.0
+    product: str | None = None      # scope `pinned`: the product the series is of
 
     @property
     def id(self) -> str:
-        return alert_id(self.rule.name, self.room_id, self.cdn)
+        return alert_id(self.rule.name, self.room_id, self.cdn, self.product)
 
     def labels(self) -> dict:
         labels = {"alertname": self.rule.name, "room": self.room_id, "severity": self.rule.severity}
         if self.cdn is not None:
             labels["cdn"] = self.cdn
+        if self.product is not None:
+            labels["product"] = self.product
         labels.update(self.rule.labels)
         return labels
 
     def annotations(self) -> dict:
-        fields = {"rule": self.rule.name, "room": self.room_id, "cdn": self.cdn or "",
+        fields = {"rule": self.rule.name, "room": self.room_id, "cdn": self.cdn or "", "product": self.product or "",
                   "severity": self.rule.severity, "value": _num(self.value),
                   "threshold": _num(self.threshold), "baseline": _num(self.baseline)}
         return {k: self.rule.render(v, **fields) for k, v in self.rule.annotations.items()}
@@ -104,7 +120,7 @@ class Transition:
         """The JSON record published to `liveroom.alerts`."""
         a = self.alert
         return {
-            "kind": "alert", "id": a.id, "rule": a.rule.name, "room_id": a.room_id, "cdn": a.cdn,
+            "kind": "alert", "id": a.id, "rule": a.rule.name, "room_id": a.room_id, "cdn": a.cdn, "product": a.product,
             "state": self.state, "previous": self.previous, "severity": a.rule.severity,
             "value": self.value, "threshold": a.threshold, "baseline": a.baseline, "ts": self.ts,
             "active_at": a.active_at, "fired_at": a.fired_at, "resolved_at": self.resolved_at,
@@ -117,11 +133,14 @@ class Transition:
 class Evaluator:
     """Feed it snapshots in event-time order per room; it returns the transitions they cause."""
 
-    def __init__(self, rules: Iterable[Rule]):
+    def __init__(self, rules: Iterable[Rule], targets: dict | None = None):
         self.rules = list(rules)
+        self.targets = targets  # show targets, for the rules on figures of targets (targets.DERIVED)
+        self._derive = any(name in DERIVED for rule in self.rules for name in (rule.metric, rule.volume_metric))
         self.active: dict[tuple, Alert] = {}
         self.baselines: dict[tuple, Baseline] = {}
         self.last_ts: dict[str, float] = {}
+        self.pinned: dict[tuple, str] = {}   # (rule, room) -> the product its `pinned` series is of
 
     def evaluate(self, snapshot: dict) -> list[Transition]:
         room, ts = snapshot["room_id"], float(snapshot["ts"])
@@ -130,20 +149,36 @@ class Evaluator:
         self.last_ts[room] = ts
         show = (snapshot.get("show") or {}).get("id")
         metrics = snapshot.get("metrics") or {}
+        if self._derive:
+            metrics = {**metrics, **derived(self.targets or EMPTY, snapshot)}
         cdns = snapshot.get("cdn") or {}
         out: list[Transition] = []
         for rule in self.rules:
             if rule.scope == "room":
                 self._series(rule, room, None, ts, metrics, show, out)
             else:
-                seen = set(cdns)
-                for cdn, values in cdns.items():
-                    self._series(rule, room, cdn, ts, values or {}, show, out)
-                # A CDN gone from the room's window is no data for its series.
+                series = cdns if rule.scope == "cdn" else pinned_values(snapshot)
+                seen = set(series)
+                if rule.scope == "pinned":
+                    self._repinned(rule.name, room, next(iter(series), None))
+                for sub, values in series.items():
+                    self._series(rule, room, sub, ts, values or {}, show, out)
+                # A CDN gone from the room's window (a product no longer pinned) is no data for its series.
                 for key in [k for k in self.active if k[0] == rule.name and k[1] == room
                             and k[2] not in seen]:
                     self._series(rule, room, key[2], ts, {}, show, out)
         return out
+
+    def _repinned(self, rule: str, room: str, product: str | None) -> None:
+        """Another product pinned (or none): the previous one's baseline is no longer needed."""
+        before = self.pinned.get((rule, room))
+        if before == product:
+            return
+        self.baselines.pop((rule, room, before), None)
+        if product is None:
+            self.pinned.pop((rule, room), None)
+        else:
+            self.pinned[(rule, room)] = product
 
     def forget_room(self, room_id: str) -> list[Transition]:
         """The room left the live set (idle past its show): resolve at its last instant."""
@@ -154,6 +189,8 @@ class Evaluator:
             out.append(self._leave(alert, ts if ts is not None else alert.last_ts, None))
         for key in [k for k in self.baselines if k[1] == room_id]:
             del self.baselines[key]
+        for key in [k for k in self.pinned if k[1] == room_id]:
+            del self.pinned[key]
         return out
 
     # -- hand-over: a room's series travel with its partition's checkpoint ----------------------
@@ -177,7 +214,7 @@ class Evaluator:
             if rule is None:
                 continue
             alert = Alert(**{**data, "rule": rule})
-            self.active[(rule.name, alert.room_id, alert.cdn)] = alert
+            self.active[(rule.name, alert.room_id, alert.cdn if alert.cdn is not None else alert.product)] = alert
             taken.append(alert)
         for name, room, cdn, base in state.get("baselines", ()):
             if name in rules:
@@ -191,6 +228,8 @@ class Evaluator:
         dropped = [self.active.pop(k) for k in [k for k in self.active if k[1] in rooms]]
         for key in [k for k in self.baselines if k[1] in rooms]:
             del self.baselines[key]
+        for key in [k for k in self.pinned if k[1] in rooms]:
+            del self.pinned[key]
         for room in rooms:
             self.last_ts.pop(room, None)
         return dropped
@@ -223,7 +262,8 @@ class Evaluator:
 
         if holds:
             if alert is None:
-                alert = self.active[key] = Alert(rule, room, cdn, "pending", ts, show_id=show)
+                alert = self.active[key] = Alert(rule, room, cdn if rule.scope == "cdn" else None, "pending", ts,
+                                                 show_id=show, product=cdn if rule.scope == "pinned" else None)
             alert.value, alert.threshold, alert.baseline = value, threshold, baseline
             alert.keep_firing_since, alert.last_ts = None, ts
             alert.show_id = alert.show_id or show

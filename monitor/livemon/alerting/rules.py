@@ -10,14 +10,19 @@ from pathlib import Path
 
 from livemon import catalogue
 from livemon.alerting.schema import ConfigError, Section, load_yaml
+from livemon.alerting.targets import DERIVED
 
-ROOM_METRICS = catalogue.RULE_NAMES  # what a rule may watch: the catalogue's rule metrics
+# What a rule may watch: the catalogue's rule metrics, and per room the figures of the show target.
+ROOM_METRICS = (*catalogue.RULE_NAMES, *DERIVED)
 CDN_METRICS = catalogue.CDN_RULE_NAMES
+# scope `pinned`: the figures of the product pinned (讲解中) in the room, from the snapshot's products
+PINNED_METRICS = tuple(metric.name for metric in catalogue.scoped("product"))
+SCOPES = {"room": ROOM_METRICS, "cdn": CDN_METRICS, "pinned": PINNED_METRICS}
 
 OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
 SEVERITIES = ("critical", "warning", "info")
 ACTIONS = ("notify", "failover")
-TEMPLATE_FIELDS = {"rule", "room", "cdn", "value", "threshold", "baseline", "severity"}
+TEMPLATE_FIELDS = {"rule", "room", "cdn", "product", "value", "threshold", "baseline", "severity"}
 _RULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -41,12 +46,14 @@ class Anomaly:
 class Rule:
     name: str
     metric: str
-    scope: str = "room"                  # room | cdn
+    scope: str = "room"                  # room | cdn | pinned
     op: str = ">"
     threshold: float | None = None       # fire threshold (threshold rules)
     clear: float | None = None           # clear threshold; None = same as threshold
     anomaly: Anomaly | None = None
     short: str | None = None             # the same figure over a short window (threshold rules)
+    short_volume_metric: str | None = None   # the short window's own minimum volume, if any
+    short_volume_min: float = 0.0
     for_: float = 0.0
     keep_firing_for: float = 0.0
     volume_metric: str | None = None
@@ -64,6 +71,10 @@ class Rule:
         if self.short is None:
             return value
         other = values.get(self.short)
+        if other is not None and self.short_volume_metric is not None:
+            volume = values.get(self.short_volume_metric)
+            if volume is None or volume < self.short_volume_min:
+                other = None  # too few samples in the short window: no data there
         if value is None or other is None:
             return other if value is None else value
         return max(value, other) if self.op in (">", ">=") else min(value, other)
@@ -92,7 +103,7 @@ def _check_template(section: Section, key: str, text: str):
         section.fail(key, f"unknown template field(s) {', '.join(sorted(unknown))} "
                           f"(known: {', '.join(sorted(TEMPLATE_FIELDS))})")
     try:
-        Rule("x", "x").render(text, rule="r", room="r", cdn="c", value=0.5, threshold=0.5,
+        Rule("x", "x").render(text, rule="r", room="r", cdn="c", product="p", value=0.5, threshold=0.5,
                               baseline=0.5, severity="s")
     except (ValueError, TypeError, KeyError, IndexError) as error:
         section.fail(key, f"bad template: {error}")
@@ -105,18 +116,31 @@ def parse_rule(item, file: str, line: int, path: str) -> Rule:
     name = s.string("name")
     if not _RULE_NAME.match(name):
         s.fail("name", "must match [A-Za-z_][A-Za-z0-9_]* (it becomes the alertname label)")
-    scope = s.string("scope", "room", choices=("room", "cdn"))
-    names = ROOM_METRICS if scope == "room" else CDN_METRICS
+    scope = s.string("scope", "room", choices=tuple(SCOPES))
+    names = SCOPES[scope]
     metric = s.string("metric")
     if metric not in names:
         s.fail("metric", f"unknown {scope} metric {metric!r} (known: {', '.join(names)})")
     op = s.string("op", ">", choices=tuple(OPS))
-    short = s.string("short", None)
+    short, short_volume = None, (None, 0.0)
+    if s.has("short"):
+        if isinstance(s.raw("short", None), dict):
+            m = s.mapping("short")
+            m.check_keys({"metric", "min_volume"})
+            short = m.string("metric")
+            if m.has("min_volume"):
+                v = m.mapping("min_volume")
+                v.check_keys({"metric", "value"})
+                short_volume = (v.string("metric"), v.number("value", minimum=0.0))
+                if short_volume[0] not in names:
+                    v.fail("metric", f"unknown {scope} metric {short_volume[0]!r} (known: {', '.join(names)})")
+        else:
+            short = s.string("short")
     if short is not None:
         if short not in names:
             s.fail("short", f"unknown {scope} metric {short!r} (known: {', '.join(names)})")
-        if short == metric or catalogue.scoped(scope)[names.index(short)].format != \
-                catalogue.scoped(scope)[names.index(metric)].format:
+        declared = {m.name: m for m in catalogue.scoped({"pinned": "product"}.get(scope, scope))}
+        if short == metric or declared[short].format != declared[metric].format:
             s.fail("short", f"the short window's metric must be another window of {metric!r} "
                             f"(the same unit), not {short!r}")
         if s.has("anomaly"):
@@ -164,7 +188,7 @@ def parse_rule(item, file: str, line: int, path: str) -> Rule:
     for key, text in annotations.items():
         _check_template(ann_section, key, text)
     labels = s.string_map("labels")
-    for reserved in ("alertname", "room", "cdn", "severity"):
+    for reserved in ("alertname", "room", "cdn", "product", "severity"):
         if reserved in labels:
             s.mapping("labels").fail(reserved, "is set by the evaluator; choose another label name")
 
@@ -179,7 +203,7 @@ def parse_rule(item, file: str, line: int, path: str) -> Rule:
 
     return Rule(
         name=name, metric=metric, scope=scope, op=op, threshold=threshold, clear=clear,
-        anomaly=anomaly, short=short, for_=s.duration("for", 0.0), keep_firing_for=s.duration("keep_firing_for", 0.0),
+        anomaly=anomaly, short=short, short_volume_metric=short_volume[0], short_volume_min=short_volume[1], for_=s.duration("for", 0.0), keep_firing_for=s.duration("keep_firing_for", 0.0),
         volume_metric=volume_metric, volume_min=volume_min,
         severity=s.string("severity", "warning", choices=SEVERITIES), labels=labels,
         annotations=annotations, actions=tuple(actions) if s.has("actions") else ("notify",),

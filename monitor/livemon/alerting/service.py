@@ -49,7 +49,7 @@ class AlertService:
         self.config = config
         self.data_dir = Path(data_dir) if data_dir else None
         self.producer = producer
-        self.evaluator = Evaluator(config.rules)
+        self.evaluator = Evaluator(config.rules, config.targets)
         self.failover = (FailoverController(config.failover, config.rules)
                          if config.failover is not None else None)
         self.incidents = IncidentBook(self.data_dir / "incidents.jsonl" if self.data_dir else None)
@@ -212,7 +212,7 @@ class AlertService:
         and silences. Taken together with the rooms' engine state, at the same instant."""
         rooms = set(rooms)
         state = self.evaluator.export_rooms(rooms)
-        ids = {alert_id(a["rule"], a["room_id"], a["cdn"]) for a in state["alerts"]}
+        ids = {alert_id(a["rule"], a["room_id"], a["cdn"], a.get("product")) for a in state["alerts"]}
         state.update(incidents=self.incidents.open_records(rooms), notified=sorted(self.notified & ids),
                      failover=self.failover.export_rooms(rooms) if self.failover else {},
                      silences=[s for s in self.silences if s["room_id"] in rooms],

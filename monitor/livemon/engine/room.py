@@ -48,7 +48,7 @@ CDN_VECTOR = ("stall_ms", "play_ms", "beacons", "errors", "startups", "fast_star
 C_STALL_MS, C_PLAY_MS, C_BEACONS, C_ERRORS, C_STARTUPS, C_FAST_STARTS, C_SLOW_STARTS = range(len(CDN_VECTOR))
 # Start-up quality (SPEC §11): a start at most FAST_START ms is fast (秒开), one of SLOW_START or more slow.
 FAST_START, SLOW_START = 1000.0, 3000.0
-# The short window of the `*_10s` figures (stall, errors, p95 latency, 秒开率) beside the SPEC's W: a
+# The short window of the `*_10s` figures (stall, errors, p95 latency, 秒开率, plays started) beside W: a
 # sudden fault shows there within seconds, diluted in W for much longer (docs/ALERTING.md). They are
 # read from the window's own buckets, so they cost no state.
 RECENT_WINDOW = 10.0
@@ -189,6 +189,7 @@ class CdnStats:
             "startup_p50_ms": self.startup.quantiles_at(t, (0.5,))[0] if starts else None,
             "fast_start_ratio": _ratio(window[C_FAST_STARTS], starts),
             "slow_start_ratio": _ratio(window[C_SLOW_STARTS], starts),
+            "startups": starts,
             **_recent_figures(self.sums, self.latency, t, recent, _C_RECENT),
         }
 
@@ -206,6 +207,7 @@ def _recent_figures(sums: BucketSums, latency: LatencySketch, t: int, buckets: i
         "latency_p95_ms_10s": latency.recent_quantiles(t, buckets, (0.95,))[0],
         "error_rate_10s": _ratio(errors, beacons),
         "fast_start_ratio_10s": _ratio(fast, starts),
+        "startups_10s": starts,
     }
 
 
@@ -1249,6 +1251,7 @@ class Room:
             startup_p50_ms=self.startup.quantiles_at(t, (0.5,))[0] if window[STARTUPS] else None,
             fast_start_ratio=_ratio(window[FAST_STARTS], window[STARTUPS]),
             slow_start_ratio=_ratio(window[SLOW_STARTS], window[STARTUPS]),
+            startups=window[STARTUPS],
             **_recent_figures(sums, self.latency, t, self.recent, _RECENT),
         )
         cdns = {}
