@@ -14,7 +14,7 @@ command's table in `--config`); `settings.options(KafkaSecurity)` adds them to a
 settings class nests it (`kafka: KafkaSecurity`) to get them among its own.
 
 A bootstrap entry that does not answer is skipped: clients try the next one. `check()` connects
-to each entry first (TCP, the TLS handshake, one Kafka request) and turns the usual deployment
+to each entry first (TCP, the TLS handshake, one Kafka request, the SASL login) and turns the usual deployment
 mistakes (wrong CA, a refused client certificate, TLS against a plaintext listener, a refused
 password) into one line naming the broker and the cause, instead of a client's endless retries.
 
@@ -33,12 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from livemon.settings import setting
-from livemon.topics import (
-    ALL_TOPICS,
-    DEFAULT_PARTITIONS,
-    PARTITIONED_TOPICS,
-    TOPIC_CONFIGS,
-)
+from livemon.topics import ALL_TOPICS, DEFAULT_PARTITIONS, PARTITIONED_TOPICS, TOPIC_CONFIGS
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
