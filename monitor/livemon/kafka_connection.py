@@ -231,8 +231,10 @@ class KafkaConnection:
                 if cause is None:
                     return failures
                 (fatal if is_fatal else failures).append(f"{entry}: {cause}")
-            if fatal or time.monotonic() > deadline:
+            if fatal:
                 raise KafkaConnectionError("cannot use Kafka at " + "; ".join(fatal + failures))
+            if time.monotonic() > deadline:
+                raise KafkaConnectionError("cannot reach a Kafka broker at " + "; ".join(failures))
             time.sleep(0.2)
 
     def admin(self, timeout: float = 10.0):
