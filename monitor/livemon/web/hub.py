@@ -23,6 +23,7 @@ from typing import Awaitable, Callable
 import orjson
 
 from livemon import catalogue
+from livemon.alerting import targets as targets_of
 from livemon.kafka_connection import KafkaConnection
 from livemon.topics import ALERTS_TOPIC, OPERATOR_TOPIC, SNAPSHOTS_TOPIC
 
@@ -660,11 +661,7 @@ class ControlRoomHub:
     def target_of(self, snap: dict) -> dict:
         """The targets a room's current show is measured against: the show's over the room's over the
         default ones."""
-        show = snap.get("show") or {}
-        merged = {**self.targets["default"], **(self.targets["rooms"].get(snap["room_id"]) or {})}
-        if show.get("id"):
-            merged.update(self.targets["shows"].get(f"{snap['room_id']}.{show['id']}") or {})
-        return merged
+        return targets_of.target_of(self.targets, snap)
 
     def levels(self, snap: dict, target: dict) -> tuple[dict[str, str], float | None]:
         """Per metric 'ok' | 'warn' | 'bad' from the rule thresholds and the targets (the worse of
@@ -692,11 +689,8 @@ class ControlRoomHub:
         goal, gmv = target.get("gmv"), m.get(names.get("gmv"))
         if goal and gmv is not None:
             progress = gmv / goal
-            minutes, start = target.get("minutes"), (snap.get("show") or {}).get("start")
-            if minutes and start is not None:
-                # On pace: against the share of the planned show length gone by.
-                expected = min(1.0, max(1e-6, (snap["ts"] - start) / (minutes * 60)))
-                pace = progress / expected
+            _, pace = targets_of.pace(snap, target)  # against the share of the planned show gone by
+            if pace is not None:
                 worse(names["gmv"], "ok" if pace >= 1 else "warn" if pace >= TARGET_AMBER else "bad")
             else:
                 # No planned length: reached is green, half way amber.
