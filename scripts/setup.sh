@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what liveroom-monitor needs, idempotently: a virtualenv with the package, and for the
-# tests the Debian packages of the real services they start (Prometheus, Alertmanager, Chromium).
+# tests the Debian packages of the real services they start (Prometheus, Alertmanager, Chromium)
+# and openssl.
 # Usage: scripts/setup.sh [--with-test-services]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +22,7 @@ if [ "${1:-}" = "--with-test-services" ]; then
   command -v promtool >/dev/null || missing+=(prometheus)
   command -v prometheus-alertmanager >/dev/null || missing+=(prometheus-alertmanager)
   command -v chromium >/dev/null || missing+=(chromium)
+  command -v openssl >/dev/null || missing+=(openssl)    # the TLS tests make their own CA
   if [ ${#missing[@]} -gt 0 ]; then
     sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
     $sudo apt-get update -qq
