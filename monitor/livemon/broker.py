@@ -320,14 +320,26 @@ class _Wire:
         self.sock.close()
 
     def _call(self, api_key: int, version: int, body: bytes) -> bytes:
-        self.correlation += 1
-        request = struct.pack(">hhi", api_key, version, self.correlation) + _string(_CLIENT_ID) + body
-        self.sock.sendall(struct.pack(">i", len(request)) + request)
-        (size,) = struct.unpack(">i", self._recv(4))
-        response = self._recv(size)
-        if struct.unpack_from(">i", response, 0)[0] != self.correlation:
-            raise RuntimeError("the broker answered another request")
-        return response[4:]
+        return self._calls(api_key, version, [body])[0]
+
+    def _calls(self, api_key: int, version: int, bodies: list[bytes], window: int = 64) -> list[bytes]:
+        """Send the requests pipelined (`window` at a time) and return their answers in order."""
+        answers = []
+        for at in range(0, len(bodies), window):
+            first = self.correlation + 1
+            frames = []
+            for body in bodies[at:at + window]:
+                self.correlation += 1
+                request = struct.pack(">hhi", api_key, version, self.correlation) + _string(_CLIENT_ID) + body
+                frames.append(struct.pack(">i", len(request)) + request)
+            self.sock.sendall(b"".join(frames))
+            for correlation in range(first, self.correlation + 1):
+                (size,) = struct.unpack(">i", self._recv(4))
+                response = self._recv(size)
+                if struct.unpack_from(">i", response, 0)[0] != correlation:
+                    raise RuntimeError("the broker answered another request")
+                answers.append(response[4:])
+        return answers
 
     def _recv(self, size: int) -> bytes:
         chunks, left = [], size
@@ -358,18 +370,20 @@ class _Wire:
             raise RuntimeError(f"fetch {topic}/{partition}@{offset}: error {error}")
         return high, data[pos:pos + max(0, size)]
 
-    def produce(self, topic: str, partition: int, batch: bytes) -> int:
-        """Write one record batch; the offset the broker gave its first record."""
-        body = (_string(None) + struct.pack(">hi", -1, 30000) + struct.pack(">i", 1) + _string(topic)
-                + struct.pack(">iii", 1, partition, len(batch)) + batch)
-        data = self._call(0, 3, body)
-        pos = 4
-        _, pos = _read_string(data, pos)
-        pos += 4
-        _, error, base = struct.unpack_from(">ihq", data, pos)
-        if error:
-            raise RuntimeError(f"produce {topic}/{partition}: error {error}")
-        return base
+    def produce(self, topic: str, partition: int, batches: list[bytes]) -> list[int]:
+        """Write record batches in order; the offsets the broker gave their first records."""
+        bodies = [_string(None) + struct.pack(">hi", -1, 30000) + struct.pack(">i", 1) + _string(topic)
+                  + struct.pack(">iii", 1, partition, len(batch)) + batch for batch in batches]
+        bases = []
+        for data in self._calls(0, 3, bodies):
+            pos = 4
+            _, pos = _read_string(data, pos)
+            pos += 4
+            _, error, base = struct.unpack_from(">ihq", data, pos)
+            if error:
+                raise RuntimeError(f"produce {topic}/{partition}: error {error}")
+            bases.append(base)
+        return bases
 
 
 class _Batch(NamedTuple):
@@ -401,7 +415,8 @@ def _padding(count: int) -> bytes:
 
     builder = DefaultRecordBatchBuilder(magic=2, compression_type=0, is_transactional=0, producer_id=-1,
                                         producer_epoch=-1, base_sequence=-1, batch_size=1 << 16)
-    builder.append(count - 1, int(time.time() * 1000), b"\x00\x00\x00\x00", b"", [])  # an abort marker's key
+    # Timestamp 0: a look-up by time never lands on it. The key is an abort marker's.
+    builder.append(count - 1, 0, b"\x00\x00\x00\x00", b"", [])
     batch = bytearray(builder.build())
     attributes_at, crc_at = 21, 17
     attributes = struct.unpack_from(">h", batch, attributes_at)[0] | _CONTROL_MASK
@@ -575,17 +590,22 @@ class Trimmer:
             chosen = [t for t in topics if dropped_bytes.get(t, 0) >= self.min_drop_bytes]
             if not chosen:
                 return TrimRound({}, {}, kept_bytes, 0.0)
-            held = time.monotonic()
-            if not broker.gate.close():
-                broker.gate.open()
-                log.warning("trim skipped: requests still in flight after 5 s")
-                return None
+            admin = _admin(broker.bootstrap, client_id=_CLIENT_ID)
             try:
-                for topic in chosen:
-                    self._cut(wire, topic, topics[topic], logs, highs, bounds)
+                admin.list_topics()  # connected before the clients are held
+                held = time.monotonic()
+                if not broker.gate.close():
+                    broker.gate.open()
+                    log.warning("trim skipped: requests still in flight after 5 s")
+                    return None
+                try:
+                    for topic in chosen:
+                        self._cut(wire, admin, topic, topics[topic], logs, highs, bounds)
+                finally:
+                    broker.gate.open()
+                held = time.monotonic() - held
             finally:
-                broker.gate.open()
-            held = time.monotonic() - held
+                admin.close()
             broker.trims += 1
             broker.max_held_s = max(broker.max_held_s, held)
             log.info("trimmed %s: %s records, %s bytes dropped; clients held %.3f s", chosen,
@@ -595,7 +615,7 @@ class Trimmer:
         finally:
             wire.close()
 
-    def _cut(self, wire: _Wire, topic: str, partitions: int, logs, highs, bounds) -> None:
+    def _cut(self, wire: _Wire, admin, topic: str, partitions: int, logs, highs, bounds) -> None:
         """Delete `topic`, create it again and write back what is kept, at the same offsets."""
         from kafka.admin import NewTopic
 
@@ -605,23 +625,23 @@ class Trimmer:
             bound = bounds[(topic, partition)]
             kept[partition] = ([b for b in logs[(topic, partition)] if b.base >= bound and not b.control]
                                + [b for b in more if not b.control], max(high, bound))
-        admin = _admin(self.broker.bootstrap, client_id=_CLIENT_ID)
-        try:
-            admin.delete_topics([topic])
-            admin.create_topics([NewTopic(topic, partitions, 1, topic_configs=TOPIC_CONFIGS.get(topic, {}))])
-        finally:
-            admin.close()
+        admin.delete_topics([topic])
+        admin.create_topics([NewTopic(topic, partitions, 1, topic_configs=TOPIC_CONFIGS.get(topic, {}))])
         for partition, (batches, high) in kept.items():
-            end = 0
+            writes, expected, end = [], [], 0
             for batch in batches:
-                if batch.base > end:
-                    end = wire.produce(topic, partition, _padding(batch.base - end)) + batch.base - end
-                at = wire.produce(topic, partition, _anonymous(batch) if batch.raw[43:51] != b"\xff" * 8 else batch.raw)
-                if at != batch.base:
-                    raise RuntimeError(f"trim of {topic}/{partition}: a batch landed at {at}, not {batch.base}")
+                if batch.base > end:  # a gap (the dropped records, a control batch): padding
+                    writes.append(_padding(batch.base - end))
+                    expected.append(end)
+                writes.append(_anonymous(batch) if batch.raw[43:51] != b"\xff" * 8 else batch.raw)
+                expected.append(batch.base)
                 end = batch.next
             if high > end:
-                wire.produce(topic, partition, _padding(high - end))
+                writes.append(_padding(high - end))
+                expected.append(end)
+            landed = wire.produce(topic, partition, writes)
+            if landed != expected:
+                raise RuntimeError(f"trim of {topic}/{partition}: batches landed at other offsets")
 
 
 def tansu_binary() -> str:

@@ -42,6 +42,7 @@ from livemon.topics import TOPIC_OF_TYPE
 
 BEGIN, END = "<!-- soak:begin -->", "<!-- soak:end -->"
 PROBE_ROOM = "soak-probe"
+POLL_MAX_GAP = 1.0  # seconds between the probe's reads of /metrics, at most (0.25, 0.5, 1, 1, ...)
 _PROBE_LINE = re.compile(rb'^livemon_room_orders_total\{room="soak-probe"\} ([0-9.e+]+)$', re.M)
 _LAG_LINE = re.compile(rb"^livemon_consumer_lag_messages\{[^}]*\} ([0-9.e+]+)$", re.M)
 _VIEWERS_LINE = re.compile(rb'^livemon_room_viewers\{[^}]*\} ([0-9.e+]+)$', re.M)
@@ -115,13 +116,18 @@ class Probe:
         order = Order(PROBE_ROOM, "prober", round(started, 3), f"probe-{self.sent}", "sku-probe", 1.0, "paid")
         self.producer.send(TOPIC_OF_TYPE["order"], encode(order), key=PROBE_ROOM.encode())
         self.producer.flush(timeout)
+        attempt = 0
         while time.time() - started < timeout:
             try:
                 if _probe_count(_scrape(self.url)) >= self.sent:
                     return time.time() - started
             except OSError:
                 pass
-            time.sleep(0.02)
+            # Not faster: /metrics of hundreds of rooms is over a megabyte and rendering it takes
+            # the worker's own time (polled every 20 ms, a late probe starved the worker). The
+            # latency read is late by at most the gap (conservative).
+            time.sleep(min(POLL_MAX_GAP, 0.25 * 2 ** attempt))
+            attempt += 1
         return None
 
     def close(self) -> None:
