@@ -346,6 +346,8 @@ def test_a_worker_joins_through_a_list_whose_first_entry_is_dead_with_scram_over
     assert len(terminator.logins) >= len(terminator.clients) - 2 > 0
     assert set(terminator.logins) == {("SCRAM-SHA-512", True)}
     assert "(SASL_SSL SCRAM-SHA-512 as livemon with a client certificate)" in worker.log()
+    assert f"warning: Kafka bootstrap entry {bootstrap.split(',')[0]}: nothing listening; using the others" \
+        in worker.log()
     assert SASL_PASSWORD not in worker.log() + sim.stdout + sim.stderr
     assert worker.stop() == 0
 

@@ -421,15 +421,17 @@ def _tls_cause(error: ssl.SSLError) -> str:
 
 
 def ensure_topics(connection: KafkaConnection, partitions: int = DEFAULT_PARTITIONS,
-                  topics: tuple[str, ...] = ALL_TOPICS, timeout: float = 15.0) -> dict[str, int]:
+                  topics: tuple[str, ...] = ALL_TOPICS, timeout: float = 15.0,
+                  warn=lambda line: None) -> dict[str, int]:
     """`livemon.broker.ensure_topics` over a deployed connection: check the brokers (a clear error
-    for a wrong CA, certificate or password), then create the product's missing topics; return
-    {topic: partition count}."""
+    for a wrong CA, certificate or password; `warn` gets each bootstrap entry that did not answer),
+    then create the product's missing topics; return {topic: partition count}."""
     from kafka.admin import NewTopic
     from kafka.errors import KafkaError, TopicAlreadyExistsError
     from livemon.broker import _partition_counts
 
-    connection.check(timeout)
+    for skipped in connection.check(timeout):
+        warn(f"Kafka bootstrap entry {skipped}; using the others")
     try:
         admin = connection.admin(timeout)
     except KafkaError as error:

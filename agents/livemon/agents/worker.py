@@ -64,7 +64,8 @@ def worker(**values):
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--token") from None
     try:
-        counts = ensure_topics(settings.connection, settings.partitions, timeout=settings.connect_timeout)
+        counts = ensure_topics(settings.connection, settings.partitions, timeout=settings.connect_timeout,
+                               warn=lambda line: click.echo(f"warning: {line}", err=True))
     except (BrokerUnavailable, KafkaConnectionError, ValueError) as error:
         raise click.ClickException(str(error)) from None
     temporary = settings.data_dir is None
