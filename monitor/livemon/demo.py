@@ -19,9 +19,9 @@ from livemon.broker import EMBEDDED_TRIM_EVERY, BrokerUnavailable, EmbeddedBroke
 from livemon.processes import LivemonProcess, WorkerProcess
 
 SUMMARY_ROWS = 12
-# The memory-only broker keeps every record it is sent and checkpoints are its biggest writer
-# (BENCHMARKS.md, Soak): on it, a worker checkpoints every 30 s instead of 5 s. The cost is
-# only a longer replay (up to 30 s of events) when the worker is restarted.
+# Checkpoints are the embedded broker's biggest writer (BENCHMARKS.md, Soak): on it, a worker
+# checkpoints every 30 s instead of 5 s. The cost is a longer replay (up to 30 s of events) when
+# the worker is restarted, and the broker's trim keeps the input from the newest 3 checkpoints on.
 EMBEDDED_CHECKPOINT_INTERVAL = 30.0
 
 
@@ -89,7 +89,7 @@ def summary_table(rows: list[dict], title: str, lang: str | None = None):
 @click.command()
 @click.option("--rooms", default=6, show_default=True, type=click.IntRange(1, 10_000), help="Simulated live rooms.")
 @click.option("--rate", default=400.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
-              help="Simulated events per second (the memory-only broker keeps them all: about 0.2 GB an hour at 400/s).")
+              help="Simulated events per second.")
 @click.option("--scenario", default="normal,cdn-outage", show_default=True,
               help="Simulator scenario(s), comma-separated (see `livemon simulate --help`).")
 @click.option("--web-port", default=6066, show_default=True, type=click.IntRange(0, 65535),
