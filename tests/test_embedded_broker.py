@@ -145,6 +145,22 @@ def test_clients_wait_for_a_trim_and_lose_nothing():
     assert offsets_sent == list(range(len(sent)))  # every send acknowledged, none lost or reordered
 
 
+def test_requests_that_get_no_answer_do_not_keep_a_trim_waiting():
+    """A Produce with acks=0 is never answered: the gate must not wait for its answer."""
+    with EmbeddedBroker(partitions=2, trim_every=3600, horizon=0, min_trim_bytes=1) as broker:
+        producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=0, acks=0)
+        for i in range(50):
+            producer.send(DEADLETTER_TOPIC, f"{i}".encode(), partition=0)
+        producer.flush(15)
+        deadline = time.monotonic() + 15
+        while offsets(broker.bootstrap, DEADLETTER_TOPIC)[1] < 50 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert broker.gate.in_flight == 0  # nothing owed: acks=0 sends are not counted
+        round_ = broker.trim_now()  # None if the gate had waited in vain for an answer
+        assert round_ is not None and round_.dropped_records == {DEADLETTER_TOPIC: 50}
+        producer.close()
+
+
 def test_a_broker_without_trimming_has_no_gate_and_bad_settings_are_errors():
     with pytest.raises(ValueError, match="trim_every"):
         EmbeddedBroker(trim_every=0)
