@@ -377,6 +377,20 @@ def test_the_check_logs_in_with_either_scram_and_names_a_mechanism_not_offered(s
         connection("PLAIN").check(5)
 
 
+def test_the_lag_exporter_reads_offsets_with_scram_over_tls(sasl_tls_broker, pki):
+    from livemon.lag import LagExporter
+
+    tls_bootstrap, _plain, terminator = sasl_tls_broker
+    connection = KafkaConnection.of(f"127.0.0.1:{free_port()},{tls_bootstrap}", KafkaSecurity(
+        kafka_ca_file=pki["ca.pem"], kafka_cert_file=pki["client.pem"], kafka_key_file=pki["client.key"],
+        kafka_sasl_mechanism="SCRAM-SHA-256", kafka_username=SASL_USER, kafka_password=SASL_PASSWORD))
+    ensure_topics(connection, partitions=2, timeout=15)
+    exporter = LagExporter(connection, ("nobody-yet",), ("liveroom.views",))
+    assert exporter.poll() == {("nobody-yet", "liveroom.views", 0): 0, ("nobody-yet", "liveroom.views", 1): 0}
+    exporter.stop()
+    assert terminator.logins and set(terminator.logins) == {("SCRAM-SHA-256", True)}
+
+
 def test_the_sasl_gate_refuses_requests_before_a_login(sasl_tls_broker, pki):
     """The gate is a real requirement: a TLS client without SASL gets no metadata."""
     tls_bootstrap, _plain, terminator = sasl_tls_broker
