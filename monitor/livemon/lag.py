@@ -155,7 +155,10 @@ class LagExporter:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.poll()
+            try:
+                self.poll()
+            except Exception as error:  # noqa: BLE001 - an odd answer must not end the exporter
+                self._failed(f"{type(error).__name__}: {error}")
             self._stop.wait(self.interval)
 
     def stop(self) -> None:
