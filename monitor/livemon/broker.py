@@ -535,8 +535,9 @@ class Trimmer:
             admin.close()
         return low
 
-    def bounds(self, logs: dict) -> dict:
-        """{(topic, partition): the offset from which records are kept}."""
+    def bounds(self, logs: dict, cutoff_ms: float) -> dict:
+        """{(topic, partition): the offset from which records are kept}; snapshots and dead
+        letters are kept from `cutoff_ms` on."""
         from livemon.topics import CHECKPOINT_TOPIC, DEADLETTER_TOPIC, INPUT_TOPICS, SNAPSHOTS_TOPIC
 
         ckpt, inputs = self._checkpoint_bounds(logs)
@@ -545,7 +546,6 @@ class Trimmer:
         except Exception as error:  # noqa: BLE001 - without them, nothing read by a group is trimmed
             log.warning("listing the consumer groups' offsets failed: %r", error)
             groups = None
-        cutoff = (time.time() - self.horizon) * 1000
         bounds = {}
         for (topic, partition), batches in logs.items():
             if topic == CHECKPOINT_TOPIC:
@@ -553,7 +553,7 @@ class Trimmer:
             elif topic in INPUT_TOPICS:
                 bound = inputs.get((topic, partition), 0)
             elif topic in (SNAPSHOTS_TOPIC, DEADLETTER_TOPIC):
-                bound = next((b.base for b in batches if not b.control and b.max_ts >= cutoff),
+                bound = next((b.base for b in batches if not b.control and b.max_ts >= cutoff_ms),
                              batches[-1].next if batches else 0)
             else:
                 bound = 0
@@ -574,13 +574,14 @@ class Trimmer:
         """One round: read what the trimmed topics hold, and cut the ones worth it."""
         broker = self.broker
         topics = broker.trimmed_topics()
+        cutoff_ms = (time.time() - self.horizon) * 1000
         wire = _Wire(broker.host, broker.private_port)
         try:
             logs, highs = {}, {}
             for topic, partitions in topics.items():
                 for partition in range(partitions):
                     highs[(topic, partition)], logs[(topic, partition)] = self._read(wire, topic, partition)
-            bounds = self.bounds(logs)
+            bounds = self.bounds(logs, cutoff_ms)
             dropped_records, dropped_bytes, kept_bytes = {}, {}, {}
             for (topic, partition), batches in logs.items():
                 bound = bounds[(topic, partition)]
