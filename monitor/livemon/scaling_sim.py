@@ -141,28 +141,33 @@ def partials(room, t: int, snapshot: dict) -> dict:
 
 
 class ShardEngine(Engine):
-    """An engine that also emits each final instant's partials (stage 1), timed apart."""
+    """An engine that also emits each final instant's partials (stage 1), timed apart: a room's
+    `snapshot` is wrapped, so the partials are read from the same state as the snapshot, whichever
+    way the engine makes its finals. The simulation asks for no live snapshot."""
 
     def __init__(self, config: EngineConfig | None = None):
         super().__init__(config)
         self.partials: dict[int, dict] = {}
         self.partial_seconds = 0.0
 
-    def _finalize(self, room, last: int, watermark: float) -> list[dict]:  # type: ignore[override]
-        finals = []
-        if last > room.frontier:
-            room.sweep(last, watermark)
-        while room.frontier < last:
-            t = room.frontier + 1
-            room.settle(t)
-            if room.has_activity(t):
-                snapshot = room.snapshot(t)
-                finals.append(snapshot)
-                started = time.perf_counter()
-                self.partials[snapshot["ts"]] = partials(room, t, snapshot)
-                self.partial_seconds += time.perf_counter() - started
-            room.finalize_next()
-        return finals
+    def ingest(self, events, *args, **kwargs):
+        rejected = super().ingest(events, *args, **kwargs)
+        for room in self.rooms.values():
+            if "snapshot" not in vars(room):
+                self._instrument(room)
+        return rejected
+
+    def _instrument(self, room) -> None:
+        make = room.snapshot
+
+        def snapshot(t: int) -> dict:
+            made = make(t)
+            started = time.process_time()
+            self.partials[made["ts"]] = partials(room, t, made)
+            self.partial_seconds += time.process_time() - started
+            return made
+
+        room.snapshot = snapshot
 
 
 # ---------------------------------------------------------------------------------------------
@@ -312,13 +317,13 @@ ADVANCE_EVERY = 50  # batches between two `advance` calls: bounds the held state
 def run_single(batches, config: EngineConfig) -> dict:
     engine = Engine(config)
     finals, rejected = {}, 0
-    started = time.perf_counter()
+    started = time.process_time()
     for i, events in enumerate(batches, 1):
         rejected += len(engine.ingest(events))
         if i % ADVANCE_EVERY == 0:
             finals.update((s["ts"], s) for s in engine.advance())
     finals.update((s["ts"], s) for s in engine.finish())
-    seconds = time.perf_counter() - started
+    seconds = time.process_time() - started
     return {"finals": finals, "seconds": seconds, "events": sum(map(len, batches)), "rejected": rejected}
 
 
@@ -349,28 +354,28 @@ def route(batches, shards: int, split: str = "user") -> list[list[list]]:
 
 
 def run_sharded(batches, shards: int, config: EngineConfig, split: str = "user") -> dict:
-    started = time.perf_counter()
+    started = time.process_time()
     routed = route(batches, shards, split)
-    route_seconds = time.perf_counter() - started
+    route_seconds = time.process_time() - started
     engines, rejected, shard_events, shard_seconds = [], 0, [], []
     for k in range(shards):
         engine = ShardEngine(config)
-        started = time.perf_counter()
+        started = time.process_time()
         for i, events in enumerate(routed[k], 1):
             if events:
                 rejected += len(engine.ingest(events))
             if i % ADVANCE_EVERY == 0:
                 engine.advance()
         engine.finish(until=engine_clock_of(batches))
-        shard_seconds.append(time.perf_counter() - started - engine.partial_seconds)
+        shard_seconds.append(time.process_time() - started - engine.partial_seconds)
         shard_events.append(sum(map(len, routed[k])))
         engines.append(engine)
     instants = sorted(set().union(*(e.partials for e in engines)))
     merged = {}
-    started = time.perf_counter()
+    started = time.process_time()
     for t in instants:
         merged[t] = merge([e.partials[t] for e in engines if t in e.partials], config.window)
-    merge_seconds = time.perf_counter() - started
+    merge_seconds = time.process_time() - started
     return {"shards": shards, "merged": merged, "rejected": rejected, "route_seconds": route_seconds,
             "shard_events": shard_events, "shard_seconds": shard_seconds,
             "partial_seconds": [e.partial_seconds for e in engines], "partials": [len(e.partials) for e in engines],
@@ -383,9 +388,15 @@ def engine_clock_of(batches) -> float:
 
 
 def simulate(rate: float = 8000, duration: float = 240, shards=(2, 4, 8), seed: int = 0,
-             split: str = "user") -> dict:
-    config = EngineConfig(max_rooms=None)
+             split: str = "user", progress=lambda text: None) -> dict:
+    from livemon.replay import REPLAY_ADMISSION
+
+    # As `livemon replay`: the room admitted at its first event, so a shard's room exists (and is
+    # instrumented) before any of its instants is made final.
+    config = EngineConfig(**REPLAY_ADMISSION)
+    progress(f"generating the hot room: {rate:,.0f} events/s for {duration:g} s")
     batches = hot_room(rate, duration, seed)
+    progress(f"one engine over {sum(map(len, batches)):,} events")
     single = run_single(batches, config)
     events = single["events"]
     result = {"rate": rate, "duration": duration, "seed": seed, "split": split, "events": events,
@@ -394,6 +405,7 @@ def simulate(rate: float = 8000, duration: float = 240, shards=(2, 4, 8), seed: 
                          "rejected": single["rejected"]},
               "shards": []}
     for k in shards:
+        progress(f"K = {k}: routing, {k} shard engines, merging, comparing")
         run = run_sharded(batches, k, config, split)
         mismatches, checked = [], 0
         for t, reference in single["finals"].items():
@@ -481,7 +493,7 @@ def main(rate, duration, shards, seed, split, write_path):
         raise click.BadParameter(f"a comma-separated list of integers, got {shards!r}", param_hint="--shards")
     if not ks or any(k < 1 for k in ks):
         raise click.BadParameter("each K must be at least 1", param_hint="--shards")
-    result = simulate(rate, duration, ks, seed, split)
+    result = simulate(rate, duration, ks, seed, split, progress=lambda text: click.echo(text, err=True))
     text = report(result, _machine(), datetime.datetime.now().astimezone().isoformat(timespec="seconds"))
     click.echo(text)
     click.echo(json.dumps(result, separators=(",", ":")))
