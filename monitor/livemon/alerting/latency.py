@@ -237,12 +237,16 @@ def false_alarms(scenario: str, rule_sets: dict[str, list[Rule]], seed: int = 3,
 FALSE_ALARM_SCENARIOS = ("normal", "surge")
 
 
-def false_alarm_table(config_path: str, seed: int, duration: float) -> tuple[str, dict]:
-    """Firings without a fault, with the short windows and without them, over the same shows."""
+def false_alarm_table(config_path: str, seeds: tuple[int, ...], duration: float) -> tuple[str, dict]:
+    """Firings without a fault, with the short windows and without them, over the same shows (one
+    show per scenario and seed)."""
     rules = load_config(config_path).rules
     sets = {"long": long_window_only(rules), "both": rules}
-    found = {scenario: false_alarms(scenario, sets, seed=seed, duration=duration)
-             for scenario in FALSE_ALARM_SCENARIOS}
+    found = {scenario: {k: Counter() for k in sets} for scenario in FALSE_ALARM_SCENARIOS}
+    for scenario in FALSE_ALARM_SCENARIOS:
+        for seed in seeds:
+            for k, counts in false_alarms(scenario, sets, seed=seed, duration=duration).items():
+                found[scenario][k].update(counts)
     lines = ["| rule | " + " | ".join(f"{s}: 60 s window only | {s}: with the 10 s window" for s in FALSE_ALARM_SCENARIOS)
              + " |", "|---|" + "---:|---:|" * len(FALSE_ALARM_SCENARIOS)]
     for rule in rules:
@@ -262,7 +266,9 @@ def false_alarm_table(config_path: str, seed: int, duration: float) -> tuple[str
 @click.option("--false-alarms/--no-false-alarms", default=True, show_default=True,
               help="Also count the alerts fired on normal and surge shows, with and without the short windows.")
 @click.option("--show-seconds", default=600.0, show_default=True, help="Length of each false-alarm show.")
-def bench_alerts(seed, alerts_config, write_path, false_alarms, show_seconds):
+@click.option("--false-alarm-seeds", default="3,7", show_default=True,
+              help="Seeds of the false-alarm shows (one normal and one surge show each), comma-separated.")
+def bench_alerts(seed, alerts_config, write_path, false_alarms, show_seconds, false_alarm_seeds):
     """Time from a CDN outage's first bad beacon to each alert and to the failover command."""
     import tempfile
 
@@ -291,11 +297,17 @@ def bench_alerts(seed, alerts_config, write_path, false_alarms, show_seconds):
         lines.append("\nNo failover command was issued.")
     text = "\n".join(lines)
     if false_alarms:
-        table, counts = false_alarm_table(alerts_config, seed, show_seconds)
+        try:
+            seeds = tuple(int(s) for s in false_alarm_seeds.split(","))
+        except ValueError:
+            raise click.BadParameter(f"expected integers separated by commas, got {false_alarm_seeds!r}",
+                                     param_hint="--false-alarm-seeds") from None
+        table, counts = false_alarm_table(alerts_config, seeds, show_seconds)
         summary["false_alarms"] = counts
         text += (f"\n\nAlerts fired without any fault: simulated `{'` and `'.join(FALSE_ALARM_SCENARIOS)}` shows "
-                 f"(seed {seed}, 5 rooms, {show_seconds:.0f} s each), every rule evaluated at every step on the "
-                 f"same snapshots, with its 60 s window only and with the 10 s window beside it.\n\n{table}")
+                 f"(seeds {', '.join(map(str, seeds))}: {len(seeds)} shows each, 5 rooms, {show_seconds:.0f} s), "
+                 "every rule evaluated at every step on the same live snapshots, with its 60 s window only and "
+                 f"with the 10 s window beside it.\n\n{table}")
     click.echo(text)
     click.echo(json.dumps(summary))
     if write_path:
