@@ -353,10 +353,12 @@ class _Wire:
             left -= len(chunk)
         return b"".join(chunks)
 
-    def fetch(self, topic: str, partition: int, offset: int, max_bytes: int = 8 << 20) -> tuple[int, bytes]:
-        """(high watermark, record batches from `offset`)."""
-        # max_wait 1 ms: Tansu answers a fetch with max_wait 0 with no partitions at all.
-        body = (struct.pack(">iiiib", -1, 1, 1, max_bytes, 0) + struct.pack(">i", 1) + _string(topic)
+    def fetch(self, topic: str, partition: int, offset: int, max_bytes: int = 8 << 20,
+              max_wait_ms: int = 500) -> tuple[int, bytes]:
+        """(high watermark, record batches from `offset`). Tansu gathers batches until `max_bytes`
+        or `max_wait_ms`, whichever comes first (with 0 it answers no partition at all), and it
+        lists every batch of the partition first: a short wait on a full partition answers none."""
+        body = (struct.pack(">iiiib", -1, max_wait_ms, 1, max_bytes, 0) + struct.pack(">i", 1) + _string(topic)
                 + struct.pack(">iiqi", 1, partition, offset, max_bytes))
         data = self._call(1, 4, body)
         pos = 4 + 4  # throttle, topics count
@@ -467,15 +469,21 @@ class Trimmer:
         self.min_drop_bytes = min_drop_bytes
 
     def _read(self, wire: _Wire, topic: str, partition: int, start: int = 0) -> tuple[int, list[_Batch]]:
-        """(end offset, the whole batches from `start` up to it)."""
+        """(end offset, the whole batches from `start` up to it, control batches included)."""
         batches: list[_Batch] = []
-        high, offset = None, start
+        high, offset, empty = None, start, 0
         while high is None or offset < high:
-            high_now, data = wire.fetch(topic, partition, offset)
+            # The first fetch only learns the end (one at the end would wait the whole max_wait).
+            high_now, data = wire.fetch(topic, partition, offset, max_wait_ms=1 if high is None else 500)
             high = high_now if high is None else high
             got = [b for b in _batches(data) if b.base >= offset]
             if not got:
-                break
+                if offset >= high:
+                    break
+                empty += 1
+                if empty >= 5:
+                    raise RuntimeError(f"{topic}/{partition}: no batch at {offset} below the end {high}")
+                continue
             for batch in got:
                 if batch.base >= high:
                     return high, batches
@@ -625,6 +633,11 @@ class Trimmer:
         kept = {}
         for partition in range(partitions):
             high, more = self._read(wire, topic, partition, start=highs[(topic, partition)])
+            every = logs[(topic, partition)] + more
+            ends = [0] + [b.next for b in every]
+            if any(b.base != end for b, end in zip(every, ends)) or ends[-1] != high:
+                # Not read whole (a batch missing in between): cutting would lose records.
+                raise RuntimeError(f"trim of {topic}/{partition}: the log was not read whole; not cut")
             bound = bounds[(topic, partition)]
             kept[partition] = ([b for b in logs[(topic, partition)] if b.base >= bound and not b.control]
                                + [b for b in more if not b.control], max(high, bound))
