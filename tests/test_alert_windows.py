@@ -139,6 +139,20 @@ def test_payments_of_the_pinned_product_stopping_while_clicks_go_on_fire_with_it
     assert got[0][1] == "resolved" and ("PinnedProductPaymentsStopped", "r1", "sku-1") not in evaluator.baselines
 
 
+def test_a_pinned_products_alert_travels_with_its_room_to_another_worker():
+    rule = DEFAULTS["PinnedProductPaymentsStopped"]
+    first = Evaluator([rule])
+    transitions(first, [pinned(t, "sku-1", 120, 8) for t in range(0, 300)]
+                + [pinned(t, "sku-1", 120, 0) for t in range(300, 340)])
+    [alert] = first.firing()
+    second = Evaluator([rule])
+    [taken] = second.import_rooms(first.export_rooms(["r1"]))
+    assert (taken.id, taken.labels()) == (alert.id, alert.labels())
+    # It goes on firing there with no second `for`, and resolves once another product is pinned.
+    assert transitions(second, [pinned(340, "sku-1", 120, 0)]) == []
+    assert [state for _, state, _, _ in transitions(second, [pinned(341, "sku-2", 120, 8)])] == ["resolved"]
+
+
 def test_few_clicks_or_a_product_just_pinned_do_not_fire():
     evaluator = Evaluator([DEFAULTS["PinnedProductPaymentsStopped"]])
     # Pinned a minute ago: clicks come long before its first paid orders.
