@@ -244,11 +244,13 @@ def _role_engine(args):
     """The worker's own code on a partition set, without Faust or the broker's group: the merge
     across topics, decoding, forwarding decisions, the engine, and every second the step (advance,
     live snapshots, forgetting idle rooms) and the Prometheus collector."""
-    from livemon.agents.partition import Applied, Partition
+    from livemon.agents.partition import HOLD_SECONDS, Applied, Partition
     from livemon.engine import Engine
     from livemon.ingest.routing import Partitioner
 
     partitions = {number: Partition(number, Engine()) for number in args["partitions"]}
+    for partition in partitions.values():
+        partition.loaded_at -= HOLD_SECONDS  # nothing restored: no wait for topics after a load
     home = Partitioner(args["partition_count"])
     sequence = itertools.count()
     stats = {"events": 0, "rejected": 0}
@@ -257,8 +259,9 @@ def _role_engine(args):
     def handle(batches, now, consumer, finished):
         from aiokafka import TopicPartition
 
-        def highwater(topic, number):
-            return consumer.highwater(TopicPartition(topic, number))
+        def highwater(topic, number):  # None for a topic not read here (the repartition topic)
+            tp = TopicPartition(topic, number)
+            return consumer.highwater(tp) if tp in consumer.assignment() else None
         for tp, records in batches.items():
             partition = partitions[tp.partition]
             for r in records:
