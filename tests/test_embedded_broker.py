@@ -185,9 +185,9 @@ def test_a_worker_killed_after_trims_resumes_exactly(start_worker, tmp_path):
         first = start_worker(broker.bootstrap, *WORKER_ARGS)
         out = str(tmp_path / "events.jsonl")
         simulator = simulate(broker.bootstrap, out, "--scenario", "normal", "--rooms", "4", "--rate", "300",
-                             "--duration", "45", "--speed", "3", "--seed", "5")
+                             "--duration", "60", "--speed", "3", "--seed", "5")
         dropped = {}
-        for _ in range(2):
+        for _ in range(3):
             time.sleep(4)
             for topic, n in broker.trim_now().dropped_records.items():
                 dropped[topic] = dropped.get(topic, 0) + n

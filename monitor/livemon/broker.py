@@ -522,10 +522,11 @@ class Trimmer:
             if not newest:
                 continue
             ckpt[partition] = min(min(chunks) for _, chunks, _ in newest)
+            # A loading worker resumes from the most advanced of them (the newest among equals).
+            _, _, chosen = max(newest, key=lambda header: (sum(header[2].values()), header[0]))
             for topic_in in INPUT_TOPICS:
-                starts = [offsets.get(topic_in) for _, _, offsets in newest]
-                if all(s is not None for s in starts):
-                    inputs[(topic_in, partition)] = min(starts)
+                if topic_in in chosen:
+                    inputs[(topic_in, partition)] = chosen[topic_in]
         return ckpt, inputs
 
     def _group_offsets(self) -> dict:
@@ -598,7 +599,10 @@ class Trimmer:
                 dropped_bytes[topic] = dropped_bytes.get(topic, 0) + sum(len(b.raw) for b in gone)
                 kept_bytes[topic] = kept_bytes.get(topic, 0) + sum(len(b.raw) for b in batches
                                                                    if b.base >= bound and not b.control)
-            chosen = [t for t in topics if dropped_bytes.get(t, 0) >= self.min_drop_bytes]
+            # Worth it: at least min_drop_bytes, and no more to write back than is dropped (what is
+            # written back is written while the clients wait).
+            chosen = [t for t in topics
+                      if dropped_bytes.get(t, 0) >= max(self.min_drop_bytes, kept_bytes.get(t, 0))]
             if not chosen:
                 return TrimRound({}, {}, kept_bytes, 0.0)
             admin = _admin(broker.bootstrap, client_id=_CLIENT_ID)
