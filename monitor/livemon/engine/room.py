@@ -201,7 +201,17 @@ _C_RECENT = (C_STALL_MS, C_PLAY_MS, C_BEACONS, C_ERRORS, C_STARTUPS, C_FAST_STAR
 
 def _recent_figures(sums: BucketSums, latency: LatencySketch, t: int, buckets: int, fields: tuple) -> dict:
     """The figures of the short window `(t-buckets, t]` (RECENT_WINDOW), defined as their W ones."""
-    stall, play, beacons, errors, starts, fast = (sums.range_sum(t - buckets + 1, t, field) for field in fields)
+    stall = play = beacons = errors = starts = fast = 0
+    f_stall, f_play, f_beacons, f_errors, f_starts, f_fast = fields
+    get = sums.get
+    for b in range(t - buckets + 1, t + 1):  # one read of each bucket's vector
+        vector = get(b)
+        stall += vector[f_stall]
+        play += vector[f_play]
+        beacons += vector[f_beacons]
+        errors += vector[f_errors]
+        starts += vector[f_starts]
+        fast += vector[f_fast]
     return {
         "stall_ratio_10s": _ratio(stall, stall + play),
         "latency_p95_ms_10s": latency.recent_quantiles(t, buckets, (0.95,))[0],
