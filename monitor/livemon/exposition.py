@@ -271,27 +271,33 @@ def _render(snapshots: list) -> bytes:
         put(f"# HELP {name} {text}\n# TYPE {name} {kind}\n")
 
     shape = layout()
+    # Every room metric's values in one C-level pass over the snapshots' dicts, not one per family.
+    room_keys = tuple(dict.fromkeys([key for _, key, _ in shape.gauges] + [key for _, key, _ in shape.counters]
+                                    + [key for _, _, parts, _ in shape.labelled for _, key, _ in parts]))
+    room_columns = _columns(metrics, room_keys)
     for name, key, text in shape.gauges:
         head(name, text, "gauge")
-        put(_lines(f'{name}{{room="', room_labels, metrics, key))
+        put(_lines(f'{name}{{room="', room_labels, metrics, key, values=room_columns[key]))
     for name, label, parts, text in shape.labelled:
         head(name, text, "gauge")
         for label_value, key, scale in parts:
             labels = list(map(add, names, repeat(f'",{label}="{label_value}"}} ')))
-            put(_lines(f'{name}{{room="', labels, metrics, key, scale))
+            put(_lines(f'{name}{{room="', labels, metrics, key, scale, room_columns[key]))
     if shape.cdn:
         cdn_rooms, cdn_figures = [], []
         for room, s in zip(names, snapshots):
             for cdn, m in (s.get("cdn") or {}).items():
                 cdn_rooms.append(f'{room}",cdn="{_label(cdn)}')
                 cdn_figures.append(m)
+        cdn_columns = _columns(cdn_figures, tuple(dict.fromkeys(key for _, key, _, _, _ in shape.cdn)))
         for name, key, scale, extra, text in shape.cdn:
             head(name, text, "gauge")
             tail = '"' + "".join(f',{k}="{v}"' for k, v in extra) + "} "
-            put(_lines(f'{name}{{room="', list(map(add, cdn_rooms, repeat(tail))), cdn_figures, key, scale))
+            put(_lines(f'{name}{{room="', list(map(add, cdn_rooms, repeat(tail))), cdn_figures, key, scale,
+                       cdn_columns[key]))
     for name, key, text in shape.counters:
         head(f"{name}_total", text, "counter")
-        put(_lines(f'{name}_total{{room="', room_labels, metrics, key))
+        put(_lines(f'{name}_total{{room="', room_labels, metrics, key, values=room_columns[key]))
     # SPEC §8 breakdowns: the (room, value) labels of a dimension, built once for all its families;
     # only the values the catalogue allows (bounded whatever the traffic).
     rows: dict[str, tuple[list, list, dict]] = {}

@@ -275,8 +275,9 @@ class Partition:
 
     # ---- the step ----
 
-    def step(self, now: float, highwater: Highwater, rejects: list[Reject]) -> tuple[list[dict], dict[str, dict]]:
+    def step(self, now: float, highwater: Highwater, rejects: list[Reject]) -> tuple[list, dict[str, dict]]:
         """Advance the engine to the wall clock `now`: (final snapshots, live snapshots by room);
+        each final comes as (ts, its JSON), encoded as soon as it is made (see `Engine.advance`);
         rooms idle past their show's end are forgotten. Events the engine held for a room and
         rejects now (a room never admitted, or over a cap at admission) go to `rejects`. The
         summaries of the shows that ended (those of forgotten rooms included) join `summaries`."""
@@ -287,7 +288,9 @@ class Partition:
             self.restored = False
             self.start_restored_clocks(now)
         clock = self.step_clock(now)
-        finals = list(self.engine.advance(clock))
+        finals: list[tuple[float, orjson.Fragment]] = []
+        self.engine.advance(clock, sink=lambda snapshot: finals.append(
+            (snapshot["ts"], orjson.Fragment(orjson.dumps(snapshot)))))
         for event, reason in self.engine.take_rejected():
             rejects.append(Reject.of_event(event, reason, f"{reason}: room {event.room_id} (ts {event.ts})"))
         live = self.engine.live_snapshots(clock)
@@ -305,7 +308,7 @@ class Partition:
 
 
 class Step(NamedTuple):
-    finals: list[dict]  # final snapshots, in event-time order
+    finals: list[tuple]  # final snapshots as (ts, JSON fragment), in event-time order
     live: dict[str, dict]  # live snapshots by room
     rejects: list[Reject]  # held events rejected at this step
     summaries: list[dict]  # summaries of shows ended at this step (also in each `Partition.summaries`)
@@ -320,12 +323,12 @@ def step_all(partitions, now: float, highwater: Highwater) -> Step:
         step.finals.extend(partition_finals)
         step.live.update(partition_live)
         step.summaries.extend(partition.summaries[unsent:])
-    step.finals.sort(key=_TS_KEY)
+    step.finals.sort(key=_FIRST)
     return step
 
 
 _TS = operator.attrgetter("ts")
-_TS_KEY = operator.itemgetter("ts")
+_FIRST = operator.itemgetter(0)
 
 
 def _key_text(key) -> str | None:

@@ -354,7 +354,7 @@ class StreamRuntime:
         for i in range(parts):
             chunk = slice(i * SNAPSHOTS_PER_RECORD, (i + 1) * SNAPSHOTS_PER_RECORD)
             record = {"worker": self.settings.worker_id, "now": now, "live": snapshots[chunk],
-                      "final": finals[chunk], "part": i, "parts": parts}
+                      "final": [final for _, final in finals[chunk]], "part": i, "parts": parts}
             try:
                 # Bounded: with the broker down the producer's buffer fills and a send would wait
                 # for it, holding up the step (and so /metrics and alerting) for the whole outage.

@@ -28,7 +28,7 @@ from . import ledger as L
 from .audience import DIMENSIONS, Regions, column_names, columns, presence_figures, sales_figures
 from .config import RETENTION_HORIZONS, EngineConfig
 from .ledger import Ledger
-from .state import SET, Array, DictOf, Field, ListOf, Obj, Vectors, from_state
+from .state import SET, Array, DictOf, Field, ListOf, Obj, Vectors, array_bytes, array_of, from_state
 from .windows import BucketSums, DistinctWindow, FlatPairs, GroupedDistinct, KeyedSums, LatencySketch, pairs_of
 
 # Fields of a room's bucket vector, by name (checkpoints store the names: a field added here needs
@@ -240,6 +240,19 @@ def _attr_sums(width: int, frontier: int) -> KeyedSums:
     return KeyedSums(width, frontier, ATTR_STRIDE, A_COVER)
 
 
+class _SlotsOrNames:
+    """Expiry lists: slots, as an int32 array's bytes; an older checkpoint's user ids are kept as
+    they are, for `Room._restored` to map to slots."""
+
+    @staticmethod
+    def encode(slots):
+        return array_bytes(slots)
+
+    @staticmethod
+    def decode(data):
+        return array_of("i", data) if isinstance(data, bytes) else list(data)
+
+
 class _HeldItems:
     """Held items (see `Room.held`) in a checkpoint: a show event as its SPEC object."""
 
@@ -266,7 +279,7 @@ class Room:
         Field("cdns", DictOf(Obj(CdnStats))),
         Field("users"), Field("starts", _DOUBLES), Field("seen", _DOUBLES), Field("ends", _DOUBLES),
         Field("log_op", Array("b")), Field("log_seen", _DOUBLES), Field("logs", _Logs(ROOM_VECTOR)),
-        Field("expiries"), Field("cleanups"), Field("logged", default=lambda room: {}),
+        Field("expiries", DictOf(_SlotsOrNames())), Field("cleanups"), Field("logged", default=lambda room: {}),
         Field("paid_orders", SET), Field("earlier_paid_orders", SET, default=lambda room: set()), Field("cohorts"), Field("last_event_bucket"),
         Field("shows", ListOf(Obj(Show))),
         # Sales analytics (SPEC §8-11), added in place: an older checkpoint gets empty ones.
@@ -287,7 +300,7 @@ class Room:
         Field("pins", default=lambda room: []),
         Field("held", _HeldItems(), default=lambda room: {}),
         Field("beacons", DictOf(_DOUBLES), default=lambda room: {}),
-        Field("view_stamps", default=lambda room: {}),
+        Field("view_stamps", DictOf(_DOUBLES), default=lambda room: {}),
         Field("started", default=lambda room: {}),
         Field("ended", default=lambda room: {}),
         Field("ledger", Obj(Ledger), default=lambda room: Ledger()),
@@ -325,7 +338,7 @@ class Room:
         self.log_op = array("b")
         self.log_seen = array("d")
         self.logs: dict[int, list] = {}  # slot -> log
-        self.expiries: dict[int, list[str]] = {}  # bucket -> viewers whose timeout may fall there
+        self.expiries: dict[int, array] = {}  # bucket -> slots whose viewer's timeout may fall there
         self.cleanups: dict[int, list[str]] = {}  # bucket -> ended viewers to forget
         self.logged: dict[int, list[str]] = {}  # bucket -> viewers whose log may be final then
         self.paid_orders: set[str] = set()
@@ -362,7 +375,7 @@ class Room:
         # (`settle`), the ts of its views, and the viewers whose presence started or ended in it.
         self.held: dict[int, list] = {}
         self.beacons: dict[int, array] = {}  # bucket -> its beacons' flat (ts, stall_ms, play_ms, error)
-        self.view_stamps: dict[int, list] = {}
+        self.view_stamps: dict[int, array] = {}  # bucket -> the ts of its views
         self.started: dict[int, list] = {}
         self.ended: dict[int, list] = {}
         self.ledger = Ledger()
@@ -406,9 +419,13 @@ class Room:
         self.logs = {number(slot): log for slot, log in self.logs.items()}
         # One copy of each user id (see `users`): a checkpoint brings one per place it occurs.
         own = {user: user for user in users if user is not None}
-        for lists in (self.expiries, self.cleanups, self.logged):
+        for lists in (self.cleanups, self.logged):
             for bucket, names in lists.items():
                 lists[bucket] = list(map(own.get, names, names))
+        viewers = self.viewers
+        for bucket, entries in self.expiries.items():
+            if not isinstance(entries, array):  # user ids, from an older checkpoint
+                self.expiries[bucket] = array("i", [viewers[user] for user in entries if user in viewers])
         for window in (self.interacting, self.clicking, self.paying, *(cdn.viewers for cdn in self.cdns.values())):
             window.share(own)
         for grouped in (self.interacting_by, self.clicking_by, self.product_clicks, self.product_carts,
@@ -893,9 +910,9 @@ class Room:
                 expiry = math.ceil((ts + self.timeout) / self.step)
                 expiries = self.expiries.get(expiry)
                 if expiries is None:
-                    self.expiries[expiry] = [user]
+                    self.expiries[expiry] = array("i", (slot,))
                 else:
-                    expiries.append(user)
+                    expiries.append(slot)
                 if log is None and (op is action or last_seen == UNSET):
                     # The log is empty: the entry goes in the slot (a first start's profile is the
                     # slot's, see `_log_list`).
@@ -974,7 +991,7 @@ class Room:
             self._start(user, slot, ts, action if type(action) is int else 0)
         elif present and (entering or action == HEARTBEAT):
             self.seen[slot] = ts
-            self.expiries.setdefault(self.bucket_of(ts + self.timeout), []).append(user)
+            self.expiries.setdefault(self.bucket_of(ts + self.timeout), array("i")).append(slot)
         elif present and action == LEAVE:
             self._end(user, slot, ts)
         self._journal = None
@@ -1094,7 +1111,7 @@ class Room:
         self.profile[slot] = profile
         self.starts[slot] = self.seen[slot] = ts
         self.ends[slot] = UNSET
-        self.expiries.setdefault(self.bucket_of(ts + self.timeout), []).append(user)
+        self.expiries.setdefault(self.bucket_of(ts + self.timeout), array("i")).append(slot)
         self.started.setdefault(bucket, []).append(user)
 
     def _end(self, user, slot, end):
@@ -1118,10 +1135,13 @@ class Room:
 
     def sweep(self, upto: int, watermark: float) -> None:
         """End the presences whose timeout falls in buckets up to `upto`."""
+        users = self.users
         for bucket in range(self.swept + 1, upto + 1):
-            for user in self.expiries.pop(bucket, ()):
-                slot = self.viewers.get(user)
-                if slot is None or self.ends[slot] != UNSET or self.starts[slot] == UNSET:
+            # A slot freed and taken by another viewer since is checked as that viewer's: its own
+            # expiry is this bucket or it is left alone, as a stale entry of its own would be.
+            for slot in self.expiries.pop(bucket, ()):
+                user = users[slot]
+                if user is None or self.ends[slot] != UNSET or self.starts[slot] == UNSET:
                     continue
                 expiry = self.seen[slot] + self.timeout
                 if self.bucket_of(expiry) == bucket:
