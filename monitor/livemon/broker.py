@@ -463,10 +463,14 @@ class TrimRound(NamedTuple):
 class Trimmer:
     """Trims the embedded broker's topics below what anything may still read (see above)."""
 
-    def __init__(self, broker: "EmbeddedBroker", horizon: float = 60.0, min_drop_bytes: int = 4 << 20):
+    def __init__(self, broker: "EmbeddedBroker", horizon: float = 60.0, min_drop_bytes: int = 4 << 20,
+                 max_kept_bytes: int = 8 << 20):
         self.broker = broker
         self.horizon = horizon
         self.min_drop_bytes = min_drop_bytes
+        # A soak's trims held the clients up to 6.4 s when a lagging worker's backlog was written
+        # back; 8 MiB is about a second of writing on the loaded 2-core machine.
+        self.max_kept_bytes = max_kept_bytes
 
     def _read(self, wire: _Wire, topic: str, partition: int, start: int = 0) -> tuple[int, list[_Batch]]:
         """(end offset, the whole batches from `start` up to it, control batches included)."""
@@ -599,10 +603,11 @@ class Trimmer:
                 dropped_bytes[topic] = dropped_bytes.get(topic, 0) + sum(len(b.raw) for b in gone)
                 kept_bytes[topic] = kept_bytes.get(topic, 0) + sum(len(b.raw) for b in batches
                                                                    if b.base >= bound and not b.control)
-            # Worth it: at least min_drop_bytes, and no more to write back than is dropped (what is
-            # written back is written while the clients wait).
+            # Worth it: at least min_drop_bytes, and no more to write back than is dropped nor than
+            # max_kept_bytes (what is written back is written while the clients wait).
             chosen = [t for t in topics
-                      if dropped_bytes.get(t, 0) >= max(self.min_drop_bytes, kept_bytes.get(t, 0))]
+                      if dropped_bytes.get(t, 0) >= max(self.min_drop_bytes, kept_bytes.get(t, 0))
+                      and kept_bytes.get(t, 0) <= self.max_kept_bytes]
             if not chosen:
                 return TrimRound({}, {}, kept_bytes, 0.0)
             admin = _admin(broker.bootstrap, client_id=_CLIENT_ID)
