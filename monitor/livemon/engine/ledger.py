@@ -13,6 +13,8 @@ ones before it (up to EngineConfig.max_remembered viewers, the oldest forgotten 
 
 from __future__ import annotations
 
+from array import array
+from itertools import repeat
 from typing import Any
 
 from .audience import (AGE_COLUMNS, REGION_BASE, column_names, columns, presence_figures, sales_figures, shared,
@@ -42,6 +44,66 @@ def _add_user(by: dict, groups, user: str) -> None:
             users.add(user)
 
 
+class ShowViewers:
+    """The show's viewers, user -> profile of their most recent presence, read and written as a
+    dict. The room's tracked viewers are kept by their slot in an int32 array (4 B each, where a
+    dict entry costs ~37 B); the others (let go by the room, or read from a checkpoint) in a dict.
+    The room links its user -> slot dict and its slots' users (`link`), and hands a viewer over
+    (`release`) before it frees the slot."""
+
+    __slots__ = ("slots", "users", "marks", "marked", "others")
+
+    def __init__(self, others: dict | None = None):
+        self.slots: dict | None = None  # the room's user -> slot, once linked
+        self.users: list | None = None  # the room's slot -> user
+        self.marks = array("i")  # per slot: the profile, or -1
+        self.marked = 0  # marks set
+        self.others: dict[str, int] = {} if others is None else others
+
+    def link(self, slots: dict, users: list) -> None:
+        self.slots, self.users = slots, users
+
+    def get(self, user: str) -> int | None:
+        if self.slots is not None:
+            slot = self.slots.get(user)
+            if slot is not None and slot < len(self.marks) and self.marks[slot] >= 0:
+                return shared(self.marks[slot])
+        return self.others.get(user)
+
+    def __setitem__(self, user: str, profile: int) -> None:
+        slot = None if self.slots is None else self.slots.get(user)
+        if slot is None:
+            self.others[user] = profile
+            return
+        marks = self.marks
+        if slot >= len(marks):
+            marks.extend(repeat(-1, max(slot + 1 - len(marks), 16, len(marks) // 8)))
+        if marks[slot] < 0:
+            self.marked += 1
+            if self.others:
+                self.others.pop(user, None)  # back after the room let it go: one place each
+        marks[slot] = profile
+
+    def release(self, slot: int, user: str) -> None:
+        """The room frees `slot` (its viewer `user`)."""
+        if slot < len(self.marks) and self.marks[slot] >= 0:
+            self.others[user] = shared(self.marks[slot])
+            self.marks[slot] = -1
+            self.marked -= 1
+
+    def __len__(self) -> int:
+        return self.marked + len(self.others)
+
+    def items(self):
+        """(user, profile) of every viewer: those let go first, then the tracked ones by slot."""
+        yield from self.others.items()
+        if self.marked:
+            users = self.users
+            for slot, profile in enumerate(self.marks):
+                if profile >= 0:
+                    yield users[slot], shared(profile)
+
+
 class Tally:
     """One show's running counts."""
 
@@ -51,7 +113,7 @@ class Tally:
     def __init__(self, room_id: str, show_id, start: float, title):
         self.data: dict[str, Any] = {
             "room_id": room_id, "show_id": show_id, "start": start, "title": title, "last_ts": start,
-            "ended_at": None, "viewers": {}, "extra": {}, "by_viewers": {}, "entries": 0, "by_entries": {},
+            "ended_at": None, "viewers": ShowViewers(), "extra": {}, "by_viewers": {}, "entries": 0, "by_entries": {},
             "ends": 0, "watch": 0.0, "by_ends": {}, "by_watch": {}, "peak_online": 0,
             "stayed": set(), "interacting": set(), "clickers": set(), "carters": set(), "ordering": set(),
             "buyers": set(), "orders": 0, "gmv": 0, "refunded": set(), "paid": {},
@@ -72,6 +134,7 @@ class Tally:
     @classmethod
     def encode(cls, tally: "Tally") -> dict:
         d = dict(tally.data)
+        d["viewers"] = dict(d["viewers"].items())
         for name in cls._SETS:
             d[name] = sorted(d[name])
         d["extra"] = {user: sorted(ps) for user, ps in d["extra"].items()}
@@ -90,6 +153,7 @@ class Tally:
     def decode(cls, d: dict) -> "Tally":
         tally = cls.__new__(cls)
         d = dict(d)
+        d["viewers"] = ShowViewers(d["viewers"])  # linked to the room's slots by `Ledger.link`
         for name in cls._SETS:
             d[name] = set(d[name])
         d["extra"] = {user: set(ps) for user, ps in d["extra"].items()}
@@ -129,6 +193,19 @@ class Ledger:
         self.closed: list[dict] = []  # summaries of ended shows, not yet taken
         self.last: dict | None = None  # `totals` of the show closed last (its instants may still be read)
 
+    _links: tuple | None = None  # the room's (user -> slot, slot -> user), see `ShowViewers`
+
+    def link(self, slots: dict, users: list) -> None:
+        """Keep the tracked viewers of each show by the room's slots (after `__init__` or a restore)."""
+        self._links = (slots, users)
+        if self.current is not None:
+            self.current.data["viewers"].link(slots, users)
+
+    def release(self, slot: int, user: str) -> None:
+        """The room frees a viewer's slot."""
+        if self.current is not None:
+            self.current.data["viewers"].release(slot, user)
+
     def totals(self, start: float) -> dict | None:
         """The running totals of the show that began at `start` (the one going on, or the one
         just closed): GMV, spend, orders, refunds (micro units) and GMV per product."""
@@ -157,6 +234,8 @@ class Ledger:
         containing its start (they overlap it)."""
         self.current = tally = Tally(room_id, show.given_id, show.start, show.title)
         self.show_key = show.start
+        if self._links is not None:
+            tally.data["viewers"].link(*self._links)
         for user, _, profile in present:
             self._viewer(tally.data, user, profile)
 

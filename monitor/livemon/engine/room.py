@@ -379,6 +379,7 @@ class Room:
         self.started: dict[int, list] = {}
         self.ended: dict[int, list] = {}
         self.ledger = Ledger()
+        self.ledger.link(self.viewers, self.users)
         self._sales_parts()
 
     def _configure(self, config: EngineConfig) -> None:
@@ -416,6 +417,7 @@ class Room:
         number(len(self.starts))  # every slot of the arrays has its number
         self.viewers = {user: number(slot) for slot, user in enumerate(users) if user is not None}
         self.free = [number(slot) for slot, user in enumerate(users) if user is None]
+        self.ledger.link(self.viewers, users)
         self.logs = {number(slot): log for slot, log in self.logs.items()}
         # One copy of each user id (see `users`): a checkpoint brings one per place it occurs.
         own = {user: user for user in users if user is not None}
@@ -846,6 +848,7 @@ class Room:
         self.profile.extend(repeat(0, more))
 
     def _forget_viewer(self, user: str, slot: int) -> None:
+        self.ledger.release(slot, user)
         self.past.pop(slot, None)
         del self.viewers[user]
         self.users[slot] = None
