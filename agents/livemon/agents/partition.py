@@ -288,9 +288,8 @@ class Partition:
             self.restored = False
             self.start_restored_clocks(now)
         clock = self.step_clock(now)
-        finals: list[tuple[float, orjson.Fragment]] = []
-        self.engine.advance(clock, sink=lambda snapshot: finals.append(
-            (snapshot["ts"], orjson.Fragment(orjson.dumps(snapshot)))))
+        finals: list[tuple[float, bytes]] = []
+        self.engine.advance(clock, sink=lambda snapshot: finals.append((snapshot["ts"], orjson.dumps(snapshot))))
         for event, reason in self.engine.take_rejected():
             rejects.append(Reject.of_event(event, reason, f"{reason}: room {event.room_id} (ts {event.ts})"))
         live = self.engine.live_snapshots(clock)
@@ -308,7 +307,7 @@ class Partition:
 
 
 class Step(NamedTuple):
-    finals: list[tuple]  # final snapshots as (ts, JSON fragment), in event-time order
+    finals: list[tuple]  # final snapshots as (ts, their JSON), in event-time order
     live: dict[str, dict]  # live snapshots by room
     rejects: list[Reject]  # held events rejected at this step
     summaries: list[dict]  # summaries of shows ended at this step (also in each `Partition.summaries`)

@@ -41,9 +41,10 @@ from livemon.topics import (CHECKPOINT_TOPIC, DEADLETTER_TOPIC, INPUT_TOPICS, OP
 
 log = logging.getLogger(__name__)
 
-# Snapshots per record on the snapshots topic: a step of a worker with thousands of rooms would
-# exceed the broker's message size as one record.
-SNAPSHOTS_PER_RECORD = 500
+# JSON bytes of snapshots per record on the snapshots topic: a step of a worker with hundreds of
+# rooms (each snapshot with its breakdowns and products) exceeds the broker's message size as one
+# record, so a step goes in records of about this size (the producer's request limit is 2 MiB).
+SNAPSHOT_RECORD_BYTES = 512 * 1024
 MAX_DEADLETTER_RAW = 64 * 1024
 # Steps run this fraction of a step after each instant (see `_step_loop`).
 STEP_OFFSET = 0.4
@@ -52,6 +53,21 @@ STEP_OFFSET = 0.4
 # at all (the producer's request limit is 2 MiB).
 SUMMARY_RECORD_BYTES = 512 * 1024
 MAX_SUMMARY_BYTES = 1536 * 1024
+
+
+def snapshot_chunks(live: list[bytes], finals: list[bytes]) -> list[tuple[list, list]]:
+    """A step's encoded live and final snapshots cut into (live, final) parts of at most
+    SNAPSHOT_RECORD_BYTES each (a larger snapshot goes alone); at least one part, maybe empty."""
+    chunks: list[tuple[list, list]] = [([], [])]
+    size = 0
+    for index, blobs in enumerate((live, finals)):
+        for blob in blobs:
+            if size and size + len(blob) > SNAPSHOT_RECORD_BYTES:
+                chunks.append(([], []))
+                size = 0
+            chunks[-1][index].append(orjson.Fragment(blob))
+            size += len(blob)
+    return chunks
 
 
 def summary_records(worker: str, now: float, key: str, summaries: list[dict]) -> list[bytes]:
@@ -349,12 +365,11 @@ class StreamRuntime:
         self.ownership.soon.set()
 
     async def _publish(self, now: float, live: dict, finals: list) -> bool:
-        snapshots = list(live.values())
-        parts = max(1, math.ceil(max(len(snapshots), len(finals)) / SNAPSHOTS_PER_RECORD))
-        for i in range(parts):
-            chunk = slice(i * SNAPSHOTS_PER_RECORD, (i + 1) * SNAPSHOTS_PER_RECORD)
-            record = {"worker": self.settings.worker_id, "now": now, "live": snapshots[chunk],
-                      "final": [final for _, final in finals[chunk]], "part": i, "parts": parts}
+        chunks = snapshot_chunks([orjson.dumps(snapshot) for snapshot in live.values()],
+                                 [final for _, final in finals])
+        for i, (live_part, final_part) in enumerate(chunks):
+            record = {"worker": self.settings.worker_id, "now": now, "live": live_part, "final": final_part,
+                      "part": i, "parts": len(chunks)}
             try:
                 # Bounded: with the broker down the producer's buffer fills and a send would wait
                 # for it, holding up the step (and so /metrics and alerting) for the whole outage.
