@@ -4,7 +4,7 @@ exactly-mergeable figure of a generated hot room; the naive split by event does 
 
 import pytest
 
-from livemon.scaling_sim import ROOM_CHECKED, merge, route, shard_of, simulate
+from tests.scaling_sim import ROOM_CHECKED, merge, route, shard_of, simulate
 
 
 @pytest.fixture(scope="module")

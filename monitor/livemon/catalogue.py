@@ -68,6 +68,7 @@ class Metric:
     target: str | None = None  # the name of the show target it is measured against (web targets)
     absent: float | None = None  # product scope: the value of a top product with no entry in the window
     as_label: str | None = None  # the snapshot's value is this label's value and the sample is 1 (an info gauge)
+    onset: str | None = None  # the beacon symptom it shows ("stall", "errors", "latency", "startup"): `livemon bench-alerts` times its onset
 
     def to_json(self) -> dict:
         return {**asdict(self), "labels": dict(self.labels)}
@@ -138,22 +139,22 @@ ROOM: tuple[Metric, ...] = (
     Metric("gpm", "livemon_room_gpm", "GMV per thousand entries over the window.", "千次观看成交额 GPM", "GPM",
            "money", review="mean", higher_is_better=True, dashboard="sales"),
     Metric("stall_ratio", "livemon_room_stall_ratio", "Stall time divided by play plus stall time.", "卡顿率",
-           "Stall ratio", "pct", charts=("stall",), tile=True, compare=True, review="mean", higher_is_better=False, dashboard="stream"),
+           "Stall ratio", "pct", charts=("stall",), tile=True, compare=True, review="mean", higher_is_better=False, dashboard="stream", onset="stall"),
     Metric("stalls_per_min", "livemon_room_stalls_per_minute", "Stalls per minute of playback.", "卡顿次数/分钟",
            "Stalls/min", "num", review="mean", higher_is_better=False, dashboard="stream"),
     Metric("latency_p50_ms", "livemon_room_latency_seconds", "Live latency percentiles over the window's beacons.",
            "延迟 p50", "Latency p50", "ms", labels=(("quantile", "0.5"),), scale=0.001, dashboard="stream"),
     Metric("latency_p95_ms", "livemon_room_latency_seconds", "Live latency percentiles over the window's beacons.",
            "延迟 p95", "Latency p95", "ms", labels=(("quantile", "0.95"),), scale=0.001, charts=("latency",),
-           compare=True, review="mean", higher_is_better=False, dashboard="stream"),
+           compare=True, review="mean", higher_is_better=False, dashboard="stream", onset="latency"),
     Metric("error_rate", "livemon_room_error_ratio", "Health beacons with an error divided by all beacons.",
-           "播放错误率", "Error rate", "pct", review="mean", higher_is_better=False, dashboard="stream"),
+           "播放错误率", "Error rate", "pct", review="mean", higher_is_better=False, dashboard="stream", onset="errors"),
     # SPEC §11: start-up quality over the window's beacons that carry startup_ms.
     Metric("startup_p50_ms", "livemon_room_startup_seconds", "Median time to first frame of the window's plays.",
            "首帧耗时 p50", "Start-up time p50", "ms", labels=(("quantile", "0.5"),), scale=0.001, review="mean",
            higher_is_better=False, dashboard="stream"),
     Metric("fast_start_ratio", "livemon_room_fast_start_ratio", "Share of the window's plays started within 1 s.",
-           "秒开率", "Fast starts (<= 1 s)", "pct", review="mean", higher_is_better=True, dashboard="stream"),
+           "秒开率", "Fast starts (<= 1 s)", "pct", review="mean", higher_is_better=True, dashboard="stream", onset="startup"),
     Metric("slow_start_ratio", "livemon_room_slow_start_ratio", "Share of the window's plays that took 3 s or more "
            "to start.", "慢启动占比", "Slow starts (>= 3 s)", "pct", review="mean", higher_is_better=False,
            dashboard="stream"),
@@ -340,6 +341,12 @@ def families(scope: str = "room") -> list[tuple[str, str, str, list[Metric]]]:
         name = metric.exposed + ("_total" if metric.kind == "counter" else "")
         out.setdefault(name, (name, metric.kind, metric.help, []))[3].append(metric)
     return list(out.values())
+
+
+def target_metric(target: str) -> str:
+    """The name of the room metric measured against a show target (`gmv`, `online`, `conversion`):
+    modules that read one by its meaning name it through here, not by the SPEC name."""
+    return next(metric.name for metric in ROOM if metric.target == target)
 
 
 def as_json() -> dict:

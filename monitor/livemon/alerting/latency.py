@@ -22,6 +22,7 @@ from pathlib import Path
 import click
 from aiohttp import web
 
+from .. import catalogue
 from ..engine import Engine, EngineConfig
 from ..ingest.events import Health, decode
 from ..simulator.core import Simulation
@@ -129,23 +130,24 @@ async def run_outage(data_dir: Path, config_path: str = "alerts/alerting.yml", s
     return run
 
 
-def _second_figure(metric: str, beacons: list):
+def _second_figure(onset: str, beacons: list):
     """A rule's figure over the beacons of one second (as the engine defines it over a window)."""
-    if metric == "stall_ratio":
+    if onset == "stall":
         stall, play = sum(e.stall_ms for e in beacons), sum(e.play_ms for e in beacons)
         return stall / (stall + play) if stall + play else None
-    if metric == "error_rate":
+    if onset == "errors":
         return sum(1 for e in beacons if e.error) / len(beacons)
-    if metric == "latency_p95_ms":
+    if onset == "latency":
         values = sorted(e.latency_ms for e in beacons if e.latency_ms is not None)
         return values[max(1, math.ceil(0.95 * len(values))) - 1] if values else None
-    if metric == "fast_start_ratio":
+    if onset == "startup":
         starts = [e.startup_ms for e in beacons if e.startup_ms is not None]
         return sum(1 for v in starts if v <= 1000) / len(starts) if starts else None
     return None
 
 
-SYMPTOMS = ("stall_ratio", "error_rate", "latency_p95_ms", "fast_start_ratio")
+# Rule metric -> the beacon symptom it shows (the catalogue's `onset`).
+SYMPTOMS = {metric.name: metric.onset for metric in catalogue.ROOM if metric.onset}
 
 
 def symptom_ts(run: OutageRun, rule: Rule) -> float | None:
@@ -160,7 +162,7 @@ def symptom_ts(run: OutageRun, rule: Rule) -> float | None:
             continue
         seconds.setdefault(math.ceil(beacon.ts), []).append(beacon)
     for second in sorted(seconds):
-        value = _second_figure(rule.metric, seconds[second])
+        value = _second_figure(SYMPTOMS[rule.metric], seconds[second])
         if value is not None and rule.breaches(value, firing=False):
             return float(second)
     return None

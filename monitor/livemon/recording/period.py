@@ -6,7 +6,7 @@ show is over) and its incidents from `livemon.recording.mttr` (the recorded inci
 - GMV, paid orders, viewers, entries, clickers and buyers are sums over the shows (a viewer of two
   shows counts in each, as each show's own figures do);
 - conversion is the share of clickers who paid, of all the shows' clickers (each show's
-  `conversion_rate` times its `clickers` gives its paying clickers); UV value is GMV per viewer,
+  conversion times its `clickers` gives its paying clickers); UV value is GMV per viewer,
   GPM GMV per thousand entries; the same per traffic source (`by.source`) and per product;
 - best hours: the shows' `hours` (local hours of the engine's `--utc-offset`) summed, by GMV;
 - incidents: time to detect, acknowledge and resolve per ISO week, against the 15-minute goal.
@@ -24,10 +24,13 @@ from pathlib import Path
 import click
 import orjson
 
+from livemon import catalogue
 from livemon.recording.cli import _open_store, data_dir_option
 from livemon.recording.export import Table, bi_label, write_xlsx
 from livemon.recording.mttr import Period, PeriodError, incident_report, lang, period_options
 from livemon.recording.review import bi, fmt
+
+CONVERSION = catalogue.target_metric("conversion")  # the clickers who paid, as a share of clickers
 
 TOP_PRODUCTS = 20
 SUMS = ("viewers", "entries", "clickers", "buyers", "orders", "gmv", "refunds")
@@ -38,7 +41,7 @@ PRODUCT_SUMS = ("clickers", "carters", "buyers", "orders", "gmv", "refunds")
 
 def _paying(figures: dict) -> int:
     """Clickers who paid: the conversion rate (of clickers, the share who paid) times the clickers."""
-    return round((figures.get("conversion_rate") or 0) * (figures.get("clickers") or 0))
+    return round((figures.get(CONVERSION) or 0) * (figures.get("clickers") or 0))
 
 
 def _add(into: dict, figures: dict, keys=SUMS, paying: bool = True) -> dict:
@@ -49,10 +52,10 @@ def _add(into: dict, figures: dict, keys=SUMS, paying: bool = True) -> dict:
     return into
 
 
-def _ratios(row: dict, names=("conversion_rate", "uv_value", "gpm")) -> dict:
+def _ratios(row: dict, names=(CONVERSION, "uv_value", "gpm")) -> dict:
     """Conversion, UV value and GPM of summed figures (None where the divisor is 0)."""
-    if "conversion_rate" in names:
-        row["conversion_rate"] = row["paying_clickers"] / row["clickers"] if row.get("clickers") else None
+    if CONVERSION in names:
+        row[CONVERSION] = row["paying_clickers"] / row["clickers"] if row.get("clickers") else None
     if "uv_value" in names:
         row["uv_value"] = row["gmv"] / row["viewers"] if row.get("viewers") else None
     if "gpm" in names:
@@ -122,10 +125,10 @@ def period_report(store, period: Period, top: int = TOP_PRODUCTS) -> dict:
                    "resolved_within_goal": incidents["total"]["resolved_within_goal"]},
         "weeks": week_rows,
         "shows": show_rows,
-        "sources": sorted((_ratios(s, ("conversion_rate", "uv_value")) for s in sources.values()),
+        "sources": sorted((_ratios(s, (CONVERSION, "uv_value")) for s in sources.values()),
                           key=lambda s: (-(s["uv_value"] or 0), s["source"])),
         "hours": sorted(hours.values(), key=lambda h: (-h["gmv"], h["hour"])),
-        "products": [_ratios(p, ("conversion_rate",)) for p in ranked[:top]],
+        "products": [_ratios(p, (CONVERSION,)) for p in ranked[:top]],
         "products_total": len(products),
         "incidents": {"goal_seconds": incidents["goal_seconds"], "total": incidents["total"],
                       "weeks": incidents["weeks"]},
@@ -139,7 +142,7 @@ KPIS = [("shows", "场次", "Shows", "int"), ("summarized", "有汇总的场次"
         ("orders", "成交订单", "Paid orders", "int"), ("buyers", "成交人数(各场之和)", "Buyers (sum of shows)", "int"),
         ("viewers", "观看人数(各场之和)", "Viewers (sum of shows)", "int"), ("entries", "进入人次", "Entries", "int"),
         ("clickers", "点击商品人数(各场之和)", "Clickers (sum of shows)", "int"),
-        ("conversion_rate", "点击转化率", "Conversion (clickers who paid)", "pct"),
+        (CONVERSION, "点击转化率", "Conversion (clickers who paid)", "pct"),
         ("uv_value", "UV 价值", "UV value", "money2"), ("gpm", "GPM(千次进入成交额)", "GPM", "money"),
         ("refunds", "退款订单", "Refunds", "int"), ("incidents", "故障", "Incidents", "int"),
         ("mttr", "平均恢复用时", "MTTR", "sec"),
@@ -157,7 +160,7 @@ def tables(data: dict) -> list[Table]:
                       ("订单", "Orders", "int"), ("观看人数", "Viewers", "int"), ("转化率", "Conversion", "pct"),
                       ("UV 价值", "UV value", "money2"), ("故障", "Incidents", "int"), ("未恢复", "Open", "int"),
                       ("平均恢复用时", "MTTR", "sec"), ("15 分钟内恢复", "Within 15 min", "int")],
-                     [[w["week"], w["shows"], w["gmv"], w["orders"], w["viewers"], w["conversion_rate"], w["uv_value"],
+                     [[w["week"], w["shows"], w["gmv"], w["orders"], w["viewers"], w[CONVERSION], w["uv_value"],
                        w["incidents"], w["open"], w["mttr"], w["resolved_within_goal"]] for w in data["weeks"]]))
     out.append(Table("shows", "场次", "Shows",
                      [("开播(本地时间)", "Start (local)", "text"), ("场次", "Show", "text"), ("直播间", "Room", "text"),
@@ -165,14 +168,14 @@ def tables(data: dict) -> list[Table]:
                       ("订单", "Orders", "int"), ("观看人数", "Viewers", "int"), ("转化率", "Conversion", "pct"),
                       ("UV 价值", "UV value", "money2"), ("故障", "Incidents", "int"), ("平均恢复用时", "MTTR", "sec")],
                      [[s["local_start"], s["show"], s["room_id"], s.get("title"), s.get("minutes"), s.get("gmv"),
-                       s.get("orders"), s.get("viewers"), s.get("conversion_rate"), s.get("uv_value"), s["incidents"],
+                       s.get("orders"), s.get("viewers"), s.get(CONVERSION), s.get("uv_value"), s["incidents"],
                        s["mttr"]] for s in data["shows"]]))
     out.append(Table("sources", "各流量来源 UV 价值", "UV value by source",
                      [("流量来源", "Source", "text"), ("UV 价值", "UV value", "money2"), ("观看人数", "Viewers", "int"),
                       ("成交额", "GMV", "money"), ("成交人数", "Buyers", "int"), ("点击人数", "Clickers", "int"),
                       ("转化率", "Conversion", "pct"), ("场次", "Shows", "int")],
                      [[s["source"], s["uv_value"], s["viewers"], s["gmv"], s["buyers"], s["clickers"],
-                       s["conversion_rate"], s["shows"]] for s in data["sources"]]))
+                       s[CONVERSION], s["shows"]] for s in data["sources"]]))
     out.append(Table("hours", "最佳时段(本地时间,按成交额)", "Best hours (local time, by GMV)",
                      [("排名", "Rank", "int"), ("小时", "Hour", "text"), ("成交额", "GMV", "money"),
                       ("占成交额", "Share of GMV", "pct"), ("订单", "Orders", "int"), ("成交人数", "Buyers", "int"),
@@ -185,7 +188,7 @@ def tables(data: dict) -> list[Table]:
                       ("成交人数", "Buyers", "int"), ("点击人数", "Clickers", "int"), ("转化率", "Conversion", "pct"),
                       ("退款", "Refunds", "int"), ("场次", "Shows", "int")],
                      [[rank, p["product_id"], p.get("title"), p.get("category"), p["gmv"], p["orders"], p["buyers"],
-                       p["clickers"], p["conversion_rate"], p["refunds"], p["shows"]]
+                       p["clickers"], p[CONVERSION], p["refunds"], p["shows"]]
                       for rank, p in enumerate(data["products"], 1)]))
     incidents = data["incidents"]
     out.append(Table("incidents", "故障与恢复用时(按周,目标 15 分钟内恢复)",

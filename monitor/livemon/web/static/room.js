@@ -201,11 +201,12 @@
     const m = snap.metrics || {}, show = snap.show || {}, by = (cut && cut.by) || {}, count = (cut && cut.by_count) || {};
     const room = (name) => find(catalogue.room, name), showMetric = (name) => find(catalogue.show, name);
     const gmvShow = catalogue.room.find((metric) => metric.target === "gmv");   // the show's running GMV
+    const conversion = catalogue.room.find((metric) => metric.target === "conversion").name;  // a product's too
     // The show so far and the product presented now.
     const products = (cut && cut.products) || [];
     const pin = products.find((p) => p.pinned);
     LM.setText($("pin-now"), pin ? `${LM.t("pinned")} ${pin.product_id} · ${LM.t("ctrShort")} ${LM.pct(pin.ctr)} · ` +
-                                   `${LM.t("convShort")} ${LM.pct(pin.conversion_rate)}` : LM.t("noPin"));
+                                   `${LM.t("convShort")} ${LM.pct(pin[conversion])}` : LM.t("noPin"));
     $("pin-now").classList.toggle("on", !!pin);
     const total = (key, metric, label, format, value) => ({ key, label: metric ? LM.label(metric) : LM.t(label) || label || key,
       text: metric ? LM.fmt(metric, value) : LM.FORMAT[format](value) });
@@ -224,7 +225,7 @@
         set: (td, p) => { LM.setText(td.firstChild, p.product_id); td.lastChild.classList.toggle("hidden", !p.pinned); } },
       column("clickers", P("clickers"), "clickers", "int"), column("carts", null, "carts", "int"),
       column("orders", P("orders"), "orders", "int"), column("gmv", P("gmv"), "gmv", "money"),
-      column("ctr", null, "productCtr", "pct"), column("conversion_rate", P("conversion_rate"), "convShort", "pct"),
+      column("ctr", null, "productCtr", "pct"), column(conversion, P(conversion), "convShort", "pct"),
     ], products, (p) => p.product_id, (tr, p) => tr.classList.toggle("pinned", p.pinned));
     LM.setText($("products-note"), !products.length ? LM.t("noProducts")
       : cut.products_count > products.length ? LM.t("shownOf", products.length, cut.products_count) : "");

@@ -1,6 +1,6 @@
 """A room bigger than a worker, by simulation: two-stage aggregation by user shard (docs/SCALING.md).
 
-    python -m livemon.scaling_sim [--rate 8000] [--duration 240] [--shards 2,4,8] [--write BENCHMARKS.md]
+    python -m tests.scaling_sim [--rate 8000] [--duration 240] [--shards 2,4,8] [--write BENCHMARKS.md]
 
 One hot room of the simulator (`livemon.simulator.core.generate`, the `normal` show) is computed
 twice from the same events in the same order:
@@ -42,6 +42,7 @@ from livemon.engine.audience import column_names
 from livemon.engine.config import RETENTION_HORIZONS
 from livemon.engine.windows import LatencySketch, pairs_of
 from livemon.ingest.events import Show
+
 
 BEGIN, END = "<!-- scaling:begin -->", "<!-- scaling:end -->"
 ROOM = "room-hot"
@@ -441,7 +442,7 @@ def simulate(rate: float = 8000, duration: float = 240, shards=(2, 4, 8), seed: 
 def report(r: dict, machine: str, date: str) -> str:
     s = r["single"]
     lines = [
-        "## A room bigger than a worker: two-stage aggregation by user shard (`python -m livemon.scaling_sim`)", "",
+        "## A room bigger than a worker: two-stage aggregation by user shard (`python -m tests.scaling_sim`)", "",
         f"- {date}, {machine}; one hot room of the simulator (`normal`, seed {r['seed']}): "
         f"{r['events']:,} events over {r['duration']:g} s ({r['rate']:,.0f} events/s asked), "
         f"{r['instants']} final instants; W = {r['window_s']:g} s; all in one process, one core",
