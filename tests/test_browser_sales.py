@@ -122,7 +122,8 @@ def test_tile_shows_the_pinned_product_top_source_and_fast_starts_in_place(page,
     assert "讲解中" in pin and "sku-3" in pin and "点击率 13.3%" in pin and "转化 25%" in pin
     assert tile.locator(".top-source").inner_text().split() == ["主要来源", "自然流量", "40%"]
     assert tile.locator('[data-metric="fast_start_ratio"] dt').inner_text() == "秒开率"
-    assert tile.locator('[data-metric="fast_start_ratio"] dd').inner_text().strip() == "60%"
+    # 60 % is under the RoomSlowStarts line (80 %, alerts/rules.yml): marked bad, not by colour alone.
+    assert tile.locator('[data-metric="fast_start_ratio"] dd').inner_text().strip() == "60% ✖"
     # The next snapshot pins sku-1: the same tile node changes its text.
     page.evaluate(f"() => {{ window.kept = document.querySelector('.tile[data-room=\"{ROOM}\"] .pin'); }}")
     later = copy.deepcopy(fed)
