@@ -23,6 +23,8 @@ if [ "${1:-}" = "--with-test-services" ]; then
   command -v prometheus-alertmanager >/dev/null || missing+=(prometheus-alertmanager)
   command -v chromium >/dev/null || missing+=(chromium)
   command -v openssl >/dev/null || missing+=(openssl)    # the TLS tests make their own CA
+  # Chinese glyphs for the browser tests' screenshots (the page is Chinese first).
+  [ -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || missing+=(fonts-wqy-microhei)
   if [ ${#missing[@]} -gt 0 ]; then
     sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
     $sudo apt-get update -qq
