@@ -97,8 +97,8 @@ class ShowViewers:
     def items(self):
         """(user, profile) of every viewer: those let go first, then the tracked ones by slot."""
         yield from self.others.items()
-        if self.marked:
-            users = self.users
+        users = self.users
+        if self.marked and users is not None:  # marks are only set once linked
             for slot, profile in enumerate(self.marks):
                 if profile >= 0:
                     yield users[slot], shared(profile)
