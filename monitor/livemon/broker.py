@@ -82,11 +82,16 @@ def ensure_topics(bootstrap: str, partitions: int = DEFAULT_PARTITIONS,
     changed: that would move rooms between partitions); a mismatch between the event topics is
     an error, because a room's events and checkpoints must share one partition number.
     """
+    wait_for_broker(bootstrap, timeout=timeout)
+    return create_topics(_admin(bootstrap, timeout=timeout), partitions, topics, timeout)
+
+
+def create_topics(admin, partitions: int, topics: tuple[str, ...], timeout: float) -> dict[str, int]:
+    """`ensure_topics` through an open kafka-python admin client (closed here), whatever the
+    connection (see `livemon.kafka_connection`)."""
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
-    wait_for_broker(bootstrap, timeout=timeout)
-    admin = _admin(bootstrap, timeout=timeout)
     try:
         existing = set(admin.list_topics())
         missing = [name for name in topics if name not in existing]

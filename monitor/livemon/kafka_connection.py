@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from livemon.settings import setting
-from livemon.topics import ALL_TOPICS, DEFAULT_PARTITIONS, PARTITIONED_TOPICS, TOPIC_CONFIGS
+from livemon.topics import ALL_TOPICS, DEFAULT_PARTITIONS
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
@@ -426,9 +426,8 @@ def ensure_topics(connection: KafkaConnection, partitions: int = DEFAULT_PARTITI
     """`livemon.broker.ensure_topics` over a deployed connection: check the brokers (a clear error
     for a wrong CA, certificate or password; `warn` gets each bootstrap entry that did not answer),
     then create the product's missing topics; return {topic: partition count}."""
-    from kafka.admin import NewTopic
-    from kafka.errors import KafkaError, TopicAlreadyExistsError
-    from livemon.broker import _partition_counts
+    from kafka.errors import KafkaError
+    from livemon.broker import create_topics
 
     for skipped in connection.check(timeout):
         warn(f"Kafka bootstrap entry {skipped}; using the others")
@@ -437,22 +436,4 @@ def ensure_topics(connection: KafkaConnection, partitions: int = DEFAULT_PARTITI
     except KafkaError as error:
         raise KafkaConnectionError(f"cannot use Kafka at {connection.bootstrap}: "
                                    f"{describe_error(error, connection)}") from None
-    try:
-        existing = set(admin.list_topics())
-        missing = [name for name in topics if name not in existing]
-        if missing:
-            new = [NewTopic(name, partitions if name in PARTITIONED_TOPICS else 1, 1,
-                            topic_configs=TOPIC_CONFIGS.get(name, {}))
-                   for name in missing]
-            try:
-                admin.create_topics(new, timeout_ms=int(timeout * 1000))
-            except TopicAlreadyExistsError:
-                pass  # another process created them in between: fine
-        counts = _partition_counts(admin, topics, timeout)
-    finally:
-        admin.close()
-    event_counts = {counts[name] for name in PARTITIONED_TOPICS if name in counts}
-    if len(event_counts) > 1:
-        raise ValueError(f"event topics have different partition counts: "
-                         f"{ {n: counts[n] for n in PARTITIONED_TOPICS if n in counts} }")
-    return counts
+    return create_topics(admin, partitions, topics, timeout)
