@@ -259,6 +259,22 @@ def period_options(command):
     return command
 
 
+def over_period(first, last, utc_offset, data_dir, build, *args):
+    """`build(store, period, *args)` over the recording, for a command's --from, --to and
+    --utc-offset: a bad date is a usage error, an empty period or a missing recording a clear one."""
+    try:
+        period = Period.parse(first, last, utc_offset)
+    except PeriodError as error:
+        raise click.BadParameter(str(error)) from None
+    store = _open_store(data_dir)
+    try:
+        return build(store, period, *args)
+    except PeriodError as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        store.close()
+
+
 @click.command()
 @period_options
 @click.option("--json", "as_json", is_flag=True, help="One JSON object: totals, weeks, shows and each incident.")
@@ -267,15 +283,5 @@ def incidents(first, last, utc_offset, as_json, data_dir):
     """Time to detect, acknowledge and resolve incidents per show and per ISO week of the recorded
     shows that started from --from to --to (local dates, both included), against the goal of
     resolving within 15 minutes."""
-    try:
-        period = Period.parse(first, last, utc_offset)
-    except PeriodError as error:
-        raise click.BadParameter(str(error)) from None
-    store = _open_store(data_dir)
-    try:
-        data = incident_report(store, period)
-    except PeriodError as error:
-        raise click.ClickException(str(error)) from None
-    finally:
-        store.close()
+    data = over_period(first, last, utc_offset, data_dir, incident_report)
     click.echo(orjson.dumps(data).decode() if as_json else render_text(data))

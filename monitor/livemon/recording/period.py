@@ -25,9 +25,9 @@ import click
 import orjson
 
 from livemon import catalogue
-from livemon.recording.cli import _open_store, data_dir_option
+from livemon.recording.cli import data_dir_option
 from livemon.recording.export import Table, bi_label, write_xlsx
-from livemon.recording.mttr import Period, PeriodError, incident_report, lang, period_options
+from livemon.recording.mttr import Period, incident_report, lang, over_period, period_options
 from livemon.recording.review import bi, fmt
 
 CONVERSION = catalogue.target_metric("conversion")  # the clickers who paid, as a share of clickers
@@ -297,17 +297,7 @@ def report(first, last, utc_offset, out, xlsx_path, top, as_json, data_dir):
     """Write the period report of the recorded shows that started from --from to --to (local dates,
     both included): GMV, conversion, UV value by source, best hours, top products, incidents and
     MTTR per ISO week, as one HTML file and one XLSX workbook."""
-    try:
-        period = Period.parse(first, last, utc_offset)
-    except PeriodError as error:
-        raise click.BadParameter(str(error)) from None
-    store = _open_store(data_dir)
-    try:
-        data = period_report(store, period, top)
-    except PeriodError as error:
-        raise click.ClickException(str(error)) from None
-    finally:
-        store.close()
+    data = over_period(first, last, utc_offset, data_dir, period_report, top)
     out = out or Path(f"report-{period.first}-{period.last}.html")
     xlsx_path = xlsx_path or out.with_suffix(".xlsx")
     page = render_html(data)
