@@ -524,7 +524,7 @@ def summary(d: dict, regions, utc: int) -> dict:
     clickers = d["clickers"]
     totals = {
         "viewers": viewers, "entries": d["entries"], "peak_online": d["peak_online"],
-        "avg_watch_seconds": _ratio(d["watch"], d["ends"]), "stayed_60s": len(d["stayed"]),
+        **presence_figures(viewers, d["entries"], d["watch"], d["ends"]), "stayed_60s": len(d["stayed"]),
         "interacting": len(d["interacting"]), "clickers": len(clickers), "carters": len(d["carters"]),
         "ordering": len(d["ordering"]), "buyers": len(buyers), **sales_figures(d["orders"], gmv, viewers),
         "refunds": len(d["refunded"]), "refund_rate": _ratio(len(d["refunded"]), d["orders"]),
