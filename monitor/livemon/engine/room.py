@@ -1265,7 +1265,7 @@ class Room:
                 short += entering[SHORT[i]] - leaving[SHORT[i]]
             metrics[f"retention_{RETENTION_HORIZONS[i]}s"] = _ratio(started - short, started)
         metrics.update(
-            avg_watch_seconds=_ratio(window[WATCH], leaves),
+            **presence_figures(viewers, entries, window[WATCH], leaves),
             interaction_rate=_ratio(self.interacting.count_at(t), viewers),
             danmaku_per_min=window[DANMAKU] * scale,
             product_ctr=_ratio(clickers, viewers),
