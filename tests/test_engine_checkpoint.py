@@ -21,6 +21,7 @@ import zlib
 from pathlib import Path
 
 import msgspec
+import orjson
 import pytest
 from livemon.engine import Engine, state
 from livemon.engine.room import ERRORS, ROOM_VECTOR, UNSET, Room
@@ -458,3 +459,22 @@ if __name__ == "__main__":
     path = DATA / f"engine-checkpoint-v{state.VERSION}.msgpack"
     path.write_bytes(fixture_state().export_rooms(FIXTURE_ROOMS))
     print("wrote", path)
+
+
+def test_a_stored_checkpoint_payload_of_either_compression_unpacks_to_what_was_packed():
+    # Layout 3 (zstd) is written; a layout 2 payload (zlib), left on the topic by a worker of the
+    # previous release, must still restore after an upgrade.
+    from livemon.agents.checkpoints import LAYOUT, Checkpoint, _pack, _unpack
+
+    engine = Engine()
+    engine.ingest([View("r1", "u1", 10.0, "enter"), Danmaku("r1", "u1", 11.0, "hi")])
+    state_bytes = engine.export_rooms(["r1"])
+    alerts = {"r1": {"pending": {"RoomHighStallRatio": 12.0}}}
+    checkpoint = Checkpoint(partition=0, offsets={"liveroom.views": 2}, rooms=["r1"], state=state_bytes,
+                            alerts=alerts, worker="w1", wall=20.0)
+    packed = _pack(checkpoint)
+    assert LAYOUT == 3 and packed[:4] == b"\x28\xb5\x2f\xfd"  # a zstd frame
+    assert _unpack(packed, LAYOUT) == (state_bytes, alerts)
+    body = orjson.dumps(alerts)
+    old = zlib.compress(len(body).to_bytes(8, "big") + body + state_bytes, 1)
+    assert _unpack(old, 2) == (state_bytes, alerts)

@@ -8,8 +8,8 @@ and nothing in between is missed.
 
 On the topic, one checkpoint is a run of `chunk` records (the payload, split to stay under the
 broker's message size) followed by one `header` record naming the chunks' offsets. The payload
-(layout 2) is zlib-compressed: the rooms' alert state as JSON, then the engine state; compression
-makes checkpoints 5-8 times smaller, which matters most on a broker that keeps every record. A checkpoint
+(layout 3) is zstd-compressed (level 1; layout 2, still read, was zlib): the rooms' alert state as
+JSON, then the engine state; compression makes checkpoints 5-8 times smaller, which matters most on a broker that keeps every record. A checkpoint
 is complete once its header is written; a writer killed halfway leaves chunks without a header,
 which readers never use. Brokers without log compaction keep the topic by retention time only.
 
@@ -24,6 +24,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import zlib
+
+import cramjam
 from dataclasses import dataclass, field
 
 import orjson
@@ -55,23 +57,29 @@ class Checkpoint:
     chunks: list[int] = field(default_factory=list)
     # Forwarded events applied, per (topic, source partition): see ingest/routing.py.
     sources: dict[str, int] = field(default_factory=dict)
-    layout: int = 2  # the payload's layout (see `_unpack`)
+    layout: int = 3  # the payload's layout (see `_unpack`): LAYOUT when written
 
     @property
     def progress(self) -> int:
         return sum(self.offsets.values())
 
 
+LAYOUT = 3  # the layout `_pack` writes
+
+
 def _pack(checkpoint: Checkpoint) -> bytes:
+    # zstd level 1: smaller than zlib level 1 at three times its speed (a partition of 300 rooms
+    # is tens of MB of state every interval; the compression runs in a thread, and releases the GIL).
     alerts = orjson.dumps(checkpoint.alerts)
-    return zlib.compress(len(alerts).to_bytes(8, "big") + alerts + checkpoint.state, 1)
+    return bytes(cramjam.zstd.compress(len(alerts).to_bytes(8, "big") + alerts + checkpoint.state, level=1))
 
 
 def _unpack(payload: bytes, layout: int) -> tuple[bytes, dict]:
-    """(engine state, alert state) of a stored payload; layout 1 held the engine state alone."""
+    """(engine state, alert state) of a stored payload; layout 1 held the engine state alone,
+    layout 2 was zlib-compressed."""
     if layout < 2:
         return payload, {}
-    data = zlib.decompress(payload)
+    data = zlib.decompress(payload) if layout == 2 else bytes(cramjam.zstd.decompress(payload))
     size = int.from_bytes(data[:8], "big")
     return data[8 + size:], orjson.loads(data[8:8 + size])
 
@@ -99,13 +107,13 @@ class CheckpointStore:
 
     async def write(self, checkpoint: Checkpoint) -> int:
         """Write one checkpoint; return the offset of its header once the broker has it."""
-        # Compressed off the event loop (zlib releases the GIL): the stream goes on meanwhile.
+        # Compressed off the event loop (the codec releases the GIL): the stream goes on meanwhile.
         payload = await asyncio.to_thread(_pack, checkpoint)
         pieces = [payload[i:i + CHUNK_BYTES] for i in range(0, len(payload), CHUNK_BYTES)]
         futures = [await self.producer.send(self.topic, piece, key=CHUNK_KEY,
                                             partition=checkpoint.partition) for piece in pieces]
         chunk_offsets = [(await future).offset for future in futures]
-        header = {"v": 2, "partition": checkpoint.partition, "offsets": checkpoint.offsets,
+        header = {"v": LAYOUT, "partition": checkpoint.partition, "offsets": checkpoint.offsets,
                   "rooms": checkpoint.rooms, "chunks": chunk_offsets, "worker": checkpoint.worker,
                   "wall": checkpoint.wall, "bytes": len(checkpoint.state), "stored": len(payload),
                   "sources": checkpoint.sources}

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from typing import Any
 from array import array
-from itertools import chain, repeat
+from itertools import chain, compress, repeat
 
 from .state import SET, DictOf, Field, array_bytes, array_of
 
@@ -181,7 +181,8 @@ class DistinctWindow:
     def members_at(self, t: int):
         """The users active in `(t-W, t]`."""
         cutoff = t - self.width
-        seen = {user for user, b in self.last.items() if b > cutoff}
+        last = self.last
+        seen = set(compress(last, map(cutoff.__lt__, last.values())))  # in C: a surge has many
         seen.update(self._pending_users(t))
         return seen
 
@@ -555,7 +556,8 @@ class GroupedDistinct:
     def members_at(self, t: int) -> set:
         """The (group, user) keys active in `(t-W, t]`."""
         cutoff = t - self.width
-        keys = {key for key, b in self.last.items() if b > cutoff}
+        last = self.last
+        keys = set(compress(last, map(cutoff.__lt__, last.values())))  # in C, as DistinctWindow's
         keys.update(self._pending_keys(t))
         return keys
 
