@@ -31,7 +31,7 @@ from .audience import DIMENSIONS, Regions, column_names, columns, presence_figur
 from .config import RETENTION_HORIZONS, EngineConfig
 from .ledger import Ledger
 from .state import SET, Array, DictOf, Field, ListOf, Obj, Vectors, array_bytes, array_of, from_state
-from .windows import BucketSums, DistinctWindow, FlatPairs, GroupedDistinct, KeyedSums, LatencySketch, pairs_of
+from .windows import BucketSums, DistinctWindow, FlatPairs, GroupedDistinct, KeyedSums, LatencySketch, frozen, pairs_of
 
 # Fields of a room's bucket vector, by name (checkpoints store the names: a field added here needs
 # its constant below and nothing else). The retention cohorts (STARTS and SHORT) come first: a
@@ -1069,7 +1069,7 @@ class Room:
     @staticmethod
     def _fold_first_starts(counts, window: dict | None, total: dict | None, sign: int = 1) -> None:
         """First starts per profile into their columns' entries (STARTS) and coverage."""
-        for profile, n in pairs_of(counts):  # a dict, or flat pairs once final
+        for profile, n in pairs_of(counts, "i"):  # a dict, or flat pairs once final
             if n:
                 n *= sign
                 for column in columns(profile):
@@ -1176,7 +1176,7 @@ class Room:
         counts = first.get(t)
         if counts:
             self._fold_first_starts(counts, self.first_window, self.attr.total)
-            first[t] = array("i", chain.from_iterable(counts.items()))
+            first[t] = frozen(array("i", chain.from_iterable(counts.items())))
         leaving = first.pop(t - self.width, None)
         if leaving:
             self._fold_first_starts(leaving, self.first_window, None, -1)

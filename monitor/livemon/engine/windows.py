@@ -196,25 +196,39 @@ class DistinctWindow:
 _BINS: dict[int, int] = {}  # one int object per bin for every sketch's window (see `advance`)
 
 
+def frozen(pairs: array) -> bytes:
+    """A final bucket's flat pairs as the bytes of their array: a bytes object's header is 33 B
+    where an array's is 64, and there is one per bucket of every sketch and breakdown, a few
+    hundred per room. Read back with `memoryview(...).cast(typecode)` (native order)."""
+    return pairs.tobytes()
+
+
+def _frozen_bytes(typecode: str, value) -> bytes:
+    """Frozen flat pairs (bytes, or an array) as checkpoint bytes (little-endian)."""
+    return array_bytes(array(typecode, value) if type(value) is bytes else value)
+
+
 class _Bins:
     """A sketch's buckets in a checkpoint: a bucket's dict as it is, its flat pairs as
-    [type code, bytes]."""
+    [type code, bytes] (int16 pairs are frozen bytes in memory, see `advance`)."""
 
     @staticmethod
     def encode(buckets):
-        return {b: bins if type(bins) is dict else [bins.typecode, array_bytes(bins)] for b, bins in buckets.items()}
+        return {b: bins if type(bins) is dict else ["h", _frozen_bytes("h", bins)] if type(bins) is bytes
+                else [bins.typecode, array_bytes(bins)] for b, bins in buckets.items()}
 
     @staticmethod
     def decode(data):
-        return {b: bins if type(bins) is dict else array_of(*bins) for b, bins in data.items()}
+        return {b: bins if type(bins) is dict else frozen(array_of(*bins)) if bins[0] == "h" else array_of(*bins)
+                for b, bins in data.items()}
 
 
-def pairs_of(bins):
+def pairs_of(bins, typecode: str = "h"):
     """(key, count) pairs of a bucket (a sketch's bins, first presences per profile): a dict while it
-    may still change, then flat pairs."""
+    may still change, then flat pairs: an array, or frozen bytes of `typecode`."""
     if type(bins) is dict:
         return bins.items()
-    pairs = iter(bins)
+    pairs = iter(memoryview(bins).cast(typecode) if type(bins) is bytes else bins)
     return zip(pairs, pairs)
 
 
@@ -281,7 +295,7 @@ class LatencySketch:
                     window[index] = count + n
             pairs = array("i", chain.from_iterable(bins.items()))
             if -32768 <= min(pairs) and max(pairs) <= 32767:
-                pairs = array("h", pairs)  # the usual case: half the size
+                pairs = frozen(array("h", pairs))  # the usual case: half the size
             self.buckets[frontier] = pairs
         for index, n in pairs_of(self.buckets.pop(frontier - self.width, {})):
             left = window[index] - n
@@ -330,25 +344,24 @@ class LatencySketch:
 
 
 class FlatPairs:
-    """Buckets in a checkpoint that are a dict until final, then an array of flat pairs of type
-    `typecode`: a dict as it is, an array as its bytes."""
+    """Buckets in a checkpoint that are a dict until final, then flat pairs of type `typecode`
+    (frozen bytes, see `frozen`): a dict as it is, the pairs as their bytes."""
 
     def __init__(self, typecode: str):
         self.typecode = typecode
 
-    @staticmethod
-    def encode(buckets):
-        return {b: sums if type(sums) is dict else array_bytes(sums) for b, sums in buckets.items()}
+    def encode(self, buckets):
+        return {b: sums if type(sums) is dict else _frozen_bytes(self.typecode, sums) for b, sums in buckets.items()}
 
     def decode(self, data):
-        return {b: sums if type(sums) is dict else array_of(self.typecode, sums) for b, sums in data.items()}
+        return {b: sums if type(sums) is dict else frozen(array_of(self.typecode, sums)) for b, sums in data.items()}
 
 
 def _pairs(sums):
     """(key, value) pairs of a KeyedSums bucket: a dict while it may change, then flat doubles."""
     if type(sums) is dict:
         return sums.items()
-    values = iter(sums)
+    values = iter(memoryview(sums).cast("d") if type(sums) is bytes else sums)
     return zip(map(int, values), values)
 
 
@@ -416,7 +429,7 @@ class KeyedSums:
                 else:
                     total.pop(key, None)
             if self.stride:  # final: only its windowed part is read again, as it leaves
-                self.buckets[frontier] = array("d", chain.from_iterable(windowed.items()))
+                self.buckets[frontier] = frozen(array("d", chain.from_iterable(windowed.items())))
         leaving = self.buckets.pop(frontier - self.width, None)
         if leaving:
             for key, value in _pairs(leaving):
