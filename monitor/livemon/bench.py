@@ -388,7 +388,7 @@ def _role_memory(args):
         if s % 2 == 1:  # each step, as the worker does, which encodes each final as it is made
             engine.advance(sink=_drop)
     engine.ingest([View("room-00000", "clock", T0 + 40.0, "heartbeat")])
-    engine.advance()
+    engine.advance(sink=_drop)
     gc.collect()
     after = _rss()
     tracked = sum(len(room.viewers) for room in engine.rooms.values())

@@ -96,7 +96,7 @@ def _slot_number(i: int) -> int:
     return _SLOT_NUMBERS[i]
 
 
-_TIME_ARRAYS = ("starts", "seen", "ends", "log_seen")  # a Room's per-slot doubles
+_TIME_ARRAYS = ("starts", "seen", "log_seen")  # a Room's per-slot doubles
 # The operation of the log entry kept in a slot (`Room.log_op`), by its code; 0: none.
 _SLOT_OPS = (None, HEARTBEAT, ENTER)
 _SLOT_OP_CODES = {HEARTBEAT: 1, ENTER: 2}
@@ -119,6 +119,21 @@ def _item_order(item):
     if item[1] == L.SHOW:
         return item[0], _PRIORITY.get(item[2].action, L.FIRST)
     return item[0], L.MIDDLE
+
+
+class _Ends:
+    """`Room.ends` in a checkpoint: {slot: end}; an older checkpoint's array of every slot's
+    (UNSET for none) is read as such a dict."""
+
+    @staticmethod
+    def encode(ends):
+        return ends
+
+    @staticmethod
+    def decode(data):
+        if isinstance(data, dict):
+            return data
+        return {slot: end for slot, end in enumerate(array_of("d", data)) if end != UNSET}
 
 
 class _Logs:
@@ -280,7 +295,7 @@ class Room:
         Field("interacting", Obj(DistinctWindow)), Field("clicking", Obj(DistinctWindow)),
         Field("paying", Obj(DistinctWindow)), Field("latency", Obj(LatencySketch)),
         Field("cdns", DictOf(Obj(CdnStats))),
-        Field("users"), Field("starts", _DOUBLES), Field("seen", _DOUBLES), Field("ends", _DOUBLES),
+        Field("users"), Field("starts", _DOUBLES), Field("seen", _DOUBLES), Field("ends", _Ends()),
         Field("log_op", Array("b")), Field("log_seen", _DOUBLES), Field("logs", _Logs(ROOM_VECTOR)),
         Field("expiries", DictOf(_SlotsOrNames())), Field("cleanups"), Field("logged", default=lambda room: {}),
         Field("paid_orders", SET), Field("earlier_paid_orders", SET, default=lambda room: set()), Field("cohorts"), Field("last_event_bucket"),
@@ -331,7 +346,9 @@ class Room:
         self.users: list = []  # the user id of each slot; None for a free one
         self.starts = array("d")  # UNSET: never present
         self.seen = array("d")  # last_seen; UNSET: never present
-        self.ends = array("d")  # UNSET: present, or never was
+        # slot -> end of its last presence, for the viewers not present (most tracked viewers are
+        # present: a dict of the few costs less than a double per slot); none: present, or never was
+        self.ends: dict[int, float] = {}
         self.free: list[int] = []  # free slots
         # A viewer's log of non-final operations: most are one short entry (see `view`), and every
         # heartbeat makes one, so that one is kept in the slot, allocating nothing: its operation
@@ -678,7 +695,7 @@ class Room:
             if start == UNSET:
                 continue
             if start <= moment:
-                end = ends[slot]
+                end = ends.get(slot, UNSET)
                 if end == UNSET or end > moment:
                     yield user, start, profile[slot]
             elif slot in past:
@@ -802,7 +819,7 @@ class Room:
         slot = self.viewers.get(user)
         if slot is None:
             return ()
-        current = (self.starts[slot], self.ends[slot], self.profile[slot])
+        current = (self.starts[slot], self.ends.get(slot, UNSET), self.profile[slot])
         return (*self.past.get(slot, ()), current) if current[0] != UNSET else tuple(self.past.get(slot, ()))
 
     def _show_of(self, ts: float):
@@ -828,7 +845,8 @@ class Room:
         if free:
             slot = free.pop()
             users[slot] = user
-            self.starts[slot] = self.seen[slot] = self.ends[slot] = UNSET
+            self.starts[slot] = self.seen[slot] = UNSET
+            self.ends.pop(slot, None)
             self.log_op[slot] = 0
             self.profile[slot] = 0
         else:
@@ -857,6 +875,7 @@ class Room:
         self.users[slot] = None
         self.logs.pop(slot, None)
         self.log_op[slot] = 0
+        self.ends.pop(slot, None)
         self.free.append(slot)
 
     def view(self, user: str, action: str, ts: float, watermark: float, profile: int = 0) -> None:
@@ -886,7 +905,7 @@ class Room:
             else:
                 log = self._log_list(slot)  # this operation's entry follows it
         newest = log[-1][0] if log else UNSET
-        if action != LEAVE and ts >= newest and self.ends[slot] == UNSET:
+        if action != LEAVE and ts >= newest and slot not in self.ends:
             # The common cases of `_apply`, in event-time order for this viewer, with short log
             # entries (see `_undo`): a heartbeat (or repeated enter) of a present viewer before its
             # timeout moves last_seen and changes no sums; the first enter of a viewer starts it.
@@ -981,11 +1000,15 @@ class Room:
             self.profile[slot] = past.pop()[2]
             if not past:
                 del self.past[slot]
-        self.starts[slot], self.seen[slot], self.ends[slot] = start, last_seen, end
+        self.starts[slot], self.seen[slot] = start, last_seen
+        if end == UNSET:
+            self.ends.pop(slot, None)
+        else:
+            self.ends[slot] = end
 
     def _apply(self, user, slot, action, ts):
         """One presence operation, in event-time order for this viewer."""
-        start, last_seen, end = self.starts[slot], self.seen[slot], self.ends[slot]
+        start, last_seen, end = self.starts[slot], self.seen[slot], self.ends.get(slot, UNSET)
         changes: list = []
         self._journal = changes
         present = start != UNSET and end == UNSET
@@ -1081,7 +1104,7 @@ class Room:
 
     def _start(self, user, slot, ts, profile=0):
         bucket = self.bucket_of(ts)
-        previous_end = self.ends[slot]
+        previous_end = self.ends.get(slot, UNSET)
         previous_start = self.starts[slot]
         if previous_end != UNSET and bucket < self.bucket_of(previous_end) + self.width:
             # Still counted as a viewer of the window: extend that coverage instead of a new one.
@@ -1116,7 +1139,7 @@ class Room:
             self._abump(bucket, keys[A_STARTS], 1)
         self.profile[slot] = profile
         self.starts[slot] = self.seen[slot] = ts
-        self.ends[slot] = UNSET
+        self.ends.pop(slot, None)
         self.expiries.setdefault(self.bucket_of(ts + self.timeout), array("i")).append(slot)
         self.started.setdefault(bucket, []).append(user)
 
@@ -1147,7 +1170,7 @@ class Room:
             # expiry is this bucket or it is left alone, as a stale entry of its own would be.
             for slot in self.expiries.pop(bucket, ()):
                 user = users[slot]
-                if user is None or self.ends[slot] != UNSET or self.starts[slot] == UNSET:
+                if user is None or slot in self.ends or self.starts[slot] == UNSET:
                     continue
                 expiry = self.seen[slot] + self.timeout
                 if self.bucket_of(expiry) == bucket:
@@ -1201,7 +1224,7 @@ class Room:
             slot = self.viewers.get(user)
             if slot is None:
                 continue
-            end = self.ends[slot]
+            end = self.ends.get(slot, UNSET)
             if self.starts[slot] == UNSET or (end != UNSET and self.bucket_of(end) + self.width < t):
                 self._forget_viewer(user, slot)  # never present, or no longer able to count
         self.frontier = t
