@@ -297,7 +297,7 @@ class Room:
         Field("cdns", DictOf(Obj(CdnStats))),
         Field("users"), Field("starts", _DOUBLES), Field("seen", _DOUBLES), Field("ends", _Ends()),
         Field("log_op", Array("b")), Field("log_seen", _DOUBLES), Field("logs", _Logs(ROOM_VECTOR)),
-        Field("expiries", DictOf(_SlotsOrNames())), Field("cleanups"), Field("logged", default=lambda room: {}),
+        Field("expiries", DictOf(_SlotsOrNames())), Field("cleanups"), Field("logged", DictOf(_SlotsOrNames()), default=lambda room: {}),
         Field("paid_orders", SET), Field("earlier_paid_orders", SET, default=lambda room: set()), Field("cohorts"), Field("last_event_bucket"),
         Field("shows", ListOf(Obj(Show))),
         # Sales analytics (SPEC §8-11), added in place: an older checkpoint gets empty ones.
@@ -360,7 +360,7 @@ class Room:
         self.logs: dict[int, list] = {}  # slot -> log
         self.expiries: dict[int, array] = {}  # bucket -> slots whose viewer's timeout may fall there
         self.cleanups: dict[int, list[str]] = {}  # bucket -> ended viewers to forget
-        self.logged: dict[int, list[str]] = {}  # bucket -> viewers whose log may be final then
+        self.logged: dict[int, array] = {}  # bucket -> slots whose viewer's log may be final then
         self.paid_orders: set[str] = set()
         self.earlier_paid_orders: set[str] = set()
         self.cohorts = [[0, 0] for _ in self.horizons]  # per horizon: [started, short] at frontier
@@ -441,13 +441,13 @@ class Room:
         self.logs = {number(slot): log for slot, log in self.logs.items()}
         # One copy of each user id (see `users`): a checkpoint brings one per place it occurs.
         own = {user: user for user in users if user is not None}
-        for lists in (self.cleanups, self.logged):
-            for bucket, names in lists.items():
-                lists[bucket] = list(map(own.get, names, names))
+        for bucket, names in self.cleanups.items():
+            self.cleanups[bucket] = list(map(own.get, names, names))
         viewers = self.viewers
-        for bucket, entries in self.expiries.items():
-            if not isinstance(entries, array):  # user ids, from an older checkpoint
-                self.expiries[bucket] = array("i", [viewers[user] for user in entries if user in viewers])
+        for lists in (self.expiries, self.logged):
+            for bucket, entries in lists.items():
+                if not isinstance(entries, array):  # user ids, from an older checkpoint
+                    lists[bucket] = array("i", [viewers[user] for user in entries if user in viewers])
         for window in (self.interacting, self.clicking, self.paying, *(cdn.viewers for cdn in self.cdns.values())):
             window.share(own)
         for grouped in (self.interacting_by, self.clicking_by, self.product_clicks, self.product_carts,
@@ -943,11 +943,11 @@ class Room:
                     # slot's, see `_log_list`).
                     self.log_op[slot] = _SLOT_OP_CODES[action]  # an enter's code for op's too
                     self.log_seen[slot] = last_seen
-                    self._logged(user, ts)
+                    self._logged(slot, ts)
                 else:
                     if log is None:
                         log = self.logs[slot] = []
-                        self._logged(user, ts)
+                        self._logged(slot, ts)
                     log.append((ts, op) if last_seen == UNSET else (ts, op, last_seen))
                 return
         if ts < newest:
@@ -1027,28 +1027,29 @@ class Room:
         log = self.logs.get(slot)  # the slot keeps no entry now (see `view`)
         if not log:
             log = self.logs[slot] = []
-            self._logged(user, ts)
+            self._logged(slot, ts)
         log.append((ts, action, _shared(start), _shared(last_seen), _shared(end),
                     tuple(changes) if changes else _NO_CHANGES))
 
-    def _logged(self, user, ts):
-        """A viewer's log has become non-empty: look at it again once `ts` is final (`_prune_logs`)."""
+    def _logged(self, slot, ts):
+        """A viewer's log has become non-empty: look at it again once `ts` is final (`_prune_logs`).
+        By slot (4 B): a slot freed and taken by another viewer meanwhile only has that viewer's
+        log pruned early, which drops nothing that is not final."""
         logged = self.logged
         bucket = self.bucket_of(ts)
-        users = logged.get(bucket)
-        if users is None:
-            logged[bucket] = [user]
+        slots = logged.get(bucket)
+        if slots is None:
+            logged[bucket] = array("i", (slot,))
         else:
-            users.append(user)
+            slots.append(slot)
 
     def _prune_logs(self, t):
         """Drop the log entries of bucket `t` and before (just made final): every event still to
         come, swept timeouts included, is of a later bucket, so none of them can be undone any
         more. Without this a final entry stays until the viewer's next event."""
-        step, ceil, viewers, logs, log_op = self.step, math.ceil, self.viewers, self.logs, self.log_op
-        for user in self.logged.pop(t, ()):
-            slot = viewers.get(user)
-            if slot is None:
+        step, ceil, users, logs, log_op = self.step, math.ceil, self.users, self.logs, self.log_op
+        for slot in self.logged.pop(t, ()):
+            if users[slot] is None:  # forgotten since
                 continue
             log = logs.get(slot)
             if not log:
@@ -1057,14 +1058,14 @@ class Room:
                     if ceil(newest / step) <= t:
                         log_op[slot] = 0
                     else:
-                        self._logged(user, newest)
+                        self._logged(slot, newest)
                 continue
             if ceil(log[-1][0] / step) <= t:  # the usual case: all of it final
                 del logs[slot]
                 continue
             while ceil(log[0][0] / step) <= t:
                 del log[0]
-            self._logged(user, log[-1][0])
+            self._logged(slot, log[-1][0])
 
     def _bump(self, bucket, field, delta):
         self.sums.at(bucket)[field] += delta
