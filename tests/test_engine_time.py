@@ -219,3 +219,24 @@ def test_a_show_start_marker_arriving_after_the_first_viewers_names_and_starts_t
     assert tl[0]["show"]["id"] == "s1" and tl[0]["show"]["start"] == T0
     expect(at(tl, 2), gmv_total=10.0)
     assert tl[2]["show"]["id"] == "s1"
+
+
+def test_a_caught_up_backlog_runs_on_from_its_own_time_not_from_where_the_wall_clock_puts_it():
+    # A worker reads a backlog recorded long ago (here: a day before the wall clock). While it
+    # catches up, a room's clock moves with the stream's time; once the backlog is read, the room
+    # runs on with the wall clock from where it was, not jumped to the wall clock (which would
+    # make a day of empty instants final, one by one, in the next step).
+    engine = Engine(ADMIT_ALL)
+    wall = T0 + 86_400.0
+    engine.ingest([view("u1", 0.0, "enter")], wall=T0 + 1.0)  # the room, tracked before the backlog
+    engine.ingest([view("u1", 10.0, "heartbeat"), chat("u1", 12.0)], wall=wall, catching_up=True)
+    room = engine.rooms[ROOM]
+    engine.end_catch_up(wall)
+    lateness = engine.config.lateness
+    # The room's clock: its newest ts (12 s), run on by the wall-clock time since (see `watermark`).
+    assert engine.watermark(room, wall) == T0 + 12.0 - lateness
+    assert engine.watermark(room, wall + 20.0) == T0 + 12.0 + 20.0 - 2 * lateness
+    engine.end_catch_up(wall + 20.0)  # once only: nothing to move now
+    assert engine.watermark(room, wall + 20.0) == T0 + 12.0 + 20.0 - 2 * lateness
+    finals = engine.advance(wall + 20.0)
+    assert finals and finals[-1]["ts"] == T0 + 21.0  # the instants before the watermark, not a day of them

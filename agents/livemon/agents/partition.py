@@ -235,6 +235,8 @@ class Partition:
             events.extend(good)
             out.counts[TYPE_OF_TOPIC[topic]] += len(good)
         if events:
+            if not self.behind:
+                self.engine.end_catch_up(self.wall(wall))
             for event, reason in self.engine.ingest(events, self.wall(wall), catching_up=self.behind):
                 out.counts[event_type(event)] -= 1
                 out.rejects.append(Reject.of_event(event, reason, f"{reason} event (ts {event.ts})"))
@@ -284,6 +286,8 @@ class Partition:
         if self.pause_start is not None and self.caught_up(highwater):
             self.resume(now)  # nothing came after the pause because nothing was sent
         self.check_behind(highwater)
+        if not self.behind:
+            self.engine.end_catch_up(self.wall(now))  # (nothing to do unless a catch-up just ended)
         if self.restored and self.caught_up(highwater):
             self.restored = False
             self.start_restored_clocks(now)

@@ -120,6 +120,9 @@ class Engine:
         self.rooms: dict[str, Room] = {}
         self.candidates: dict[str, Candidate] = {}  # rooms not admitted yet
         self.clock: float | None = None  # newest accepted ts of any room
+        # Rooms and candidates whose clock a catch-up restarted: their `seen_at` is in event time
+        # until `end_catch_up` moves it to the wall clock.
+        self._caught_up: set[str] = set()
         self.budget = budget
         if budget is not None:
             budget.attach(self)
@@ -183,6 +186,7 @@ class Engine:
             reference = min(wall, self.clock)
         else:
             catching_up = False
+        caught_up = self._caught_up if catching_up else None
         show_idle = config.show_idle
         bin_of = LatencySketch.bin_of
         event: Any  # dispatched on its exact type below (faster than isinstance, opaque to mypy)
@@ -198,6 +202,8 @@ class Engine:
             room = rooms.get(event.room_id)
             if room is None:  # not admitted (yet): the candidate's slow path
                 self._candidate_event(event, ts, reference, rejected)
+                if caught_up is not None:
+                    caught_up.add(event.room_id)
                 continue
             # The room's watermark (see `watermark`), inline: this runs once per event.
             newest = room.max_ts
@@ -211,6 +217,8 @@ class Engine:
                 continue
             if ts > room.max_ts or seen_at is None:
                 room.seen_at = reference  # the room's clock restarts from this newer ts
+                if caught_up is not None:
+                    caught_up.add(room.id)
             if self.clock is None or ts > self.clock:
                 self.clock = ts
             kind = type(event)
@@ -445,6 +453,18 @@ class Engine:
     def _candidate_free(self) -> bool:
         cap = self.config.max_candidates
         return (cap is None or len(self.candidates) < cap) and (self.budget is None or self.budget.candidate_free())
+
+    def end_catch_up(self, wall: float) -> None:
+        """The backlog is read: the clocks a catch-up restarted (in event time, see `ingest`) run
+        on with the wall clock from where they are, not from where the wall clock puts their
+        event time (which would jump them by the backlog's age: years for an old recording)."""
+        clock = self.clock
+        if clock is not None:
+            for room_id in self._caught_up:
+                room = self.rooms.get(room_id) or self.candidates.get(room_id)
+                if room is not None and room.seen_at is not None:
+                    room.seen_at = wall - max(0.0, clock - room.seen_at)
+        self._caught_up.clear()
 
     def take_rejected(self) -> list[tuple[AnyEvent, str]]:
         """Held events rejected since the last call, as (event, reason): `room_unadmitted` (their
