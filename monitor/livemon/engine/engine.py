@@ -123,6 +123,7 @@ class Engine:
         # Rooms and candidates whose clock a catch-up restarted: their `seen_at` is in event time
         # until `end_catch_up` moves it to the wall clock.
         self._caught_up: set[str] = set()
+        self._catch_up_time: float | None = None
         self.budget = budget
         if budget is not None:
             budget.attach(self)
@@ -288,6 +289,8 @@ class Engine:
                 room.interaction(user, ts, bucket, (ts, L.DANMAKU, user))
             else:
                 self._sale(room, event, kind, ts, bucket)
+        if caught_up is not None:
+            self._catch_up_time = reference  # the stream's time the catch-up has reached
         return rejected
 
     @staticmethod
@@ -458,13 +461,14 @@ class Engine:
         """The backlog is read: the clocks a catch-up restarted (in event time, see `ingest`) run
         on with the wall clock from where they are, not from where the wall clock puts their
         event time (which would jump them by the backlog's age: years for an old recording)."""
-        clock = self.clock
-        if clock is not None:
+        reached = self._catch_up_time  # not the engine's clock: a skewed client's ts may be ahead
+        if reached is not None:
             for room_id in self._caught_up:
                 room = self.rooms.get(room_id) or self.candidates.get(room_id)
                 if room is not None and room.seen_at is not None:
-                    room.seen_at = wall - max(0.0, clock - room.seen_at)
+                    room.seen_at = wall - max(0.0, reached - room.seen_at)
         self._caught_up.clear()
+        self._catch_up_time = None
 
     def take_rejected(self) -> list[tuple[AnyEvent, str]]:
         """Held events rejected since the last call, as (event, reason): `room_unadmitted` (their
