@@ -187,8 +187,12 @@ def test_a_worker_killed_after_trims_resumes_exactly(start_worker, tmp_path):
         simulator = simulate(broker.bootstrap, out, "--scenario", "normal", "--rooms", "4", "--rate", "300",
                              "--duration", "60", "--speed", "3", "--seed", "5")
         dropped = {}
-        for _ in range(3):
+        # Trims every 4 s while the show runs (at least 3), until one has had checkpoints to drop:
+        # a loaded machine may take longer to write the 4 a partition needs (3 are kept).
+        rounds, deadline = 0, time.monotonic() + 60
+        while rounds < 3 or (not dropped.get(CHECKPOINT_TOPIC) and time.monotonic() < deadline):
             time.sleep(4)
+            rounds += 1
             for topic, n in broker.trim_now().dropped_records.items():
                 dropped[topic] = dropped.get(topic, 0) + n
         assert sum(dropped.get(topic, 0) for topic in EVENT_TOPICS) > 100, dropped
