@@ -228,7 +228,7 @@ def pairs_of(bins, typecode: str = "h"):
     may still change, then flat pairs: an array, or frozen bytes of `typecode`."""
     if type(bins) is dict:
         return bins.items()
-    pairs = iter(memoryview(bins).cast(typecode) if type(bins) is bytes else bins)
+    pairs = iter(memoryview(bins).cast(typecode) if type(bins) is bytes else bins)  # type: ignore[call-overload]
     return zip(pairs, pairs)
 
 
@@ -295,8 +295,9 @@ class LatencySketch:
                     window[index] = count + n
             pairs = array("i", chain.from_iterable(bins.items()))
             if -32768 <= min(pairs) and max(pairs) <= 32767:
-                pairs = frozen(array("h", pairs))  # the usual case: half the size
-            self.buckets[frontier] = pairs
+                self.buckets[frontier] = frozen(array("h", pairs))  # the usual case: half the size
+            else:
+                self.buckets[frontier] = pairs
         for index, n in pairs_of(self.buckets.pop(frontier - self.width, {})):
             left = window[index] - n
             if left:
