@@ -31,6 +31,8 @@ from livemon.recording.mttr import Period, incident_report, lang, over_period, p
 from livemon.recording.review import bi, fmt
 
 CONVERSION = catalogue.target_metric("conversion")  # the clickers who paid, as a share of clickers
+# GMV per viewer, as the catalogue names it (SPEC §5; the same name in §8 and §10)
+UV_VALUE = next(m.name for m in catalogue.scoped("room") if m.en == "UV value")
 
 TOP_PRODUCTS = 20
 SUMS = ("viewers", "entries", "clickers", "buyers", "orders", "gmv", "refunds")
@@ -52,12 +54,12 @@ def _add(into: dict, figures: dict, keys=SUMS, paying: bool = True) -> dict:
     return into
 
 
-def _ratios(row: dict, names=(CONVERSION, "uv_value", "gpm")) -> dict:
+def _ratios(row: dict, names=(CONVERSION, UV_VALUE, "gpm")) -> dict:
     """Conversion, UV value and GPM of summed figures (None where the divisor is 0)."""
     if CONVERSION in names:
         row[CONVERSION] = row["paying_clickers"] / row["clickers"] if row.get("clickers") else None
-    if "uv_value" in names:
-        row["uv_value"] = row["gmv"] / row["viewers"] if row.get("viewers") else None
+    if UV_VALUE in names:
+        row[UV_VALUE] = row["gmv"] / row["viewers"] if row.get("viewers") else None
     if "gpm" in names:
         row["gpm"] = row["gmv"] * 1000 / row["entries"] if row.get("entries") else None
     return row
@@ -125,8 +127,8 @@ def period_report(store, period: Period, top: int = TOP_PRODUCTS) -> dict:
                    "resolved_within_goal": incidents["total"]["resolved_within_goal"]},
         "weeks": week_rows,
         "shows": show_rows,
-        "sources": sorted((_ratios(s, (CONVERSION, "uv_value")) for s in sources.values()),
-                          key=lambda s: (-(s["uv_value"] or 0), s["source"])),
+        "sources": sorted((_ratios(s, (CONVERSION, UV_VALUE)) for s in sources.values()),
+                          key=lambda s: (-(s[UV_VALUE] or 0), s["source"])),
         "hours": sorted(hours.values(), key=lambda h: (-h["gmv"], h["hour"])),
         "products": [_ratios(p, (CONVERSION,)) for p in ranked[:top]],
         "products_total": len(products),
@@ -143,7 +145,7 @@ KPIS = [("shows", "场次", "Shows", "int"), ("summarized", "有汇总的场次"
         ("viewers", "观看人数(各场之和)", "Viewers (sum of shows)", "int"), ("entries", "进入人次", "Entries", "int"),
         ("clickers", "点击商品人数(各场之和)", "Clickers (sum of shows)", "int"),
         (CONVERSION, "点击转化率", "Conversion (clickers who paid)", "pct"),
-        ("uv_value", "UV 价值", "UV value", "money2"), ("gpm", "GPM(千次进入成交额)", "GPM", "money"),
+        (UV_VALUE, "UV 价值", "UV value", "money2"), ("gpm", "GPM(千次进入成交额)", "GPM", "money"),
         ("refunds", "退款订单", "Refunds", "int"), ("incidents", "故障", "Incidents", "int"),
         ("mttr", "平均恢复用时", "MTTR", "sec"),
         ("resolved_within_goal", "15 分钟内恢复", "Resolved within 15 min", "int")]
@@ -160,7 +162,7 @@ def tables(data: dict) -> list[Table]:
                       ("订单", "Orders", "int"), ("观看人数", "Viewers", "int"), ("转化率", "Conversion", "pct"),
                       ("UV 价值", "UV value", "money2"), ("故障", "Incidents", "int"), ("未恢复", "Open", "int"),
                       ("平均恢复用时", "MTTR", "sec"), ("15 分钟内恢复", "Within 15 min", "int")],
-                     [[w["week"], w["shows"], w["gmv"], w["orders"], w["viewers"], w[CONVERSION], w["uv_value"],
+                     [[w["week"], w["shows"], w["gmv"], w["orders"], w["viewers"], w[CONVERSION], w[UV_VALUE],
                        w["incidents"], w["open"], w["mttr"], w["resolved_within_goal"]] for w in data["weeks"]]))
     out.append(Table("shows", "场次", "Shows",
                      [("开播(本地时间)", "Start (local)", "text"), ("场次", "Show", "text"), ("直播间", "Room", "text"),
@@ -168,13 +170,13 @@ def tables(data: dict) -> list[Table]:
                       ("订单", "Orders", "int"), ("观看人数", "Viewers", "int"), ("转化率", "Conversion", "pct"),
                       ("UV 价值", "UV value", "money2"), ("故障", "Incidents", "int"), ("平均恢复用时", "MTTR", "sec")],
                      [[s["local_start"], s["show"], s["room_id"], s.get("title"), s.get("minutes"), s.get("gmv"),
-                       s.get("orders"), s.get("viewers"), s.get(CONVERSION), s.get("uv_value"), s["incidents"],
+                       s.get("orders"), s.get("viewers"), s.get(CONVERSION), s.get(UV_VALUE), s["incidents"],
                        s["mttr"]] for s in data["shows"]]))
     out.append(Table("sources", "各流量来源 UV 价值", "UV value by source",
                      [("流量来源", "Source", "text"), ("UV 价值", "UV value", "money2"), ("观看人数", "Viewers", "int"),
                       ("成交额", "GMV", "money"), ("成交人数", "Buyers", "int"), ("点击人数", "Clickers", "int"),
                       ("转化率", "Conversion", "pct"), ("场次", "Shows", "int")],
-                     [[s["source"], s["uv_value"], s["viewers"], s["gmv"], s["buyers"], s["clickers"],
+                     [[s["source"], s[UV_VALUE], s["viewers"], s["gmv"], s["buyers"], s["clickers"],
                        s[CONVERSION], s["shows"]] for s in data["sources"]]))
     out.append(Table("hours", "最佳时段(本地时间,按成交额)", "Best hours (local time, by GMV)",
                      [("排名", "Rank", "int"), ("小时", "Hour", "text"), ("成交额", "GMV", "money"),
