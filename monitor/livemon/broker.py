@@ -644,17 +644,23 @@ class Trimmer:
         """Delete `topic`, create it again and write back what is kept, at the same offsets."""
         from kafka.admin import NewTopic
 
+        def whole(batches: list[_Batch], high: int) -> bool:
+            ends = [0] + [b.next for b in batches]
+            return all(b.base == end for b, end in zip(batches, ends)) and ends[-1] == high
+
         kept = {}
         for partition in range(partitions):
             high, more = self._read(wire, topic, partition, start=highs[(topic, partition)])
             every = logs[(topic, partition)] + more
-            ends = [0] + [b.next for b in every]
-            if any(b.base != end for b, end in zip(every, ends)) or ends[-1] != high:
-                # Not read whole (a batch missing in between): cutting would lose records.
-                raise RuntimeError(f"trim of {topic}/{partition}: the log was not read whole; not cut")
+            if not whole(every, high):
+                # Read while producers wrote, a batch may have shown after a later one: read it
+                # again now that the clients are held, and cut only a log read whole.
+                log.info("trim of %s/%s: read again with the clients held", topic, partition)
+                high, every = self._read(wire, topic, partition)
+                if not whole(every, high):
+                    raise RuntimeError(f"trim of {topic}/{partition}: the log was not read whole; not cut")
             bound = bounds[(topic, partition)]
-            kept[partition] = ([b for b in logs[(topic, partition)] if b.base >= bound and not b.control]
-                               + [b for b in more if not b.control], max(high, bound))
+            kept[partition] = ([b for b in every if b.base >= bound and not b.control], max(high, bound))
         admin.delete_topics([topic])
         admin.create_topics([NewTopic(topic, partitions, 1, topic_configs=TOPIC_CONFIGS.get(topic, {}))])
         for partition, (batches, high) in kept.items():
