@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from livemon.engine import Engine, EngineConfig
-from livemon.replay import replay_lines
+from livemon.replay import REPLAY_ADMISSION, replay_lines
 from tests.reference import assert_matches, timeline
 
 T0 = 1_700_000_000.0
@@ -99,6 +99,28 @@ def test_evaluation_continues_until_requested_instant():
 @given(st.integers(0, 10**9), st.floats(0, 5), st.integers(2, 15))
 def test_any_arrival_order_within_lateness_matches(seed, disorder, users):
     check(generated_show(seed, users=users, rooms=1, span=250, disorder=disorder))
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 10**9), st.floats(0, 5), st.integers(1, 30))
+def test_live_snapshots_taken_between_change_no_final_one(seed, disorder, every):
+    # A room keeps its live snapshots for the final ones (when nothing of their instant or before
+    # came since): timeouts, re-entries and late leaves included, the finals stay the reference's.
+    from livemon.ingest.events import decode
+    events = generated_show(seed, users=15, rooms=2, span=250, disorder=disorder)
+    engine = Engine(EngineConfig(**REPLAY_ADMISSION))
+    finals = []
+    for i, event in enumerate(events, 1):
+        engine.ingest(decode(orjson.dumps(event))[0])
+        if i % every == 0:
+            finals += engine.advance()
+            engine.live_snapshots()
+    finals += engine.finish()
+    got = {(s["room_id"], s["ts"]): s for s in finals}
+    want = timeline(events)
+    assert set(got) == set(want)
+    for key in sorted(want):
+        assert_matches(got[key], want[key], where=str(key))
 
 
 def test_live_snapshot_equals_final_once_all_events_arrived():

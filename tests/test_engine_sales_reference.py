@@ -10,7 +10,9 @@ import random
 import orjson
 import pytest
 
+from livemon.engine import Engine
 from livemon.ingest.events import AGE_BANDS, DEVICES, GENDERS, PROMO_TYPES, SOURCES
+from livemon.ingest.events import decode
 from livemon.replay import CHUNK, replay_lines
 from tests import reference, reference_sales
 from tests.test_engine_sales import engine_config
@@ -240,6 +242,40 @@ def test_results_do_not_depend_on_when_replay_advances(seed, size):
     # Replay advances the engine every CHUNK lines (invalid ones included), as a worker does all
     # the time: here after every 10 or 20 events.
     check(generated_sales(seed, **size), advance_every=10 if size else 20)
+
+
+def run_engine_live(events, every, live=True, utc_offset=28800.0):
+    """The engine driven as a worker drives it: after every `every` events the instants past the
+    watermark are made final, then (with `live`) every room's live snapshot is taken; a room keeps
+    it, and an instant's final snapshot is its live one when nothing of it or before came since.
+    (final lines by (room, ts), show summaries, live snapshots taken)."""
+    engine = Engine(engine_config(utc_offset))
+    lines, shows, taken = [], [], 0
+    for i, event in enumerate(events, 1):
+        engine.ingest(decode(orjson.dumps(event))[0])
+        if i % every == 0:
+            lines += engine.advance()
+            taken += len(engine.live_snapshots()) if live else 0
+            shows += engine.take_summaries()
+    lines += engine.finish()
+    shows += engine.take_summaries()
+    keyed = {(line["room_id"], line["ts"]): line for line in lines}
+    assert len(keyed) == len(lines), "two lines for one room and instant"
+    return keyed, sorted(shows, key=orjson.dumps), taken
+
+
+@pytest.mark.parametrize("seed, every", [(3, 1), (5, 7), (8, 40), (13, 2)])
+def test_final_snapshots_are_the_same_with_live_snapshots_taken_between(seed, every):
+    # Live snapshots taken as often as after every event, or seldom: the finals and summaries
+    # match the reference, and equal those of the same engine taking none.
+    events = generated_sales(seed, disorder=4.9)
+    got, shows, taken = run_engine_live(events, every)
+    assert taken > len(events) // every
+    want = reference_sales.timeline(events)
+    assert set(got) == set(want)
+    for key in sorted(want):
+        reference_sales.assert_line_matches(got[key], want[key], where=str(key))
+    assert (got, shows) == run_engine_live(events, every, live=False)[:2]
 
 
 def test_show_boundaries_out_of_order():

@@ -68,6 +68,7 @@ class Regions:
         self.cap = cap
         self.names: list[str] = names if names is not None else [UNKNOWN, OTHER]
         self.index = {name: i for i, name in enumerate(self.names)}
+        self.columns: dict[int, tuple[str, str]] = {}  # column_names' copy
 
     def index_of(self, name: str) -> int:
         found = self.index.get(name)
@@ -110,11 +111,16 @@ def shared(profile: int) -> int:
     return found
 
 
+_FIXED_NAMES = {_FIXED_BASE[dim] + i: (dim, value) for dim in _FIXED_ORDER for i, value in enumerate(FIXED_VALUES[dim])}
+
+
 def column_names(regions: Regions) -> dict[int, tuple[str, str]]:
-    """Column -> (dimension, value) for every column a room may have now."""
-    names = {_FIXED_BASE[dim] + i: (dim, value) for dim in _FIXED_ORDER for i, value in enumerate(FIXED_VALUES[dim])}
-    for i, name in enumerate(regions.names):
-        names[REGION_BASE + i] = ("region", name)
+    """Column -> (dimension, value) for every column a room may have now (kept on `regions` and
+    extended as it meets new regions: read at every snapshot)."""
+    names = regions.columns
+    if len(names) != len(_FIXED_NAMES) + len(regions.names):
+        names = regions.columns = {**_FIXED_NAMES, **{REGION_BASE + i: ("region", name)
+                                                      for i, name in enumerate(regions.names)}}
     return names
 
 

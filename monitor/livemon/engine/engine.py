@@ -216,6 +216,8 @@ class Engine:
             if ts < watermark or bucket <= room.frontier:
                 rejected.append((event, LATE))  # older than the watermark, or of a final instant
                 continue
+            if bucket <= room.kept_upto:
+                room.came(bucket)
             if ts > room.max_ts or seen_at is None:
                 room.seen_at = reference  # the room's clock restarts from this newer ts
                 if caught_up is not None:
@@ -304,6 +306,7 @@ class Engine:
         room.note_event(ts, bucket)
         if action == "end":
             room.end_show(ts, event.show_id, event.title)
+            room.forget_kept()  # it may name the show (id, title) for its every instant
         room.show_event(event, ts, bucket)
         return True
 
@@ -511,8 +514,9 @@ class Engine:
                 waiting += 1
             room = rooms[order]
             room.settle(t)
-            if room.has_activity(t):
-                emit(room.snapshot(t))
+            snapshot = room.final_snapshot(t)
+            if snapshot is not None:
+                emit(snapshot)
             room.finalize_next()
             if t < last:
                 heapq.heapreplace(queue, (t + 1, order, last))
@@ -533,8 +537,9 @@ class Engine:
         while room.frontier < last:
             t = room.frontier + 1
             room.settle(t)
-            if room.has_activity(t):
-                finals.append(room.snapshot(t))
+            snapshot = room.final_snapshot(t)
+            if snapshot is not None:
+                finals.append(snapshot)
             room.finalize_next()
         return finals
 
@@ -545,9 +550,10 @@ class Engine:
         for room_id, room in self.rooms.items():
             t = room.live_floor = self.live_instant(room, reference)
             room.sweep(t, self.watermark(room, reference))
-            for b in range(room.frontier + 1, t + 1):
-                room.reattribute(b)  # the events arrived before an earlier enter of their user
-            live[room_id] = room.snapshot(t)
+            if t not in room.kept:  # (kept: nothing of `t` or before has come since)
+                for b in range(room.frontier + 1, t + 1):
+                    room.reattribute(b)  # the events arrived before an earlier enter of their user
+            live[room_id] = room.live_snapshot(t)
         return live
 
     def finish(self, until: float | None = None) -> list[dict]:
