@@ -118,6 +118,36 @@ def test_a_trim_drops_old_records_frees_memory_and_keeps_every_offset():
         assert broker.trims == 1
 
 
+def test_a_log_read_with_a_batch_missing_is_read_again_before_it_is_cut(monkeypatch):
+    # Read while producers write, a partition may show a later batch before an earlier one: the
+    # trim reads it again with the clients held, and cuts only what it read whole.
+    with EmbeddedBroker(partitions=1, trim_every=3600, min_trim_bytes=1) as broker:
+        producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=0, acks="all")
+        for _ in range(20):
+            producer.send(DEADLETTER_TOPIC, b"x" * 100_000, partition=0)
+        producer.flush(60)
+        time.sleep(0.5)
+        between = time.time()
+        time.sleep(0.5)
+        for i in range(5):
+            producer.send(DEADLETTER_TOPIC, f"recent-{i}".encode(), partition=0).get(timeout=15)
+        producer.close()
+        kept_before = read_all(broker.bootstrap, DEADLETTER_TOPIC, start=20)
+        trimmer, read, missed = broker.trimmer, broker.trimmer._read, []
+
+        def read_missing_one(wire, topic, partition, start=0):
+            high, batches = read(wire, topic, partition, start)
+            if topic == DEADLETTER_TOPIC and start == 0 and not missed:
+                missed.append(batches.pop(22))  # one of the recent batches, kept by the trim
+            return high, batches
+
+        monkeypatch.setattr(trimmer, "_read", read_missing_one)
+        trimmer.horizon = time.time() - between
+        assert broker.trim_now().dropped_records == {DEADLETTER_TOPIC: 20}
+        assert missed and read_all(broker.bootstrap, DEADLETTER_TOPIC) == kept_before
+        assert stored_records(broker, DEADLETTER_TOPIC, 0) == (5, 25)
+
+
 def test_clients_wait_for_a_trim_and_lose_nothing():
     """A producer sending all along: the trim holds its requests and every record it sent is there,
     in order, at consecutive offsets."""
