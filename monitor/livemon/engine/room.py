@@ -1253,8 +1253,6 @@ class Room:
         self.frontier = t
         return t
 
-    # ---- reading ----
-
     # ---- live snapshots kept for the final one ----
 
     def live_snapshot(self, t: int) -> dict:
@@ -1290,6 +1288,8 @@ class Room:
         """Something of every instant changed (an `end` names the show): none kept holds."""
         self.kept.clear()
         self.kept_upto = -math.inf
+
+    # ---- reading ----
 
     def has_activity(self, t: int) -> bool:
         """A present viewer at `t`, or an event in `(t-W-180, t]`: the room has a line at `t`."""
@@ -1492,9 +1492,6 @@ class Room:
         ledger: as of the final frontier)."""
         moment = t * self.step
         ended = show.ended_at if show.ended_at is not None and show.ended_at <= moment else None  # not before it
-        figures = {"id": show.id, "start": show.start, "title": show.title, "ended_at": ended,
-                   "pinned": self.pinned_at(t, show), "gmv": None, "spend_total": None, "refund_rate": None,
-                   "top10_share": None, "roi": None, "top_products": []}
         totals = self.ledger.totals(show.start)  # the show's, going on or just over, as of the frontier
         if t > self.frontier:
             totals = self._pending_totals(totals, show, t)
@@ -1507,8 +1504,9 @@ class Room:
         window, _ = self.product_sums.at_instant(t)
         candidates = set(products) | {key[0] for key, value in window.items() if value and key[1] == P_GMV}
         ranked = sorted(candidates, key=lambda p: (-products.get(p, 0), -window.get((p, P_GMV), 0), p))
-        figures.update(gmv=gmv, spend_total=spend, refund_rate=_ratio(totals["refunds"], totals["orders"]),
-                       top10_share=_ratio(sum(shares[:10]) / MICRO, gmv), roi=_ratio(gmv, spend),
-                       top_products=ranked[:10])
-        return figures
+        return {"id": show.id, "start": show.start, "title": show.title, "ended_at": ended,
+                "pinned": self.pinned_at(t, show), "gmv": gmv, "spend_total": spend,
+                "refund_rate": _ratio(totals["refunds"], totals["orders"]),
+                "top10_share": _ratio(sum(shares[:10]) / MICRO, gmv), "roi": _ratio(gmv, spend),
+                "top_products": ranked[:10]}
 
