@@ -102,3 +102,26 @@ def test_viewers_follow_a_failover_command_and_ctrl_c_stops_cleanly(make_broker,
     assert stall(after) < 0.05
     # The file ends with complete lines: it was flushed and closed.
     assert out.read_bytes().endswith(b"\n")
+
+
+def test_ctrl_c_stops_a_command_started_with_sigint_ignored(make_broker, tmp_path):
+    """A background job of a script (or a test runner's worker) starts its children with SIGINT
+    ignored; Python then installs no KeyboardInterrupt handler. Ctrl-C still stops livemon."""
+    bootstrap = make_broker(partitions=2)
+    out = tmp_path / "events.jsonl"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "livemon", "simulate", "--broker", bootstrap, "--rooms", "1", "--rate", "50",
+         "--duration", "0", "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        deadline = time.monotonic() + 30
+        while not (out.exists() and out.stat().st_size) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert out.stat().st_size, "the simulator sent nothing"
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=15)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stderr.decode()
+    assert b"(stopped)" in stderr and b"Traceback" not in stderr

@@ -4,6 +4,7 @@ imported only when run, so `livemon --help` stays fast."""
 from __future__ import annotations
 
 import importlib
+import signal
 
 import click
 
@@ -60,4 +61,8 @@ def cli():
 
 
 def main():
+    # Ctrl-C stops every command, also one started with SIGINT ignored (which a child inherits):
+    # a background job of a script, a test runner's worker. Python then installs no handler.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     cli(prog_name="livemon")

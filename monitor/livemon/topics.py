@@ -25,6 +25,9 @@ REPARTITION_TOPIC = "liveroom.repartition"
 # Worker checkpoints: engine state of one partition's rooms with the offsets it reflects.
 CHECKPOINT_TOPIC = "liveroom.checkpoints"
 SNAPSHOTS_TOPIC = "liveroom.snapshots"  # each worker's live and final snapshots, every step
+# The header of a step record on SNAPSHOTS_TOPIC (keyed by its worker): a worker's own control
+# room reads its step records in process and skips these without decoding them.
+STEP_RECORD_HEADER = ("livemon-record", b"step")
 ALERTS_TOPIC = "liveroom.alerts"  # alert transitions, failover decisions, incidents
 CONTROL_TOPIC = "liveroom.control"  # CDN failover commands
 OPERATOR_TOPIC = "liveroom.operator"  # operator actions from the web page

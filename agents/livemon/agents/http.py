@@ -38,6 +38,8 @@ class WorkerHttp:
         (unless `recording` is off) and serves the page (unless `web_page` is off)."""
         settings = self.runtime.settings
         hub = ControlRoomHub(recorder=RecordingStore(settings.recording_dir) if settings.recording else None)
+        hub.read_locally(settings.worker_id)
+        self.runtime.local_readers.append(hub.feed_step)
         if settings.web_page:
             token, generated = control_token(settings.token)
             add_routes(self.app, hub, token=token)

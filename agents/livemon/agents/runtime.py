@@ -21,6 +21,7 @@ import logging
 import math
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 
 import orjson
 from aiokafka import AIOKafkaProducer
@@ -37,7 +38,7 @@ from livemon.engine import RoomBudget
 from livemon.exposition import RoomCollector, WorkerMetrics
 from livemon.ingest.routing import Part, Partitioner
 from livemon.topics import (CHECKPOINT_TOPIC, DEADLETTER_TOPIC, INPUT_TOPICS, OPERATOR_TOPIC, REPARTITION_TOPIC,
-                            SNAPSHOTS_TOPIC, TYPE_OF_TOPIC)
+                            SNAPSHOTS_TOPIC, STEP_RECORD_HEADER, TYPE_OF_TOPIC)
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,9 @@ class StreamRuntime:
         self.watchdog = Watchdog(self, stall_after=settings.stall_after)
         self.ready = False
         self.last_live: dict = {}
+        # In-process readers of this worker's step records (its own control room hub): they get
+        # them at once, even while the broker is down, and skip them on the topic.
+        self.local_readers: list[Callable[[dict], None]] = []
         self._step_events: Counter = Counter()
         self._sequence = itertools.count()
         self._tasks: list[asyncio.Task] = []
@@ -350,6 +354,7 @@ class StreamRuntime:
                 log.exception("alert evaluation failed")
             else:
                 self._alerts_changed({record["room_id"] for record in records or ()})
+        self._read_locally(now, live, finals)
         if await self._publish(now, live, finals):  # not while the broker is down: the step goes on
             await self._publish_summaries(now)
             await self._publish_provisional(now)
@@ -366,6 +371,17 @@ class StreamRuntime:
                 state.alerts_changed = True
         self.ownership.soon.set()
 
+    def _read_locally(self, now: float, live: dict, finals: list) -> None:
+        if not self.local_readers:
+            return
+        record = {"worker": self.settings.worker_id, "now": now, "live": list(live.values()),
+                  "final": [orjson.loads(final) for _, final in finals]}
+        for read in self.local_readers:
+            try:
+                read(record)
+            except Exception:  # noqa: BLE001 - the page or the recording must not stop the step
+                log.exception("a local reader of the step failed")
+
     async def _publish(self, now: float, live: dict, finals: list) -> bool:
         chunks = snapshot_chunks([orjson.dumps(snapshot) for snapshot in live.values()],
                                  [final for _, final in finals])
@@ -376,7 +392,8 @@ class StreamRuntime:
                 # Bounded: with the broker down the producer's buffer fills and a send would wait
                 # for it, holding up the step (and so /metrics and alerting) for the whole outage.
                 await asyncio.wait_for(self.producer.send(SNAPSHOTS_TOPIC, orjson.dumps(record),
-                                                          key=self.settings.worker_id.encode()),
+                                                          key=self.settings.worker_id.encode(),
+                                                          headers=[STEP_RECORD_HEADER]),
                                        timeout=self.settings.step / 2)
             except Exception as error:  # noqa: BLE001 - the broker may be down; metrics go on
                 log.warning("snapshot publish failed: %r", error)

@@ -25,7 +25,7 @@ import orjson
 from livemon import catalogue
 from livemon.alerting import targets as targets_of
 from livemon.kafka_connection import KafkaConnection
-from livemon.topics import ALERTS_TOPIC, OPERATOR_TOPIC, SNAPSHOTS_TOPIC
+from livemon.topics import ALERTS_TOPIC, OPERATOR_TOPIC, SNAPSHOTS_TOPIC, STEP_RECORD_HEADER
 
 log = logging.getLogger(__name__)
 
@@ -411,6 +411,9 @@ class ControlRoomHub:
         self.broker_error: str | None = None
         self.outage: str | None = None    # set by the worker's watchdog while the broker is down
         self._closed_at = self._purged_at = self._swept_at = clock()
+        # The worker this hub runs in, when it feeds its step records in process: (its key, the
+        # broker time from which its step records on the topic are skipped as already read).
+        self._local: tuple[bytes, int] | None = None
 
     # ---- feeding -------------------------------------------------------------------------------
 
@@ -434,6 +437,16 @@ class ControlRoomHub:
             self._swept_at = wall
             self._forget_gone(wall)
         self._touch()
+
+    def read_locally(self, worker: str):
+        """This worker's step records come to `feed_step` in process from now on: skip them on the
+        topic (those written before, e.g. by a previous run under the same id, are still read)."""
+        self._local = (worker.encode(), int(self.clock() * 1000))
+
+    def _read_already(self, message) -> bool:
+        local = self._local
+        return local is not None and message.key == local[0] and message.timestamp >= local[1] \
+            and STEP_RECORD_HEADER in (message.headers or ())
 
     def _feed_summaries(self, record: dict, wall: float):
         """Show summaries (SPEC §10): those of ended shows into the recording (a room's show opens
@@ -929,7 +942,8 @@ class ControlRoomHub:
                 continue
             for tp, messages in batches.items():
                 for message in messages:
-                    self._handle(tp.topic, message.value)
+                    if not self._read_already(message):
+                        self._handle(tp.topic, message.value)
 
     def _handle(self, topic: str, value: bytes):
         try:
