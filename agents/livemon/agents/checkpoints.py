@@ -58,6 +58,7 @@ class Checkpoint:
     # Forwarded events applied, per (topic, source partition): see ingest/routing.py.
     sources: dict[str, int] = field(default_factory=dict)
     layout: int = 3  # the payload's layout (see `_unpack`): LAYOUT when written
+    state_bytes: int = 0  # the size of `state` when written packed (`pack`), without it
 
     @property
     def progress(self) -> int:
@@ -65,6 +66,17 @@ class Checkpoint:
 
 
 LAYOUT = 3  # the layout `_pack` writes
+
+
+def pack(checkpoint: Checkpoint) -> bytes:
+    """The stored payload of `checkpoint`, prefixed with its state's size (8 bytes): what a job
+    of `forked.encode` returns (see `unpack_job`)."""
+    return len(checkpoint.state).to_bytes(8, "big") + _pack(checkpoint)
+
+
+def unpack_job(packed: bytes) -> tuple[int, bytes]:
+    """(the state's size, the stored payload) of `pack`'s bytes."""
+    return int.from_bytes(packed[:8], "big"), packed[8:]
 
 
 def _pack(checkpoint: Checkpoint) -> bytes:
@@ -105,17 +117,20 @@ class CheckpointStore:
             await self._reader.stop()
             self._reader = None
 
-    async def write(self, checkpoint: Checkpoint) -> int:
-        """Write one checkpoint; return the offset of its header once the broker has it."""
-        # Compressed off the event loop (the codec releases the GIL): the stream goes on meanwhile.
-        payload = await asyncio.to_thread(_pack, checkpoint)
+    async def write(self, checkpoint: Checkpoint, payload: bytes | None = None) -> int:
+        """Write one checkpoint (its payload packed already, see `pack`, or packed here); return
+        the offset of its header once the broker has it."""
+        if payload is None:
+            # Compressed off the event loop (the codec releases the GIL): the stream goes on meanwhile.
+            payload = await asyncio.to_thread(_pack, checkpoint)
         pieces = [payload[i:i + CHUNK_BYTES] for i in range(0, len(payload), CHUNK_BYTES)]
         futures = [await self.producer.send(self.topic, piece, key=CHUNK_KEY,
                                             partition=checkpoint.partition) for piece in pieces]
         chunk_offsets = [(await future).offset for future in futures]
         header = {"v": LAYOUT, "partition": checkpoint.partition, "offsets": checkpoint.offsets,
                   "rooms": checkpoint.rooms, "chunks": chunk_offsets, "worker": checkpoint.worker,
-                  "wall": checkpoint.wall, "bytes": len(checkpoint.state), "stored": len(payload),
+                  "wall": checkpoint.wall, "bytes": checkpoint.state_bytes or len(checkpoint.state),
+                  "stored": len(payload),
                   "sources": checkpoint.sources}
         meta = await self.producer.send_and_wait(self.topic, orjson.dumps(header), key=HEADER_KEY,
                                                  partition=checkpoint.partition)

@@ -16,10 +16,12 @@ Exactly-once effect on the engine state, with an at-least-once consumer:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 
-from livemon.agents.checkpoints import Checkpoint, ahead
+from livemon.agents import forked
+from livemon.agents.checkpoints import Checkpoint, ahead, pack, unpack_job
 from livemon.agents.partition import Partition
 from livemon.engine import Engine
 from livemon.ingest.routing import ForwardMarks
@@ -70,7 +72,7 @@ class Ownership:
 
     async def _checkpoint(self, partitions, commit: bool) -> None:
         runtime = self.runtime
-        written = {}
+        due = []
         for number in partitions:
             state = self.owned.get(number)
             if state is None or not state.offsets or (state.offsets == state.checkpointed
@@ -81,29 +83,45 @@ class Ownership:
             for _ in range(3):
                 if not state.summaries or not await runtime.send_summaries(state, time.time(), 5.0):
                     break
-            if state.summaries or self.owned.get(number) is not state:
-                continue  # tried again next round
-            # State and offsets are taken together, with no await in between: they match.
-            offsets = dict(state.offsets)
-            sources = dict(state.marks.marks)
-            forwarded = runtime.forwarder.queued(number)
+            if not state.summaries:
+                due.append(number)  # else tried again next round
+        # Every due partition's state and offsets are taken together, with no await in between:
+        # they match. The state is encoded from this moment's image (in a forked child: see forked.py).
+        taken, jobs = [], []
+        for number in due:
+            state = self.owned.get(number)
+            if state is None:
+                continue
             rooms = sorted(state.engine.rooms)
-            blob = state.engine.export_rooms(rooms)
-            alerts = runtime.alerts.export_rooms(rooms) if runtime.alerts is not None else {}
+            checkpoint = Checkpoint(partition=number, offsets=dict(state.offsets), rooms=rooms,
+                                    alerts=runtime.alerts.export_rooms(rooms) if runtime.alerts is not None else {},
+                                    worker=runtime.settings.worker_id, wall=time.time(),
+                                    sources=dict(state.marks.marks))
             state.alerts_changed = False
+            taken.append((state, checkpoint, runtime.forwarder.queued(number)))
+            jobs.append(functools.partial(_packed, state.engine, checkpoint))
+        if not jobs:
+            return
+        try:
+            payloads = await forked.encode(jobs, in_child=runtime.settings.checkpoint_in_child)
+        except BaseException:
+            for state, _, _ in taken:
+                state.alerts_changed = True  # not written: the next round takes them again
+            raise
+        written = {}
+        for (state, checkpoint, forwarded), packed in zip(taken, payloads):
+            number = checkpoint.partition
             if forwarded:
                 # Not past events whose forwards the broker does not have yet: a successor
                 # starting here would never send them.
                 await runtime.forwarder.delivered(number, forwarded)
-            await runtime.store.write(Checkpoint(partition=number, offsets=offsets, rooms=rooms, state=blob,
-                                                 alerts=alerts, worker=runtime.settings.worker_id,
-                                                 wall=time.time(), sources=sources))
+            checkpoint.state_bytes, payload = unpack_job(packed)
+            await runtime.store.write(checkpoint, payload)
             if self.owned.get(number) is state:
-                state.checkpointed = offsets
-            written[number] = offsets
+                state.checkpointed = checkpoint.offsets
+            written[number] = checkpoint.offsets
             runtime.metrics.checkpoints.inc()
-            runtime.metrics.checkpoint_bytes.labels(str(number)).set(len(blob))
-            await asyncio.sleep(0)  # let the stream run between partitions
+            runtime.metrics.checkpoint_bytes.labels(str(number)).set(checkpoint.state_bytes)
         runtime.metrics.last_checkpoint.set(time.time())
         if commit and written:
             await self._commit(written)
@@ -206,3 +224,9 @@ class Ownership:
             raise
         finally:
             del self.loading[number]
+
+
+def _packed(engine: Engine, checkpoint: Checkpoint) -> bytes:
+    """A checkpoint job (see forked.py): the engine's state of the checkpoint's rooms, packed."""
+    checkpoint.state = engine.export_rooms(checkpoint.rooms)
+    return pack(checkpoint)

@@ -26,6 +26,9 @@ class WorkerSettings:
     data_dir: str | None = setting(None, "Working directory of the worker: alert outboxes, incidents "
                                    "(default: a temporary one).", path="dir", envvar="LIVEMON_WORKER_DIR")
     checkpoint_interval: float = setting(5.0, "Seconds between state checkpoints.", minimum=0.1)
+    checkpoint_in_child: bool = setting(True, "Encode checkpoints in a child process forked at the checkpoint "
+                                        "(a copy-on-write image): the stream never waits for them. Off: "
+                                        "encoded in the worker's own loop, a partition at a time.")
     summary_interval: float = setting(10.0, "Seconds between provisional show summaries (SPEC §10) of the "
                                       "shows going on, published on liveroom.snapshots.", minimum=0.1)
     worker_id: str = setting(help="Name of this worker in records (default host-pid).",
