@@ -147,8 +147,9 @@ def _ready_then_wait() -> None:
     sys.stdin.readline()
 
 
-async def _consume(args, handle):
-    """Assign the event partitions of this child, read them to their end; time first to last."""
+async def _consume(args, handle, on_start=None):
+    """Assign the event partitions of this child, read them to their end; time first to last.
+    `on_start` gets the (topic, partition) pairs with nothing to read, before the clock starts."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     from livemon.ingest.events import EVENT_TOPICS
@@ -167,7 +168,10 @@ async def _consume(args, handle):
             start = args.get("starts", {}).get(f"{tp.topic}:{tp.partition}")
             if start:
                 consumer.seek(tp, start)
-        ends = {tp: n for tp, n in (await consumer.end_offsets(tps)).items() if n > 0}
+        ends = {tp: n for tp, n in (await consumer.end_offsets(tps)).items()
+                if n > args.get("starts", {}).get(f"{tp.topic}:{tp.partition}", 0)}
+        if on_start is not None:
+            on_start({(tp.topic, tp.partition) for tp in tps if tp not in ends})
         _ready_then_wait()
         tune_gc()
         first = None
@@ -245,16 +249,16 @@ def _role_engine(args):
     """The worker's own code on a partition set, without Faust or the broker's group: the merge
     across topics, decoding, forwarding decisions, the engine, and every second the step (advance,
     live snapshots, forgetting idle rooms) and the Prometheus collector."""
-    from livemon.agents.partition import HOLD_SECONDS, Applied, Partition
+    from livemon.agents.partition import Applied, Partition
     from livemon.engine import Engine
     from livemon.ingest.routing import Partitioner
+    from livemon.topics import REPARTITION_TOPIC
 
     partitions = {number: Partition(number, Engine()) for number in args["partitions"]}
-    for partition in partitions.values():
-        partition.loaded_at -= HOLD_SECONDS  # nothing restored: no wait for topics after a load
     home = Partitioner(args["partition_count"])
     sequence = itertools.count()
     stats = {"events": 0, "rejected": 0}
+    reasons: dict[str, int] = {}
     step = _Steps(list(partitions.values()))
 
     def handle(batches, now, consumer, finished):
@@ -263,6 +267,8 @@ def _role_engine(args):
         def highwater(topic, number):  # 0 for a topic not read here: the repartition topic, empty
             tp = TopicPartition(topic, number)
             return consumer.highwater(tp) if tp in consumer.assignment() else 0
+        for number in {tp.partition for tp in batches}:  # before the batch counts as received, as the worker
+            partitions[number].check_behind(highwater)
         for tp, records in batches.items():
             partition = partitions[tp.partition]
             for r in records:
@@ -274,10 +280,21 @@ def _role_engine(args):
                                 applied, {})
         stats["events"] += sum(applied.counts.values())
         stats["rejected"] += sum(1 for reject in applied.rejects)
+        for reject in applied.rejects:
+            reasons[reject.reason] = reasons.get(reject.reason, 0) + 1
         step(now, highwater)
 
-    first, last, messages = asyncio.run(_consume(args, handle))
-    return {**stats, "messages": messages, "first": first, "last": last,
+    def on_start(empty):
+        # As the worker merges: a topic holds the others back until it is heard from, except
+        # those with nothing to read (the repartition topic is not read here).
+        heard = time.monotonic()
+        for partition in partitions.values():
+            partition.heard[REPARTITION_TOPIC] = heard
+        for topic, number in empty:
+            partitions[number].heard[topic] = heard
+
+    first, last, messages = asyncio.run(_consume(args, handle, on_start))
+    return {**stats, "reasons": reasons, "messages": messages, "first": first, "last": last,
             "rooms": sum(len(p.engine.rooms) for p in partitions.values()),
             "steps": step.steps, "step_seconds": step.seconds}
 
@@ -737,6 +754,7 @@ def bench(broker, quick, seed, write_path, skip, log_path):
             engine_result = Child({**base, "role": "engine"}, log).run(900)
             row["engine"] = _rate(engine_result)
             row["rejected"] = engine_result.get("rejected")
+            row["rejected_by_reason"] = engine_result.get("reasons")
             if "faust" not in skip and not broker and (envelope == 1 or mode == "full"):
                 status(f"envelope {envelope}: per-message Faust agent")
                 row["faust"] = _rate(Child({**base, "role": "faust", "messages": len(packed)}, log).run(600))

@@ -170,8 +170,9 @@ class Partition:
 
     def check_behind(self, highwater: Highwater) -> None:
         """Behind: messages have waited unread for over BEHIND_AFTER s (right after a fetch
-        nothing waits; a backlog keeps messages waiting fetch after fetch). It stays so for the
-        batch that brings the backlog in, and ends at the next check."""
+        nothing waits; a backlog keeps messages waiting fetch after fetch), or wait before the
+        partition has read any. It stays so for the batch that brings the backlog in, and ends
+        at the next check."""
         waiting = any((high := highwater(topic, self.number)) is not None and high > self.received.get(topic, 0)
                       for topic in INPUT_TOPICS)
         if not waiting:
@@ -179,7 +180,9 @@ class Partition:
             return
         now = time.monotonic()
         if self.behind_since is None:
-            self.behind_since = now
+            # Nothing read yet (a start, a takeover, a lost log) and messages wait: a backlog written
+            # before we came, behind at once (its first batch would be late on the wall clock).
+            self.behind_since = now if self.received else -math.inf
         self.behind = now - self.behind_since > BEHIND_AFTER
 
     def caught_up(self, highwater: Highwater) -> bool:
