@@ -14,6 +14,7 @@ import math
 from typing import Any
 from array import array
 from itertools import chain, compress, repeat
+from operator import add, sub
 
 from .state import SET, DictOf, Field, array_bytes, array_of
 
@@ -66,15 +67,16 @@ class BucketSums:
         window, total = self.window, self.total
         if t <= self.frontier:
             return window, total
-        window, total = window[:], total[:]
         get, zero, width = self.buckets.get, self._zero, self.width
-        fields = range(len(window))
         for b in range(self.frontier + 1, t + 1):
+            # Whole vectors at a time, in C (the buckets inside the window are never narrow).
             entering, leaving = get(b, zero), get(b - width, zero)
-            for i in fields:
-                total[i] += entering[i]
-                window[i] += entering[i] - leaving[i]
-        return window, total
+            if entering is not zero:
+                total = list(map(add, total, entering))
+                window = list(map(add, window, entering))
+            if leaving is not zero:
+                window = list(map(sub, window, leaving))
+        return window[:] if window is self.window else window, total[:] if total is self.total else total
 
     def window_at(self, t: int, field: int) -> int:
         """Sum of `field` over `(t-W, t]`, for `t >= frontier`."""
