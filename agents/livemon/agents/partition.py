@@ -282,10 +282,14 @@ class Partition:
 
     def step(self, now: float, highwater: Highwater, rejects: list[Reject]) -> tuple[list, dict[str, dict]]:
         """Advance the engine to the wall clock `now`: (final snapshots, live snapshots by room);
-        each final comes as (ts, its JSON), encoded as soon as it is made (see `Engine.advance`);
-        rooms idle past their show's end are forgotten. Events the engine held for a room and
-        rejects now (a room never admitted, or over a cap at admission) go to `rejects`. The
-        summaries of the shows that ended (those of forgotten rooms included) join `summaries`."""
+        see `live_step` and `final_step`, its two halves."""
+        clock, live = self.live_step(now, highwater)
+        return self.final_step(clock, rejects), live
+
+    def live_step(self, now: float, highwater: Highwater) -> tuple[float, dict[str, dict]]:
+        """The first half of a step: the partition's clock at the wall clock `now`, and the live
+        snapshots by room at it (what /metrics, alerting and the page show). First, so that they
+        show before the final snapshots are made: those only go to the recording."""
         if self.pause_start is not None and self.caught_up(highwater):
             self.resume(now)  # nothing came after the pause because nothing was sent
         self.check_behind(highwater)
@@ -295,14 +299,21 @@ class Partition:
             self.restored = False
             self.start_restored_clocks(now)
         clock = self.step_clock(now)
+        return clock, self.engine.live_snapshots(clock)
+
+    def final_step(self, clock: float, rejects: list[Reject]) -> list[tuple[float, bytes]]:
+        """The second half: the final snapshots up to `clock`, each as (ts, its JSON), encoded as
+        soon as it is made (see `Engine.advance`); rooms idle past their show's end are forgotten.
+        Events the engine held for a room and rejects now (a room never admitted, or over a cap at
+        admission) go to `rejects`. The summaries of the shows that ended (those of forgotten
+        rooms included) join `summaries`."""
         finals: list[tuple[float, bytes]] = []
         self.engine.advance(clock, sink=lambda snapshot: finals.append((snapshot["ts"], orjson.dumps(snapshot))))
         for event, reason in self.engine.take_rejected():
             rejects.append(Reject.of_event(event, reason, f"{reason}: room {event.room_id} (ts {event.ts})"))
-        live = self.engine.live_snapshots(clock)
         self.engine.forget_idle_rooms(clock)
         self.summaries.extend(self.engine.take_summaries())
-        return finals, live
+        return finals
 
     def start_restored_clocks(self, now: float) -> None:
         """Rooms restored and not heard from since: their clocks run on from now, as a room's

@@ -22,6 +22,7 @@ import math
 import time
 from collections import Counter, deque
 from collections.abc import Callable
+from operator import itemgetter
 
 import orjson
 from aiokafka import AIOKafkaProducer
@@ -30,7 +31,7 @@ from livemon.agents.checkpoints import CheckpointStore
 from livemon.agents.forwarding import Forwarder
 from livemon.agents.http import WorkerHttp
 from livemon.agents.ownership import Ownership
-from livemon.agents.partition import NOT_EVENTS, Applied, Partition, Reject, step_all
+from livemon.agents.partition import NOT_EVENTS, Applied, Partition, Reject
 from livemon.agents.settings import WorkerSettings
 from livemon.agents.watchdog import Watchdog, stall_hook
 from livemon.alerting.service import AlertService
@@ -344,7 +345,11 @@ class StreamRuntime:
         started = time.perf_counter()
         # Held messages whose wait ran out while no new batch came.
         await self._apply_due(list(self.owned), everything=self._stopping)
-        finals, live, rejects, _ = step_all(list(self.owned.values()), now, self.highwater)
+        # The live snapshots first: /metrics and alerting have them before the finals are made.
+        begun = {number: (state, *state.live_step(now, self.highwater)) for number, state in self.owned.items()}
+        live = {}
+        for _, _, partition_live in begun.values():
+            live.update(partition_live)
         self.last_live = live
         self.collector.update(live)
         if self.alerts is not None:
@@ -354,6 +359,15 @@ class StreamRuntime:
                 log.exception("alert evaluation failed")
             else:
                 self._alerts_changed({record["room_id"] for record in records or ()})
+        # A scrape that waited for this step is answered now (a timer, not sleep(0): that would
+        # resume this task before the loop reads the waiting requests), then the finals are made.
+        await asyncio.sleep(0.002)
+        finals: list[tuple[float, bytes]] = []
+        rejects: list[Reject] = []
+        for number, (state, clock, _) in begun.items():
+            if self.owned.get(number) is state:  # (not given away meanwhile: its next owner makes them)
+                finals.extend(state.final_step(clock, rejects))
+        finals.sort(key=itemgetter(0))
         self._read_locally(now, live, finals)
         if await self._publish(now, live, finals):  # not while the broker is down: the step goes on
             await self._publish_summaries(now)
