@@ -108,6 +108,24 @@ def test_rooms_leave_the_exposition_with_their_snapshots():
     assert collector.render().count(b'room="r2"') == 0
 
 
+def test_one_rooms_families_are_its_lines_of_the_whole_exposition():
+    collector = RoomCollector()
+    collector.update({"s1": sales_snapshot("s1", gmv_total=12.5, top=["p1", "p2"]), "r2": snapshot("r2"),
+                      "r3": snapshot("r3", online=7)})
+
+    def samples(text: bytes, room: str) -> set:
+        return {(s.name, tuple(sorted(s.labels.items())), s.value)
+                for f in text_string_to_metric_families(text.decode()) for s in f.samples
+                if s.labels.get("room") == room}
+    whole = collector.render()
+    for room in ("s1", "r3"):
+        alone = collector.render_rooms([room])
+        assert samples(alone, room) == samples(whole, room) and samples(alone, room)
+        assert b'room="r2"' not in alone
+    both = collector.render_rooms(["r3", "s1", "r3", "gone"])
+    assert samples(both, "s1") == samples(whole, "s1") and samples(both, "r3") == samples(whole, "r3")
+
+
 def test_ten_thousand_rooms_render():
     collector = RoomCollector()
     collector.update({f"room-{i}": snapshot(f"room-{i}") for i in range(10_000)})

@@ -83,6 +83,10 @@ def test_events_become_gauges_and_bad_input_is_dead_lettered(make_broker, start_
     assert metrics[key("livemon_cdn_stall_ratio", cdn="cdn-a")] == 0.1
     assert metrics[key("livemon_cdn_viewers", cdn="cdn-a")] == 1
     assert metrics[("livemon_room_online", frozenset({"room": OTHER}.items()))] == 1
+    # One room's families alone (`?room=`): its lines of the whole exposition, no other room's.
+    status, body = worker.get(f"/metrics?room={OTHER}")
+    assert status == 200 and b'livemon_room_online{room="%s"} 1' % OTHER.encode() in body
+    assert ROOM.encode() not in body and b"livemon_events_total" not in body
 
     def rejected(reason):
         return metrics.get(("livemon_events_rejected_total", frozenset({"reason": reason}.items())))

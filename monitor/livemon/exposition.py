@@ -195,6 +195,12 @@ class RoomCollector(Collector):
                 self._rendered = (version, text)
             return text
 
+    def render_rooms(self, room_ids) -> bytes:
+        """The room families of these rooms only (`/metrics?room=R`): a look at one room without
+        rendering, sending and parsing every room's (over a megabyte at 300 busy rooms)."""
+        live = self._live
+        return _render([live[room_id] for room_id in dict.fromkeys(room_ids) if room_id in live])
+
 
 def _num(value) -> str:
     if type(value) is int:

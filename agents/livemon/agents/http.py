@@ -60,7 +60,11 @@ class WorkerHttp:
 
     async def _metrics_page(self, request: web.Request) -> web.Response:
         runtime = self.runtime
-        body = runtime.collector.render() + runtime.metrics.render() + _default_registry()
+        rooms = request.query.getall("room", ())
+        if rooms:  # one room's (or a few rooms') families only
+            body = runtime.collector.render_rooms(rooms)
+        else:
+            body = runtime.collector.render() + runtime.metrics.render() + _default_registry()
         return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
     async def _health_page(self, request: web.Request) -> web.Response:
