@@ -76,8 +76,9 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _scrape(url: str) -> bytes:
-    with urllib.request.urlopen(f"{url}/metrics?room={PROBE_ROOM}", timeout=5) as response:
+def _scrape(url: str, room: str | None = None) -> bytes:
+    """The worker's /metrics, or one room's families of it."""
+    with urllib.request.urlopen(f"{url}/metrics" + (f"?room={room}" if room else ""), timeout=5) as response:
         return response.read()
 
 
@@ -118,7 +119,7 @@ class Probe:
         self.producer.flush(timeout)
         while time.time() - started < timeout:
             try:
-                if _probe_count(_scrape(self.url)) >= self.sent:
+                if _probe_count(_scrape(self.url, PROBE_ROOM)) >= self.sent:
                     return time.time() - started
             except OSError:
                 pass
