@@ -64,6 +64,21 @@ def test_a_child_that_fails_is_an_error_and_the_worker_goes_on():
     assert not _children()  # none left behind (a zombie would be one)
 
 
+def test_a_child_that_hangs_is_killed_after_the_timeout():
+    import time
+
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        asyncio.run(forked.encode([lambda: time.sleep(60) or b""], timeout=0.5))
+    assert time.monotonic() - started < 10 and not _children()
+
+    async def given_up():  # a revocation's deadline cancels the round: the child goes too
+        await asyncio.wait_for(forked.encode([lambda: time.sleep(60) or b""]), 0.5)
+    with pytest.raises(asyncio.TimeoutError):
+        asyncio.run(given_up())
+    assert time.monotonic() - started < 20 and not _children()
+
+
 def _children() -> bool:
     try:
         return os.waitpid(-1, os.WNOHANG) != (0, 0)

@@ -16,14 +16,16 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import signal
 from collections.abc import Callable
 
 FORK = hasattr(os, "fork")
 _LENGTH = 8
 
 
-async def encode(jobs: list[Callable[[], bytes]], in_child: bool = True) -> list[bytes]:
-    """The bytes each job returns, reading the state as it is at this call."""
+async def encode(jobs: list[Callable[[], bytes]], in_child: bool = True, timeout: float = 300.0) -> list[bytes]:
+    """The bytes each job returns, reading the state as it is at this call. A child that has not
+    finished within `timeout` seconds (or whose caller is cancelled) is killed: TimeoutError."""
     if not (in_child and FORK and jobs):
         return [job() for job in jobs]  # at once: the state must not move on between the jobs
     read_end, write_end = os.pipe()
@@ -43,13 +45,27 @@ async def encode(jobs: list[Callable[[], bytes]], in_child: bool = True) -> list
             os._exit(status)
     os.close(write_end)
     loop = asyncio.get_running_loop()
-    data = await loop.run_in_executor(None, _read_all, read_end)
+    try:
+        data = await asyncio.wait_for(loop.run_in_executor(None, _read_all, read_end), timeout)
+    except BaseException:
+        # Timed out, or the caller gave up (a revocation's deadline): the child must not linger,
+        # nor stay a zombie. Killed, its end of the pipe closes and the reading thread ends.
+        _kill(pid)
+        raise
     _, status = await loop.run_in_executor(None, os.waitpid, pid, 0)
     results = _split(data)
     if status != 0 or len(results) != len(jobs):
         raise RuntimeError(f"the encoding child ended with status {os.waitstatus_to_exitcode(status)} "
                            f"after {len(results)} of {len(jobs)} jobs")
     return results
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    os.waitpid(pid, 0)  # at once: a killed process ends without running anything
 
 
 def _read_all(fd: int) -> bytes:
