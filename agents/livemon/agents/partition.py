@@ -197,15 +197,17 @@ class Partition:
     # ---- applying ----
 
     def apply_due(self, bound: float, home: Partitioner, wall: float, out: Applied,
-                  strays: dict[int, list[Part]]) -> float:
-        """Apply the pending messages up to `bound` (a timestamp) to the engine. Events of other
-        partitions' rooms go into `strays` (target partition -> parts) for the driver to forward.
-        Returns the newest timestamp of a message with strays (0 if none)."""
+                  strays: dict[int, list[Part]], limit: float = math.inf) -> float:
+        """Apply the pending messages up to `bound` (a timestamp), at most `limit` of them, to the
+        engine. Events of other partitions' rooms go into `strays` (target partition -> parts)
+        for the driver to forward. Returns the newest timestamp of a message with strays (0 if none)."""
         events = []
         stray_stamp = 0.0
         pending = self.pending
         partition = self.number
-        while pending and pending[0][0] <= bound:
+        taken = 0
+        while pending and pending[0][0] <= bound and taken < limit:
+            taken += 1
             stamp, _, message = heapq.heappop(pending)
             topic = message.topic
             self.offsets[topic] = message.offset + 1
