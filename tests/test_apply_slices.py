@@ -2,32 +2,20 @@
 scrapes and stepping between them): slices give the same state, offsets and merge order as one go."""
 
 import math
-from typing import NamedTuple
-
-from livemon.agents.partition import Applied, Partition
+from livemon.agents.partition import Applied, Partition, Record
 from livemon.engine import Engine
 from livemon.ingest.events import encode
 from livemon.ingest.routing import Partitioner
 from livemon.simulator.core import Simulation
 
 
-class Message(NamedTuple):  # as the consumer hands a record on: timestamp in seconds
-    topic: str
-    partition: int
-    offset: int
-    timestamp: float
-    key: bytes | None
-    value: bytes | None
-    headers: tuple = ()
-
-
-def _backlog() -> list[Message]:
+def _backlog() -> list[Record]:
     offsets: dict[str, int] = {}
     messages = []
     sim = Simulation(frozenset({"normal", "surge"}), rooms=3, seed=4, duration=40, rate=300)
     for m in sim.messages():
         offset = offsets[m.topic] = offsets.get(m.topic, -1) + 1
-        messages.append(Message(m.topic, 0, offset, sim.now, m.key.encode(), encode(list(m.events))))
+        messages.append(Record(m.topic, 0, offset, sim.now, m.key.encode(), encode(list(m.events))))
     return messages
 
 

@@ -44,7 +44,6 @@ import tempfile
 import time
 import urllib.request
 from contextlib import ExitStack
-from typing import NamedTuple
 
 import click
 
@@ -208,18 +207,6 @@ def _role_raw(args):
     return {"events": count[0], "messages": messages, "first": first, "last": last}
 
 
-class _Message(NamedTuple):
-    """A Kafka record as the worker's consumer (Faust) hands it on: timestamp in seconds."""
-
-    topic: str
-    partition: int
-    offset: int
-    timestamp: float
-    key: bytes | None
-    value: bytes | None
-    headers: tuple
-
-
 class _Steps:
     """The worker's step (`livemon.agents.partition.step_all`) once a second of wall clock, and
     the Prometheus collector's update, timed."""
@@ -249,7 +236,7 @@ def _role_engine(args):
     """The worker's own code on a partition set, without Faust or the broker's group: the merge
     across topics, decoding, forwarding decisions, the engine, and every second the step (advance,
     live snapshots, forgetting idle rooms) and the Prometheus collector."""
-    from livemon.agents.partition import Applied, Partition
+    from livemon.agents.partition import Applied, Partition, Record
     from livemon.engine import Engine
     from livemon.ingest.routing import Partitioner
     from livemon.topics import REPARTITION_TOPIC
@@ -272,7 +259,7 @@ def _role_engine(args):
         for tp, records in batches.items():
             partition = partitions[tp.partition]
             for r in records:
-                partition.receive(_Message(r.topic, r.partition, r.offset, r.timestamp / 1000, r.key, r.value,
+                partition.receive(Record(r.topic, r.partition, r.offset, r.timestamp / 1000, r.key, r.value,
                                            r.headers), next(sequence), now)
         applied = Applied()
         for partition in partitions.values():

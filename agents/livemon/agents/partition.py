@@ -326,6 +326,19 @@ class Partition:
                 room.seen_at = wall
 
 
+class Record(NamedTuple):
+    """A Kafka record as `Partition.receive` takes it (as the worker's consumer, Faust, hands it
+    on): its timestamp in seconds."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: float
+    key: bytes | None
+    value: bytes | None
+    headers: tuple = ()
+
+
 class Step(NamedTuple):
     finals: list[tuple]  # final snapshots as (ts, their JSON), in event-time order
     live: dict[str, dict]  # live snapshots by room
