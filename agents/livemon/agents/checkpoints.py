@@ -117,19 +117,16 @@ class CheckpointStore:
             await self._reader.stop()
             self._reader = None
 
-    async def write(self, checkpoint: Checkpoint, payload: bytes | None = None) -> int:
-        """Write one checkpoint (its payload packed already, see `pack`, or packed here); return
-        the offset of its header once the broker has it."""
-        if payload is None:
-            # Compressed off the event loop (the codec releases the GIL): the stream goes on meanwhile.
-            payload = await asyncio.to_thread(_pack, checkpoint)
+    async def write(self, checkpoint: Checkpoint, payload: bytes) -> int:
+        """Write one checkpoint, its payload packed already (see `pack`, run in a forked child);
+        return the offset of its header once the broker has it."""
         pieces = [payload[i:i + CHUNK_BYTES] for i in range(0, len(payload), CHUNK_BYTES)]
         futures = [await self.producer.send(self.topic, piece, key=CHUNK_KEY,
                                             partition=checkpoint.partition) for piece in pieces]
         chunk_offsets = [(await future).offset for future in futures]
         header = {"v": LAYOUT, "partition": checkpoint.partition, "offsets": checkpoint.offsets,
                   "rooms": checkpoint.rooms, "chunks": chunk_offsets, "worker": checkpoint.worker,
-                  "wall": checkpoint.wall, "bytes": checkpoint.state_bytes or len(checkpoint.state),
+                  "wall": checkpoint.wall, "bytes": checkpoint.state_bytes,
                   "stored": len(payload),
                   "sources": checkpoint.sources}
         meta = await self.producer.send_and_wait(self.topic, orjson.dumps(header), key=HEADER_KEY,
