@@ -39,10 +39,11 @@ def test_short_soak_reports_bounded_lag_and_latency(tmp_path):
     assert text.startswith("# Benchmarks\n\nthroughput figures") and text.rstrip().endswith("## Later section")
 
 
-def samples(rss: list[float], lag: int = 0, latency: float | None = 0.5, viewers=None) -> list[Sample]:
+def samples(rss: list[float], lag: int = 0, latency: float | None = 0.5, viewers=None, broker=None) -> list[Sample]:
     viewers = viewers or [1000] * len(rss)
-    return [Sample(t=10.0 * i, rss_mib=r, lag=lag, events_per_s=1000, cpu=0.3, latency_s=latency, viewers=v)
-            for i, (r, v) in enumerate(zip(rss, viewers))]
+    broker = broker or [60.0] * len(rss)
+    return [Sample(t=10.0 * i, rss_mib=r, lag=lag, events_per_s=1000, cpu=0.3, latency_s=latency, viewers=v,
+                   broker_rss_mib=b) for i, (r, v, b) in enumerate(zip(rss, viewers, broker))]
 
 
 def test_verdict_flat_memory_and_bounded_lag():
@@ -53,6 +54,17 @@ def test_verdict_flat_memory_and_bounded_lag():
     assert not result["ok"] and "memory grew" in result["reasons"][0]
     assert not verdict(samples([100] * 9, lag=500), 20, 0.1, 100, 2)["ok"]
     assert not verdict(samples([100] * 9, latency=None), 20, 0.1, 100, 2)["ok"]
+    assert not verdict(samples([100] * 9, latency=2.5), 20, 0.1, 100, 2)["ok"]
+
+
+def test_the_broker_memory_must_stay_flat_too():
+    # The embedded broker holding more and more (records it never drops) fails the soak.
+    filling = samples([200] * 9, broker=[40, 80, 120, 160, 200, 240, 280, 320, 360])
+    result = verdict(filling, warmup=20, max_growth=0.1, max_lag=100, max_latency=2)
+    assert not result["ok"] and result["reasons"] == [
+        "the broker's memory grew +142.9% after the warm-up (140 -> 340 MiB) with tracked viewers 1000 -> 1000"]
+    sawtooth = samples([200] * 9, broker=[40, 80, 120, 90, 125, 95, 120, 92, 124])  # trimmed: bounded
+    assert verdict(sawtooth, warmup=20, max_growth=0.1, max_lag=100, max_latency=2)["ok"]
 
 
 def test_memory_may_grow_with_the_audience_but_not_per_viewer():

@@ -1,15 +1,17 @@
 """`livemon soak`: a long promotion-level show against the embedded broker and a real worker.
 
-It starts the embedded broker, one `livemon worker` process (alerting and the control-room page
-on, as in production) and `livemon simulate --scenario surge` over many rooms, then samples the
-worker every `--interval` seconds: resident memory, consumer lag, events per second, CPU, and the
-end-to-end latency of a probe (a paid order in room `soak-probe` sent with the current time,
-timed until the worker's /metrics counts it). The verdict:
+It starts the embedded broker, `livemon worker` processes sized as docs/PRODUCTION.md advises
+(`--workers`, by default one per `ROOMS_PER_WORKER` busy rooms; all evaluate alerts, the first
+also serves the control-room page and is the one recorder, as `web` in the compose file) and
+`livemon simulate --scenario surge` over many rooms, then samples the workers every `--interval`
+seconds: resident memory, consumer lag, events per second and CPU (summed over the workers), and
+the end-to-end latency of a probe (a paid order in room `soak-probe` sent with the current time,
+timed until the /metrics of the worker that owns the room counts it). The verdict:
 
-* memory flat: after the warm-up, the median RSS of the last third of the samples is within
-  `--max-growth` (relative, plus 16 MiB) of the median of the first third; or, when the audience
-  grew meanwhile (tracked viewers, the sum of `livemon_room_viewers`), RSS per tracked viewer did
-  not grow by more than `--max-growth`;
+* memory flat, the workers' and the embedded broker's each: after the warm-up, the median RSS of
+  the last third of the samples is within `--max-growth` (relative, plus 16 MiB) of the median of
+  the first third; or, when the audience grew meanwhile (tracked viewers, the sum of
+  `livemon_room_viewers`), RSS per tracked viewer did not grow by more than `--max-growth`;
 * lag bounded: after the warm-up, consumer lag never exceeds `--max-lag` messages and every probe
   is seen within `--max-latency` seconds.
 
@@ -42,6 +44,7 @@ from livemon.topics import TOPIC_OF_TYPE
 
 BEGIN, END = "<!-- soak:begin -->", "<!-- soak:end -->"
 PROBE_ROOM = "soak-probe"
+ROOMS_PER_WORKER = 150  # busy rooms a worker keeps up with on a core (docs/PRODUCTION.md, sizing)
 POLL_GAP = 0.05  # seconds between the probe's reads of its room's /metrics (`?room=`: a few hundred bytes)
 _PROBE_LINE = re.compile(rb'^livemon_room_orders_total\{room="soak-probe"\} ([0-9.e+]+)$', re.M)
 _LAG_LINE = re.compile(rb"^livemon_consumer_lag_messages\{[^}]*\} ([0-9.e+]+)$", re.M)
@@ -55,11 +58,13 @@ class Sample:
     rss_mib: float
     lag: int
     events_per_s: float
-    cpu: float  # share of one core since the previous sample
+    cpu: float  # cores the workers used since the previous sample
     latency_s: float | None  # the probe's end-to-end latency; None: not seen in time
     viewers: int = 0  # viewers the worker tracks (sum of livemon_room_viewers)
     broker_rss_mib: float = 0.0  # the embedded broker's memory
     broker_cpu: float = 0.0  # share of one core since the previous sample
+    simulator_cpu: float = 0.0  # the simulator's (the load generator shares the machine)
+    cpu_max: float = 0.0  # the busiest worker's
 
 
 def _rss_mib(pid: int) -> float:
@@ -91,13 +96,13 @@ class Probe:
     """Paid orders in the probe room, each timed from sending until /metrics counts it. A viewer
     keeps the probe room busy (a heartbeat every 100 ms), as the rooms people watch are."""
 
-    def __init__(self, bootstrap: str, url: str):
+    def __init__(self, bootstrap: str, urls: list[str]):
         import threading
 
         from kafka import KafkaProducer
 
         self.producer = KafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=0)
-        self.url, self.sent = url, 0
+        self.urls, self.sent = urls, 0
         self._stop = threading.Event()
         self._viewer = threading.Thread(target=self._heartbeats, daemon=True)
         self._viewer.start()
@@ -118,11 +123,12 @@ class Probe:
         self.producer.send(TOPIC_OF_TYPE["order"], encode(order), key=PROBE_ROOM.encode())
         self.producer.flush(timeout)
         while time.time() - started < timeout:
-            try:
-                if _probe_count(_scrape(self.url, PROBE_ROOM)) >= self.sent:
-                    return time.time() - started
-            except OSError:
-                pass
+            for url in self.urls:  # the room's owner (any of them after a rebalance)
+                try:
+                    if _probe_count(_scrape(url, PROBE_ROOM)) >= self.sent:
+                        return time.time() - started
+                except OSError:
+                    pass
             # The probe room's families only: the whole /metrics of hundreds of rooms is over a
             # megabyte, which polled this often would starve the worker. Late by at most the gap.
             time.sleep(POLL_GAP)
@@ -134,36 +140,50 @@ class Probe:
         self.producer.close(timeout=5)
 
 
-def verdict(samples: list[Sample], warmup: float, max_growth: float, max_lag: int,
-            max_latency: float) -> dict:
-    steady = [s for s in samples if s.t >= warmup]
-    if len(steady) < 3:
-        return {"ok": False, "reasons": ["too few samples after the warm-up"], "rss_growth": None}
+def _flatness(steady: list[Sample], rss, max_growth: float) -> dict:
+    """Memory `rss(sample)` over the steady samples: the median of their first third against
+    that of their last; flat when within `max_growth` (plus 16 MiB), or when the audience grew
+    (tracked viewers) and memory per tracked viewer did not grow by more than `max_growth`."""
     third = max(1, len(steady) // 3)
-    early = statistics.median(s.rss_mib for s in steady[:third])
-    late = statistics.median(s.rss_mib for s in steady[-third:])
-    growth = (late - early) / early if early else 0.0
-    # A growing audience legitimately needs more memory: then memory per tracked viewer must not grow.
+    early = statistics.median(rss(s) for s in steady[:third])
+    late = statistics.median(rss(s) for s in steady[-third:])
     viewers_early = statistics.median(s.viewers for s in steady[:third])
     viewers_late = statistics.median(s.viewers for s in steady[-third:])
     per_viewer_early = early / viewers_early if viewers_early else None
     per_viewer_late = late / viewers_late if viewers_late else None
     per_viewer_flat = (per_viewer_early is not None and per_viewer_late is not None and
                        per_viewer_late <= per_viewer_early * (1 + max_growth))
-    latencies = [s.latency_s for s in steady]
+    flat = late - early <= max_growth * early + 16 or (viewers_late > viewers_early and per_viewer_flat)
+    return {"flat": flat, "early": early, "late": late, "growth": (late - early) / early if early else 0.0,
+            "viewers_early": viewers_early, "viewers_late": viewers_late,
+            "per_viewer_early": per_viewer_early, "per_viewer_late": per_viewer_late}
+
+
+def verdict(samples: list[Sample], warmup: float, max_growth: float, max_lag: int,
+            max_latency: float) -> dict:
+    steady = [s for s in samples if s.t >= warmup]
+    if len(steady) < 3:
+        return {"ok": False, "reasons": ["too few samples after the warm-up"], "rss_growth": None}
+    workers = _flatness(steady, lambda s: s.rss_mib, max_growth)
+    broker = _flatness(steady, lambda s: s.broker_rss_mib, max_growth)
     reasons = []
-    if late - early > max_growth * early + 16 and not (viewers_late > viewers_early and per_viewer_flat):
-        reasons.append(f"memory grew {growth:+.1%} after the warm-up ({early:.0f} -> {late:.0f} MiB) "
-                       f"with tracked viewers {viewers_early:.0f} -> {viewers_late:.0f}")
+    for name, memory in (("memory", workers), ("the broker's memory", broker)):
+        if not memory["flat"]:
+            reasons.append(f"{name} grew {memory['growth']:+.1%} after the warm-up ({memory['early']:.0f} -> "
+                           f"{memory['late']:.0f} MiB) with tracked viewers {memory['viewers_early']:.0f} -> "
+                           f"{memory['viewers_late']:.0f}")
     if max(s.lag for s in steady) > max_lag:
         reasons.append(f"lag reached {max(s.lag for s in steady)} messages (bound {max_lag})")
-    if any(x is None or x > max_latency for x in latencies):
+    if any(s.latency_s is None or s.latency_s > max_latency for s in steady):
         reasons.append(f"a probe took longer than {max_latency} s")
-    return {"ok": not reasons, "reasons": reasons, "rss_growth": round(growth, 4),
-            "rss_early_mib": round(early, 1), "rss_late_mib": round(late, 1),
-            "viewers_early": round(viewers_early), "viewers_late": round(viewers_late),
-            "kib_per_viewer_early": None if per_viewer_early is None else round(per_viewer_early * 1024, 2),
-            "kib_per_viewer_late": None if per_viewer_late is None else round(per_viewer_late * 1024, 2)}
+    early, late = workers["per_viewer_early"], workers["per_viewer_late"]
+    return {"ok": not reasons, "reasons": reasons, "rss_growth": round(workers["growth"], 4),
+            "rss_early_mib": round(workers["early"], 1), "rss_late_mib": round(workers["late"], 1),
+            "viewers_early": round(workers["viewers_early"]), "viewers_late": round(workers["viewers_late"]),
+            "kib_per_viewer_early": None if early is None else round(early * 1024, 2),
+            "kib_per_viewer_late": None if late is None else round(late * 1024, 2),
+            "broker_growth": round(broker["growth"], 4), "broker_early_mib": round(broker["early"], 1),
+            "broker_late_mib": round(broker["late"], 1)}
 
 
 def _summary(samples: list[Sample], warmup: float) -> dict:
@@ -181,12 +201,15 @@ def _summary(samples: list[Sample], warmup: float) -> dict:
 
 
 def _table(samples: list[Sample]) -> str:
-    rows = ["|   t (s) | RSS (MiB) | viewers |   lag | events/s |  CPU | e2e latency (s) | broker RSS (MiB) | broker CPU |",
-            "|--------:|----------:|--------:|------:|---------:|-----:|----------------:|-----------------:|-----------:|"]
+    rows = ["|   t (s) | RSS (MiB) | viewers |   lag | events/s | CPU (busiest) | e2e latency (s) | broker RSS (MiB) "
+            "| broker CPU | simulator CPU |",
+            "|--------:|----------:|--------:|------:|---------:|--------------:|----------------:|-----------------:"
+            "|-----------:|--------------:|"]
     for s in samples:
         latency = "lost" if s.latency_s is None else f"{s.latency_s:.3f}"
         rows.append(f"| {s.t:7.0f} | {s.rss_mib:9.1f} | {s.viewers:7d} | {s.lag:5d} | {s.events_per_s:8.0f} | "
-                    f"{s.cpu:4.2f} | {latency:>15} | {s.broker_rss_mib:16.0f} | {s.broker_cpu:10.2f} |")
+                    f"{s.cpu:4.2f} ({s.cpu_max:4.2f}) | {latency:>15} | {s.broker_rss_mib:16.0f} | "
+                    f"{s.broker_cpu:10.2f} | {s.simulator_cpu:13.2f} |")
     return "\n".join(rows)
 
 
@@ -202,8 +225,10 @@ def report_markdown(result: dict, samples: list[Sample]) -> str:
     lines = [
         "## Soak", "",
         f"`livemon soak --duration {result['duration']:.0f} --rooms {result['rooms']} --rate {result['rate']:.0f}` "
-        f"on {result['machine']}, {result['date']}: the `surge` scenario, embedded broker, one worker "
-        f"(alerting and page on), sampled every {result['interval']:.0f} s, warm-up {result['warmup']:.0f} s.",
+        f"on {result['machine']}, {result['date']}: the `surge` scenario, embedded broker, "
+        f"{result.get('workers', 1)} worker(s) (alerting on; the first serves the page and records), "
+        f"sampled every {result['interval']:.0f} s, warm-up {result['warmup']:.0f} s; memory, CPU, lag "
+        f"and events are the workers' sums.",
         "",
         f"- **Verdict: {'PASS' if v['ok'] else 'FAIL'}**" + ("" if v["ok"] else f" ({'; '.join(v['reasons'])})"),
         f"- Memory after the warm-up: {v.get('rss_early_mib')} MiB -> {v.get('rss_late_mib')} MiB "
@@ -266,6 +291,8 @@ def _machine() -> str:
 @click.option("--max-latency", default=2.0, show_default=True, type=click.FloatRange(min=0.1),
               help="Allowed end-to-end latency of a probe (one a sample), seconds: field control reads "
                    "the numbers within 2 s.")
+@click.option("--workers", default=None, type=click.IntRange(1, 16),
+              help=f"Worker processes [one per {ROOMS_PER_WORKER} rooms, as docs/PRODUCTION.md sizes them].")
 @click.option("--checkpoint-interval", default=EMBEDDED_CHECKPOINT_INTERVAL, show_default=True,
               type=click.FloatRange(min=0.1),
               help="The worker's --checkpoint-interval (the demo's: the memory-only broker keeps every checkpoint).")
@@ -275,8 +302,8 @@ def _machine() -> str:
 @click.option("--json-out", type=click.Path(dir_okay=False), default=None,
               help="Also append the JSON line to this file.")
 @click.option("--quiet", is_flag=True, help="No line per sample while running.")
-def soak(duration, rooms, rate, interval, warmup, max_growth, max_lag, max_latency, checkpoint_interval, seed,
-         write_path, json_out, quiet):
+def soak(duration, rooms, rate, interval, warmup, max_growth, max_lag, max_latency, workers, checkpoint_interval,
+         seed, write_path, json_out, quiet):
     """Run a long promotion-level show and report memory, lag and latency over time."""
     from livemon.broker import BrokerUnavailable, EmbeddedBroker, free_port
 
@@ -290,51 +317,67 @@ def soak(duration, rooms, rate, interval, warmup, max_growth, max_lag, max_laten
         broker = EmbeddedBroker(log_path=os.path.join(workdir, "broker.log"), trim_every=EMBEDDED_TRIM_EVERY).start()
     except BrokerUnavailable as error:
         raise click.ClickException(str(error)) from None
+    workers = workers or max(1, math.ceil(rooms / ROOMS_PER_WORKER))
     try:
-        os.makedirs(os.path.join(workdir, "worker"))
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        worker = WorkerProcess(broker.bootstrap, ["--group", "soak", "--data-dir", os.path.join(workdir, "worker"),
-                                                  "--recording-dir", os.path.join(workdir, "recording"),
-                                                  "--checkpoint-interval", str(checkpoint_interval)],
-                               log_path, port=port)
-        processes.append(worker)
-        worker.wait_healthy()
+        pool: list[WorkerProcess] = []
+        for i in range(workers):
+            data_dir = os.path.join(workdir, f"worker-{i + 1}")
+            os.makedirs(data_dir)
+            # The first records and serves the page (the compose file's `web`); the others only compute.
+            role = ["--recording-dir", os.path.join(workdir, "recording")] if i == 0 else \
+                ["--no-recording", "--no-web-page"]
+            pool.append(WorkerProcess(broker.bootstrap, ["--group", "soak", "--data-dir", data_dir,
+                                                         "--worker-id", f"soak-{i + 1}", *role,
+                                                         "--checkpoint-interval", str(checkpoint_interval)],
+                                      log_path))
+            processes.append(pool[-1])
+        for worker in pool:
+            worker.wait_healthy()
         simulator = LivemonProcess(["simulate", "--broker", broker.bootstrap, "--scenario", "surge",
                                     "--rooms", str(rooms), "--rate", str(rate), "--duration", str(duration + 60),
                                     "--fault-at", "0", "--fault-for", str(duration + 60), "--seed", str(seed),
                                     "--quiet"], log_path)
         processes.append(simulator)
-        probe = Probe(broker.bootstrap, url)
+        probe = Probe(broker.bootstrap, [worker.url for worker in pool])
         started = time.monotonic()
-        last_cpu, last_events, last_t = _cpu_seconds(worker.pid), 0.0, 0.0
-        last_broker_cpu = _cpu_seconds(broker.process.pid)
+        last_cpu = {worker.pid: _cpu_seconds(worker.pid) for worker in pool}
+        last_events, last_t = 0.0, 0.0
+        last_broker_cpu, last_sim_cpu = _cpu_seconds(broker.process.pid), _cpu_seconds(simulator.pid)
         if not quiet:
-            click.echo(f"soak: {rooms} rooms, surge, {duration:.0f} s; worker {url}; log {log_path}", err=True)
+            click.echo(f"soak: {rooms} rooms, surge, {duration:.0f} s; {workers} worker(s) "
+                       f"{' '.join(worker.url for worker in pool)}; log {log_path}", err=True)
         while (t := time.monotonic() - started) < duration:
             time.sleep(max(0.0, interval - (t % interval)))
-            for process, name in ((worker, "worker"), (simulator, "simulator")):
+            for process, name in [*((worker, f"worker {worker.url}") for worker in pool), (simulator, "simulator")]:
                 if process.poll() is not None:
                     raise click.ClickException(f"the {name} exited with {process.returncode}; see {log_path}")
             t = time.monotonic() - started
             latency = probe.measure(timeout=max_latency + 1)  # later than max_latency fails anyway
-            body = _scrape(url)
-            events = sum(float(x) for x in _EVENTS_LINE.findall(body))
-            cpu, broker_cpu = _cpu_seconds(worker.pid), _cpu_seconds(broker.process.pid)
-            sample = Sample(t=round(t, 1), rss_mib=round(_rss_mib(worker.pid), 1),
-                            lag=int(sum(float(x) for x in _LAG_LINE.findall(body))),
-                            events_per_s=(events - last_events) / max(1e-9, t - last_t) if last_t else 0.0,
-                            cpu=round((cpu - last_cpu) / max(1e-9, t - last_t), 2) if last_t else 0.0,
+            bodies = [_scrape(worker.url) for worker in pool]
+            events = sum(float(x) for body in bodies for x in _EVENTS_LINE.findall(body))
+            cpu = {worker.pid: _cpu_seconds(worker.pid) for worker in pool}
+            broker_cpu, sim_cpu = _cpu_seconds(broker.process.pid), _cpu_seconds(simulator.pid)
+            gap = max(1e-9, t - last_t)
+            used = {pid: (cpu[pid] - last_cpu[pid]) / gap for pid in cpu}
+            sample = Sample(t=round(t, 1), rss_mib=round(sum(_rss_mib(worker.pid) for worker in pool), 1),
+                            lag=int(sum(float(x) for body in bodies for x in _LAG_LINE.findall(body))),
+                            events_per_s=(events - last_events) / gap if last_t else 0.0,
+                            cpu=round(sum(used.values()), 2) if last_t else 0.0,
                             latency_s=None if latency is None else round(latency, 3),
-                            viewers=int(sum(float(x) for x in _VIEWERS_LINE.findall(body))),
+                            viewers=int(sum(float(x) for body in bodies for x in _VIEWERS_LINE.findall(body))),
                             broker_rss_mib=round(_rss_mib(broker.process.pid), 1),
-                            broker_cpu=round((broker_cpu - last_broker_cpu) / max(1e-9, t - last_t), 2) if last_t else 0.0)
-            last_cpu, last_events, last_t, last_broker_cpu = cpu, events, t, broker_cpu
+                            broker_cpu=round((broker_cpu - last_broker_cpu) / gap, 2) if last_t else 0.0,
+                            simulator_cpu=round((sim_cpu - last_sim_cpu) / gap, 2) if last_t else 0.0,
+                            cpu_max=round(max(used.values()), 2) if last_t else 0.0)
+            last_cpu, last_events, last_t, last_broker_cpu, last_sim_cpu = cpu, events, t, broker_cpu, sim_cpu
             samples.append(sample)
             if not quiet:
                 click.echo(f"  t={sample.t:6.0f}s rss={sample.rss_mib:7.1f} MiB lag={sample.lag:6d} "
-                           f"events/s={sample.events_per_s:8.0f} cpu={sample.cpu:4.2f} e2e={sample.latency_s} "
-                           f"broker={sample.broker_rss_mib:.0f} MiB trims={broker.trims}", err=True)
+                           f"events/s={sample.events_per_s:8.0f} cpu={sample.cpu:4.2f} (max {sample.cpu_max:4.2f}) "
+                           f"e2e={sample.latency_s} broker={sample.broker_rss_mib:.0f} MiB cpu={sample.broker_cpu:4.2f} "
+                           f"sim cpu={sample.simulator_cpu:4.2f} own cpu={_cpu_seconds(os.getpid()):.0f}s "
+                           f"trims={broker.trims} held={broker.max_held_s:.2f}s",
+                           err=True)
         probe.close()
     finally:
         for process in reversed(processes):
@@ -343,7 +386,7 @@ def soak(duration, rooms, rate, interval, warmup, max_growth, max_lag, max_laten
     trims = {"trims": broker.trims, "max_held_s": round(broker.max_held_s, 3)}
     samples = samples[1:] or samples  # the first has no rates yet
     result = {"kind": "soak", "date": time.strftime("%Y-%m-%d"), "machine": _machine(), "duration": duration,
-              "rooms": rooms, "rate": rate, "interval": interval, "warmup": warmup,
+              "rooms": rooms, "rate": rate, "workers": workers, "interval": interval, "warmup": warmup,
               "summary": _summary(samples, warmup),
               "verdict": verdict(samples, warmup, max_growth, max_lag, max_latency), "broker": trims,
               "samples": [asdict(s) for s in samples]}

@@ -35,6 +35,9 @@ HISTORY_SECONDS = 600       # chart history kept per room
 FEED_LENGTH = 300           # alert feed and failover history kept in memory
 ROOM_GONE_SECONDS = 900     # a room with no live snapshot for this long leaves the grid
 BACKFILL_SECONDS = 600      # on start, read this much of the topics back (charts, recording gap)
+# The page is live: a fetch at the topic's end answers within this (Tansu waits it out even when
+# records came), and the embedded broker's trim waits for fetches in flight before it cuts.
+HUB_FETCH_WAIT_MS = 100
 GRID_ROOMS = 100            # rooms in a grid (most online viewers first), plus those a viewer asks for
 FRAME_CACHE = 256           # encoded frames kept per state version
 RECORD_AFTER = 30           # snapshots with an audience before a room without a producer show is recorded
@@ -910,7 +913,8 @@ class ControlRoomHub:
             try:
                 if self._consumer is None:
                     self._consumer = AIOKafkaConsumer(**bootstrap_servers.aiokafka_kwargs(), group_id=None,
-                                                      enable_auto_commit=False, auto_offset_reset="latest")
+                                                      enable_auto_commit=False, auto_offset_reset="latest",
+                                                      fetch_max_wait_ms=HUB_FETCH_WAIT_MS)
                     await self._consumer.start()
                 await self._consumer.topics()
                 if await self._assign(start_wall):
