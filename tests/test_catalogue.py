@@ -76,6 +76,16 @@ def test_breakdowns_exposed_are_the_spec_seven_families_and_bounded():
             "livemon_cdn_fast_start_ratio"} <= exposed
 
 
+def test_a_metric_is_looked_up_by_name_and_scope_or_by_its_meaning():
+    assert catalogue.exposed("uv_value") == "livemon_room_uv_value"
+    assert catalogue.exposed("uv_value", "source") == "livemon_source_uv_value"
+    assert catalogue.exposed(catalogue.target_metric("gmv")) == "livemon_room_gmv_total"  # a counter: `_total`
+    assert catalogue.onset_metric("stall") in catalogue.ROOM_NAMES
+    for name, scope in (("uv_value", "cdn"), ("no_such_metric", "room"), ("uv_value", "no_such_scope")):
+        with pytest.raises(KeyError, match=f"{name}.*{scope}"):
+            catalogue.exposed(name, scope)
+
+
 def test_a_metric_of_another_scope_is_added_and_removed():
     metric = Metric("carts", "livemon_product_carts", "Cart clickers of a top product.", "加购人数", "Carts", "int",
                     scope="product", absent=0)

@@ -274,3 +274,45 @@ def test_a_worker_killed_after_trims_resumes_exactly(start_worker, tmp_path):
         stored = [stored_records(broker, topic, p) for topic in EVENT_TOPICS for p in range(4)]
         held, sent = sum(s[0] for s in stored), sum(s[1] for s in stored)
         assert held < sent - 100, (held, sent)
+
+
+def test_a_trim_holds_only_the_requests_on_the_topics_it_cuts():
+    """While the gate holds the snapshots topic, events flow on: a Produce and a Fetch of an input
+    topic (kafka-python's producer, the worker's aiokafka consumer) pass; a Produce to the held
+    topic waits until the gate opens. (Requests of one connection stay in order: a client's
+    request on another topic waits behind its held one; an events producer writes no snapshots.)"""
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.structs import TopicPartition as AioPartition
+
+    views = EVENT_TOPICS[0]
+    with EmbeddedBroker(partitions=1, trim_every=3600) as broker:
+        producer, steps = (KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=0, acks=1) for _ in "ab")
+        producer.send(views, b"before", partition=0).get(timeout=15)  # metadata known before the gate closes
+        steps.send(SNAPSHOTS_TOPIC, b"before", partition=0).get(timeout=15)
+
+        async def consume_while_closed() -> list[bytes]:
+            consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, fetch_max_wait_ms=100)
+            await consumer.start()
+            try:
+                consumer.assign([AioPartition(views, 0)])
+                consumer.seek(AioPartition(views, 0), 1)
+                await consumer.getmany(timeout_ms=300)  # connected and fetching
+                assert broker.gate.close([SNAPSHOTS_TOPIC], timeout=5)
+                try:
+                    held = steps.send(SNAPSHOTS_TOPIC, b"held", partition=0)
+                    passed = producer.send(views, b"during", partition=0).get(timeout=5)
+                    assert passed.offset == 1
+                    got = await consumer.getmany(timeout_ms=3000)
+                    await asyncio.sleep(0.5)
+                    assert not held.is_done  # still waiting at the gate
+                finally:
+                    broker.gate.open()
+                assert held.get(timeout=15).offset == 1
+                return [record.value for records in got.values() for record in records]
+            finally:
+                await consumer.stop()
+
+        assert asyncio.run(consume_while_closed()) == [b"during"]
+        assert broker.gate.held >= 1
+        producer.close()
+        steps.close()

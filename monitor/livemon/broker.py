@@ -10,6 +10,7 @@ also keeps every record until it is trimmed (`Trimmer`, `EmbeddedBroker(trim_eve
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import signal
@@ -149,6 +150,8 @@ def _partition_counts(admin, topics, timeout: float) -> dict[str, int]:
 #   control commands are small and kept whole.
 
 _CONTROL_MASK = 0x20
+_API_NAMES = {0: "Produce", 1: "Fetch", 2: "ListOffsets", 3: "Metadata", 8: "OffsetCommit", 9: "OffsetFetch",
+              10: "FindCoordinator", 11: "JoinGroup", 12: "Heartbeat", 14: "SyncGroup"}  # as the trim log names them
 _CLIENT_ID = "livemon-trimmer"
 
 
@@ -182,36 +185,120 @@ def _uvarint(data: bytes, pos: int) -> tuple[int, int]:
 _PRODUCE_FLEXIBLE_FROM = 9
 
 
-def _request_info(frame: bytes) -> tuple[str | None, bool]:
-    """(client id, whether a response will come) of one request frame (without its length)."""
+def _request_info(frame: bytes) -> tuple[str | None, bool, frozenset | None]:
+    """(client id, whether a response will come, the topics it reads or writes) of one request
+    frame (without its length); topics None: not known (any request but a Produce or a Fetch of
+    a version read here, or an incremental fetch of a session, which names only what changed)."""
     api_key, api_version = struct.unpack_from(">hh", frame, 0)
     client_id, pos = _read_string(frame, 8)
-    if api_key != 0:  # only a Produce with acks=0 goes unanswered
-        return client_id, True
     try:
-        if api_version >= _PRODUCE_FLEXIBLE_FROM:
-            tags, pos = _uvarint(frame, pos)
-            for _ in range(tags):
-                _, pos = _uvarint(frame, pos)
-                size, pos = _uvarint(frame, pos)
-                pos += size
-            size, pos = _uvarint(frame, pos)
-            pos += max(0, size - 1)
-        elif api_version >= 3:
-            (size,) = struct.unpack_from(">h", frame, pos)
-            pos += 2 + max(0, size)
-        (acks,) = struct.unpack_from(">h", frame, pos)
-    except (struct.error, IndexError):
-        return client_id, True
-    return client_id, acks != 0
+        if api_key == 0:
+            return client_id, *_produce_info(frame, api_version, pos)
+        if api_key == 1:
+            return client_id, True, _fetch_topics(frame, api_version, pos)
+    except (struct.error, IndexError, UnicodeDecodeError):
+        pass
+    return client_id, True, None
+
+
+def _skip_tags(frame: bytes, pos: int) -> int:
+    """Past a flexible version's tagged fields."""
+    tags, pos = _uvarint(frame, pos)
+    for _ in range(tags):
+        _, pos = _uvarint(frame, pos)
+        size, pos = _uvarint(frame, pos)
+        pos += size
+    return pos
+
+
+def _compact_string(frame: bytes, pos: int) -> tuple[str | None, int]:
+    size, pos = _uvarint(frame, pos)
+    if size == 0:
+        return None, pos
+    return frame[pos:pos + size - 1].decode(), pos + size - 1
+
+
+def _produce_info(frame: bytes, version: int, pos: int) -> tuple[bool, frozenset | None]:
+    """(answered: acks != 0, topics) of a Produce request's body at `pos` (after the client id)."""
+    topics = []
+    if version >= _PRODUCE_FLEXIBLE_FROM:
+        pos = _skip_tags(frame, pos)  # the request header's
+        _, pos = _compact_string(frame, pos)  # transactional id
+        acks, _ = struct.unpack_from(">hi", frame, pos)
+        count, pos = _uvarint(frame, pos + 6)
+        for _ in range(count - 1):
+            name, pos = _compact_string(frame, pos)
+            partitions, pos = _uvarint(frame, pos)
+            for _ in range(partitions - 1):
+                size, pos = _uvarint(frame, pos + 4)
+                pos = _skip_tags(frame, pos + max(0, size - 1))
+            pos = _skip_tags(frame, pos)
+            topics.append(name)
+        return acks != 0, frozenset(topics)
+    if version >= 3:
+        (size,) = struct.unpack_from(">h", frame, pos)
+        pos += 2 + max(0, size)
+    acks, _, count = struct.unpack_from(">hii", frame, pos)
+    pos += 10
+    for _ in range(count):
+        name, pos = _read_string(frame, pos)
+        (partitions,) = struct.unpack_from(">i", frame, pos)
+        pos += 4
+        for _ in range(partitions):
+            _, size = struct.unpack_from(">ii", frame, pos)
+            pos += 8 + max(0, size)
+        topics.append(name)
+    return acks != 0, frozenset(topics)
+
+
+# Bytes of one partition entry of a Fetch request, by version (v0-v12; v12 is flexible: its
+# entries end in tagged fields; from v13 topics are named by id).
+_FETCH_PARTITION_SIZE = {**dict.fromkeys(range(0, 5), 16), **dict.fromkeys(range(5, 9), 24),
+                         **dict.fromkeys(range(9, 12), 28), 12: 32}
+
+
+def _fetch_topics(frame: bytes, version: int, pos: int) -> frozenset | None:
+    if version not in _FETCH_PARTITION_SIZE:
+        return None
+    flexible = version >= 12
+    if flexible:
+        pos = _skip_tags(frame, pos)  # the request header's
+    pos += 12 + (4 if version >= 3 else 0) + (1 if version >= 4 else 0)
+    if version >= 7:
+        _, epoch = struct.unpack_from(">ii", frame, pos)
+        pos += 8
+        if epoch > 0:  # an incremental fetch of a session: it reads partitions it does not name
+            return None
+    if flexible:
+        count, pos = _uvarint(frame, pos)
+        count -= 1
+    else:
+        (count,) = struct.unpack_from(">i", frame, pos)
+        pos += 4
+    topics, size = [], _FETCH_PARTITION_SIZE[version]
+    for _ in range(count):
+        if flexible:
+            name, pos = _compact_string(frame, pos)
+            partitions, pos = _uvarint(frame, pos)
+            for _ in range(partitions - 1):
+                pos = _skip_tags(frame, pos + size)
+            pos = _skip_tags(frame, pos)
+        else:
+            name, pos = _read_string(frame, pos)
+            (partitions,) = struct.unpack_from(">i", frame, pos)
+            pos += 4 + partitions * size
+        topics.append(name)
+    return frozenset(topics)
 
 
 class Gate:
-    """A TCP relay in front of the broker that can hold every client's requests for a moment.
+    """A TCP relay in front of the broker that can hold clients' requests for a moment.
 
-    It passes whole request frames, in order, per connection; while closed it holds each
-    connection's next request (except those of the trimmer's own client id), and `close` returns
-    once every request already passed has been answered, so the broker is quiet."""
+    It passes whole request frames, in order, per connection. `close(topics)` holds each
+    connection's next request that may read or write one of `topics` (every request whose topics
+    are not known, so any but a Produce or Fetch read here: a Metadata request would see a topic
+    missing), except the trimmer's own, and returns once every such request already passed has
+    been answered: the topics are then quiet, while the events of other topics flow on."""
 
     def __init__(self, host: str, port: int, upstream: tuple[str, int], bypass: str = _CLIENT_ID):
         import asyncio
@@ -219,13 +306,24 @@ class Gate:
 
         self.host, self.port, self.upstream, self.bypass = host, port, upstream, bypass
         self.loop = asyncio.new_event_loop()
-        self.in_flight = 0  # requests passed and not answered yet (changed in the loop only)
         self.held = 0  # requests held back by the last close
+        self.waited_for: dict = {}  # {(api key, client id): count} waited for by the last close
+        self._pending: dict = {}  # writer -> deque of (api key, client id, topics) passed and not answered
+        self._cutting: frozenset | None = None  # while closed: the topics held (None: all)
         self._open = asyncio.Event()
         self._open.set()
         self._server = None
         self._connections: set = set()
         self._thread = threading.Thread(target=self.loop.run_forever, name="broker-gate", daemon=True)
+
+    @property
+    def in_flight(self) -> int:
+        """Requests passed and not answered yet."""
+        return sum(map(len, list(self._pending.values())))
+
+    def _held(self, topics: frozenset | None) -> bool:
+        """Whether a request on `topics` waits while the gate is closed."""
+        return self._cutting is None or topics is None or not topics.isdisjoint(self._cutting)
 
     def start(self) -> "Gate":
         import asyncio
@@ -243,59 +341,63 @@ class Gate:
         except OSError:
             writer.close()
             return
-        expected = [0]  # answers this connection still owes
+        pending = self._pending[writer] = collections.deque()  # answers this connection still owes
         self._connections.add(writer)
-        replies = asyncio.ensure_future(self._replies(up_reader, writer, expected))
+        replies = asyncio.ensure_future(self._replies(up_reader, writer, pending))
         try:
             while True:
                 head = await reader.readexactly(4)
                 frame = await reader.readexactly(struct.unpack(">i", head)[0])
-                client_id, answered = _request_info(frame)
+                client_id, answered, topics = _request_info(frame)
                 if client_id != self.bypass:
-                    while not self._open.is_set():
+                    while not self._open.is_set() and self._held(topics):
                         self.held += 1
                         await self._open.wait()
-                if answered:  # counted and passed with no await in between: `close` sees it
-                    expected[0] += 1
-                    self.in_flight += 1
+                if answered:  # noted and passed with no await in between: `close` sees it
+                    pending.append((struct.unpack_from(">h", frame)[0], client_id, topics))
                 up_writer.write(head + frame)
                 await up_writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, OSError, struct.error):
             pass
         finally:
             replies.cancel()
-            self.in_flight -= expected[0]
-            expected[0] = 0
             self._connections.discard(writer)
+            self._pending.pop(writer, None)
             for w in (writer, up_writer):
                 w.close()
 
-    async def _replies(self, up_reader, writer, expected) -> None:
+    async def _replies(self, up_reader, writer, pending) -> None:
         import asyncio
 
         try:
             while True:
                 head = await up_reader.readexactly(4)
                 frame = await up_reader.readexactly(struct.unpack(">i", head)[0])
-                if expected[0] > 0:
-                    expected[0] -= 1
-                    self.in_flight -= 1
+                if pending:  # answers come in the order of the requests
+                    pending.popleft()
                 writer.write(head + frame)
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, OSError):
             writer.close()
 
-    def close(self, timeout: float = 5.0) -> bool:
-        """Hold every client's next request; True once the broker answered all passed ones."""
+    def close(self, topics=None, timeout: float = 5.0) -> bool:
+        """Hold the requests on `topics` (None: every request); True once the broker answered all
+        such requests passed before."""
         import asyncio
 
         async def closing():
+            self._cutting = None if topics is None else frozenset(topics)
             self._open.clear()
             self.held = 0
+
+            def owed():
+                return [(api, client) for queue in list(self._pending.values())
+                        for api, client, touched in queue if self._held(touched)]
+            self.waited_for = dict(collections.Counter(owed()))
             deadline = time.monotonic() + timeout
-            while self.in_flight > 0 and time.monotonic() < deadline:
+            while owed() and time.monotonic() < deadline:
                 await asyncio.sleep(0.002)
-            return self.in_flight <= 0
+            return not owed()
         return asyncio.run_coroutine_threadsafe(closing(), self.loop).result(timeout + 5)
 
     def open(self) -> None:
@@ -485,26 +587,30 @@ class Trimmer:
     """Trims the embedded broker's topics below what anything may still read (see above)."""
 
     def __init__(self, broker: "EmbeddedBroker", horizon: float = 60.0, min_drop_bytes: int = 4 << 20,
-                 max_kept_bytes: int = 24 << 20, snapshot_horizon: float = SNAPSHOT_HORIZON):
+                 max_kept_bytes: int = 64 << 20, snapshot_horizon: float = SNAPSHOT_HORIZON):
         self.broker = broker
         self.horizon = horizon
         # Step records are read live (a page, the recording): a reader further behind takes the
         # newest. At 300 busy rooms they are ~0.4 MB/s, so 60 s of them was ~25 MB to write back.
         self.snapshot_horizon = snapshot_horizon
         self.min_drop_bytes = min_drop_bytes
-        # What is written back is written while the clients wait: measured on a quiet 2-core
-        # machine, 4,000 batches of 1 KB in 0.13 s and 4 MB of 100 KB batches in 0.04 s, in
-        # requests of many batches (one request per batch took four times as long). The three
-        # newest checkpoints of 300 busy rooms are 9-13 MB.
+        # What is written back is written while the clients of the cut topics wait: measured on
+        # a quiet 2-core machine, 4,000 batches of 1 KB in 0.13 s and 4 MB of 100 KB batches in
+        # 0.04 s, in requests of many batches (one request per batch took four times as long).
+        # The three newest checkpoints of 300 busy rooms grew to 28 MB in 14 minutes of a surge.
         self.max_kept_bytes = max_kept_bytes
 
     def _read(self, wire: _Wire, topic: str, partition: int, start: int = 0) -> tuple[int, list[_Batch]]:
         """(end offset, the whole batches from `start` up to it, control batches included)."""
         batches: list[_Batch] = []
-        high, offset, empty = None, start, 0
+        high, offset, empty, wait = None, start, 0, 1
         while high is None or offset < high:
-            # The first fetch only learns the end (one at the end would wait the whole max_wait).
-            high_now, data = wire.fetch(topic, partition, offset, max_wait_ms=1 if high is None else 500)
+            # The first fetch learns the end (one at the end would wait the whole max_wait). Tansu
+            # gathers batches for the whole wait unless max_bytes fill first, and answers none when
+            # listing the partition's batches takes longer than the wait: short waits, longer after
+            # an empty answer. (A fixed 500 ms made every read of a tail, clients held, take 0.5 s.)
+            high_now, data = wire.fetch(topic, partition, offset, max_wait_ms=wait)
+            wait = max(wait, 20)
             high = high_now if high is None else high
             # Only batches that move on: an answer starts with the batch holding `offset`, and
             # Tansu, waiting for more at a partition's end, may repeat a batch in one answer (seen
@@ -521,7 +627,8 @@ class Trimmer:
                 if offset >= high:
                     break
                 empty += 1
-                if empty >= 5:
+                wait = min(500, wait * 4)
+                if empty >= 6:
                     raise RuntimeError(f"{topic}/{partition}: no batch at {offset} below the end {high}")
         return high, batches
 
@@ -650,7 +757,7 @@ class Trimmer:
             try:
                 admin.list_topics()  # connected before the clients are held
                 held = time.monotonic()
-                if not broker.gate.close():
+                if not broker.gate.close(chosen):
                     broker.gate.open()
                     log.warning("trim skipped: requests still in flight after 5 s")
                     return None
@@ -665,9 +772,11 @@ class Trimmer:
                 admin.close()
             broker.trims += 1
             broker.max_held_s = max(broker.max_held_s, held)
+            broker.holds.append(round(held, 3))
             log.info("trimmed %s: %s records, %s bytes dropped; clients held %.3f s (%.3f s of it waiting "
-                     "for the requests in flight)", chosen, {t: dropped_records[t] for t in chosen},
-                     {t: dropped_bytes[t] for t in chosen}, held, quiet)
+                     "for the requests in flight: %s)", chosen, {t: dropped_records[t] for t in chosen},
+                     {t: dropped_bytes[t] for t in chosen}, held, quiet,
+                     {f"{_API_NAMES.get(api, api)} of {client}": n for (api, client), n in broker.gate.waited_for.items()})
             return TrimRound({t: dropped_records[t] for t in chosen}, {t: dropped_bytes[t] for t in chosen},
                              kept_bytes, held)
         finally:
@@ -764,6 +873,7 @@ class EmbeddedBroker:
         self.trimmer = Trimmer(self, horizon=horizon, min_drop_bytes=min_trim_bytes)
         self.trims = 0
         self.max_held_s = 0.0  # the longest a trim held the clients' requests
+        self.holds: list[float] = []  # how long each trim held them, seconds
         self.last_trim: TrimRound | None = None
         self.private_port = self.port
         self.gate: Gate | None = None

@@ -349,6 +349,21 @@ def target_metric(target: str) -> str:
     return next(metric.name for metric in ROOM if metric.target == target)
 
 
+def onset_metric(symptom: str) -> str:
+    """The name of the room metric that shows a beacon symptom (`stall`, `errors`, `latency`,
+    `startup`: its `onset`), for modules that read it by its meaning like `target_metric`."""
+    return next(metric.name for metric in ROOM if metric.onset == symptom)
+
+
+def exposed(name: str, scope: str = "room") -> str:
+    """The Prometheus name of metric `name` of `scope` (SCOPES), `_total` included for a counter,
+    as `families` names it: the dashboards read it here rather than spell it."""
+    for metric in scoped(scope) if scope in SCOPES else ():
+        if metric.name == name and metric.exposed is not None:
+            return metric.exposed + ("_total" if metric.kind == "counter" else "")
+    raise KeyError(f"no exposed metric {name!r} in scope {scope!r} of the catalogue")
+
+
 def as_json() -> dict:
     """The catalogue as the page and the review read it."""
     return {"room": [metric.to_json() for metric in ROOM], "cdn": [metric.to_json() for metric in CDN],

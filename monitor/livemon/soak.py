@@ -221,7 +221,7 @@ def _thin(samples: list[Sample], rows: int = 20) -> list[Sample]:
 
 
 def report_markdown(result: dict, samples: list[Sample]) -> str:
-    s, v = result["summary"], result["verdict"]
+    s, v, trims = result["summary"], result["verdict"], result.get("broker", {})
     lines = [
         "## Soak", "",
         f"`livemon soak --duration {result['duration']:.0f} --rooms {result['rooms']} --rate {result['rate']:.0f}` "
@@ -240,11 +240,12 @@ def report_markdown(result: dict, samples: list[Sample]) -> str:
         f"p95 {s['latency_p95_s']:.3f} s, max {s['latency_max_s']:.3f} s" if s["latency_p50_s"] is not None
         else "- End-to-end latency: no probe seen",
         f"- Throughput: {s['events_per_s']:,} events/s; worker CPU {s['cpu']:.2f} cores",
-        f"- Embedded broker (memory storage, trimmed every {EMBEDDED_TRIM_EVERY:.0f} s: "
-        f"{result.get('broker', {}).get('trims', 0)} trims, clients held at most "
-        f"{result.get('broker', {}).get('max_held_s', 0):.3f} s): RSS {samples[0].broker_rss_mib:.0f} -> "
-        f"{samples[-1].broker_rss_mib:.0f} MiB (peak {max(s.broker_rss_mib for s in samples):.0f}), "
-        f"CPU {samples[0].broker_cpu:.2f} -> {samples[-1].broker_cpu:.2f} cores", "",
+        f"- Embedded broker (memory storage, trimmed every {EMBEDDED_TRIM_EVERY:.0f} s: {trims.get('trims', 0)} "
+        f"trims, clients held {trims.get('median_held_s', 0):.3f} s (median), at most "
+        f"{trims.get('max_held_s', 0):.3f} s): RSS {samples[0].broker_rss_mib:.0f} -> "
+        f"{samples[-1].broker_rss_mib:.0f} MiB (peak {max(s.broker_rss_mib for s in samples):.0f}; after the "
+        f"warm-up {v.get('broker_early_mib')} -> {v.get('broker_late_mib')} MiB, medians of the first and last "
+        f"thirds), CPU {samples[0].broker_cpu:.2f} -> {samples[-1].broker_cpu:.2f} cores", "",
         _table(_thin(samples)), "",
     ]
     return "\n".join(lines)
@@ -383,7 +384,9 @@ def soak(duration, rooms, rate, interval, warmup, max_growth, max_lag, max_laten
         for process in reversed(processes):
             process.stop()
         broker.stop()
-    trims = {"trims": broker.trims, "max_held_s": round(broker.max_held_s, 3)}
+    holds = sorted(broker.holds)
+    trims = {"trims": broker.trims, "max_held_s": round(broker.max_held_s, 3),
+             "median_held_s": holds[len(holds) // 2] if holds else 0.0}
     samples = samples[1:] or samples  # the first has no rates yet
     result = {"kind": "soak", "date": time.strftime("%Y-%m-%d"), "machine": _machine(), "duration": duration,
               "rooms": rooms, "rate": rate, "workers": workers, "interval": interval, "warmup": warmup,

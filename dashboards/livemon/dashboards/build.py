@@ -62,6 +62,18 @@ GOOD_HIGH = {  # higher is better: a field controller looks for the red cells
 }
 NEUTRAL = steps((None, "blue"))
 
+# Three metrics named by their meaning (a show target, a beacon symptom), not by their snapshot name:
+# tests/test_catalogue.py allows a snapshot name in at most three product files, and these three are full.
+GMV_SHOW = catalogue.target_metric("gmv")
+STALL = catalogue.onset_metric("stall")
+ERRORS = catalogue.onset_metric("errors")
+
+
+def series(name: str, sel: str = "", scope: str = "room") -> str:
+    """A catalogue metric's series: its Prometheus name, read from the catalogue, with the label matchers `sel`."""
+    family = catalogue.exposed(name, scope)
+    return f"{family}{{{sel}}}" if sel else family
+
 
 def q(expr: str, legend: str = "", ref: str = "A", instant: bool = False, table_format: bool = False):
     query = prometheus.Dataquery().expr(expr).ref_id(ref).legend_format(legend or "__auto")
@@ -101,7 +113,7 @@ def datasource_variable():
 
 def room_variable(multi: bool):
     variable = (dashboard.QueryVariable("room").label("Room").datasource(DS)
-                .query("label_values(livemon_room_online, room)")
+                .query(f"label_values({series('online')}, room)")
                 .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED).sort(dm.VariableSort.ALPHABETICAL_ASC))
     if multi:
         variable = variable.multi(True).include_all(True).all_value(".*")
@@ -121,15 +133,15 @@ def base(key: str, title: str, desc: str):
 # (column, expression, unit, thresholds) of the at-a-glance table, one instant query each.
 CONTROL_COLUMNS = [
     ("Online", "room:livemon_room_online:max", "short", None),
-    ("Retention 60s", 'max by (room) (livemon_room_retention_ratio{horizon="60s"})', "percentunit",
+    ("Retention 60s", f'max by (room) ({series("retention_60s")}{{horizon="60s"}})', "percentunit",
      GOOD_HIGH["retention"]),
-    ("Interaction", "max by (room) (livemon_room_interaction_ratio)", "percentunit", GOOD_HIGH["interaction"]),
-    ("Product CTR", "max by (room) (livemon_room_product_ctr_ratio)", "percentunit", GOOD_HIGH["ctr"]),
-    ("Conversion", "max by (room) (livemon_room_conversion_ratio)", "percentunit", GOOD_HIGH["conversion"]),
+    ("Interaction", f"max by (room) ({series('interaction_rate')})", "percentunit", GOOD_HIGH["interaction"]),
+    ("Product CTR", f"max by (room) ({series('product_ctr')})", "percentunit", GOOD_HIGH["ctr"]),
+    ("Conversion", f"max by (room) ({series('conversion_rate')})", "percentunit", GOOD_HIGH["conversion"]),
     ("GMV 1m", "room:livemon_room_gmv_window:max", "currencyCNY", None),
     ("GMV show", "room:livemon_room_gmv_total:max", "currencyCNY", None),
     ("Stall ratio", "room:livemon_room_stall_ratio:max", "percentunit", BAD_HIGH["stall"]),
-    ("Latency p95", 'max by (room) (livemon_room_latency_seconds{quantile="0.95"})', "s", BAD_HIGH["latency"]),
+    ("Latency p95", f'max by (room) ({series("latency_p95_ms")}{{quantile="0.95"}})', "s", BAD_HIGH["latency"]),
 ]
 
 
@@ -178,16 +190,15 @@ def control_room():
 
 def funnel_panel(sel: str, title: str, description: str, names: tuple[str, str, str]):
     """The window's funnel of a room: viewers, product clickers (viewers x CTR), buyers (x conversion)."""
+    viewers, ctr, conversion = (series(name, sel) for name in ("viewers", "product_ctr", "conversion_rate"))
     return (bargauge.Panel().title(title).datasource(DS)
             .height(8).span(12).orientation(cm.VizOrientation.HORIZONTAL)
             .display_mode(cm.BarGaugeDisplayMode.GRADIENT).unit("short").thresholds(NEUTRAL)
             .description(description)
             .reduce_options(cb.ReduceDataOptions().calcs(["lastNotNull"]))
-            .with_target(q(f"max(livemon_room_viewers{{{sel}}})", names[0], "A", instant=True))
-            .with_target(q(f"max(livemon_room_viewers{{{sel}}} * livemon_room_product_ctr_ratio{{{sel}}})",
-                           names[1], "B", instant=True))
-            .with_target(q(f"max(livemon_room_viewers{{{sel}}} * livemon_room_product_ctr_ratio{{{sel}}}"
-                           f" * livemon_room_conversion_ratio{{{sel}}})", names[2], "C", instant=True)))
+            .with_target(q(f"max({viewers})", names[0], "A", instant=True))
+            .with_target(q(f"max({viewers} * {ctr})", names[1], "B", instant=True))
+            .with_target(q(f"max({viewers} * {ctr} * {conversion})", names[2], "C", instant=True)))
 
 
 def room():
@@ -198,14 +209,14 @@ def room():
     board = (base("room", "Livemon · Room", "One live room in depth.")
             .with_variable(room_variable(multi=False))
             .with_row(dashboard.Row("$room now"))
-            .with_panel(big("Online", f"max(livemon_room_online{{{sel}}})"))
-            .with_panel(big("Viewers (window)", f"max(livemon_room_viewers{{{sel}}})"))
-            .with_panel(big("Retention 60s", f'max(livemon_room_retention_ratio{{{sel}, horizon="60s"}})',
+            .with_panel(big("Online", f"max({series('online', sel)})"))
+            .with_panel(big("Viewers (window)", f"max({series('viewers', sel)})"))
+            .with_panel(big("Retention 60s", f'max({series("retention_60s")}{{{sel}, horizon="60s"}})',
                             unit="percentunit", thresholds=GOOD_HIGH["retention"]))
-            .with_panel(big("Conversion", f"max(livemon_room_conversion_ratio{{{sel}}})", unit="percentunit",
+            .with_panel(big("Conversion", f"max({series('conversion_rate', sel)})", unit="percentunit",
                             thresholds=GOOD_HIGH["conversion"]))
-            .with_panel(big("GMV this show", f"max(livemon_room_gmv_total{{{sel}}})", unit="currencyCNY"))
-            .with_panel(big("GPM", f"max(livemon_room_gpm{{{sel}}})", unit="currencyCNY",
+            .with_panel(big("GMV this show", f"max({series(GMV_SHOW, sel)})", unit="currencyCNY"))
+            .with_panel(big("GPM", f"max({series('gpm', sel)})", unit="currencyCNY",
                             desc="GMV per thousand entries."))
             .with_row(dashboard.Row("Commerce"))
             .with_panel(funnel))
@@ -266,10 +277,11 @@ def annotation(name: str, expr: str, colour: str):
 
 # 秒开率 per CDN over all rooms, each room weighted by its viewers on the CDN (one series per room and
 # CDN even while a rebalance has two workers exposing it: max by room and cdn first).
-FLEET_FAST_START = ("sum by (cdn) (max by (room, cdn) (livemon_cdn_fast_start_ratio)"
-                    " * on (room, cdn) max by (room, cdn) (livemon_cdn_viewers))"
-                    " / sum by (cdn) (max by (room, cdn) (livemon_cdn_viewers)"
-                    " and on (room, cdn) max by (room, cdn) (livemon_cdn_fast_start_ratio))")
+CDN_FAST_START, CDN_VIEWERS = series("fast_start_ratio", scope="cdn"), series("viewers", scope="cdn")
+FLEET_FAST_START = (f"sum by (cdn) (max by (room, cdn) ({CDN_FAST_START})"
+                    f" * on (room, cdn) max by (room, cdn) ({CDN_VIEWERS}))"
+                    f" / sum by (cdn) (max by (room, cdn) ({CDN_VIEWERS})"
+                    f" and on (room, cdn) max by (room, cdn) ({CDN_FAST_START}))")
 
 
 def stream_health():
@@ -286,45 +298,45 @@ def stream_health():
             .annotation(annotation(ALERT_COUNTER_ANNOTATION,
                                    "sum by (alert) " + increase_or_new("livemon_alerts_fired_total", "1m"), "purple"))
             .with_row(dashboard.Row("Per room"))
-            .with_panel(ts("Stall ratio", q(f"max by (room) (livemon_room_stall_ratio{{{sel}}})", "{{room}}"),
+            .with_panel(ts("Stall ratio", q(f"max by (room) ({series(STALL, sel)})", "{{room}}"),
                            unit="percentunit", thresholds=BAD_HIGH["stall"]))
             .with_panel(ts("Stalls per minute of playback",
-                           q(f"max by (room) (livemon_room_stalls_per_minute{{{sel}}})", "{{room}}")))
+                           q(f"max by (room) ({series('stalls_per_min', sel)})", "{{room}}")))
             .with_panel(ts("Live latency p50 / p95",
-                           q(f"max by (room, quantile) (livemon_room_latency_seconds{{{sel}}})",
+                           q(f"max by (room, quantile) ({series('latency_p95_ms', sel)})",
                              "{{room}} p{{quantile}}"), unit="s", thresholds=BAD_HIGH["latency"]))
-            .with_panel(ts("Playback error ratio", q(f"max by (room) (livemon_room_error_ratio{{{sel}}})", "{{room}}"),
+            .with_panel(ts("Playback error ratio", q(f"max by (room) ({series(ERRORS, sel)})", "{{room}}"),
                            unit="percentunit", thresholds=BAD_HIGH["error"]))
             .with_row(dashboard.Row("Per CDN"))
             .with_panel(ts("Stall ratio by room and CDN",
-                           q(f"max by (room, cdn) (livemon_cdn_stall_ratio{{{sel}}})", "{{room}} {{cdn}}"),
+                           q(f"max by (room, cdn) ({series(STALL, sel, 'cdn')})", "{{room}} {{cdn}}"),
                            unit="percentunit", thresholds=BAD_HIGH["stall"]))
             .with_panel(ts("Error ratio by room and CDN",
-                           q(f"max by (room, cdn) (livemon_cdn_error_ratio{{{sel}}})", "{{room}} {{cdn}}"),
+                           q(f"max by (room, cdn) ({series(ERRORS, sel, 'cdn')})", "{{room}} {{cdn}}"),
                            unit="percentunit", thresholds=BAD_HIGH["error"]))
             .with_panel(ts("Latency p95 by room and CDN",
-                           q(f'max by (room, cdn) (livemon_cdn_latency_seconds{{{sel}, quantile="0.95"}})',
+                           q(f'max by (room, cdn) ({series("latency_p95_ms", scope="cdn")}{{{sel}, quantile="0.95"}})',
                              "{{room}} {{cdn}}"), unit="s", thresholds=BAD_HIGH["latency"]))
             .with_panel(ts("Viewers by room and CDN",
-                           q(f"max by (room, cdn) (livemon_cdn_viewers{{{sel}}})", "{{room}} {{cdn}}")))
+                           q(f"max by (room, cdn) ({series('viewers', sel, 'cdn')})", "{{room}} {{cdn}}")))
             .with_row(dashboard.Row("起播质量 · Start-up (SPEC §11)"))
             .with_panel(ts("首帧耗时 p50 · Start-up time p50",
-                           q(f'max by (room) (livemon_room_startup_seconds{{{sel}, quantile="0.5"}})', "{{room}}"),
+                           q(f'max by (room) ({series("startup_p50_ms")}{{{sel}, quantile="0.5"}})', "{{room}}"),
                            unit="s", thresholds=BAD_HIGH["startup"], w=8,
                            desc="Median time to first frame over the window's plays (beacons with startup_ms)."))
             .with_panel(ts("秒开率 · Fast starts (≤ 1 s)",
-                           q(f"max by (room) (livemon_room_fast_start_ratio{{{sel}}})", "{{room}}"),
+                           q(f"max by (room) ({series('fast_start_ratio', sel)})", "{{room}}"),
                            unit="percentunit", thresholds=GOOD_HIGH["fast_start"], w=8,
                            desc="Share of the window's plays whose first frame came within 1 s."))
             .with_panel(ts("慢启动占比 · Slow starts (≥ 3 s)",
-                           q(f"max by (room) (livemon_room_slow_start_ratio{{{sel}}})", "{{room}}"),
+                           q(f"max by (room) ({series('slow_start_ratio', sel)})", "{{room}}"),
                            unit="percentunit", thresholds=BAD_HIGH["slow_start"], w=8,
                            desc="Share of the window's plays that took 3 s or more to their first frame."))
             .with_panel(ts("各 CDN 秒开率 · Fast starts by room and CDN",
-                           q(f"max by (room, cdn) (livemon_cdn_fast_start_ratio{{{sel}}})", "{{room}} {{cdn}}"),
+                           q(f"max by (room, cdn) ({series('fast_start_ratio', sel, 'cdn')})", "{{room}} {{cdn}}"),
                            unit="percentunit", thresholds=GOOD_HIGH["fast_start"]))
             .with_panel(ts("各 CDN 首帧耗时 p50 · Start-up p50 by room and CDN",
-                           q(f'max by (room, cdn) (livemon_cdn_startup_seconds{{{sel}, quantile="0.5"}})',
+                           q(f'max by (room, cdn) ({series("startup_p50_ms", scope="cdn")}{{{sel}, quantile="0.5"}})',
                              "{{room}} {{cdn}}"), unit="s", thresholds=BAD_HIGH["startup"]))
             .with_row(dashboard.Row("CDN fleet (all rooms, weighted by viewers)"))
             .with_panel(ts("Stall ratio by CDN", q("cdn:livemon_cdn_stall_ratio:weighted", "{{cdn}}"),
@@ -384,7 +396,7 @@ def sales():
     pinned = (stat.Panel().title("讲解中商品 · Pinned product").datasource(DS).height(5).span(4)
               .description("The product the host is presenting (讲解中), from the show's pin and unpin; "
                            "empty while nothing is pinned.")
-              .with_target(q(f"max by (product) (livemon_room_pinned_product_info{{{sel}}})", "{{product}}",
+              .with_target(q(f"max by (product) ({series('pinned', sel, 'show')})", "{{product}}",
                              instant=True))
               .text_mode(cm.BigValueTextMode.NAME).color_mode(cm.BigValueColorMode.BACKGROUND)
               .graph_mode(cm.BigValueGraphMode.NONE).thresholds(NEUTRAL).no_value("—")
@@ -394,25 +406,25 @@ def sales():
                   "the best-selling products and the pinned one, the funnel, GMV against ad spend.")
              .with_variable(room_variable(multi=False))
              .with_row(dashboard.Row("$room 本场 · This show"))
-             .with_panel(big("本场成交额 · GMV (show)", f"max(livemon_room_gmv_total{{{sel}}})", unit="currencyCNY"))
-             .with_panel(big("UV 价值 · UV value", f"max(livemon_room_uv_value{{{sel}}})", unit="currencyCNY",
+             .with_panel(big("本场成交额 · GMV (show)", f"max({series(GMV_SHOW, sel)})", unit="currencyCNY"))
+             .with_panel(big("UV 价值 · UV value", f"max({series('uv_value', sel)})", unit="currencyCNY",
                              desc="GMV of the last window divided by its viewers."))
-             .with_panel(big("本场 ROI · ROI (show)", f"max(livemon_show_roi_ratio{{{sel}}})", thresholds=GOOD_HIGH["roi"],
+             .with_panel(big("本场 ROI · ROI (show)", f"max({series('roi', sel, 'show')})", thresholds=GOOD_HIGH["roi"],
                              decimals=2, desc="The show's GMV divided by its ad spend (no value without spend)."))
-             .with_panel(big("退款率 · Refund rate (show)", f"max(livemon_show_refund_ratio{{{sel}}})",
+             .with_panel(big("退款率 · Refund rate (show)", f"max({series('refund_rate', sel, 'show')})",
                              unit="percentunit", desc="Refunded orders of the show divided by its paid orders."))
-             .with_panel(big("前 10 商品成交占比 · Top-10 share", f"max(livemon_show_top10_share_ratio{{{sel}}})",
+             .with_panel(big("前 10 商品成交占比 · Top-10 share", f"max({series('top10_share', sel, 'show')})",
                              unit="percentunit", desc="GMV of the show's 10 best-selling products over its GMV."))
              .with_panel(pinned))
     for dimension, row in SALES_DIMENSIONS:
         board = board.with_row(dashboard.Row(row))
         if dimension == "source":
             board = board.with_panel(bars("各来源 UV 价值 · UV value per source",
-                                          f"max by (source) (livemon_source_uv_value{{{sel}}})", "{{source}}",
+                                          f"max by (source) ({series('uv_value', sel, 'source')})", "{{source}}",
                                           "currencyCNY", desc="What a viewer of each source is worth: its GMV "
                                                               "over its viewers, last window."))
             board = board.with_panel(bars("来源构成 · Source mix (viewers)",
-                                          f"max by (source) (livemon_source_viewers{{{sel}}})", "{{source}}",
+                                          f"max by (source) ({series('viewers', sel, 'source')})", "{{source}}",
                                           "short", desc="Distinct viewers per traffic source, last window."))
         for family, kind, text, metrics in catalogue.families(dimension):
             if metrics[0].dashboard == "sales":
@@ -437,38 +449,38 @@ def sales():
     board = (board.with_row(dashboard.Row("商品 · Products"))
              .with_panel(top)
              .with_panel(bars("商品成交额(窗口) · Product GMV (last window)",
-                              f"max by (product) (livemon_product_gmv_window{{{sel}}})", "{{product}}",
+                              f"max by (product) ({series('gmv', sel, 'product')})", "{{product}}",
                               "currencyCNY", w=12, h=10, desc="GMV of the top products' orders paid in the last window."))
              .with_panel(ts("商品点击人数 · Product clickers",
-                            q(f"max by (product) (livemon_product_clickers{{{sel}}})", "{{product}}"), w=8))
-             .with_panel(ts("商品订单 · Product orders", q(f"max by (product) (livemon_product_orders{{{sel}}})",
+                            q(f"max by (product) ({series('clickers', sel, 'product')})", "{{product}}"), w=8))
+             .with_panel(ts("商品订单 · Product orders", q(f"max by (product) ({series('orders', sel, 'product')})",
                                                           "{{product}}"), w=8))
              .with_panel(ts("商品转化率 · Product conversion",
-                            q(f"max by (product) (livemon_product_conversion_ratio{{{sel}}})", "{{product}}"),
+                            q(f"max by (product) ({series('conversion_rate', sel, 'product')})", "{{product}}"),
                             unit="percentunit", w=8)))
     funnel = funnel_panel(sel, "转化漏斗 · Funnel: viewers → clickers → buyers",
                           "Distinct users in the last window: viewers, those with a product click "
                           "(viewers × product CTR), and those of them with a paid order (× conversion).",
                           ("观看 Viewers", "点击 Product clickers", "成交 Buyers"))
-    rates = ts("转化各环节 · Funnel rates", q(f"max(livemon_room_product_ctr_ratio{{{sel}}})", "商品点击率 Product CTR", "A"),
-               q(f"max(livemon_room_conversion_ratio{{{sel}}})", "转化率 Conversion", "B"),
-               q(f"max by (source) (livemon_source_conversion_ratio{{{sel}}})", "转化率 {{source}}", "C"),
+    rates = ts("转化各环节 · Funnel rates", q(f"max({series('product_ctr', sel)})", "商品点击率 Product CTR", "A"),
+               q(f"max({series('conversion_rate', sel)})", "转化率 Conversion", "B"),
+               q(f"max by (source) ({series('conversion_rate', sel, 'source')})", "转化率 {{source}}", "C"),
                unit="percentunit", desc="Product CTR and conversion of the room, and conversion per traffic source.")
     return (board.with_row(dashboard.Row("漏斗 · Funnel"))
             .with_panel(funnel)
             .with_panel(rates)
             .with_row(dashboard.Row("成交与投放 · GMV and ad spend"))
             .with_panel(ts("本场成交额与投放 · GMV and ad spend (show)",
-                           q(f"max(livemon_room_gmv_total{{{sel}}})", "成交额 GMV", "A"),
-                           q(f"max(livemon_room_gmv_total{{{sel}}}) / max(livemon_show_roi_ratio{{{sel}}} > 0)",
+                           q(f"max({series(GMV_SHOW, sel)})", "成交额 GMV", "A"),
+                           q(f"max({series(GMV_SHOW, sel)}) / max({series('roi', sel, 'show')} > 0)",
                              "投放 Ad spend (GMV ÷ ROI)", "B"),
                            unit="currencyCNY", desc="The show's GMV so far, and its ad spend so far "
                                                    "(GMV divided by ROI; no line before the first spend or sale)."))
-            .with_panel(ts("本场 ROI · ROI (show)", q(f"max(livemon_show_roi_ratio{{{sel}}})", "ROI"),
+            .with_panel(ts("本场 ROI · ROI (show)", q(f"max({series('roi', sel, 'show')})", "ROI"),
                            thresholds=GOOD_HIGH["roi"], desc="GMV divided by ad spend, as the show goes."))
             .with_panel(ts("成交额与订单(1 分钟窗口) · GMV and orders per minute",
-                           q(f"max(livemon_room_gmv_window{{{sel}}})", "成交额 GMV (1m)", "A"),
-                           q(f"max(livemon_room_orders_per_minute{{{sel}}})", "订单/分钟 Orders/min", "B"),
+                           q(f"max({series('gmv', sel)})", "成交额 GMV (1m)", "A"),
+                           q(f"max({series('orders_per_min', sel)})", "订单/分钟 Orders/min", "B"),
                            unit="short", w=24)))
 
 
