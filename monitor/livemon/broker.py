@@ -580,7 +580,7 @@ class TrimRound(NamedTuple):
     dropped_records: dict
     dropped_bytes: dict
     kept_bytes: dict
-    held_s: float
+    held_s: float  # the longest a cut held its topic's clients
 
 
 class Trimmer:
@@ -756,29 +756,33 @@ class Trimmer:
             admin = _admin(broker.bootstrap, client_id=_CLIENT_ID)
             try:
                 admin.list_topics()  # connected before the clients are held
-                held = time.monotonic()
-                if not broker.gate.close(chosen):
-                    broker.gate.open()
-                    log.warning("trim skipped: requests still in flight after 5 s")
-                    return None
-                quiet = time.monotonic() - held  # waiting for the fetches in flight to be answered
-                try:
-                    for topic in chosen:
+                holds = {}
+                for topic in chosen:  # one hold each: a topic's clients wait only for its own cut
+                    started = time.monotonic()
+                    if not broker.gate.close([topic]):
+                        broker.gate.open()
+                        log.warning("trim of %s skipped: requests on it still in flight after 5 s", topic)
+                        continue
+                    quiet = time.monotonic() - started  # waiting for its requests in flight to be answered
+                    try:
                         self._cut(wire, admin, topic, topics[topic], logs, highs, bounds)
-                finally:
-                    broker.gate.open()
-                held = time.monotonic() - held
+                    finally:
+                        broker.gate.open()
+                    holds[topic] = time.monotonic() - started
+                    log.info("trimmed %s: %s records, %s bytes dropped; its clients held %.3f s (%.3f s of it "
+                             "waiting for the requests in flight: %s)", topic, dropped_records[topic],
+                             dropped_bytes[topic], holds[topic], quiet,
+                             {f"{_API_NAMES.get(api, api)} of {client}": n
+                              for (api, client), n in broker.gate.waited_for.items()})
             finally:
                 admin.close()
+            if not holds:
+                return None
             broker.trims += 1
-            broker.max_held_s = max(broker.max_held_s, held)
-            broker.holds.append(round(held, 3))
-            log.info("trimmed %s: %s records, %s bytes dropped; clients held %.3f s (%.3f s of it waiting "
-                     "for the requests in flight: %s)", chosen, {t: dropped_records[t] for t in chosen},
-                     {t: dropped_bytes[t] for t in chosen}, held, quiet,
-                     {f"{_API_NAMES.get(api, api)} of {client}": n for (api, client), n in broker.gate.waited_for.items()})
-            return TrimRound({t: dropped_records[t] for t in chosen}, {t: dropped_bytes[t] for t in chosen},
-                             kept_bytes, held)
+            broker.max_held_s = max(broker.max_held_s, *holds.values())
+            broker.holds.extend(round(held, 3) for held in holds.values())
+            return TrimRound({t: dropped_records[t] for t in holds}, {t: dropped_bytes[t] for t in holds},
+                             kept_bytes, max(holds.values()))
         finally:
             wire.close()
 
@@ -873,7 +877,7 @@ class EmbeddedBroker:
         self.trimmer = Trimmer(self, horizon=horizon, min_drop_bytes=min_trim_bytes)
         self.trims = 0
         self.max_held_s = 0.0  # the longest a trim held the clients' requests
-        self.holds: list[float] = []  # how long each trim held them, seconds
+        self.holds: list[float] = []  # how long each cut held its topic's clients, seconds
         self.last_trim: TrimRound | None = None
         self.private_port = self.port
         self.gate: Gate | None = None
