@@ -19,12 +19,13 @@ def test_short_soak_reports_bounded_lag_and_latency(tmp_path):
     report = tmp_path / "BENCHMARKS.md"
     report.write_text(f"# Benchmarks\n\nthroughput figures\n\n{BEGIN}\nold soak\n{END}\n\n## Later section\n")
     run = subprocess.run([sys.executable, "-m", "livemon", "soak", "--duration", "50", "--interval", "5",
-                          "--rooms", "150", "--rate", "800", "--warmup", "15", "--max-growth", "1.0",
+                          "--rooms", "150", "--rate", "800", "--workers", "2", "--warmup", "15", "--max-growth", "1.0",
                           "--max-lag", "5000", "--max-latency", "5", "--quiet", "--write", str(report)],
                          capture_output=True, text=True, timeout=150)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     result = json.loads(run.stdout.strip().splitlines()[-1])
     assert result["verdict"]["ok"] is True
+    assert result["workers"] == 2  # the probe found its room on whichever worker owns it
     samples = result["samples"]
     assert len(samples) >= 8
     steady = [s for s in samples if s["t"] >= 15]
