@@ -6,7 +6,7 @@ vectors narrowed once out of the window."""
 import math
 import random
 
-from livemon.engine.windows import BucketSums, DistinctWindow, LatencySketch
+from livemon.engine.windows import BucketSums, DistinctWindow, GroupedDistinct, LatencySketch
 
 
 def test_distinct_window_matches_brute_force_while_pruning():
@@ -32,6 +32,30 @@ def test_distinct_window_matches_brute_force_while_pruning():
             for user in rng.sample(sorted({u for u, _ in added}), 5):
                 assert window.active_at(user, t) == (user in expected)
     assert pruned  # users out of the window were dropped on the way
+
+
+def test_grouped_window_finds_the_active_among_given_keys_as_brute_force():
+    # What a room's conversions ask: which of these (column, payer) keys clicked in the window,
+    # answered without listing every clicking key; pending buckets and pruning included.
+    rng = random.Random(5)
+    width, frontier = 5, 0
+    window = GroupedDistinct(width, frontier)
+    added = []  # ((group, user), bucket)
+    for _ in range(80):
+        for _ in range(rng.randrange(0, 30)):
+            user = f"u{rng.randrange(max(0, frontier * 6 - 40), frontier * 6 + 30)}"
+            groups = tuple(rng.sample(range(8), rng.randint(1, 3)))
+            bucket = frontier + rng.randint(1, 3)
+            window.add_groups(groups, user, bucket)
+            added.extend(((group, user), bucket) for group in groups)
+        window.advance()
+        frontier += 1
+        for t in range(frontier, frontier + 4):
+            expected = {key for key, b in added if t - width < b <= t}
+            asked = {(group, f"u{rng.randrange(frontier * 6 + 30)}") for group in range(8) for _ in range(6)}
+            asked |= set(rng.sample(sorted(expected), min(10, len(expected))))
+            assert window.active_among(asked, t) == expected & asked, t
+            assert window.members_at(t) == expected, t
 
 
 def nearest_rank_bins(values, q):

@@ -376,8 +376,7 @@ def soak(duration, rooms, rate, interval, warmup, max_growth, max_lag, max_laten
                 click.echo(f"  t={sample.t:6.0f}s rss={sample.rss_mib:7.1f} MiB lag={sample.lag:6d} "
                            f"events/s={sample.events_per_s:8.0f} cpu={sample.cpu:4.2f} (max {sample.cpu_max:4.2f}) "
                            f"e2e={sample.latency_s} broker={sample.broker_rss_mib:.0f} MiB cpu={sample.broker_cpu:4.2f} "
-                           f"sim cpu={sample.simulator_cpu:4.2f} own cpu={_cpu_seconds(os.getpid()):.0f}s "
-                           f"trims={broker.trims} held={broker.max_held_s:.2f}s",
+                           f"simulator cpu={sample.simulator_cpu:4.2f} trims={broker.trims} held={broker.max_held_s:.2f}s",
                            err=True)
         probe.close()
     finally:

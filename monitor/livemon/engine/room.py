@@ -21,6 +21,7 @@ from typing import Any
 from array import array
 from collections import Counter
 from itertools import chain, compress, repeat
+from itertools import product as every_pair  # (a local `product` is a product id)
 from operator import itemgetter
 
 import cramjam
@@ -1404,10 +1405,15 @@ class Room:
         clicking = self.clicking_by.counts_at(t)
         converted: dict[int, int] = {}
         if paying:
-            # The clickers (column, user) who also paid, counted per column in C: at a surge this
-            # runs over tens of thousands of keys per room and step.
-            keys = list(self.clicking_by.members_at(t))
-            converted = Counter(compress(map(_FIRST, keys), map(paying.__contains__, map(_SECOND, keys))))
+            # The clickers (column, user) who also paid, per column: looked up as each payer in each
+            # column with clickers when that is fewer keys than the room's clicking ones (a surge has
+            # tens of thousands), else those filtered by payer, in C either way.
+            columns_clicked = [column for column, n in clicking.items() if n]
+            if len(paying) * len(columns_clicked) < len(self.clicking_by.last):
+                converted = Counter(map(_FIRST, self.clicking_by.active_among(every_pair(columns_clicked, paying), t)))
+            else:
+                keys = list(self.clicking_by.members_at(t))
+                converted = Counter(compress(map(_FIRST, keys), map(paying.__contains__, map(_SECOND, keys))))
         listed = {key // ATTR_STRIDE for key, value in window.items() if value} | \
             {key // ATTR_STRIDE for key, value in total.items() if value and key % ATTR_STRIDE == A_COVER} | \
             {c for c, n in interacting.items() if n} | {c for c, n in clicking.items() if n}
@@ -1443,7 +1449,7 @@ class Room:
         converted: dict[str, int] = {}
         payers = self.product_payers.members_at(t)
         if payers:  # (product, user) keys that clicked and paid, per product
-            converted = Counter(map(_FIRST, payers & self.product_clicks.members_at(t)))
+            converted = Counter(map(_FIRST, self.product_clicks.active_among(payers, t)))
         products = {}
         for product in sorted(listed):
             clickers = clicks.get(product, 0)

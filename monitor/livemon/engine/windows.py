@@ -577,6 +577,17 @@ class GroupedDistinct:
         keys.update(self._pending_keys(t))
         return keys
 
+    def active_among(self, keys, t: int) -> set:
+        """Those of the (group, user) `keys` active in `(t-W, t]`: `members_at(t) & set(keys)`
+        without listing every member (a room's payers against its thousands of clicking keys)."""
+        cutoff = t - self.width
+        keys = list(keys)
+        found = set(compress(keys, map(cutoff.__lt__, map(self.last.get, keys, repeat(cutoff)))))  # in C
+        pending = self._pending_keys(t)
+        if pending:
+            found.update(set(pending).intersection(keys))
+        return found
+
     def drop_pending(self, bucket: int) -> set:
         """Take a non-final bucket's keys out (to be added again, re-attributed)."""
         return self.pending.pop(bucket, set())
