@@ -39,3 +39,29 @@ def test_slices_give_the_state_of_one_go():
     assert sliced.offsets == whole.offsets
     assert sliced.engine.export_rooms(sorted(sliced.engine.rooms)) == whole.engine.export_rooms(sorted(whole.engine.rooms))
     assert sliced.engine.finish() == whole.engine.finish()
+
+
+def test_a_backlog_read_whole_keeps_the_partition_behind_until_it_is_applied():
+    # A worker whose consumer was stuck reads a backlog at once, then applies it a slice at a
+    # time, stepping between slices: the broker has nothing more (received == high watermark), yet
+    # the partition must stay behind, or the rest of the backlog would be late on the wall clock.
+    import time
+
+    messages = _backlog()
+    age = time.time() - messages[-1].timestamp + 20  # the whole show, 20 s ago
+    partition, home = Partition(0, Engine()), Partitioner(1)
+    highs = {}
+    for message in messages:
+        highs[message.topic] = message.offset + 1
+    highwater = lambda topic, number: highs.get(topic, 0)  # noqa: E731
+    partition.check_behind(highwater)  # messages wait before any is read: behind at once
+    assert partition.behind
+    for sequence, message in enumerate(messages):
+        partition.receive(message._replace(timestamp=message.timestamp + age), sequence, time.time())
+    partition.apply_due(math.inf, home, time.time(), Applied(), {}, limit=50)
+    partition.check_behind(highwater)  # a step between two slices: nothing waits at the broker
+    assert partition.behind and partition.pending
+    while partition.pending:
+        partition.apply_due(math.inf, home, time.time(), Applied(), {}, limit=50)
+    partition.check_behind(highwater)
+    assert not partition.behind

@@ -173,6 +173,11 @@ class Partition:
         nothing waits; a backlog keeps messages waiting fetch after fetch), or wait before the
         partition has read any. It stays so for the batch that brings the backlog in, and ends
         at the next check."""
+        if self.behind and self.pending and time.time() - self.pending[0][0] > HOLD_SECONDS:
+            # The backlog is read but not all applied yet (a slice at a time, or held for the
+            # merge): no merge holds a message that long, and ending the catch-up now would
+            # reject the rest as late on the wall clock.
+            return
         waiting = any((high := highwater(topic, self.number)) is not None and high > self.received.get(topic, 0)
                       for topic in INPUT_TOPICS)
         if not waiting:
