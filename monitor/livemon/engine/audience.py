@@ -134,9 +134,14 @@ def presence_figures(viewers: int, entries: int, watch: float, ends: int) -> dic
     return {"viewers": viewers, "entries": entries, "avg_watch_seconds": watch / ends if ends else None}
 
 
+def uv_figure(gmv: float, viewers: int) -> dict:
+    """The GMV per viewer (UV value), as a room's window and a breakdown value name it."""
+    return {"uv_value": gmv / viewers if viewers else None}
+
+
 def sales_figures(orders: int, gmv: float, viewers: int) -> dict:
     """Paid orders, their GMV and the GMV per viewer (UV value) of a breakdown value or a show."""
-    return {"orders": orders, "gmv": gmv, "uv_value": gmv / viewers if viewers else None}
+    return {"orders": orders, "gmv": gmv, **uv_figure(gmv, viewers)}
 
 
 AGE_COLUMNS = {_FIXED_BASE["age_band"] + i: value for i, value in enumerate(FIXED_VALUES["age_band"])}

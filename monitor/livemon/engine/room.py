@@ -30,7 +30,8 @@ import orjson
 
 from ..ingest.events import Show as ShowEvent
 from . import ledger as L
-from .audience import DIMENSIONS, Regions, column_names, columns, presence_figures, sales_figures
+from .audience import (DIMENSIONS, Regions, column_names, columns, presence_figures, sales_figures,
+                       uv_figure)
 from .config import RETENTION_HORIZONS, EngineConfig
 from .ledger import Ledger
 from .state import SET, Array, DictOf, Field, ListOf, Obj, Vectors, array_bytes, array_of, from_state
@@ -1359,7 +1360,7 @@ class Room:
             orders_per_min=paid * scale,
             gmv=gmv,
             gmv_total=gmv_total,
-            uv_value=_ratio(gmv, viewers),
+            **uv_figure(gmv, viewers),
             gpm=_ratio(gmv * 1000, entries),
             stall_ratio=_ratio(stall, stall + play),
             stalls_per_min=_ratio(window[STALLS], (stall + play) / 60000),

@@ -585,7 +585,7 @@ class GroupedDistinct:
         found = set(compress(keys, map(cutoff.__lt__, map(self.last.get, keys, repeat(cutoff)))))  # in C
         pending = self._pending_keys(t)
         if pending:
-            found.update(set(pending).intersection(keys))
+            found.update(pending.intersection(keys))  # (a set: one bucket's or their union)
         return found
 
     def drop_pending(self, bucket: int) -> set:
