@@ -104,7 +104,7 @@ def partials(room, t: int, snapshot: dict) -> dict:
     # Distinct users: counted by the room's own windows (a snapshot's ratio hides its numerator
     # when the denominator is 0: clicks by users without a presence in the window).
     paying = room.paying.members_at(t)
-    converted = sum(1 for user in paying if room.clicking.active_at(user, t))
+    converted = room.clicking.count_among(paying, t)
     out = {
         "w": list(window), "cohorts": cohorts,
         "online": m["online"], "viewers": m["viewers"], "orders_total": m["orders_total"],

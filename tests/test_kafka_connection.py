@@ -472,6 +472,14 @@ def test_sasl_scram_over_tls_gives_each_client_library_its_exact_settings(pki):
     from kafka import KafkaAdminClient
     assert set(python) <= set(KafkaAdminClient.DEFAULT_CONFIG)
 
+    librdkafka = connection.librdkafka_config()
+    assert librdkafka == {"bootstrap.servers": "k1:9093,k2:9093", "security.protocol": "SASL_SSL",
+                          "ssl.ca.location": pki["ca.pem"], "ssl.endpoint.identification.algorithm": "https",
+                          "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": "monitor",
+                          "sasl.password": "s3cret-pw"}
+    from confluent_kafka import Producer
+    Producer(librdkafka)  # librdkafka accepts it (an unknown or invalid property raises)
+
     settings = connection.faust_settings()
     assert settings["broker"] == ["kafka://k1:9093", "kafka://k2:9093"]
     credentials = settings["broker_credentials"]
@@ -493,6 +501,20 @@ def test_sasl_without_tls_is_sasl_plaintext_and_has_no_tls_context(mechanism):
                                             "sasl_mechanism": mechanism, "sasl_plain_username": "u",
                                             "sasl_plain_password": "p"}
     assert "broker_credentials" in connection.faust_settings()
+
+
+def test_librdkafka_gets_the_client_certificate_and_the_systems_cas_without_a_ca_file(pki):
+    from confluent_kafka import Producer
+
+    connection = KafkaConnection.of("k:9093", KafkaSecurity(kafka_cert_file=pki["client.pem"],
+                                                             kafka_key_file=pki["client.key"]))
+    config = connection.librdkafka_config()
+    assert config == {"bootstrap.servers": "k:9093", "security.protocol": "SSL", "ssl.ca.location": "probe",
+                      "ssl.endpoint.identification.algorithm": "https",
+                      "ssl.certificate.location": pki["client.pem"], "ssl.key.location": pki["client.key"]}
+    Producer(config)  # the certificate and key load (a wrong path or a key not matching raises)
+    assert KafkaConnection.of("k:9092").librdkafka_config() == {"bootstrap.servers": "k:9092",
+                                                               "security.protocol": "PLAINTEXT"}
 
 
 def test_plaintext_is_what_it_was():

@@ -1,12 +1,13 @@
 """The Kafka connection as deployed, declared once: bootstrap list, TLS and SASL.
 
 Every Kafka client the product opens (the worker's Faust consumer and aiokafka producers and
-readers, the simulator's producer, the control room's consumer, topic creation, the lag exporter)
-is built from one `KafkaConnection`:
+readers, the simulator's librdkafka producer, the control room's consumer, topic creation, the
+lag exporter) is built from one `KafkaConnection`:
 
     connection = KafkaConnection.of("a:9092,b:9092", security)   # security: KafkaSecurity options
     AIOKafkaProducer(**connection.aiokafka_kwargs(), acks="all")
     KafkaAdminClient(**connection.kafka_python_kwargs())
+    confluent_kafka.Producer(connection.librdkafka_config())
     faust.App(..., **connection.faust_settings())
 
 `KafkaSecurity` holds the options of a command (`--kafka-ca-file` ..., `LIVEMON_KAFKA_*`, the
@@ -201,6 +202,23 @@ class KafkaConnection:
             kwargs.update(sasl_mechanism=self.sasl_mechanism, sasl_plain_username=self.username,
                           sasl_plain_password=self.password)
         return kwargs
+
+    def librdkafka_config(self) -> dict:
+        """Configuration of librdkafka's clients (confluent-kafka's Producer): the simulator's,
+        whose per-message cost in C leaves the machine's cores to the workers."""
+        config: dict = {"bootstrap.servers": self.bootstrap, "security.protocol": self.security_protocol}
+        if self.tls:
+            # "probe": the system's CAs, found where the distribution keeps them (the wheel's own
+            # OpenSSL does not know the path).
+            config.update({"ssl.ca.location": self.ca_file or "probe",
+                           "ssl.endpoint.identification.algorithm": "https"})
+            if self.cert_file:
+                config["ssl.certificate.location"] = self.cert_file
+                config["ssl.key.location"] = self.key_file or self.cert_file
+        if self.sasl:
+            config.update({"sasl.mechanism": self.sasl_mechanism, "sasl.username": self.username,
+                           "sasl.password": self.password})
+        return config
 
     def faust_settings(self) -> dict:
         """Faust app settings: the broker list and its credentials (Faust hands them to aiokafka)."""

@@ -65,6 +65,7 @@ class Sample:
     broker_cpu: float = 0.0  # share of one core since the previous sample
     simulator_cpu: float = 0.0  # the simulator's (the load generator shares the machine)
     cpu_max: float = 0.0  # the busiest worker's
+    harness_cpu: float = 0.0  # this process's: the broker's gate and trimmer, the probe, the sampling
 
 
 def _rss_mib(pid: int) -> float:
@@ -76,9 +77,10 @@ def _rss_mib(pid: int) -> float:
 
 
 def _cpu_seconds(pid: int) -> float:
+    """CPU time of `pid` and of its children waited for (a worker's checkpoint encoders)."""
     with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return sum(map(int, fields[11:15])) / os.sysconf("SC_CLK_TCK")
 
 
 def _scrape(url: str, room: str | None = None) -> bytes:
@@ -344,6 +346,7 @@ def soak(duration, rooms, rate, interval, warmup, max_growth, max_lag, max_laten
         last_cpu = {worker.pid: _cpu_seconds(worker.pid) for worker in pool}
         last_events, last_t = 0.0, 0.0
         last_broker_cpu, last_sim_cpu = _cpu_seconds(broker.process.pid), _cpu_seconds(simulator.pid)
+        last_own_cpu = time.process_time()
         if not quiet:
             click.echo(f"soak: {rooms} rooms, surge, {duration:.0f} s; {workers} worker(s) "
                        f"{' '.join(worker.url for worker in pool)}; log {log_path}", err=True)
@@ -358,6 +361,7 @@ def soak(duration, rooms, rate, interval, warmup, max_growth, max_lag, max_laten
             events = sum(float(x) for body in bodies for x in _EVENTS_LINE.findall(body))
             cpu = {worker.pid: _cpu_seconds(worker.pid) for worker in pool}
             broker_cpu, sim_cpu = _cpu_seconds(broker.process.pid), _cpu_seconds(simulator.pid)
+            own_cpu = time.process_time()
             gap = max(1e-9, t - last_t)
             used = {pid: (cpu[pid] - last_cpu[pid]) / gap for pid in cpu}
             sample = Sample(t=round(t, 1), rss_mib=round(sum(_rss_mib(worker.pid) for worker in pool), 1),
@@ -369,14 +373,16 @@ def soak(duration, rooms, rate, interval, warmup, max_growth, max_lag, max_laten
                             broker_rss_mib=round(_rss_mib(broker.process.pid), 1),
                             broker_cpu=round((broker_cpu - last_broker_cpu) / gap, 2) if last_t else 0.0,
                             simulator_cpu=round((sim_cpu - last_sim_cpu) / gap, 2) if last_t else 0.0,
-                            cpu_max=round(max(used.values()), 2) if last_t else 0.0)
+                            cpu_max=round(max(used.values()), 2) if last_t else 0.0,
+                            harness_cpu=round((own_cpu - last_own_cpu) / gap, 2) if last_t else 0.0)
             last_cpu, last_events, last_t, last_broker_cpu, last_sim_cpu = cpu, events, t, broker_cpu, sim_cpu
+            last_own_cpu = own_cpu
             samples.append(sample)
             if not quiet:
                 click.echo(f"  t={sample.t:6.0f}s rss={sample.rss_mib:7.1f} MiB lag={sample.lag:6d} "
                            f"events/s={sample.events_per_s:8.0f} cpu={sample.cpu:4.2f} (max {sample.cpu_max:4.2f}) "
                            f"e2e={sample.latency_s} broker={sample.broker_rss_mib:.0f} MiB cpu={sample.broker_cpu:4.2f} "
-                           f"simulator cpu={sample.simulator_cpu:4.2f} trims={broker.trims} held={broker.max_held_s:.2f}s",
+                           f"simulator cpu={sample.simulator_cpu:4.2f} harness cpu={sample.harness_cpu:4.2f} trims={broker.trims} held={broker.max_held_s:.2f}s",
                            err=True)
         probe.close()
     finally:

@@ -1322,11 +1322,8 @@ class Room:
         beacons = window[BEACONS]
         scale = 60.0 / self.config.window
         clickers = self.clicking.count_at(t)
-        converted = 0
-        if clickers:
-            for user in self.paying.members_at(t):
-                if self.clicking.active_at(user, t):
-                    converted += 1
+        paying = self.paying.members_at(t) if (clickers or self.clicking_by.pending or self.clicking_by.window) else set()
+        converted = self.clicking.count_among(paying, t) if clickers and paying else 0
         p50, p95 = self.latency.quantiles_at(t, QUANTILES)
         gmv = gmv_micro / MICRO
         show = self.show_at(t)
@@ -1379,7 +1376,6 @@ class Room:
             reading = cdn.read(t, self.recent)
             if reading["viewers"]:
                 cdns[name] = reading
-        paying = self.paying.members_at(t) if (clickers or self.clicking_by.pending or self.clicking_by.window) else set()
         return {
             "ts": t * self.step if self.step != 1 else t,
             "room_id": self.id,

@@ -13,7 +13,8 @@ from __future__ import annotations
 import math
 from typing import Any
 from array import array
-from itertools import chain, compress, repeat
+from bisect import bisect_left
+from itertools import accumulate, chain, compress, repeat
 from operator import add, sub
 
 from .state import SET, DictOf, Field, array_bytes, array_of
@@ -188,11 +189,15 @@ class DistinctWindow:
         seen.update(self._pending_users(t))
         return seen
 
-    def active_at(self, user: str, t: int) -> bool:
-        if self.last.get(user, -math.inf) > t - self.width:
-            return True
-        first = max(self.frontier, t - self.width) + 1
-        return any(user in self.pending.get(b, ()) for b in range(first, t + 1))
+    def count_among(self, users: set, t: int) -> int:
+        """How many of `users` are active in `(t-W, t]`: `len(members_at(t) & users)` without
+        listing every member (a room's payers among its clickers), in C."""
+        cutoff = t - self.width
+        found = set(compress(users, map(cutoff.__lt__, map(self.last.get, users, repeat(cutoff)))))
+        pending = self._pending_users(t)
+        if pending:
+            found.update(users.intersection(pending))
+        return len(found)
 
 
 _BINS: dict[int, int] = {}  # one int object per bin for every sketch's window (see `advance`)
@@ -329,21 +334,14 @@ class LatencySketch:
 
     @classmethod
     def _ranked(cls, bins: dict, qs: tuple[float, ...]) -> list[float | None]:
-        """Nearest-rank percentiles of binned counts."""
-        total = sum(bins.values())
+        """Nearest-rank percentiles of binned counts: the first bin whose running count reaches
+        the rank (running counts and the search in C: every room and CDN reads some each step)."""
+        ordered = sorted(bins)
+        running = list(accumulate(map(bins.__getitem__, ordered)))
+        total = running[-1] if running else 0
         if total <= 0:
             return [None] * len(qs)
-        ordered = sorted(index for index, n in bins.items() if n > 0)
-        results: list[float | None] = []
-        for q in qs:
-            rank = max(1, math.ceil(q * total))
-            seen = 0
-            for index in ordered:
-                seen += bins[index]
-                if seen >= rank:
-                    results.append(cls.value_of(index))
-                    break
-        return results
+        return [cls.value_of(ordered[bisect_left(running, max(1, math.ceil(q * total)))]) for q in qs]
 
 
 class FlatPairs:

@@ -1,7 +1,8 @@
 """`livemon simulate`: the Kafka edge of the simulator.
 
 It paces the generator's messages to event time (by default event time is the wall clock: a live
-show), produces them with kafka-python keyed by room, follows failover commands from
+show), produces them with librdkafka (confluent-kafka: its per-message work is in C, so the load
+generator leaves the machine's cores to the workers it loads) keyed by room, follows failover commands from
 `liveroom.control` (the room's simulated viewers move to the new CDN), and can write what it sent:
 `--out FILE` gets every event the monitor should accept, one per line in send order, which is the
 input `livemon replay` takes; the deliberate bad input (bad-input scenario) goes to `FILE.rejected`,
@@ -114,8 +115,8 @@ def simulate(broker, scenarios, rooms, room_prefix, rate, duration, seed, envelo
         raise click.ClickException(f"cannot use the broker at {broker}: {error}") from None
 
     with ExitStack() as stack:
-        producer = _producer(connection, compression)
-        stack.callback(producer.close, 10)
+        report = _Report(quiet, duration)
+        producer = _Producer(connection, compression, report)
         files = _open_outputs(stack, out)
         commands: queue.Queue = queue.Queue()
         if follow_failover:
@@ -127,7 +128,6 @@ def simulate(broker, scenarios, rooms, room_prefix, rate, duration, seed, envelo
             stack.callback(stop.set)
         # Event time is the wall clock from now on: a live show.
         sim = Simulation(scenarios, start=time.time(), **options)
-        report = _Report(quiet, duration)
         stack.enter_context(report)
         _stop_on_sigterm(stack)
         try:
@@ -135,17 +135,16 @@ def simulate(broker, scenarios, rooms, room_prefix, rate, duration, seed, envelo
         except KeyboardInterrupt:
             report.note("stopped")
         finally:
-            producer.flush(10)
+            if unsent := producer.flush(10):
+                report.error(f"{unsent} messages still unsent after 10 s", unsent)
         if report.failed:
             raise click.ClickException(f"{report.failed} messages could not be delivered to {broker}: "
                                        f"{report.first_error}")
     report.summary()
 
 
-def _run(sim: Simulation, producer, files, commands: queue.Queue, report: "_Report", speed: float,
-         keyed: bool = True):
-    from kafka.errors import KafkaError
-
+def _run(sim: Simulation, producer: "_Producer", files, commands: queue.Queue, report: "_Report",
+         speed: float, keyed: bool = True):
     wall0, due_ts = time.monotonic(), sim.start
     for message in sim.messages():
         while not commands.empty():
@@ -160,12 +159,7 @@ def _run(sim: Simulation, producer, files, commands: queue.Queue, report: "_Repo
             if wait > 0:
                 report.refresh(sim.now - sim.start)
                 time.sleep(wait)
-        try:
-            future = producer.send(message.topic, key=message.key.encode() if keyed else None,
-                                   value=message.value)
-        except KafkaError as error:
-            raise click.ClickException(f"cannot send to the broker: {error}") from None
-        future.add_errback(report.error)
+        producer.send(message.topic, message.key.encode() if keyed else None, message.value)
         report.sent(message)
         if files:
             good, rejected = files
@@ -176,16 +170,43 @@ def _run(sim: Simulation, producer, files, commands: queue.Queue, report: "_Repo
         report.refresh(sim.now - sim.start)
 
 
-def _producer(connection, compression: str):
-    from kafka import KafkaProducer
-    from kafka.errors import KafkaError
+class _Producer:
+    """librdkafka's producer as the simulator uses it: acks=1, batches of up to 20 ms, delivery
+    failures counted in the report (librdkafka retries a send itself before it fails it)."""
 
-    try:
-        return KafkaProducer(**connection.kafka_python_kwargs(), client_id="livemon-simulate", acks=1,
-                             linger_ms=20, batch_size=512 * 1024, max_request_size=4 * 1024 * 1024,
-                             retries=5, compression_type=None if compression == "none" else compression)
-    except KafkaError as error:
-        raise click.ClickException(f"cannot connect a producer to {connection.bootstrap}: {error}") from None
+    def __init__(self, connection, compression: str, report: "_Report"):
+        import logging
+
+        from confluent_kafka import KafkaException, Producer
+
+        config = {**connection.librdkafka_config(), "client.id": "livemon-simulate", "acks": 1,
+                  "linger.ms": 20, "batch.size": 512 * 1024, "message.max.bytes": 4 * 1024 * 1024,
+                  "message.send.max.retries": 5, "compression.codec": compression,
+                  "partitioner": "murmur2_random",  # the Java client's: a room's events on its partition
+                  # librdkafka's own log (a broker that went away, a dead bootstrap entry) as warnings
+                  "logger": logging.getLogger("livemon.simulate.kafka")}
+        try:
+            self._producer = Producer(config)
+        except KafkaException as error:
+            raise click.ClickException(f"cannot make a producer for {connection.bootstrap}: {error}") from None
+        self._report = report
+
+    def _delivered(self, error, message) -> None:  # called from poll/flush, in this thread
+        if error is not None:
+            self._report.error(error)
+
+    def send(self, topic: str, key: bytes | None, value: bytes) -> None:
+        while True:
+            try:
+                self._producer.produce(topic, value, key, on_delivery=self._delivered)
+                break
+            except BufferError:  # the local queue is full (sending as fast as possible): let it drain
+                self._producer.poll(0.05)
+        self._producer.poll(0)
+
+    def flush(self, timeout: float) -> int:
+        """Wait until every message is delivered or failed; the number still unsent."""
+        return self._producer.flush(timeout)
 
 
 def _open_outputs(stack: ExitStack, out: str | None):
@@ -281,7 +302,6 @@ class _Report:
         self.last_refresh = 0.0
         self.progress = None
         self.stopped = ""
-        self._lock = threading.Lock()
 
     def __enter__(self):
         if not self.quiet and self.console.is_terminal:
@@ -306,10 +326,9 @@ class _Report:
         self.events += len(message.events)
         self.bad += len(message.rejected)
 
-    def error(self, error) -> None:  # called from the producer's I/O thread
-        with self._lock:
-            self.failed += 1
-            self.first_error = self.first_error or error
+    def error(self, error, count: int = 1) -> None:
+        self.failed += count
+        self.first_error = self.first_error or error
 
     def note(self, text: str) -> None:
         self.stopped = f" ({text})"
