@@ -65,3 +65,32 @@ def test_a_backlog_read_whole_keeps_the_partition_behind_until_it_is_applied():
         partition.apply_due(math.inf, home, time.time(), Applied(), {}, limit=50)
     partition.check_behind(highwater)
     assert not partition.behind
+
+
+def test_a_message_a_second_ahead_of_a_lagging_topic_is_applied_not_held_for_it():
+    # Producers send one-second envelopes: some topic of a partition is usually a second behind,
+    # with messages unread. A lone order a second ahead of it goes in now (within the slack); one
+    # further ahead than the slack still waits for the lagging topic (a backlog's merge).
+    from livemon.agents.partition import MERGE_SLACK
+    from livemon.ingest.events import Order, View
+
+    import time
+
+    t = 1_000_000.0
+    partition, home = Partition(0, Engine()), Partitioner(1)
+    partition.loaded_at = time.monotonic() - 60  # assigned a minute ago: the other topics are quiet
+    highs = {"liveroom.views": 5, "liveroom.orders": 2}  # views: 4 more written, not read yet
+    highwater = lambda topic, number: highs.get(topic, 0)  # noqa: E731
+    view = View("room-1", "u1", t - 0.5, "enter")
+    partition.receive(Record("liveroom.views", 0, 0, t, b"room-1", encode([view])), 0, t)
+    soon = Order("room-1", "u1", t + 1.0, "o-1", "sku-1", 9.9, "paid")
+    late = Order("room-1", "u1", t + MERGE_SLACK + 0.5, "o-2", "sku-1", 9.9, "paid")
+    partition.receive(Record("liveroom.orders", 0, 0, t + 1.0, b"room-1", encode([soon])), 1, t)
+    partition.receive(Record("liveroom.orders", 0, 1, t + MERGE_SLACK + 0.5, b"room-1", encode([late])), 2, t)
+    bound = partition.release_bound(highwater)
+    assert bound == t + MERGE_SLACK
+    applied = Applied()
+    partition.apply_due(bound, home, t + 1.1, applied, {})
+    assert partition.offsets == {"liveroom.views": 1, "liveroom.orders": 1}  # the order a second ahead is in
+    assert [message.offset for _, _, message in partition.pending] == [1]  # the one beyond the slack waits
+    assert applied.counts["order"] == 1

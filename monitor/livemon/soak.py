@@ -194,7 +194,9 @@ def _summary(samples: list[Sample], warmup: float) -> dict:
 
     def rank(q):
         return latencies[max(1, math.ceil(len(latencies) * q)) - 1] if latencies else None
+    machine = [s.cpu + s.broker_cpu + s.simulator_cpu + s.harness_cpu for s in steady]
     return {"events_per_s": round(statistics.mean(s.events_per_s for s in steady)),
+            "machine_cpu_median": round(statistics.median(machine), 2), "machine_cpu_max": round(max(machine), 2),
             "cpu": round(statistics.mean(s.cpu for s in steady), 2),
             "rss_max_mib": round(max(s.rss_mib for s in samples), 1),
             "lag_max": max(s.lag for s in steady), "lag_last": steady[-1].lag,
@@ -204,14 +206,14 @@ def _summary(samples: list[Sample], warmup: float) -> dict:
 
 def _table(samples: list[Sample]) -> str:
     rows = ["|   t (s) | RSS (MiB) | viewers |   lag | events/s | CPU (busiest) | e2e latency (s) | broker RSS (MiB) "
-            "| broker CPU | simulator CPU |",
+            "| broker CPU | simulator CPU | soak CPU |",
             "|--------:|----------:|--------:|------:|---------:|--------------:|----------------:|-----------------:"
-            "|-----------:|--------------:|"]
+            "|-----------:|--------------:|---------:|"]
     for s in samples:
         latency = "lost" if s.latency_s is None else f"{s.latency_s:.3f}"
         rows.append(f"| {s.t:7.0f} | {s.rss_mib:9.1f} | {s.viewers:7d} | {s.lag:5d} | {s.events_per_s:8.0f} | "
                     f"{s.cpu:4.2f} ({s.cpu_max:4.2f}) | {latency:>15} | {s.broker_rss_mib:16.0f} | "
-                    f"{s.broker_cpu:10.2f} | {s.simulator_cpu:13.2f} |")
+                    f"{s.broker_cpu:10.2f} | {s.simulator_cpu:13.2f} | {s.harness_cpu:8.2f} |")
     return "\n".join(rows)
 
 
@@ -241,7 +243,10 @@ def report_markdown(result: dict, samples: list[Sample]) -> str:
         f"- End-to-end latency (probe order sent -> counted on /metrics): p50 {s['latency_p50_s']:.3f} s, "
         f"p95 {s['latency_p95_s']:.3f} s, max {s['latency_max_s']:.3f} s" if s["latency_p50_s"] is not None
         else "- End-to-end latency: no probe seen",
-        f"- Throughput: {s['events_per_s']:,} events/s; worker CPU {s['cpu']:.2f} cores",
+        f"- Throughput: {s['events_per_s']:,} events/s; worker CPU {s['cpu']:.2f} cores (their checkpoint "
+        f"encoders included); the machine (workers, broker, simulator and this command's gate, trimmer "
+        f"and probe): median {s.get('machine_cpu_median', 0):.2f}, at most {s.get('machine_cpu_max', 0):.2f} cores "
+        f"after the warm-up",
         f"- Embedded broker (memory storage, trimmed every {EMBEDDED_TRIM_EVERY:.0f} s: {trims.get('trims', 0)} "
         f"trims, clients held {trims.get('median_held_s', 0):.3f} s (median), at most "
         f"{trims.get('max_held_s', 0):.3f} s): RSS {samples[0].broker_rss_mib:.0f} -> "

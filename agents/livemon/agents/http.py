@@ -7,6 +7,7 @@ import time
 from aiohttp import web
 
 from livemon.recording.store import RecordingStore
+from livemon.recording.writer import RecordingWriter
 from livemon.web.hub import ControlRoomHub
 from livemon.web.server import add_routes, control_token
 
@@ -37,7 +38,8 @@ class WorkerHttp:
         """The control room's hub: it reads every worker's step records, records the shows
         (unless `recording` is off) and serves the page (unless `web_page` is off)."""
         settings = self.runtime.settings
-        hub = ControlRoomHub(recorder=RecordingStore(settings.recording_dir) if settings.recording else None)
+        recorder = RecordingWriter(RecordingStore(settings.recording_dir)) if settings.recording else None
+        hub = ControlRoomHub(recorder=recorder)
         hub.read_locally(settings.worker_id)
         self.runtime.local_readers.append(hub.feed_step)
         if settings.web_page:

@@ -978,4 +978,7 @@ class ControlRoomHub:
             await self._consumer.stop()
         if self._producer is not None:
             await self._producer.stop()
+        close = getattr(self.recorder, "close_writer", None)
+        if close is not None:  # a recording written from its own thread: what is queued is written
+            await asyncio.to_thread(close)
 
