@@ -6,6 +6,9 @@ vectors narrowed once out of the window."""
 import math
 import random
 
+from collections import Counter
+
+from livemon.engine.state import FORMAT, VERSION, Obj, decode, encode
 from livemon.engine.windows import BucketSums, DistinctWindow, GroupedDistinct, LatencySketch
 
 
@@ -56,6 +59,14 @@ def test_grouped_window_finds_the_active_among_given_keys_as_brute_force():
             asked |= set(rng.sample(sorted(expected), min(10, len(expected))))
             assert window.active_among(asked, t) == expected & asked, t
             assert window.members_at(t) == expected, t
+            assert {g: n for g, n in window.counts_at(t).items() if n} == Counter(g for g, _ in expected), t
+            # A room's converted clickers per column: the payers' own keys, as the brute force.
+            payers = {f"u{rng.randrange(frontier * 6 + 30)}" for _ in range(12)}
+            wanted = Counter(group for group, user in expected if user in payers)
+            assert window.count_users_among(payers, t) == wanted, t
+            document = {"format": FORMAT, "version": VERSION, "w": Obj(GroupedDistinct).encode(window)}
+            restored = Obj(GroupedDistinct).decode(decode(encode(document))["w"])
+            assert restored.count_users_among(payers, t) == wanted, t  # its user index rebuilt
 
 
 def nearest_rank_bins(values, q):

@@ -28,6 +28,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from livemon.agents.checkpoints import CheckpointStore
+from livemon.agents import heap
 from livemon.agents.forwarding import Forwarder
 from livemon.agents.http import WorkerHttp
 from livemon.agents.ownership import Ownership
@@ -176,7 +177,8 @@ class StreamRuntime:
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._step_loop(), name="livemon-step"),
                        loop.create_task(self.ownership.checkpoint_loop(), name="livemon-checkpoint"),
-                       loop.create_task(self.watchdog.run(), name="livemon-watchdog")]
+                       loop.create_task(self.watchdog.run(), name="livemon-watchdog"),
+                       loop.create_task(heap.release_loop(), name="livemon-heap")]
         if self.alerts is not None:
             self._tasks.append(loop.create_task(_operator_loop(self), name="livemon-operator"))
 

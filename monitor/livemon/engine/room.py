@@ -20,8 +20,7 @@ import math
 from typing import Any
 from array import array
 from collections import Counter
-from itertools import chain, compress, repeat
-from itertools import product as every_pair  # (a local `product` is a product id)
+from itertools import chain, repeat
 from operator import itemgetter
 
 import cramjam
@@ -107,7 +106,7 @@ _SLOT_OP_CODES = {HEARTBEAT: 1, ENTER: 2}
 
 MICRO = 1_000_000
 QUANTILES = (0.5, 0.95)
-_FIRST, _SECOND = itemgetter(0), itemgetter(1)
+_FIRST = itemgetter(0)
 
 
 def _ratio(numerator, denominator):
@@ -1400,17 +1399,9 @@ class Room:
                 self._fold_first_starts(first[b - self.width], window, None, -1)
         interacting = self.interacting_by.counts_at(t)
         clicking = self.clicking_by.counts_at(t)
-        converted: dict[int, int] = {}
-        if paying:
-            # The clickers (column, user) who also paid, per column: looked up as each payer in each
-            # column with clickers when that is fewer keys than the room's clicking ones (a surge has
-            # tens of thousands), else those filtered by payer, in C either way.
-            columns_clicked = [column for column, n in clicking.items() if n]
-            if len(paying) * len(columns_clicked) < len(self.clicking_by.last):
-                converted = Counter(map(_FIRST, self.clicking_by.active_among(every_pair(columns_clicked, paying), t)))
-            else:
-                keys = list(self.clicking_by.members_at(t))
-                converted = Counter(compress(map(_FIRST, keys), map(paying.__contains__, map(_SECOND, keys))))
+        # The clickers who also paid, per column: each payer's own clicking keys looked up (a
+        # surge room has tens of thousands of clicking keys and far fewer payers).
+        converted = self.clicking_by.count_users_among(paying, t) if paying else {}
         listed = {key // ATTR_STRIDE for key, value in window.items() if value} | \
             {key // ATTR_STRIDE for key, value in total.items() if value and key % ATTR_STRIDE == A_COVER} | \
             {c for c, n in interacting.items() if n} | {c for c, n in clicking.items() if n}

@@ -14,12 +14,14 @@ import math
 from typing import Any
 from array import array
 from bisect import bisect_left
+from collections import Counter
 from itertools import accumulate, chain, compress, repeat
-from operator import add, sub
+from operator import add, itemgetter, sub
 
 from .state import SET, DictOf, Field, array_bytes, array_of
 
 _ZERO_BIN = -(1 << 30)  # sketch bin of a zero value
+_FIRST = itemgetter(0)
 
 
 class BucketSums:
@@ -487,7 +489,7 @@ class GroupedDistinct:
     structure per room so that a step advances it once however many groups there are. As
     `DistinctWindow`, keyed by `(group, user)`, with its counts kept per group."""
 
-    __slots__ = ("width", "frontier", "last", "count", "pending", "window")
+    __slots__ = ("width", "frontier", "last", "count", "pending", "window", "groups_of")
     STATE = (Field("width"), Field("frontier"), Field("last", _Keys()), Field("count"),
              Field("pending", _PendingKeys()), Field("window"))
 
@@ -498,10 +500,29 @@ class GroupedDistinct:
         self.count: dict[int, dict] = {}  # bucket -> {group: keys whose last bucket it is}
         self.pending: dict[int, set] = {}  # bucket after the frontier -> (group, user) keys
         self.window: dict = {}  # group -> distinct users in (F-W, F]
+        # user -> the groups of `add_groups` keys of theirs in `last` or `pending` (a superset:
+        # rebuilt when `last` is trimmed), so `count_users_among` looks up a few users' keys
+        # instead of listing every member. Built at its first use (None until then: a window
+        # that is never asked keeps no index).
+        self.groups_of: dict | None = None
+
+    def _restored(self) -> None:
+        self.groups_of = None
+
+    def _index(self) -> None:
+        groups_of: dict = {}
+        for group, user in chain(self.last, *self.pending.values()):
+            known = groups_of.get(user)
+            if known is None:
+                groups_of[user] = (group,)
+            elif group not in known:
+                groups_of[user] = known + (group,)
+        self.groups_of = groups_of
 
     def share(self, own: dict[str, str]) -> None:
         self.last = {(group, own.get(user, user)): b for (group, user), b in self.last.items()}
         self.pending = {b: {(group, own.get(user, user)) for group, user in keys} for b, keys in self.pending.items()}
+        self.groups_of = None
 
     def add(self, key: tuple, bucket: int) -> None:
         keys = self.pending.get(bucket)
@@ -517,6 +538,14 @@ class GroupedDistinct:
             self.pending[bucket] = set(zip(groups, repeat(user)))
         else:
             keys.update(zip(groups, repeat(user)))
+        groups_of = self.groups_of
+        if groups_of is not None:
+            known = groups_of.get(user)
+            if known is not groups:  # (a profile's columns are one shared tuple)
+                if known is None:
+                    groups_of[user] = groups
+                elif not all(map(known.__contains__, groups)):  # a user seen with another profile too
+                    groups_of[user] = tuple(dict.fromkeys(known + groups))
 
     def advance(self) -> None:
         self.frontier = frontier = self.frontier + 1
@@ -544,6 +573,8 @@ class GroupedDistinct:
                     del window[group]
         if len(last) > 2 * sum(window.values()) + 64:
             self.last = {key: b for key, b in last.items() if b > oldest}
+            if self.groups_of is not None:
+                self._index()
 
     def _pending_keys(self, t: int):
         first = max(self.frontier, t - self.width) + 1
@@ -585,6 +616,15 @@ class GroupedDistinct:
         if pending:
             found.update(pending.intersection(keys))  # (a set: one bucket's or their union)
         return found
+
+    def count_users_among(self, users, t: int) -> Counter:
+        """{group: those of `users` with an `add_groups` key in it active in `(t-W, t]`}: the
+        `users`' own keys looked up, however many members the groups have."""
+        if self.groups_of is None:
+            self._index()
+        groups_of = self.groups_of
+        keys = [(group, user) for user in users if user in groups_of for group in groups_of[user]]
+        return Counter(map(_FIRST, self.active_among(keys, t)))
 
     def drop_pending(self, bucket: int) -> set:
         """Take a non-final bucket's keys out (to be added again, re-attributed)."""
