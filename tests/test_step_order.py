@@ -32,3 +32,35 @@ def test_live_snapshots_first_change_neither_live_nor_final_ones():
         steps += 1
         finals += len(finals_a)
     assert steps > 100 and finals > 300
+
+
+def test_a_workers_finals_are_the_replays_lines_without_breakdowns_and_products(monkeypatch):
+    # The worker's finals go only to the recording: lean, whether read back from the live
+    # snapshot kept for them or made again because an event of their instant came after it.
+    from livemon.engine import room as room_module
+
+    made_lean = []
+    snapshot = room_module.Room.snapshot
+    monkeypatch.setattr(room_module.Room, "snapshot", lambda self, t, lean=False: (
+        made_lean.append(lean), snapshot(self, t, lean))[1])
+    sim = Simulation(frozenset({"normal", "surge"}), rooms=3, seed=5, duration=90, rate=300,
+                     start=1_764_000_000.5)  # ticks across the instants, as producers send
+    worker, replay = Partition(0, Engine()), Engine()
+    lean, whole = {}, {}
+    for n, message in enumerate(sim.messages()):
+        events, _ = decode(message.value, message.topic)
+        replay.ingest(list(events), sim.now)
+        worker.engine.ingest(list(events), sim.now)
+        if n % 3 == 0:  # a step between the envelopes of a tick: those after it bring events of
+            # instants it showed, and some kept snapshots no longer hold (as in a worker)
+            clock, _ = worker.live_step(sim.now, lambda topic, number: None)
+            lean.update(((line["room_id"], ts), line) for ts, line in
+                        ((ts, orjson.loads(blob)) for ts, blob in worker.final_step(clock, [])))
+            whole.update(((line["room_id"], line["ts"]), line) for line in replay.advance(sim.now))
+    common = lean.keys() & whole.keys()
+    assert len(common) > 150
+    for key in common:
+        assert lean[key] == {k: v for k, v in whole[key].items() if k not in ("by", "products")}, key
+    assert any(line["by"]["source"] for line in whole.values()) and any(line["products"] for line in whole.values())
+    assert True in made_lean  # some made again, lean ...
+    assert made_lean.count(False) > len(lean)  # ... the live ones whole (read back for the others)

@@ -317,12 +317,15 @@ class Partition:
 
     def final_step(self, clock: float, rejects: list[Reject]) -> list[tuple[float, bytes]]:
         """The second half: the final snapshots up to `clock`, each as (ts, its JSON), encoded as
-        soon as it is made (see `Engine.advance`); rooms idle past their show's end are forgotten.
+        soon as it is made (see `Engine.advance`), lean (without the breakdowns and products,
+        which the recording does not keep); rooms idle past their show's end are forgotten.
         Events the engine held for a room and rejects now (a room never admitted, or over a cap at
         admission) go to `rejects`. The summaries of the shows that ended (those of forgotten
         rooms included) join `summaries`."""
         finals: list[tuple[float, bytes]] = []
-        self.engine.advance(clock, sink=lambda snapshot: finals.append((snapshot["ts"], orjson.dumps(snapshot))))
+        # Lean: they go only to the recording (see `room.LEAN_PARTS`).
+        self.engine.advance(clock, sink=lambda snapshot: finals.append((snapshot["ts"], orjson.dumps(snapshot))),
+                            lean=True)
         for event, reason in self.engine.take_rejected():
             rejects.append(Reject.of_event(event, reason, f"{reason}: room {event.room_id} (ts {event.ts})"))
         self.engine.forget_idle_rooms(clock)

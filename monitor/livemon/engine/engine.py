@@ -37,7 +37,7 @@ from . import ledger as L
 from .audience import pack
 from .config import EngineConfig
 from .room import (BEACONS, C_BEACONS, C_ERRORS, C_PLAY_MS, C_STALL_MS, DANMAKU, ERRORS, EVENTS, PLAY_MS,
-                   STALL_MS, STALLS, CdnStats, Room)
+                   LEAN_PARTS, STALL_MS, STALLS, CdnStats, Room)
 from .state import Field, from_state, to_state
 from .windows import LatencySketch
 
@@ -484,12 +484,14 @@ class Engine:
 
     # ---- output ----
 
-    def advance(self, wall: float | None = None, sink: Callable[[dict], Any] | None = None) -> list[dict]:
+    def advance(self, wall: float | None = None, sink: Callable[[dict], Any] | None = None,
+                lean: bool = False) -> list[dict]:
         """Make final every instant now before a room's watermark; return their snapshots in
         event-time order (rooms in order within an instant). With `sink`, each snapshot goes to
         `sink` as soon as it is made and none is returned: a caller that encodes or drops them one
         by one never holds a step's finals all at once (at 2,000 rooms, tens of MB of short-lived
-        objects that would leave the heap fragmented)."""
+        objects that would leave the heap fragmented). `lean`: the snapshots without the parts
+        the recording does not keep (`room.LEAN_PARTS`)."""
         reference = self.reference(wall)
         due, self._finals_due = self._finals_due, []
         due.sort(key=_TS_KEY)
@@ -505,6 +507,10 @@ class Engine:
         heapq.heapify(queue)
         finals: list[dict] = []
         emit = finals.append if sink is None else sink
+        if lean:
+            for snapshot in due:
+                for part in LEAN_PARTS:
+                    snapshot.pop(part, None)
         waiting = 0  # of `due`, those emitted
         while queue:
             t, order, last = queue[0]
@@ -514,7 +520,7 @@ class Engine:
                 waiting += 1
             room = rooms[order]
             room.settle(t)
-            snapshot = room.final_snapshot(t)
+            snapshot = room.final_snapshot(t, lean)
             if snapshot is not None:
                 emit(snapshot)
             room.finalize_next()

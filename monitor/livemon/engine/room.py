@@ -105,6 +105,11 @@ _SLOT_OPS = (None, HEARTBEAT, ENTER)
 _SLOT_OP_CODES = {HEARTBEAT: 1, ENTER: 2}
 
 MICRO = 1_000_000
+# What a lean final snapshot leaves out: the breakdowns and products (SPEC §8-9), a third of the
+# work of a snapshot. A worker's finals go only to the recording, which keeps a room's metrics,
+# CDNs and show per instant; the breakdowns and products are in the live snapshots (page,
+# /metrics, alerting) and in the show summary (SPEC §10); `livemon replay` writes whole lines.
+LEAN_PARTS = ("by", "products")
 QUANTILES = (0.5, 0.95)
 _FIRST = itemgetter(0)
 
@@ -1268,14 +1273,21 @@ class Room:
             self.kept_upto = t
         return snapshot
 
-    def final_snapshot(self, t: int) -> dict | None:
-        """The final snapshot at `t` (`frontier + 1`, settled); None for an instant without a line."""
+    def final_snapshot(self, t: int, lean: bool = False) -> dict | None:
+        """The final snapshot at `t` (`frontier + 1`, settled); None for an instant without a line.
+        `lean`: without the breakdowns and products (see `LEAN_PARTS`)."""
         kept = self.kept.pop(t, None)
         if not self.kept:
             self.kept_upto = -math.inf
         if not self.has_activity(t):
             return None
-        return _unpack(kept) if kept is not None else self.snapshot(t)
+        if kept is None:
+            return self.snapshot(t, lean)
+        snapshot = _unpack(kept)
+        if lean:
+            for part in LEAN_PARTS:
+                del snapshot[part]
+        return snapshot
 
     def came(self, bucket: int) -> None:
         """An event of `bucket` (at or before `kept_upto`) came: the kept snapshots from it on no
@@ -1309,8 +1321,9 @@ class Room:
                 current = show
         return current
 
-    def snapshot(self, t: int) -> dict:
-        """The metrics at instant `t` (`t >= frontier`), as a SPEC replay line."""
+    def snapshot(self, t: int, lean: bool = False) -> dict:
+        """The metrics at instant `t` (`t >= frontier`), as a SPEC replay line; `lean`: without
+        the parts in `LEAN_PARTS`."""
         sums = self.sums
         window, total = sums.vectors_at(t)
         online = total[STARTS] - total[ENDS]
@@ -1375,15 +1388,17 @@ class Room:
             reading = cdn.read(t, self.recent)
             if reading["viewers"]:
                 cdns[name] = reading
-        return {
+        snapshot = {
             "ts": t * self.step if self.step != 1 else t,
             "room_id": self.id,
             "metrics": metrics,
             "cdn": cdns,
-            "by": self._breakdowns(t, paying),
-            "products": self._products(t, viewers),
-            "show": None if show is None else self._show_figures(t, show),
         }
+        if not lean:
+            snapshot["by"] = self._breakdowns(t, paying)
+            snapshot["products"] = self._products(t, viewers)
+        snapshot["show"] = None if show is None else self._show_figures(t, show)
+        return snapshot
 
     def _breakdowns(self, t: int, paying: set) -> dict:
         """SPEC §8 at instant `t`: per dimension and value."""
