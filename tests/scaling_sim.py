@@ -161,8 +161,8 @@ class ShardEngine(Engine):
     def _instrument(self, room) -> None:
         make = room.snapshot
 
-        def snapshot(t: int) -> dict:
-            made = make(t)
+        def snapshot(t: int, lean: bool = False) -> dict:
+            made = make(t, lean)
             started = time.process_time()
             self.partials[made["ts"]] = partials(room, t, made)
             self.partial_seconds += time.process_time() - started

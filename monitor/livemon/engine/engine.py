@@ -508,9 +508,9 @@ class Engine:
         finals: list[dict] = []
         emit = finals.append if sink is None else sink
         if lean:
-            for snapshot in due:
+            for made in due:
                 for part in LEAN_PARTS:
-                    snapshot.pop(part, None)
+                    made.pop(part, None)
         waiting = 0  # of `due`, those emitted
         while queue:
             t, order, last = queue[0]

@@ -1388,7 +1388,7 @@ class Room:
             reading = cdn.read(t, self.recent)
             if reading["viewers"]:
                 cdns[name] = reading
-        snapshot = {
+        snapshot: dict[str, Any] = {
             "ts": t * self.step if self.step != 1 else t,
             "room_id": self.id,
             "metrics": metrics,

@@ -509,7 +509,7 @@ class GroupedDistinct:
     def _restored(self) -> None:
         self.groups_of = None
 
-    def _index(self) -> None:
+    def _index(self) -> dict:
         groups_of: dict = {}
         for group, user in chain(self.last, *self.pending.values()):
             known = groups_of.get(user)
@@ -518,6 +518,7 @@ class GroupedDistinct:
             elif group not in known:
                 groups_of[user] = known + (group,)
         self.groups_of = groups_of
+        return groups_of
 
     def share(self, own: dict[str, str]) -> None:
         self.last = {(group, own.get(user, user)): b for (group, user), b in self.last.items()}
@@ -620,9 +621,7 @@ class GroupedDistinct:
     def count_users_among(self, users, t: int) -> Counter:
         """{group: those of `users` with an `add_groups` key in it active in `(t-W, t]`}: the
         `users`' own keys looked up, however many members the groups have."""
-        if self.groups_of is None:
-            self._index()
-        groups_of = self.groups_of
+        groups_of = self.groups_of if self.groups_of is not None else self._index()
         keys = [(group, user) for user in users if user in groups_of for group in groups_of[user]]
         return Counter(map(_FIRST, self.active_among(keys, t)))
 
