@@ -27,8 +27,8 @@ from operator import itemgetter
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from livemon.agents.checkpoints import CheckpointStore
 from livemon.agents import heap
+from livemon.agents.checkpoints import CheckpointStore
 from livemon.agents.forwarding import Forwarder
 from livemon.agents.http import WorkerHttp
 from livemon.agents.ownership import Ownership

@@ -37,7 +37,7 @@ from . import ledger as L
 from .audience import pack
 from .config import EngineConfig
 from .room import (BEACONS, C_BEACONS, C_ERRORS, C_PLAY_MS, C_STALL_MS, DANMAKU, ERRORS, EVENTS, PLAY_MS,
-                   LEAN_PARTS, STALL_MS, STALLS, CdnStats, Room)
+                   STALL_MS, STALLS, CdnStats, Room, make_lean)
 from .state import Field, from_state, to_state
 from .windows import LatencySketch
 
@@ -508,9 +508,7 @@ class Engine:
         finals: list[dict] = []
         emit = finals.append if sink is None else sink
         if lean:
-            for made in due:
-                for part in LEAN_PARTS:
-                    made.pop(part, None)
+            due = [make_lean(made) for made in due]
         waiting = 0  # of `due`, those emitted
         while queue:
             t, order, last = queue[0]
