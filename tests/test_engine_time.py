@@ -117,6 +117,23 @@ def test_any_permutation_within_the_lateness_gives_the_same_timeline():
     expect(at(tl, 202), online=0)
 
 
+def test_a_leave_before_its_enter_survives_the_forgetting_of_the_viewers_old_presence():
+    # A's first presence timed out at 90, so A is forgotten from instant 151 on. Its next leave
+    # (158.8) arrives before its enter (158.3); when the leave comes, a worker's advance makes
+    # instant 151 final. The leave must still end the presence the enter then starts.
+    events = [view("A", 0), view("B", 20), view("B", 100, "heartbeat"), view("B", 150, "heartbeat")]
+    worker = Engine(ADMIT_ALL)
+    finals = []
+    for event in events + [view("A", 158.8, "leave"), view("A", 158.3), view("B", 170, "heartbeat")]:
+        assert worker.ingest([event]) == []
+        finals += worker.advance()
+    finals += worker.finish(T0 + 250)
+    reference = Engine(ADMIT_ALL)
+    reference.ingest(events + [view("A", 158.3), view("A", 158.8, "leave"), view("B", 170, "heartbeat")])
+    assert finals == reference.finish(T0 + 250)
+    expect(at(timeline(finals), 160), online=1)  # B only: A was present [158.3, 158.8)
+
+
 def test_live_snapshot_equals_the_final_one_once_all_events_are_in():
     engine = Engine(ADMIT_ALL)
     engine.ingest(IN_ORDER)

@@ -1262,7 +1262,14 @@ class Room:
                 continue
             end = self.ends.get(slot, UNSET)
             if self.starts[slot] == UNSET or (end != UNSET and self.bucket_of(end) + self.width < t):
-                self._forget_viewer(user, slot)  # never present, or no longer able to count
+                log = self.logs.get(slot)
+                if log or self.log_op[slot]:
+                    # An event of a later bucket is in its log (a leave that came before its
+                    # enter): an earlier event may still undo it. Forget once that is final.
+                    newest = log[-1][0] if log else self.seen[slot]
+                    self.cleanups.setdefault(max(t + 1, self.bucket_of(newest)), []).append(user)
+                else:
+                    self._forget_viewer(user, slot)  # never present, or no longer able to count
         self.frontier = t
         return t
 
