@@ -30,6 +30,21 @@ def read_events(path):
         return [ev.decode(line)[0][0] for line in file]
 
 
+def wait_for_show_seconds(path, room, seconds, process, timeout=60):
+    """Until the out file holds `seconds` of `room`'s beacons (complete lines only: it is being written)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()[1].decode()
+        data = path.read_bytes() if path.exists() else b""
+        lines = data[:data.rfind(b"\n") + 1].splitlines()
+        beacons = [e for e in (ev.decode(line)[0][0] for line in lines)
+                   if isinstance(e, ev.Health) and e.room_id == room]
+        if beacons and beacons[-1].ts - beacons[0].ts >= seconds:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"the simulator wrote less than {seconds} s of {room}'s beacons in {timeout} s")
+
+
 def test_what_is_sent_is_what_the_out_file_says(make_broker, tmp_path):
     bootstrap = make_broker(partitions=2)
     out = tmp_path / "sent.jsonl"
@@ -72,7 +87,9 @@ def test_viewers_follow_a_failover_command_and_ctrl_c_stops_cleanly(make_broker,
          "--fault-at", "0", "--fault-for", "600", "--beacon-interval", "2", "--out", str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
-        time.sleep(10)
+        # At least 12 s of the show before the command, however slowly the simulator started on a
+        # loaded machine: the outage shows on cdn-a once the first viewers' startup buffers ran dry.
+        wait_for_show_seconds(out, "room-001", 12, process)
         producer = KafkaProducer(bootstrap_servers=bootstrap)
         command = {"room_id": "room-001", "from_cdn": "cdn-a", "to_cdn": "cdn-b",
                    "reason": "cdn_stall_ratio", "ts": time.time(), "command_id": "test-1"}
