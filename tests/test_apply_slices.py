@@ -94,3 +94,33 @@ def test_a_message_a_second_ahead_of_a_lagging_topic_is_applied_not_held_for_it(
     assert partition.offsets == {"liveroom.views": 1, "liveroom.orders": 1}  # the order a second ahead is in
     assert [message.offset for _, _, message in partition.pending] == [1]  # the one beyond the slack waits
     assert applied.counts["order"] == 1
+
+
+def test_a_topic_with_messages_unread_at_the_broker_is_waited_for_past_the_silence_hold():
+    # A backlog's biggest topic can go seconds without a fetch (the others' records fill them).
+    # It is slow, not silent: the other topics' newer messages wait for it, or its events, once
+    # read, would be late for rooms the others moved on. A topic with nothing unread that went
+    # quiet holds nothing back after HOLD_SECONDS; a slow one is given up on after
+    # UNREAD_HOLD_SECONDS.
+    import time
+
+    from livemon.agents.partition import HOLD_SECONDS, MERGE_SLACK, UNREAD_HOLD_SECONDS
+    from livemon.ingest.events import Order, View
+
+    t = 1_000_000.0
+    now = time.monotonic()
+    partition = Partition(0, Engine())
+    partition.loaded_at = now - 600
+    view = View("room-1", "u1", t, "enter")
+    order = Order("room-1", "u1", t + 10, "o-1", "sku-1", 9.9, "paid")
+    partition.receive(Record("liveroom.views", 0, 0, t, b"room-1", encode([view])), 0, t)
+    partition.receive(Record("liveroom.orders", 0, 0, t + 10, b"room-1", encode([order])), 1, t)
+    highs = {"liveroom.views": 1, "liveroom.orders": 1}
+    highwater = lambda topic, number: highs.get(topic, 0)  # noqa: E731
+
+    partition.heard["liveroom.views"] = now - HOLD_SECONDS - 5  # quiet for 8 s, everything read
+    assert partition.release_bound(highwater) == math.inf
+    highs["liveroom.views"] = 50  # the same quiet, with 49 messages unread at the broker
+    assert partition.release_bound(highwater) == t + MERGE_SLACK  # the order waits for the views
+    partition.heard["liveroom.views"] = now - UNREAD_HOLD_SECONDS - 1
+    assert partition.release_bound(highwater) == math.inf  # given up on: its fetches fail

@@ -7,11 +7,17 @@ pause their backlogs come in chunks per topic, so one topic can run tens of seco
 ahead of another, and the engine would reject the slower one's events as late. Like Kafka
 Streams, a partition's messages are applied in timestamp order across its topics, holding a
 topic's messages while another topic with unread messages has not yet caught up to them, for at
-most `HOLD_SECONDS`. A message up to `MERGE_SLACK` ahead of the lagging topic is not held: the
-engine takes events out of order within its lateness anyway, and producers send one-second
-envelopes, so a steady stream always has some topic a second behind. Held for it, a lone order
-waited for the other topics' next envelopes and missed a step: in the soak, 2.1-2.2 s from sending
-to `/metrics` instead of 1.0 s.
+most `HOLD_SECONDS`, or `UNREAD_HOLD_SECONDS` while the broker says that topic has more (its
+fetches starved by the others' backlog: slow, not silent). A message up to `MERGE_SLACK` ahead
+of the lagging topic is not held: the engine takes events out of order within its lateness
+anyway, and producers send one-second envelopes, so a steady stream always has some topic a
+second behind. Held for it, a lone order waited for the other topics' next envelopes and missed
+a step: in the soak, 2.1-2.2 s from sending to `/metrics` instead of 1.0 s.
+
+Timestamps are the records' (CreateTime), taken to follow the events' time: true of a producer
+sending live, and of one that stamps a backlog with its events' time (`livemon bench` does). A
+backlog sent faster than it happened and stamped with the sending time squeezes more event time
+into the slack than the lateness allows.
 """
 
 from __future__ import annotations
@@ -36,6 +42,10 @@ from livemon.topics import INPUT_TOPICS, REPARTITION_TOPIC, TOPIC_OF_TYPE, TYPE_
 BEHIND_AFTER = 1.0
 # Longest a partition's messages wait for a lagging topic of the same partition (see the merge).
 HOLD_SECONDS = 3.0
+# The same for a lagging topic with messages still unread at the broker: it is slow, not silent
+# (its fetches starved by the other topics' backlog), and going on without it would make its
+# events late. Bounded, so that a topic whose fetches fail does not hold the others for ever.
+UNREAD_HOLD_SECONDS = 30.0
 # How far ahead of a lagging topic a message is applied without waiting (at most half the
 # engine's lateness, so the lagging topic's events are never late for it).
 MERGE_SLACK = 1.5
@@ -170,7 +180,8 @@ class Partition:
                 # Nothing more to read on this topic: it holds nothing back. (Right after an
                 # assignment the high watermark is the one from before the pause: not trusted.)
                 continue
-            if now - self.heard.get(topic, self.loaded_at) > HOLD_SECONDS:
+            unread = high is not None and self.received.get(topic, 0) < high
+            if now - self.heard.get(topic, self.loaded_at) > (UNREAD_HOLD_SECONDS if unread else HOLD_SECONDS):
                 continue  # silent for a while (or no data at all): do not wait for it
             bound = min(bound, self.newest.get(topic, -math.inf))
         return bound + min(MERGE_SLACK, self.engine.config.lateness / 2)
