@@ -134,6 +134,24 @@ def test_a_leave_before_its_enter_survives_the_forgetting_of_the_viewers_old_pre
     expect(at(timeline(finals), 160), online=1)  # B only: A was present [158.3, 158.8)
 
 
+def test_an_enter_between_a_timeout_and_a_later_enter_leaves_the_final_timeout_alone():
+    # A's presence times out at 90. A's enter at 99 comes first and ends it there; a worker's
+    # advance then makes instant 90 final. A's enter at 96 (within the lateness of 99) comes
+    # last: it is put before the enter at 99, but the timeout, final, is not undone with it.
+    worker = Engine(ADMIT_ALL)
+    finals = []
+    for event in (view("A", 0), view("A", 99), view("A", 96)):
+        assert worker.ingest([event]) == []
+        finals += worker.advance()
+    finals += worker.finish(T0 + 250)
+    reference = Engine(ADMIT_ALL)
+    reference.ingest([view("A", 0), view("A", 96), view("A", 99)])
+    assert finals == reference.finish(T0 + 250)
+    line = timeline(finals)
+    expect(at(line, 92), online=0, leaves=1)
+    expect(at(line, 97), online=1, entries=1)
+
+
 def test_live_snapshot_equals_the_final_one_once_all_events_are_in():
     engine = Engine(ADMIT_ALL)
     engine.ingest(IN_ORDER)

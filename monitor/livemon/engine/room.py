@@ -410,6 +410,7 @@ class Room:
         # for the window, their entries per column in `first_window` (see `_fold_first_starts`).
         self.first_starts: dict[int, Any] = {}
         self.first_window: dict[int, int] = {}
+        self.first_columns: dict[int, dict[int, int]] = {}  # see `_first_columns`
         self.interacting_by = GroupedDistinct(width, frontier)
         self.clicking_by = GroupedDistinct(width, frontier)
         # Products (SPEC §9): distinct clickers, carters and payers per product; orders and GMV.
@@ -467,6 +468,7 @@ class Room:
 
     def _restored(self) -> None:
         self._sales_parts()
+        self.first_columns = {}
         self.past = {_slot_number(slot): [tuple(p) for p in presences] for slot, presences in self.past.items()}
         users, number = self.users, _slot_number
         number(len(self.starts))  # every slot of the arrays has its number
@@ -1044,6 +1046,12 @@ class Room:
     def _apply(self, user, slot, action, ts):
         """One presence operation, in event-time order for this viewer."""
         start, last_seen, end = self.starts[slot], self.seen[slot], self.ends.get(slot, UNSET)
+        if action != EXPIRE and start != UNSET and end == UNSET and ts >= last_seen + self.timeout:
+            # The presence timed out before this operation: the timeout is an operation of its
+            # own, of its own time. In this operation's entry it would be undone with it by an
+            # event that comes later and lies between the two, although its bucket may be final.
+            self._apply(user, slot, EXPIRE, last_seen + self.timeout)
+            start, last_seen, end = self.starts[slot], self.seen[slot], self.ends.get(slot, UNSET)
         changes: list = []
         self._journal = changes
         present = start != UNSET and end == UNSET
@@ -1124,19 +1132,32 @@ class Room:
             self.first_starts[bucket] = {profile: delta}
         else:
             counts[profile] = counts.get(profile, 0) + delta
+        if self.first_columns:
+            self.first_columns.pop(bucket, None)
 
-    @staticmethod
-    def _fold_first_starts(counts, window: dict | None, total: dict | None, sign: int = 1) -> None:
-        """First starts per profile into their columns' entries (STARTS) and coverage."""
-        for profile, n in pairs_of(counts, "i"):  # a dict, or flat pairs once final
-            if n:
-                n *= sign
-                for column in columns(profile):
-                    keys = _keys(column)
-                    if window is not None:
-                        window[keys[A_STARTS]] = window.get(keys[A_STARTS], 0) + n
-                    if total is not None:
-                        total[keys[A_COVER]] = total.get(keys[A_COVER], 0) + n
+    def _first_columns(self, bucket: int) -> dict[int, int]:
+        """The first starts of `bucket` per column. Every live snapshot folds the same few
+        buckets (those after the frontier, and those about to leave the window), so their fold
+        is kept until the bucket changes (`_first_start`) or is settled (`finalize_next`)."""
+        folded = self.first_columns.get(bucket)
+        if folded is None:
+            folded = self.first_columns[bucket] = {}
+            get = folded.get
+            for profile, n in pairs_of(self.first_starts[bucket], "i"):  # a dict, or flat pairs once final
+                if n:
+                    for column in columns(profile):
+                        folded[column] = get(column, 0) + n
+        return folded
+
+    def _fold_first_starts(self, bucket: int, window: dict | None, total: dict | None, sign: int = 1) -> None:
+        """The first starts of `bucket` into their columns' entries (STARTS) and coverage."""
+        for column, n in self._first_columns(bucket).items():
+            n *= sign
+            keys = _keys(column)
+            if window is not None:
+                window[keys[A_STARTS]] = window.get(keys[A_STARTS], 0) + n
+            if total is not None:
+                total[keys[A_COVER]] = total.get(keys[A_COVER], 0) + n
 
     def _start(self, user, slot, ts, profile=0):
         bucket = self.bucket_of(ts)
@@ -1231,14 +1252,16 @@ class Room:
         self.paying.advance()
         self.latency.advance()
         self.startup.advance()
-        first = self.first_starts
+        first, folds = self.first_starts, self.first_columns
         counts = first.get(t)
         if counts:
-            self._fold_first_starts(counts, self.first_window, self.attr.total)
+            self._fold_first_starts(t, self.first_window, self.attr.total)
             first[t] = frozen(array("i", chain.from_iterable(counts.items())))
-        leaving = first.pop(t - self.width, None)
-        if leaving:
-            self._fold_first_starts(leaving, self.first_window, None, -1)
+            folds.pop(t, None)  # read again once, when it leaves the window
+        if first.get(t - self.width):
+            self._fold_first_starts(t - self.width, self.first_window, None, -1)
+        first.pop(t - self.width, None)
+        folds.pop(t - self.width, None)
         for part in (self.attr, self.interacting_by, self.clicking_by, self.product_clicks, self.product_carts,
                      self.product_payers, self.product_sums):
             part.advance()
@@ -1419,9 +1442,9 @@ class Room:
         first = self.first_starts
         for b in range(self.attr.frontier + 1, t + 1):  # the first starts after the frontier
             if b in first:
-                self._fold_first_starts(first[b], window, total)
+                self._fold_first_starts(b, window, total)
             if b - self.width in first:
-                self._fold_first_starts(first[b - self.width], window, None, -1)
+                self._fold_first_starts(b - self.width, window, None, -1)
         interacting = self.interacting_by.counts_at(t)
         clicking = self.clicking_by.counts_at(t)
         # The clickers who also paid, per column: each payer's own clicking keys looked up (a
