@@ -292,6 +292,11 @@ def _role_engine(args):
             "steps": step.steps, "step_seconds": step.seconds}
 
 
+def _BACKLOG(topic: str, number: int) -> float:
+    """A high-water mark for a consumer that reads a backlog to its end: always more to read."""
+    return math.inf
+
+
 def _role_faust(args):
 
     import faust
@@ -319,18 +324,20 @@ def _role_faust(args):
             if state["first"] is None:
                 state["first"] = now
             events, bad = decode(value)
-            state["rejected"] += len(bad) + len(engine.ingest(events, now))
+            # The data is a backlog (as for the engine loop): rooms move on with its event time.
+            state["rejected"] += len(bad) + len(engine.ingest(events, now, catching_up=True))
             state["events"] += len(events)
             state["messages"] += 1
             if state["messages"] >= expected:
                 state["last"] = time.time()
                 result = {k: state[k] for k in ("events", "messages", "first", "last", "rejected")}
+                result.update(steps=stepper.steps, step_seconds=stepper.seconds)
                 os.write(1, (json.dumps(result) + "\n").encode())  # Faust may have replaced sys.stdout
                 os._exit(0)
 
     @app.timer(1.0)
     async def step():
-        stepper(time.time())
+        stepper(time.time(), _BACKLOG)  # behind while reading: the step keeps the backlog's time
 
     _ready_then_wait()
     tune_gc()
@@ -748,9 +755,13 @@ def bench(broker, quick, seed, write_path, skip, log_path):
             row["engine"] = _rate(engine_result)
             row["rejected"] = engine_result.get("rejected")
             row["rejected_by_reason"] = engine_result.get("reasons")
+            row["steps"] = {"engine": [engine_result.get("steps"), engine_result.get("step_seconds")]}
             if "faust" not in skip and not broker and (envelope == 1 or mode == "full"):
                 status(f"envelope {envelope}: per-message Faust agent")
-                row["faust"] = _rate(Child({**base, "role": "faust", "messages": len(packed)}, log).run(600))
+                faust_result = Child({**base, "role": "faust", "messages": len(packed)}, log).run(600)
+                row["faust"] = _rate(faust_result)
+                row["faust_rejected"] = faust_result.get("rejected")
+                row["steps"]["faust"] = [faust_result.get("steps"), faust_result.get("step_seconds")]
             if "quix" not in skip and not broker and (envelope == 1 or mode == "full"):
                 from livemon.bench_peers import measure_quix
 
@@ -853,6 +864,22 @@ def _verdicts(results: dict) -> dict:
     return out
 
 
+def _steps_lines(throughput: dict) -> list[str]:
+    """Each consumer steps once a second of wall clock while it reads (live and final snapshots,
+    as a worker does): a consumer that stepped less did less of the work. With the rejected events."""
+    lines = []
+    for envelope, row in throughput.items():
+        parts = []
+        for name, label, rejected in (("engine", "engine worker loop", row.get("rejected")),
+                                      ("faust", "Faust", row.get("faust_rejected"))):
+            steps, seconds = (row.get("steps") or {}).get(name) or (None, None)
+            if steps is not None:
+                parts.append(f"{label} {steps} steps ({seconds:.1f} s), {_fmt(rejected)} rejected")
+        if parts:
+            lines.append(f"- envelope {envelope}: " + "; ".join(parts))
+    return ["Steps made while reading, and events rejected:", "", *lines, ""] if lines else []
+
+
 def _fmt(value, unit="", digits=0):
     if value is None:
         return "–"
@@ -879,6 +906,7 @@ def _report(r: dict) -> str:
                      f"{_fmt(row.get('engine_vs_raw'), digits=2)} | {_fmt(row.get('engine_vs_faust'), digits=1)} |")
     lines += ["", f"Engine worker loop at 100-event envelopes vs the per-event Faust agent (envelope 1): "
                   f"**{_fmt(r.get('ratio_vs_faust'), 'x', 1)}**", ""]
+    lines += _steps_lines(r.get("throughput", {}))
     from livemon.bench_peers import report_lines
 
     lines += report_lines(r)
