@@ -292,7 +292,7 @@ def _role_engine(args):
             "steps": step.steps, "step_seconds": step.seconds}
 
 
-def _BACKLOG(topic: str, number: int) -> float:
+def _backlog_highwater(topic: str, number: int) -> float:
     """A high-water mark for a consumer that reads a backlog to its end: always more to read."""
     return math.inf
 
@@ -337,7 +337,7 @@ def _role_faust(args):
 
     @app.timer(1.0)
     async def step():
-        stepper(time.time(), _BACKLOG)  # behind while reading: the step keeps the backlog's time
+        stepper(time.time(), _backlog_highwater)  # behind while reading: the step keeps the backlog's time
 
     _ready_then_wait()
     tune_gc()

@@ -117,6 +117,8 @@ def make_lean(snapshot: dict) -> dict:
     for part in LEAN_PARTS:
         snapshot.pop(part, None)
     return snapshot
+
+
 QUANTILES = (0.5, 0.95)
 _FIRST = itemgetter(0)
 
