@@ -23,7 +23,6 @@ from collections import Counter
 from itertools import chain, repeat
 from operator import itemgetter
 
-import cramjam
 import msgspec
 import orjson
 
@@ -138,13 +137,9 @@ def _item_order(item):
     return item[0], L.MIDDLE
 
 
-def _pack(snapshot: dict) -> bytes:
-    """A kept snapshot (see `Room.kept`)."""
-    return bytes(cramjam.zstd.compress(orjson.dumps(snapshot), 1))
-
-
-def _unpack(kept: bytes) -> dict:
-    return orjson.loads(bytes(cramjam.zstd.decompress(kept)))
+def _keep(snapshot: dict) -> bytes:
+    """What `Room.kept` holds of a live snapshot: its lean part as JSON (see `Room.kept`)."""
+    return orjson.dumps({part: value for part, value in snapshot.items() if part not in LEAN_PARTS})
 
 
 # A show's totals before anything of it is settled or held (see `Room._show_figures`).
@@ -448,11 +443,15 @@ class Room:
         self._journal: Any = None  # a view's undo journal (see `view`): a list of flat triples while it runs
         # Live snapshots of instants not yet final, while no event of them or before has come
         # since: such an instant's final snapshot is the same (SPEC §3: they differ only by events
-        # that arrive within the lateness), so it is not made twice. Kept as zstd-packed JSON: a
-        # thirtieth of the dict's memory (10 KB of JSON at 500 viewers is 1.2 KB), read back in
-        # under a third of the time making it takes. `kept_upto`: the newest kept.
+        # that arrive within the lateness), so it is not made twice. A lean final (a worker's) is
+        # read back from `kept`, the lean part's JSON (2 KB at a busy room; encoding it costs a
+        # fiftieth of making it; a whole final is made again). `kept_upto`: the newest kept.
+        # `live_kept`: the newest live snapshot itself, (instant, snapshot), returned again while
+        # it holds (a quiet room's live instant stays put), so it costs nothing to show again; the
+        # caller holds it anyway until the next step. Live snapshots are shared: read, not changed.
         self.kept: dict[int, bytes] = {}
         self.kept_upto: float = -math.inf
+        self.live_kept: tuple[int, dict] | None = None
 
     # ---- checkpoints (see state.py) ----
 
@@ -1303,11 +1302,12 @@ class Room:
     def live_snapshot(self, t: int) -> dict:
         """The snapshot at `t` (> frontier) as the events so far make it, kept for the next call
         and for the final one."""
-        kept = self.kept.get(t)
-        if kept is not None:
-            return _unpack(kept)
+        live_kept = self.live_kept
+        if live_kept is not None and live_kept[0] == t and t in self.kept:
+            return live_kept[1]
         snapshot = self.snapshot(t)
-        self.kept[t] = _pack(snapshot)
+        self.kept[t] = _keep(snapshot)
+        self.live_kept = (t, snapshot)
         if t > self.kept_upto:
             self.kept_upto = t
         return snapshot
@@ -1318,11 +1318,13 @@ class Room:
         kept = self.kept.pop(t, None)
         if not self.kept:
             self.kept_upto = -math.inf
+        if self.live_kept is not None and self.live_kept[0] <= t:
+            self.live_kept = None
         if not self.has_activity(t):
             return None
-        if kept is None:
+        if kept is None or not lean:
             return self.snapshot(t, lean)
-        return make_lean(_unpack(kept)) if lean else _unpack(kept)
+        return orjson.loads(kept)
 
     def came(self, bucket: int) -> None:
         """An event of `bucket` (at or before `kept_upto`) came: the kept snapshots from it on no
@@ -1331,11 +1333,14 @@ class Room:
         for t in [t for t in kept if t >= bucket]:
             del kept[t]
         self.kept_upto = max(kept, default=-math.inf)
+        if self.live_kept is not None and self.live_kept[0] >= bucket:
+            self.live_kept = None
 
     def forget_kept(self) -> None:
         """Something of every instant changed (an `end` names the show): none kept holds."""
         self.kept.clear()
         self.kept_upto = -math.inf
+        self.live_kept = None
 
     # ---- reading ----
 
