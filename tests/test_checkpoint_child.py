@@ -84,3 +84,11 @@ def _children() -> bool:
         return os.waitpid(-1, os.WNOHANG) != (0, 0)
     except ChildProcessError:
         return False
+
+
+def test_the_child_encodes_at_a_lower_priority_than_the_stream():
+    # The worker's loop goes on with the stream meanwhile: on a busy machine it comes first.
+    parent = os.getpriority(os.PRIO_PROCESS, 0)
+    (child,) = asyncio.run(forked.encode([lambda: str(os.getpriority(os.PRIO_PROCESS, 0)).encode()]))
+    assert int(child) == min(19, parent + forked.CHILD_NICE) > parent
+    assert os.getpriority(os.PRIO_PROCESS, 0) == parent

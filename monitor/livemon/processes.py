@@ -27,11 +27,16 @@ class ProcessFailed(click.ClickException):
 class LivemonProcess:
     """`livemon ARGS...` in the background, its output appended to `log_path`."""
 
-    def __init__(self, args: list[str], log_path: str, env: dict | None = None):
+    def __init__(self, args: list[str], log_path: str, env: dict | None = None, nice: int = 0):
+        """`nice`: a lower CPU priority (`nice(1)`), for a load generator that shares the machine
+        with what it loads: it takes the CPU the others leave (all its threads, as started so)."""
         self.args = args
         self.log_path = log_path
+        command = [sys.executable, "-m", "livemon", *args]
+        if nice:
+            command = ["nice", "-n", str(nice), *command]  # exec'd: the same process
         with open(log_path, "ab") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "livemon", *args], stdout=log,
+            self.process = subprocess.Popen(command, stdout=log,
                                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                             start_new_session=True, env=env)
 

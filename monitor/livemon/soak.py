@@ -45,6 +45,10 @@ from livemon.topics import TOPIC_OF_TYPE
 BEGIN, END = "<!-- soak:begin -->", "<!-- soak:end -->"
 PROBE_ROOM = "soak-probe"
 ROOMS_PER_WORKER = 150  # busy rooms a worker keeps up with on a core (docs/PRODUCTION.md, sizing)
+# The simulator stands in for producers on machines of their own (docs/PRODUCTION.md); here it
+# shares the cores with the broker and the workers, so it runs at a lower priority and takes the
+# CPU they leave, as a load generator should. Its events/s and CPU are in every sample.
+SIMULATOR_NICE = 10
 POLL_GAP = 0.05  # seconds between the probe's reads of its room's /metrics (`?room=`: a few hundred bytes)
 _PROBE_LINE = re.compile(rb'^livemon_room_orders_total\{room="soak-probe"\} ([0-9.e+]+)$', re.M)
 _LAG_LINE = re.compile(rb"^livemon_consumer_lag_messages\{[^}]*\} ([0-9.e+]+)$", re.M)
@@ -344,7 +348,7 @@ def soak(duration, rooms, rate, interval, warmup, max_growth, max_lag, max_laten
         simulator = LivemonProcess(["simulate", "--broker", broker.bootstrap, "--scenario", "surge",
                                     "--rooms", str(rooms), "--rate", str(rate), "--duration", str(duration + 60),
                                     "--fault-at", "0", "--fault-for", str(duration + 60), "--seed", str(seed),
-                                    "--quiet"], log_path)
+                                    "--quiet"], log_path, nice=SIMULATOR_NICE)
         processes.append(simulator)
         probe = Probe(broker.bootstrap, [worker.url for worker in pool])
         started = time.monotonic()

@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 FORK = hasattr(os, "fork")
 _LENGTH = 8
+CHILD_NICE = 10  # the child's CPU priority below the worker's, which goes on with the stream
 
 
 async def encode(jobs: list[Callable[[], bytes]], in_child: bool = True, timeout: float = 300.0) -> list[bytes]:
@@ -34,6 +35,7 @@ async def encode(jobs: list[Callable[[], bytes]], in_child: bool = True, timeout
         status = 1
         try:
             os.close(read_end)
+            _lower_priority()  # the stream's loop first: a checkpoint can wait a little
             gc.disable()  # it leaves soon: a collection would only copy every page it walks
             with os.fdopen(write_end, "wb") as out:
                 for job in jobs:
@@ -58,6 +60,13 @@ async def encode(jobs: list[Callable[[], bytes]], in_child: bool = True, timeout
         raise RuntimeError(f"the encoding child ended with status {os.waitstatus_to_exitcode(status)} "
                            f"after {len(results)} of {len(jobs)} jobs")
     return results
+
+
+def _lower_priority() -> None:
+    try:
+        os.nice(CHILD_NICE)
+    except OSError:  # not allowed here: encode at the same priority
+        pass
 
 
 def _kill(pid: int) -> None:
