@@ -479,3 +479,38 @@ def test_a_stored_checkpoint_payload_of_either_compression_unpacks_to_what_was_p
     body = orjson.dumps(alerts)
     old = zlib.compress(len(body).to_bytes(8, "big") + body + state_bytes, 1)
     assert _unpack(old, 2) == (state_bytes, alerts)
+
+
+def test_a_show_tally_of_the_earlier_layout_restores_to_the_same_summary():
+    # Until 2026-12-03 a show's tally kept its clickers and buyers as sets of users, and a set of
+    # users per column besides; now each user once, with the columns they acted under.
+    from livemon.engine.ledger import Tally, summary
+    from livemon.ingest.events import decode
+    from livemon.simulator.core import Simulation
+
+    sim = Simulation("surge", rooms=2, seed=3, duration=120, rate=300)
+    engine = Engine()
+    for message in sim.messages():
+        engine.ingest(decode(message.value, message.topic)[0], sim.now)
+        engine.advance(sim.now)
+    room = max(engine.rooms.values(), key=lambda r: len(r.ledger.current.data["buyers"]))
+    tally = room.ledger.current
+    new = Tally.encode(tally)
+    old = dict(new)
+    for name in ("clickers", "buyers"):
+        users = {user: cols for cols, members in new[name] for user in members}
+        old[name] = sorted(users)
+        old["by_" + name] = {}
+        for user, cols in users.items():
+            for c in cols:
+                old["by_" + name].setdefault(c, []).append(user)
+
+    def summarized(t):
+        d = dict(t.data, end=t.data["last_ts"])
+        return summary(d, room.regions, 8 * 3600)
+
+    expected = summarized(tally)
+    assert expected["totals"]["buyers"] > 5 and expected["totals"]["conversion_rate"]
+    assert any(len(values) > 1 for values in expected["by"].values())
+    assert summarized(Tally.decode(old)) == summarized(Tally.decode(new)) == expected
+    assert Tally.encode(Tally.decode(old)) == new

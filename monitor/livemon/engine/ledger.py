@@ -34,14 +34,37 @@ def _ratio(numerator, denominator):
     return numerator / denominator if denominator else None
 
 
-def _add_user(by: dict, groups, user: str) -> None:
-    """`user` into the set of each group of `by` (a set made at the first)."""
-    for group in groups:
-        users = by.get(group)
-        if users is None:
-            by[group] = {user}
-        else:
-            users.add(user)
+_COLUMN_SETS: dict[tuple, frozenset] = {}  # a profile's columns as one shared frozenset
+
+
+def _column_set(cols: tuple[int, ...]) -> frozenset:
+    found = _COLUMN_SETS.get(cols)
+    if found is None:
+        found = frozenset(cols)
+        if len(_COLUMN_SETS) < 1 << 16:
+            _COLUMN_SETS[cols] = found
+    return found
+
+
+def _add_columns(users: dict, user: str, cols: tuple[int, ...]) -> None:
+    """`user` with the columns `cols` into `users` (user -> every column they acted under).
+    The show's clickers and buyers per column are read from these: one entry a user, where a
+    set per column held each user about six times (a third of a busy show's ledger)."""
+    had = users.get(user)
+    if had is None:
+        users[user] = _column_set(cols)
+    elif not had.issuperset(cols):
+        users[user] = had.union(cols)  # (rare: the same user under another profile)
+
+
+def _per_column(users: dict, among=None) -> dict[int, int]:
+    """{column: how many of `users` (of those also in `among`) acted under it}."""
+    counts: dict[int, int] = {}
+    picked = users.items() if among is None else ((u, users[u]) for u in users.keys() & among)
+    for _, cols in picked:
+        for c in cols:
+            counts[c] = counts.get(c, 0) + 1
+    return counts
 
 
 class ShowViewers:
@@ -108,16 +131,17 @@ class Tally:
     """One show's running counts."""
 
     # Checkpoints: a tally is plain data but for its sets, stored as sorted lists (see `encode`).
-    _SETS = ("stayed", "interacting", "clickers", "carters", "ordering", "buyers", "refunded")
+    _SETS = ("stayed", "interacting", "carters", "ordering", "refunded")
+    _BY_COLUMNS = ("clickers", "buyers")  # user -> the columns they acted under (see `_add_columns`)
 
     def __init__(self, room_id: str, show_id, start: float, title):
         self.data: dict[str, Any] = {
             "room_id": room_id, "show_id": show_id, "start": start, "title": title, "last_ts": start,
             "ended_at": None, "viewers": ShowViewers(), "extra": {}, "by_viewers": {}, "entries": 0, "by_entries": {},
             "ends": 0, "watch": 0.0, "by_ends": {}, "by_watch": {}, "peak_online": 0,
-            "stayed": set(), "interacting": set(), "clickers": set(), "carters": set(), "ordering": set(),
-            "buyers": set(), "orders": 0, "gmv": 0, "refunded": set(), "paid": {},
-            "by_clickers": {}, "by_buyers": {}, "by_orders": {}, "by_gmv": {},
+            "stayed": set(), "interacting": set(), "clickers": {}, "carters": set(), "ordering": set(),
+            "buyers": {}, "orders": 0, "gmv": 0, "refunded": set(), "paid": {},
+            "by_orders": {}, "by_gmv": {},
             "products": {}, "catalogue": {}, "age_product": {}, "segments": [], "promos": [],
             "spend": {}, "hours": {}, "stall_ms": 0, "play_ms": 0, "beacons": 0, "errors": 0,
             # After the show's last event so far, presence ends and instants may yet be in the show
@@ -138,8 +162,11 @@ class Tally:
         for name in cls._SETS:
             d[name] = sorted(d[name])
         d["extra"] = {user: sorted(ps) for user, ps in d["extra"].items()}
-        for name in ("by_clickers", "by_buyers"):
-            d[name] = {c: sorted(users) for c, users in d[name].items()}
+        for name in cls._BY_COLUMNS:  # users grouped by their columns: [[columns, users], ...]
+            grouped: dict[frozenset, list] = {}
+            for user, cols in d[name].items():
+                grouped.setdefault(cols, []).append(user)
+            d[name] = sorted([sorted(cols), sorted(users)] for cols, users in grouped.items())
         d["products"] = {p: {k: sorted(v) if isinstance(v, set) else v for k, v in rec.items()}
                          for p, rec in d["products"].items()}
         d["hours"] = {h: {k: sorted(v) if isinstance(v, set) else v for k, v in rec.items()}
@@ -157,8 +184,15 @@ class Tally:
         for name in cls._SETS:
             d[name] = set(d[name])
         d["extra"] = {user: set(ps) for user, ps in d["extra"].items()}
-        for name in ("by_clickers", "by_buyers"):
-            d[name] = {c: set(users) for c, users in d[name].items()}
+        for name in cls._BY_COLUMNS:
+            if "by_" + name in d:  # a checkpoint from before: the users, and a set per column
+                users: dict[str, tuple] = {user: () for user in d.pop(name)}
+                for c, members in d.pop("by_" + name).items():
+                    for user in members:
+                        users[user] += (c,)
+                d[name] = {user: _column_set(tuple(sorted(cols))) for user, cols in users.items()}
+            else:
+                d[name] = {user: _column_set(tuple(cols)) for cols, members in d[name] for user in members}
         sets = ("clickers", "carters", "buyers")
         d["products"] = {p: {k: set(v) if k in sets else v for k, v in rec.items()} for p, rec in d["products"].items()}
         d["hours"] = {h: {k: set(v) if k in sets else v for k, v in rec.items()} for h, rec in d["hours"].items()}
@@ -353,8 +387,7 @@ class Ledger:
         elif kind == CLICK:  # (ts, CLICK, user, profile, target, product)
             user, profile, target, product = item[2], item[3], item[4], item[5]
             if target == "product":
-                d["clickers"].add(user)
-                _add_user(d["by_clickers"], columns(profile), user)
+                _add_columns(d["clickers"], user, columns(profile))
                 self._product(d, product)["clickers"].add(user)
                 self._hour(d, hour)["clickers"].add(user)
                 d["tail"].append(item)
@@ -408,13 +441,12 @@ class Ledger:
                 d["pending_peaks"].append([moment, online])
 
     def _paid(self, d, user, profile, order_id, product, micro, hour):
-        d["buyers"].add(user)
         d["orders"] += 1
         d["gmv"] += micro
         d["paid"][order_id] = product
         by_orders, by_gmv = d["by_orders"], d["by_gmv"]
         age_column = None
-        _add_user(d["by_buyers"], columns(profile), user)
+        _add_columns(d["buyers"], user, columns(profile))
         for c in columns(profile):
             by_orders[c] = by_orders.get(c, 0) + 1
             by_gmv[c] = by_gmv.get(c, 0) + micro
@@ -529,21 +561,22 @@ def summary(d: dict, regions, utc: int) -> dict:
         "ordering": len(d["ordering"]), "buyers": len(buyers), **sales_figures(d["orders"], gmv, viewers),
         "refunds": len(d["refunded"]), "refund_rate": _ratio(len(d["refunded"]), d["orders"]),
         "gpm": _ratio(gmv * 1000, d["entries"]),
-        "conversion_rate": _ratio(len(clickers & buyers), len(clickers)),
+        "conversion_rate": _ratio(len(clickers.keys() & buyers.keys()), len(clickers)),
         "stall_ratio": _ratio(d["stall_ms"], d["stall_ms"] + d["play_ms"]),
         "error_rate": _ratio(d["errors"], d["beacons"]),
     }
     names = column_names(regions)
     by: dict[str, dict] = {dim: {} for dim in ("source", "device", "region", "age_band", "gender", "follower")}
-    listed = set(d["by_viewers"]) | set(d["by_entries"]) | set(d["by_ends"]) | set(d["by_clickers"]) | \
-        set(d["by_buyers"]) | set(d["by_orders"])
+    by_clickers, by_buyers = _per_column(clickers), _per_column(buyers)
+    by_converted = _per_column(clickers, buyers)  # the clickers who also paid, by their click's columns
+    listed = set(d["by_viewers"]) | set(d["by_entries"]) | set(d["by_ends"]) | set(by_clickers) | \
+        set(by_buyers) | set(d["by_orders"])
     for c in sorted(listed):
         dim, value = names.get(c, ("region", "other") if c >= REGION_BASE else (None, None))
         if dim is None:
             continue
         v_viewers = d["by_viewers"].get(c, 0)
-        v_clickers = d["by_clickers"].get(c, set())
-        v_buyers = d["by_buyers"].get(c, set())
+        v_clickers, v_buyers = by_clickers.get(c, 0), by_buyers.get(c, 0)
         v_orders = d["by_orders"].get(c, 0)
         v_gmv = d["by_gmv"].get(c, 0) * money
         entries, ends = d["by_entries"].get(c, 0), d["by_ends"].get(c, 0)
@@ -551,8 +584,8 @@ def summary(d: dict, regions, utc: int) -> dict:
             continue
         by[dim][value] = {
             **presence_figures(v_viewers, entries, d["by_watch"].get(c, 0.0), ends),
-            "clickers": len(v_clickers), "buyers": len(v_buyers),
-            "conversion_rate": _ratio(len(v_clickers & buyers), len(v_clickers)),
+            "clickers": v_clickers, "buyers": v_buyers,
+            "conversion_rate": _ratio(by_converted.get(c, 0), v_clickers),
             **sales_figures(v_orders, v_gmv, v_viewers),
         }
     catalogue = d["catalogue"]

@@ -592,11 +592,14 @@ class GroupedDistinct:
         for b in range(self.frontier - self.width + 1, cutoff + 1):
             for group, n in self.count.get(b, {}).items():
                 counts[group] -= n
-        last = self.last
-        for key in self._pending_keys(t):
-            previous = last.get(key)
-            if previous is None or previous <= cutoff:
-                counts[key[0]] = counts.get(key[0], 0) + 1
+        # Plus the pending keys not already counted (their last final bucket is at or before the
+        # cutoff, or they have none), picked and counted by group in C (a surge room has
+        # thousands of pending keys, at every step).
+        pending = self._pending_keys(t)
+        if pending:
+            fresh = compress(pending, map(cutoff.__ge__, map(self.last.get, pending, repeat(cutoff))))
+            for group, n in Counter(map(_FIRST, fresh)).items():
+                counts[group] = counts.get(group, 0) + n
         return counts
 
     def members_at(self, t: int) -> set:
