@@ -31,6 +31,10 @@ def test_short_soak_reports_bounded_lag_and_latency(tmp_path):
     steady = [s for s in samples if s["t"] >= 15]
     assert all(s["events_per_s"] > 300 for s in steady)  # the show was on all along
     assert all(s["latency_s"] is not None and s["latency_s"] < 5 for s in steady)
+    # Probes go at random moments of the second, and none shows before its second has ended.
+    rests = [s["second_rest_s"] for s in samples]
+    assert all(0 <= rest <= 1 for rest in rests) and max(rests) - min(rests) > 0.3
+    assert all(s["latency_s"] > s["second_rest_s"] for s in steady)
     assert max(s["lag"] for s in steady) <= 5000
     assert "| RSS (MiB) |" in run.stdout and "verdict: PASS" in run.stdout
     assert all(s["broker_rss_mib"] > 0 for s in samples)  # the broker's growth is reported beside
