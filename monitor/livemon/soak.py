@@ -71,6 +71,7 @@ class Sample:
     cpu_max: float = 0.0  # the busiest worker's
     harness_cpu: float = 0.0  # this process's: the broker's gate and trimmer, the probe, the sampling
     second_rest_s: float | None = None  # of the probe's latency, its second still to run when sent
+    sent_at: float | None = None  # wall time the probe was sent (to line up with the broker's and workers' logs)
 
 
 def _rss_mib(pid: int) -> float:
@@ -123,9 +124,9 @@ class Probe:
             beat = View(PROBE_ROOM, "probe-viewer", round(time.time(), 3), "heartbeat")
             self.producer.send(TOPIC_OF_TYPE["view"], encode(beat), key=PROBE_ROOM.encode())
 
-    def measure(self, timeout: float) -> tuple[float | None, float]:
+    def measure(self, timeout: float) -> tuple[float | None, float, float]:
         """(seconds until /metrics counted the order, None if not within `timeout`; the rest of
-        its second when it was sent). An order shows once its second has ended (SPEC §3: the
+        its second when it was sent; the wall time it was sent). An order shows once its second has ended (SPEC §3: the
         newest whole instant), so the probe is sent at a random moment of the second: samples
         taken every `--interval` from one start would otherwise all fall at the same moment of
         it, and a run's latencies would move by up to a second with the moment it started."""
@@ -142,13 +143,13 @@ class Probe:
             for url in self.urls:  # the room's owner (any of them after a rebalance)
                 try:
                     if _probe_count(_scrape(url, PROBE_ROOM)) >= self.sent:
-                        return time.time() - started, rest
+                        return time.time() - started, rest, started
                 except OSError:
                     pass
             # The probe room's families only: the whole /metrics of hundreds of rooms is over a
             # megabyte, which polled this often would starve the worker. Late by at most the gap.
             time.sleep(POLL_GAP)
-        return None, rest
+        return None, rest, started
 
     def close(self) -> None:
         self._stop.set()
@@ -384,7 +385,7 @@ def soak(duration, rooms, rate, interval, warmup, max_growth, max_lag, max_laten
                 if process.poll() is not None:
                     raise click.ClickException(f"the {name} exited with {process.returncode}; see {log_path}")
             t = time.monotonic() - started
-            latency, rest = probe.measure(timeout=max_latency + 1)  # later than max_latency fails anyway
+            latency, rest, sent_at = probe.measure(timeout=max_latency + 1)  # later than max_latency fails anyway
             bodies = [_scrape(worker.url) for worker in pool]
             events = sum(float(x) for body in bodies for x in _EVENTS_LINE.findall(body))
             cpu = {worker.pid: _cpu_seconds(worker.pid) for worker in pool}
@@ -397,7 +398,7 @@ def soak(duration, rooms, rate, interval, warmup, max_growth, max_lag, max_laten
                             events_per_s=(events - last_events) / gap if last_t else 0.0,
                             cpu=round(sum(used.values()), 2) if last_t else 0.0,
                             latency_s=None if latency is None else round(latency, 3),
-                            second_rest_s=round(rest, 3),
+                            second_rest_s=round(rest, 3), sent_at=round(sent_at, 3),
                             viewers=int(sum(float(x) for body in bodies for x in _VIEWERS_LINE.findall(body))),
                             broker_rss_mib=round(_rss_mib(broker.process.pid), 1),
                             broker_cpu=round((broker_cpu - last_broker_cpu) / gap, 2) if last_t else 0.0,

@@ -14,7 +14,8 @@ ones before it (up to EngineConfig.max_remembered viewers, the oldest forgotten 
 from __future__ import annotations
 
 from array import array
-from itertools import repeat
+from collections import Counter
+from itertools import chain, repeat
 from typing import Any
 
 from .audience import (AGE_COLUMNS, REGION_BASE, column_names, columns, presence_figures, sales_figures, shared,
@@ -58,13 +59,10 @@ def _add_columns(users: dict, user: str, cols: tuple[int, ...]) -> None:
 
 
 def _per_column(users: dict, among=None) -> dict[int, int]:
-    """{column: how many of `users` (of those also in `among`) acted under it}."""
-    counts: dict[int, int] = {}
-    picked = users.items() if among is None else ((u, users[u]) for u in users.keys() & among)
-    for _, cols in picked:
-        for c in cols:
-            counts[c] = counts.get(c, 0) + 1
-    return counts
+    """{column: how many of `users` (of those also in `among`) acted under it}, counted in C (a
+    provisional summary of every room goes every few seconds)."""
+    picked = users.values() if among is None else map(users.__getitem__, users.keys() & among)
+    return Counter(chain.from_iterable(picked))
 
 
 class ShowViewers:
