@@ -126,10 +126,11 @@ class Probe:
 
     def measure(self, timeout: float) -> tuple[float | None, float, float]:
         """(seconds until /metrics counted the order, None if not within `timeout`; the rest of
-        its second when it was sent; the wall time it was sent). An order shows once its second has ended (SPEC §3: the
-        newest whole instant), so the probe is sent at a random moment of the second: samples
-        taken every `--interval` from one start would otherwise all fall at the same moment of
-        it, and a run's latencies would move by up to a second with the moment it started."""
+        its second when it was sent; the wall time it was sent). An order shows once its second
+        has ended (SPEC §3: the newest whole instant), so the probe is sent at a random moment of
+        the second: samples taken every `--interval` from one start would otherwise all fall at
+        the same moment of it, and a run's latencies would move by up to a second with the
+        moment it started."""
         from livemon.ingest.events import Order, encode
 
         self.sent += 1
@@ -411,7 +412,8 @@ def soak(duration, rooms, rate, interval, warmup, max_growth, max_lag, max_laten
             if not quiet:
                 click.echo(f"  t={sample.t:6.0f}s rss={sample.rss_mib:7.1f} MiB lag={sample.lag:6d} "
                            f"events/s={sample.events_per_s:8.0f} cpu={sample.cpu:4.2f} (max {sample.cpu_max:4.2f}) "
-                           f"e2e={sample.latency_s} (rest {sample.second_rest_s}) broker={sample.broker_rss_mib:.0f} MiB cpu={sample.broker_cpu:4.2f} "
+                           f"e2e={sample.latency_s} (rest {sample.second_rest_s}) "
+                           f"broker={sample.broker_rss_mib:.0f} MiB cpu={sample.broker_cpu:4.2f} "
                            f"simulator cpu={sample.simulator_cpu:4.2f} harness cpu={sample.harness_cpu:4.2f} trims={broker.trims} held={broker.max_held_s:.2f}s",
                            err=True)
         probe.close()
