@@ -273,7 +273,7 @@ def test_a_field_added_to_a_room_needs_its_declaration_only(monkeypatch):
 
 # Attributes of a room that a checkpoint does not hold: from the config, transient, rebuilt.
 NOT_IN_STATE = {"config", "step", "width", "horizons", "keep", "recent", "timeout", "seen_at", "_journal", "viewers", "free",
-                "kept", "kept_upto", "live_kept", "first_columns",
+                "kept", "kept_upto", "live_kept", "unfinished", "shown", "first_columns",
                 "regions", "product_index"}
 
 

@@ -39,10 +39,12 @@ def test_a_workers_finals_are_the_replays_lines_without_breakdowns_and_products(
     # snapshot kept for them or made again because an event of their instant came after it.
     from livemon.engine import room as room_module
 
-    made_lean = []
-    snapshot = room_module.Room.snapshot
-    monkeypatch.setattr(room_module.Room, "snapshot", lambda self, t, lean=False: (
-        made_lean.append(lean), snapshot(self, t, lean))[1])
+    made, made_whole = [], []  # snapshots made, and those made with their breakdowns and products
+    lean_snapshot, parts = room_module.Room._lean_snapshot, room_module.Room._parts
+    monkeypatch.setattr(room_module.Room, "_lean_snapshot", lambda self, t: (
+        made.append(t), lean_snapshot(self, t))[1])
+    monkeypatch.setattr(room_module.Room, "_parts", lambda self, t, *rest: (
+        made_whole.append(t), parts(self, t, *rest))[1])
     sim = Simulation(frozenset({"normal", "surge"}), rooms=3, seed=5, duration=90, rate=300,
                      start=1_764_000_000.5)  # ticks across the instants, as producers send
     worker, replay = Partition(0, Engine()), Engine()
@@ -62,5 +64,39 @@ def test_a_workers_finals_are_the_replays_lines_without_breakdowns_and_products(
     for key in common:
         assert lean[key] == {k: v for k, v in whole[key].items() if k not in ("by", "products")}, key
     assert any(line["by"]["source"] for line in whole.values()) and any(line["products"] for line in whole.values())
-    assert True in made_lean  # some made again, lean ...
-    assert made_lean.count(False) > len(lean)  # ... the live ones whole (read back for the others)
+    assert len(made) > len(made_whole)  # some made again, lean ...
+    assert len(made_whole) > len(lean)  # ... the live ones whole (read back for the others)
+
+
+def test_headline_figures_first_then_the_breakdowns_make_the_same_live_snapshots():
+    # A worker shows a step's headline figures before it makes the breakdowns and products (half
+    # the live work): meanwhile a snapshot carries those of the step before; completed, it is the
+    # snapshot a whole live step makes, parts in the same order.
+    sim = Simulation(frozenset({"normal", "surge"}), rooms=3, seed=7, duration=120, rate=300,
+                     start=1_764_000_000.5)
+    deferred, whole = Partition(0, Engine()), Partition(0, Engine())
+    shown: dict = {}
+    checked = carried = 0
+    for n, message in enumerate(sim.messages()):
+        events, _ = decode(message.value, message.topic)
+        for partition in (deferred, whole):
+            partition.engine.ingest(list(events), sim.now)
+        if n % 4:
+            continue
+        clock, first = deferred.live_step(sim.now, lambda topic, number: None, deferred=True)
+        _, expected = whole.live_step(sim.now, lambda topic, number: None)
+        assert first.keys() == expected.keys()
+        for room, snapshot in first.items():
+            assert {k: v for k, v in snapshot.items() if k not in ("by", "products")} == \
+                {k: v for k, v in expected[room].items() if k not in ("by", "products")}
+            before = shown.get(room)
+            if before is not None and snapshot is not before:  # made now: the parts shown before
+                assert snapshot["by"] is before["by"] and snapshot["products"] is before["products"]
+                carried += snapshot["by"] != expected[room]["by"]
+        deferred.complete_live()
+        for room, snapshot in first.items():
+            assert list(snapshot) == list(expected[room]) and snapshot == expected[room]
+            checked += bool(snapshot["by"]["source"])
+        shown = first
+        assert deferred.final_step(clock, []) == whole.final_step(clock, [])
+    assert checked > 50 and carried > 10

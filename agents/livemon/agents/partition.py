@@ -311,10 +311,12 @@ class Partition:
         clock, live = self.live_step(now, highwater)
         return self.final_step(clock, rejects), live
 
-    def live_step(self, now: float, highwater: Highwater) -> tuple[float, dict[str, dict]]:
+    def live_step(self, now: float, highwater: Highwater,
+                  deferred: bool = False) -> tuple[float, dict[str, dict]]:
         """The first half of a step: the partition's clock at the wall clock `now`, and the live
         snapshots by room at it (what /metrics, alerting and the page show). First, so that they
-        show before the final snapshots are made: those only go to the recording."""
+        show before the final snapshots are made: those only go to the recording. `deferred`:
+        their breakdowns and products follow with `complete_live`."""
         if self.pause_start is not None and self.caught_up(highwater):
             self.resume(now)  # nothing came after the pause because nothing was sent
         self.check_behind(highwater)
@@ -324,7 +326,10 @@ class Partition:
             self.restored = False
             self.start_restored_clocks(now)
         clock = self.step_clock(now)
-        return clock, self.engine.live_snapshots(clock)
+        return clock, self.engine.live_snapshots(clock, deferred)
+
+    def complete_live(self) -> None:
+        self.engine.complete_live()
 
     def final_step(self, clock: float, rejects: list[Reject]) -> list[tuple[float, bytes]]:
         """The second half: the final snapshots up to `clock`, each as (ts, its JSON), encoded as

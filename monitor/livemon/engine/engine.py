@@ -547,8 +547,9 @@ class Engine:
             room.finalize_next()
         return finals
 
-    def live_snapshots(self, wall: float | None = None) -> dict[str, dict]:
-        """The provisional snapshot of every room at its live instant."""
+    def live_snapshots(self, wall: float | None = None, deferred: bool = False) -> dict[str, dict]:
+        """The provisional snapshot of every room at its live instant. `deferred`: their
+        breakdowns and products are made by `complete_live` (see `Room.live_snapshot`)."""
         reference = self.reference(wall)
         live = {}
         for room_id, room in self.rooms.items():
@@ -557,8 +558,14 @@ class Engine:
             if t not in room.kept:  # (kept: nothing of `t` or before has come since)
                 for b in range(room.frontier + 1, t + 1):
                     room.reattribute(b)  # the events arrived before an earlier enter of their user
-            live[room_id] = room.live_snapshot(t)
+            live[room_id] = room.live_snapshot(t, deferred)
         return live
+
+    def complete_live(self) -> None:
+        """The breakdowns and products of the live snapshots made `deferred`, put in them."""
+        for room in self.rooms.values():
+            if room.unfinished is not None:
+                room.complete_live()
 
     def finish(self, until: float | None = None) -> list[dict]:
         """End of input: every instant up to the newest `ts` (or `until`) becomes final. Rooms

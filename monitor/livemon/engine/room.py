@@ -452,6 +452,10 @@ class Room:
         self.kept: dict[int, bytes] = {}
         self.kept_upto: float = -math.inf
         self.live_kept: tuple[int, dict] | None = None
+        # A live snapshot made `deferred` (see `live_snapshot`), waiting for its breakdowns and
+        # products: (snapshot, what `_add_parts` reads); and the live snapshot shown before it.
+        self.unfinished: tuple[dict, tuple] | None = None
+        self.shown: dict | None = None
 
     # ---- checkpoints (see state.py) ----
 
@@ -1299,18 +1303,34 @@ class Room:
 
     # ---- live snapshots kept for the final one ----
 
-    def live_snapshot(self, t: int) -> dict:
+    def live_snapshot(self, t: int, deferred: bool = False) -> dict:
         """The snapshot at `t` (> frontier) as the events so far make it, kept for the next call
-        and for the final one."""
+        and for the final one. `deferred`: its breakdowns and products (`LEAN_PARTS`, half the
+        work) are made by `complete_live`; until then it carries those of the live snapshot
+        shown before, so that the headline figures can be shown first."""
         live_kept = self.live_kept
         if live_kept is not None and live_kept[0] == t and t in self.kept:
             return live_kept[1]
-        snapshot = self.snapshot(t)
+        snapshot, parts = self._lean_snapshot(t)
+        if deferred:
+            shown = self.shown or {}
+            self._add_parts(snapshot, shown.get("by", {}), shown.get("products", {}))
+            self.unfinished = (snapshot, parts)
+        else:
+            self._add_parts(snapshot, *self._parts(*parts))
         self.kept[t] = _keep(snapshot)
         self.live_kept = (t, snapshot)
+        self.shown = snapshot
         if t > self.kept_upto:
             self.kept_upto = t
         return snapshot
+
+    def complete_live(self) -> None:
+        """The breakdowns and products of the live snapshot made `deferred`, put in it."""
+        if self.unfinished is not None:
+            snapshot, parts = self.unfinished
+            self.unfinished = None
+            snapshot["by"], snapshot["products"] = self._parts(*parts)
 
     def final_snapshot(self, t: int, lean: bool = False) -> dict | None:
         """The final snapshot at `t` (`frontier + 1`, settled); None for an instant without a line.
@@ -1364,6 +1384,23 @@ class Room:
     def snapshot(self, t: int, lean: bool = False) -> dict:
         """The metrics at instant `t` (`t >= frontier`), as a SPEC replay line; `lean`: without
         the parts in `LEAN_PARTS`."""
+        snapshot, parts = self._lean_snapshot(t)
+        if not lean:
+            self._add_parts(snapshot, *self._parts(*parts))
+        return snapshot
+
+    def _parts(self, t: int, paying: set, viewers: int) -> tuple[dict, dict]:
+        """The `LEAN_PARTS` at `t`: breakdowns (SPEC §8) and products (SPEC §9)."""
+        return self._breakdowns(t, paying), self._products(t, viewers)
+
+    @staticmethod
+    def _add_parts(snapshot: dict, by: dict, products: dict) -> None:
+        show = snapshot.pop("show")  # (last, as in a replay line)
+        snapshot["by"], snapshot["products"] = by, products
+        snapshot["show"] = show
+
+    def _lean_snapshot(self, t: int) -> tuple[dict, tuple]:
+        """The snapshot at `t` without the `LEAN_PARTS`, and what `_parts` needs to make them."""
         sums = self.sums
         window, total = sums.vectors_at(t)
         online = total[STARTS] - total[ENDS]
@@ -1433,12 +1470,9 @@ class Room:
             "room_id": self.id,
             "metrics": metrics,
             "cdn": cdns,
+            "show": None if show is None else self._show_figures(t, show),
         }
-        if not lean:
-            snapshot["by"] = self._breakdowns(t, paying)
-            snapshot["products"] = self._products(t, viewers)
-        snapshot["show"] = None if show is None else self._show_figures(t, show)
-        return snapshot
+        return snapshot, (t, paying, viewers)
 
     def _breakdowns(self, t: int, paying: set) -> dict:
         """SPEC §8 at instant `t`: per dimension and value."""
