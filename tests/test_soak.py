@@ -6,8 +6,11 @@ figures are in BENCHMARKS.md (`livemon soak --write BENCHMARKS.md`).
 """
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -88,3 +91,43 @@ def test_write_section_appends_then_replaces(tmp_path):
     write_section(path, "## Soak\none")
     write_section(path, "## Soak\ntwo")
     assert path.read_text() == f"{BEGIN}\n## Soak\ntwo\n{END}\n"
+
+
+def _descendants(pid: int) -> set[int]:
+    found, todo = set(), [pid]
+    while todo:
+        parent = todo.pop()
+        for task in os.listdir(f"/proc/{parent}/task"):
+            with open(f"/proc/{parent}/task/{task}/children") as children:
+                for child in map(int, children.read().split()):
+                    if child not in found:
+                        found.add(child)
+                        todo.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"  # (a zombie has ended)
+    except FileNotFoundError:
+        return False
+
+
+def test_a_soak_stopped_with_sigterm_stops_its_broker_workers_and_simulator(tmp_path):
+    soak = subprocess.Popen([sys.executable, "-m", "livemon", "soak", "--duration", "600", "--rooms", "3",
+                             "--rate", "50", "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        assert soak.stderr.readline().startswith("soak: "), "the soak did not start"  # workers healthy
+        children = _descendants(soak.pid)
+        assert len(children) >= 3  # the broker, a worker, the simulator
+        soak.send_signal(signal.SIGTERM)
+        assert soak.wait(timeout=60) != 0
+        deadline = time.monotonic() + 15
+        while any(map(_alive, children)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not [pid for pid in children if _alive(pid)]
+    finally:
+        if soak.poll() is None:
+            soak.kill()

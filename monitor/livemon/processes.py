@@ -6,6 +6,7 @@ stops its children in order; stopping a child stops its whole process group.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -17,6 +18,19 @@ import urllib.request
 import click
 
 from livemon.broker import free_port
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """Within: a SIGTERM raises KeyboardInterrupt, as Ctrl-C does, so that the caller's
+    `finally` stops its children (by default a SIGTERM ends Python at once, leaving them)."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class ProcessFailed(click.ClickException):

@@ -39,7 +39,7 @@ import click
 
 from livemon.broker import EMBEDDED_TRIM_EVERY
 from livemon.demo import EMBEDDED_CHECKPOINT_INTERVAL
-from livemon.processes import LivemonProcess, WorkerProcess
+from livemon.processes import LivemonProcess, WorkerProcess, sigterm_as_interrupt
 from livemon.topics import TOPIC_OF_TYPE
 
 BEGIN, END = "<!-- soak:begin -->", "<!-- soak:end -->"
@@ -338,6 +338,13 @@ def _machine() -> str:
 def soak(duration, rooms, rate, interval, warmup, max_growth, max_lag, max_latency, workers, checkpoint_interval,
          seed, write_path, json_out, quiet):
     """Run a long promotion-level show and report memory, lag and latency over time."""
+    with sigterm_as_interrupt():  # a SIGTERM stops the broker, workers and simulator too
+        _soak(duration, rooms, rate, interval, warmup, max_growth, max_lag, max_latency, workers,
+              checkpoint_interval, seed, write_path, json_out, quiet)
+
+
+def _soak(duration, rooms, rate, interval, warmup, max_growth, max_lag, max_latency, workers, checkpoint_interval,
+          seed, write_path, json_out, quiet):
     from livemon.broker import BrokerUnavailable, EmbeddedBroker, free_port
 
     warmup = min(720.0, max(10.0, duration * 0.4)) if warmup is None else warmup
