@@ -5,15 +5,17 @@ nothing here ever sees an event out of order or undoes anything: the ledger is a
 tally per show. Items are tuples `(ts, kind, ...)` of the kinds below; a presence start or end
 comes from the room's presence tracking, with its profile (see audience.py).
 
-Distinct users over a whole show are sets (exact, as the SPEC asks); the largest is the show's
-viewers, a dict of user -> profile that also remembers the attributes of viewers no longer
-tracked by the room (SPEC §8: attribution by the most recent presence), for this show and the
-ones before it (up to EngineConfig.max_remembered viewers, the oldest forgotten first).
+Distinct users over a whole show are sets (exact, as the SPEC asks): of the show's users by
+their numbers (`Members`), or keyed by user. The largest is the show's viewers, a dict of user
+-> profile that also remembers the attributes of viewers no longer tracked by the room (SPEC §8:
+attribution by the most recent presence), for this show and the ones before it (up to
+EngineConfig.max_remembered viewers, the oldest forgotten first).
 """
 
 from __future__ import annotations
 
 from array import array
+from bisect import bisect_left
 from collections import Counter
 from itertools import chain, repeat
 from typing import Any
@@ -63,6 +65,42 @@ def _per_column(users: dict, among=None) -> dict[int, int]:
     provisional summary of every room goes every few seconds)."""
     picked = users.values() if among is None else map(users.__getitem__, users.keys() & among)
     return Counter(chain.from_iterable(picked))
+
+
+class Members:
+    """Some of a show's users, as their numbers (see `Tally.number`) in a sorted int32 array: 4 B
+    a member where a set entry costs about 40 B. Such sets are most of a busy show's record (its
+    clickers, carters and buyers per product, hour, pinned stretch and promotion, its interacting,
+    ordering and staying users) and grow with each new user of the show (SPEC §10 counts them
+    exactly). Users come numbered in order of first sight, so a new one is appended."""
+
+    __slots__ = ("numbers",)
+
+    def __init__(self, numbers=()):
+        self.numbers = array("i", sorted(set(numbers)))
+
+    def add(self, number: int) -> None:
+        numbers = self.numbers
+        at = bisect_left(numbers, number)
+        if at == len(numbers):
+            numbers.append(number)
+        elif numbers[at] != number:
+            numbers.insert(at, number)
+
+    def __len__(self) -> int:
+        return len(self.numbers)
+
+    def __iter__(self):
+        return iter(self.numbers)
+
+    def copy(self) -> "Members":
+        copied = Members.__new__(Members)
+        copied.numbers = array("i", self.numbers)
+        return copied
+
+    def common(self, other: "Members") -> int:
+        """How many are also in `other`."""
+        return len(set(self.numbers).intersection(other.numbers))
 
 
 class ShowViewers:
@@ -128,8 +166,11 @@ class ShowViewers:
 class Tally:
     """One show's running counts."""
 
-    # Checkpoints: a tally is plain data but for its sets, stored as sorted lists (see `encode`).
-    _SETS = ("stayed", "interacting", "carters", "ordering", "refunded")
+    # Checkpoints: a tally is plain data but for its sets, stored as sorted lists of their users or
+    # order ids (see `encode`); the users' numbers are not stored (see `number`).
+    _MEMBERS = ("stayed", "interacting", "carters", "ordering")
+    _SETS = ("refunded",)
+    _PART_MEMBERS = ("clickers", "carters", "buyers")  # of a product, hour, pinned stretch or promotion
     _BY_COLUMNS = ("clickers", "buyers")  # user -> the columns they acted under (see `_add_columns`)
 
     def __init__(self, room_id: str, show_id, start: float, title):
@@ -137,8 +178,8 @@ class Tally:
             "room_id": room_id, "show_id": show_id, "start": start, "title": title, "last_ts": start,
             "ended_at": None, "viewers": ShowViewers(), "extra": {}, "by_viewers": {}, "entries": 0, "by_entries": {},
             "ends": 0, "watch": 0.0, "by_ends": {}, "by_watch": {}, "peak_online": 0,
-            "stayed": set(), "interacting": set(), "clickers": {}, "carters": set(), "ordering": set(),
-            "buyers": {}, "orders": 0, "gmv": 0, "refunded": set(), "paid": {},
+            "numbers": {}, "stayed": Members(), "interacting": Members(), "clickers": {}, "carters": Members(),
+            "ordering": Members(), "buyers": {}, "orders": 0, "gmv": 0, "refunded": set(), "paid": {},
             "by_orders": {}, "by_gmv": {},
             "products": {}, "catalogue": {}, "age_product": {}, "segments": [], "promos": [],
             "spend": {}, "hours": {}, "stall_ms": 0, "play_ms": 0, "beacons": 0, "errors": 0,
@@ -151,26 +192,42 @@ class Tally:
             "tail": [],
         }
 
+    @staticmethod
+    def number(d: dict, user: str) -> int:
+        """The user's number in the show (see `Members`): 0, 1, ... in order of first sight."""
+        numbers = d["numbers"]
+        found = numbers.get(user)
+        if found is None:
+            found = numbers[user] = len(numbers)
+        return found
+
     # ---- checkpoints ----
 
     @classmethod
     def encode(cls, tally: "Tally") -> dict:
         d = dict(tally.data)
+        users = [""] * len(d["numbers"])
+        for user, number in d.pop("numbers").items():
+            users[number] = user
+
+        def named(members):
+            return sorted(users[number] for number in members) if isinstance(members, Members) else members
+
         d["viewers"] = dict(d["viewers"].items())
         for name in cls._SETS:
             d[name] = sorted(d[name])
+        for name in cls._MEMBERS:
+            d[name] = named(d[name])
         d["extra"] = {user: sorted(ps) for user, ps in d["extra"].items()}
         for name in cls._BY_COLUMNS:  # users grouped by their columns: [[columns, users], ...]
             grouped: dict[frozenset, list] = {}
             for user, cols in d[name].items():
                 grouped.setdefault(cols, []).append(user)
             d[name] = sorted([sorted(cols), sorted(users)] for cols, users in grouped.items())
-        d["products"] = {p: {k: sorted(v) if isinstance(v, set) else v for k, v in rec.items()}
-                         for p, rec in d["products"].items()}
-        d["hours"] = {h: {k: sorted(v) if isinstance(v, set) else v for k, v in rec.items()}
-                      for h, rec in d["hours"].items()}
-        d["segments"] = [{k: sorted(v) if isinstance(v, set) else v for k, v in seg.items()} for seg in d["segments"]]
-        d["promos"] = [{k: sorted(v) if isinstance(v, set) else v for k, v in promo.items()} for promo in d["promos"]]
+        d["products"] = {p: {k: named(v) for k, v in rec.items()} for p, rec in d["products"].items()}
+        d["hours"] = {h: {k: named(v) for k, v in rec.items()} for h, rec in d["hours"].items()}
+        d["segments"] = [{k: named(v) for k, v in seg.items()} for seg in d["segments"]]
+        d["promos"] = [{k: named(v) for k, v in promo.items()} for promo in d["promos"]]
         d["age_product"] = [[c, p, v] for (c, p), v in d["age_product"].items()]
         return d
 
@@ -179,8 +236,15 @@ class Tally:
         tally = cls.__new__(cls)
         d = dict(d)
         d["viewers"] = ShowViewers(d["viewers"])  # linked to the room's slots by `Ledger.link`
+        numbers = d["numbers"] = {}
+
+        def numbered(users):
+            return Members([numbers.setdefault(user, len(numbers)) for user in users])
+
         for name in cls._SETS:
             d[name] = set(d[name])
+        for name in cls._MEMBERS:
+            d[name] = numbered(d[name])
         d["extra"] = {user: set(ps) for user, ps in d["extra"].items()}
         for name in cls._BY_COLUMNS:
             if "by_" + name in d:  # a checkpoint from before: the users, and a set per column
@@ -191,11 +255,12 @@ class Tally:
                 d[name] = {user: _column_set(tuple(sorted(cols))) for user, cols in users.items()}
             else:
                 d[name] = {user: _column_set(tuple(cols)) for cols, members in d[name] for user in members}
-        sets = ("clickers", "carters", "buyers")
-        d["products"] = {p: {k: set(v) if k in sets else v for k, v in rec.items()} for p, rec in d["products"].items()}
-        d["hours"] = {h: {k: set(v) if k in sets else v for k, v in rec.items()} for h, rec in d["hours"].items()}
-        d["segments"] = [{k: set(v) if k == "clickers" else v for k, v in seg.items()} for seg in d["segments"]]
-        d["promos"] = [{k: set(v) if k in sets else v for k, v in promo.items()} for promo in d["promos"]]
+        parts = cls._PART_MEMBERS
+        d["products"] = {p: {k: numbered(v) if k in parts else v for k, v in rec.items()}
+                         for p, rec in d["products"].items()}
+        d["hours"] = {h: {k: numbered(v) if k in parts else v for k, v in rec.items()} for h, rec in d["hours"].items()}
+        d["segments"] = [{k: numbered(v) if k in parts else v for k, v in seg.items()} for seg in d["segments"]]
+        d["promos"] = [{k: numbered(v) if k in parts else v for k, v in promo.items()} for promo in d["promos"]]
         d["age_product"] = {(c, p): v for c, p, v in d["age_product"]}
         tally.data = d
         return tally
@@ -284,7 +349,7 @@ class Ledger:
         going = [(item[2], item[3]) for item in d["pending_ends"] if item[3] <= end]
         for user, start in (*going, *((user, start) for user, start, _ in present)):
             if end - start >= 60:
-                d["stayed"].add(user)
+                d["stayed"].add(Tally.number(d, user))
         d["end"] = end
         self.last = {key: value for key, value in self.totals(d["start"]).items()  # type: ignore[union-attr]
                      if key not in ("paid", "refunded")}
@@ -304,10 +369,10 @@ class Ledger:
         if self.current is None:
             return None
         d = dict(self.current.data)
-        d["stayed"] = set(d["stayed"])
+        d["stayed"] = d["stayed"].copy()
         for user, start, _ in present:
             if now - start >= 60:
-                d["stayed"].add(user)
+                d["stayed"].add(Tally.number(d, user))  # (numbered for good: a viewer of the show)
         d["end"] = d["last_ts"]
         result = summary(d, regions, utc)
         result["provisional"] = True
@@ -375,29 +440,30 @@ class Ledger:
             d["ends"] += 1
             d["watch"] += duration
             if duration >= 60:
-                d["stayed"].add(user)
+                d["stayed"].add(Tally.number(d, user))
             by_ends, by_watch = d["by_ends"], d["by_watch"]
             for c in columns(profile):
                 by_ends[c] = by_ends.get(c, 0) + 1
                 by_watch[c] = by_watch.get(c, 0.0) + duration
         elif kind == DANMAKU:  # (ts, DANMAKU, user, profile)
-            d["interacting"].add(item[2])
+            d["interacting"].add(Tally.number(d, item[2]))
         elif kind == CLICK:  # (ts, CLICK, user, profile, target, product)
             user, profile, target, product = item[2], item[3], item[4], item[5]
+            number = Tally.number(d, user)
             if target == "product":
                 _add_columns(d["clickers"], user, columns(profile))
-                self._product(d, product)["clickers"].add(user)
-                self._hour(d, hour)["clickers"].add(user)
+                self._product(d, product)["clickers"].add(number)
+                self._hour(d, hour)["clickers"].add(number)
                 d["tail"].append(item)
             elif target == "cart":
-                d["carters"].add(user)
-                self._product(d, product)["carters"].add(user)
+                d["carters"].add(number)
+                self._product(d, product)["carters"].add(number)
             else:
-                d["interacting"].add(user)
+                d["interacting"].add(number)
         elif kind == ORDER:  # (ts, ORDER, user, profile, status, order_id, product, micro, counted)
             user, profile, status, order_id, product, micro, counted = item[2:9]
             if status in ("created", "paid"):
-                d["ordering"].add(user)
+                d["ordering"].add(Tally.number(d, user))
             if status == "paid" and counted:
                 self._paid(d, user, profile, order_id, product, micro, hour)
                 d["tail"].append(item)
@@ -452,30 +518,32 @@ class Ledger:
                 age_column = c
         key = (age_column, product)
         d["age_product"][key] = d["age_product"].get(key, 0) + micro
+        number = Tally.number(d, user)
         record = self._product(d, product)
-        record["buyers"].add(user)
+        record["buyers"].add(number)
         record["orders"] += 1
         record["gmv"] += micro
         hours = self._hour(d, hour)
-        hours["buyers"].add(user)
+        hours["buyers"].add(number)
         hours["orders"] += 1
         hours["gmv"] += micro
 
     def _marks(self, d, item) -> None:
         """An item's share of the pinned stretch and the promotions going on (see `tail`)."""
         segment = self._segment(d)
-        kind, user = item[1], item[2]
+        kind = item[1]
         if kind == START:
             if segment is not None:
                 segment["entries"] += 1
             return
+        number = Tally.number(d, item[2])
         if kind == CLICK:
             product = item[5]
             if segment is not None and segment["product_id"] == product:
-                segment["clickers"].add(user)
+                segment["clickers"].add(number)
             for promo in d["promos"]:
                 if promo["open"] and promo["product_id"] in (None, product):
-                    promo["clickers"].add(user)
+                    promo["clickers"].add(number)
             return
         product, micro = item[6], item[7]  # a counted paid order
         if segment is not None:
@@ -485,7 +553,7 @@ class Ledger:
                 segment["gmv"] += micro
         for promo in d["promos"]:
             if promo["open"] and promo["product_id"] in (None, product):
-                promo["buyers"].add(user)
+                promo["buyers"].add(number)
                 promo["orders"] += 1
                 promo["gmv"] += micro
 
@@ -496,13 +564,13 @@ class Ledger:
         elif action == "pin":
             self._end_segment(d, ts)
             d["segments"].append({"product_id": event.product_id, "start": ts, "end": None, "entries": 0,
-                                  "clickers": set(), "orders": 0, "gmv": 0, "gmv_all": 0})
+                                  "clickers": Members(), "orders": 0, "gmv": 0, "gmv_all": 0})
         elif action == "unpin":
             self._end_segment(d, ts)
         elif action == "promo_start":
             d["promos"].append({"promo_id": event.promo_id, "promo_type": event.promo_type,
                                 "product_id": event.product_id, "start": ts, "end": None, "open": True,
-                                "clickers": set(), "buyers": set(), "orders": 0, "gmv": 0})
+                                "clickers": Members(), "buyers": Members(), "orders": 0, "gmv": 0})
         elif action == "promo_end":
             for promo in d["promos"]:
                 if promo["open"] and promo["promo_id"] == event.promo_id:
@@ -532,7 +600,7 @@ class Ledger:
     def _product(d, product) -> dict:
         record = d["products"].get(product)
         if record is None:
-            record = d["products"][product] = {"clickers": set(), "carters": set(), "buyers": set(),
+            record = d["products"][product] = {"clickers": Members(), "carters": Members(), "buyers": Members(),
                                                "orders": 0, "gmv": 0, "refunds": 0}
         return record
 
@@ -540,7 +608,8 @@ class Ledger:
     def _hour(d, hour) -> dict:
         record = d["hours"].get(hour)
         if record is None:
-            record = d["hours"][hour] = {"entries": 0, "clickers": set(), "buyers": set(), "orders": 0, "gmv": 0}
+            record = d["hours"][hour] = {"entries": 0, "clickers": Members(), "buyers": Members(), "orders": 0,
+                                         "gmv": 0}
         return record
 
 
@@ -599,13 +668,13 @@ def summary(d: dict, regions, utc: int) -> dict:
             "title": title, "category": category, "clickers": len(rec["clickers"]), "carters": len(rec["carters"]),
             "buyers": len(rec["buyers"]), "orders": rec["orders"], "gmv": p_gmv, "refunds": rec["refunds"],
             "refund_rate": _ratio(rec["refunds"], rec["orders"]),
-            "conversion_rate": _ratio(len(rec["clickers"] & rec["buyers"]), len(rec["clickers"])),
+            "conversion_rate": _ratio(rec["clickers"].common(rec["buyers"]), len(rec["clickers"])),
         }
         cat = categories.get(category)
         if cat is None:
             cat = categories[category] = {"clickers": set(), "buyers": set(), "orders": 0, "gmv": 0}
-        cat["clickers"] |= rec["clickers"]
-        cat["buyers"] |= rec["buyers"]
+        cat["clickers"].update(rec["clickers"])
+        cat["buyers"].update(rec["buyers"])
         cat["orders"] += rec["orders"]
         cat["gmv"] += rec["gmv"]
     top = sorted((p["gmv"] for p in products.values()), reverse=True)[:10]
@@ -642,7 +711,7 @@ def summary(d: dict, regions, utc: int) -> dict:
                     "start": p["start"], "end": end if p["end"] is None else p["end"],
                     "clickers": len(p["clickers"]), "buyers": len(p["buyers"]), "orders": p["orders"],
                     "gmv": p["gmv"] * money,
-                    "conversion_rate": _ratio(len(p["clickers"] & p["buyers"]), len(p["clickers"]))}
+                    "conversion_rate": _ratio(p["clickers"].common(p["buyers"]), len(p["clickers"]))}
                    for p in d["promos"]],
         "spend": spend,
         "spend_total": spend_total,

@@ -220,12 +220,16 @@ class CdnStats:
         self.viewers.advance()
         self.startup.advance()
 
-    def read(self, t: int, recent: int) -> dict:
+    def read(self, t: int, recent: int) -> dict | None:
+        """The CDN's figures at `t`; None while it has no viewers (not listed)."""
+        viewers = self.viewers.count_at(t)
+        if not viewers:
+            return None
         window, _ = self.sums.vectors_at(t)
         stall, play = window[C_STALL_MS], window[C_PLAY_MS]
         starts = window[C_STARTUPS]
         return {
-            "viewers": self.viewers.count_at(t),
+            "viewers": viewers,
             "stall_ratio": _ratio(stall, stall + play),
             "latency_p95_ms": self.latency.quantiles_at(t, (0.95,))[0],
             "error_rate": _ratio(window[C_ERRORS], window[C_BEACONS]),
@@ -246,9 +250,9 @@ def _recent_figures(sums: BucketSums, latency: LatencySketch, t: int, buckets: i
     """The figures of the short window `(t-buckets, t]` (RECENT_WINDOW), defined as their W ones."""
     stall = play = beacons = errors = starts = fast = 0
     f_stall, f_play, f_beacons, f_errors, f_starts, f_fast = fields
-    get = sums.get
-    for b in range(t - buckets + 1, t + 1):  # one read of each bucket's vector
-        vector = get(b)
+    for vector in map(sums.buckets.get, range(t - buckets + 1, t + 1)):  # one read of each bucket's vector
+        if vector is None:
+            continue
         stall += vector[f_stall]
         play += vector[f_play]
         beacons += vector[f_beacons]
@@ -1430,12 +1434,18 @@ class Room:
             "leaves": leaves,
             "viewers": viewers,
         }
+        kept = sums.buckets.get  # (None for a bucket without events: most of a small room's)
         for i, horizon in enumerate(self.horizons):
             started, short = self.cohorts[i]
+            field = SHORT[i]
             for b in range(self.frontier + 1, t + 1):
-                entering, leaving = sums.get(b - horizon), sums.get(b - horizon - self.width)
-                started += entering[STARTS] - leaving[STARTS]
-                short += entering[SHORT[i]] - leaving[SHORT[i]]
+                entering, leaving = kept(b - horizon), kept(b - horizon - self.width)
+                if entering is not None:
+                    started += entering[STARTS]
+                    short += entering[field]
+                if leaving is not None:
+                    started -= leaving[STARTS]
+                    short -= leaving[field]
             metrics[f"retention_{RETENTION_HORIZONS[i]}s"] = _ratio(started - short, started)
         metrics.update(
             **presence_figures(viewers, entries, window[WATCH], leaves),
@@ -1463,7 +1473,7 @@ class Room:
         cdns = {}
         for name, cdn in self.cdns.items():
             reading = cdn.read(t, self.recent)
-            if reading["viewers"]:
+            if reading is not None:
                 cdns[name] = reading
         snapshot: dict[str, Any] = {
             "ts": t * self.step if self.step != 1 else t,

@@ -317,21 +317,29 @@ class LatencySketch:
     def quantiles_at(self, t: int, qs: tuple[float, ...]) -> list[float | None]:
         bins = self.window
         if t > self.frontier:
-            bins = dict(bins)
-            for b in range(self.frontier + 1, t + 1):
-                for index, n in pairs_of(self.buckets.get(b, {})):
-                    bins[index] = bins.get(index, 0) + n
-                for index, n in pairs_of(self.buckets.get(b - self.width, {})):
-                    bins[index] = bins.get(index, 0) - n
+            # Only the buckets with values (most of a small room's or CDN's are empty, and every
+            # room and CDN reads some at every step).
+            get, first = self.buckets.get, self.frontier + 1
+            entering = [bucket for bucket in map(get, range(first, t + 1)) if bucket]
+            leaving = [bucket for bucket in map(get, range(first - self.width, t + 1 - self.width)) if bucket]
+            if entering or leaving:
+                bins = dict(bins)
+                for bucket in entering:
+                    for index, n in pairs_of(bucket):
+                        bins[index] = bins.get(index, 0) + n
+                for bucket in leaving:
+                    for index, n in pairs_of(bucket):
+                        bins[index] = bins.get(index, 0) - n
         return self._ranked(bins, qs)
 
     def recent_quantiles(self, t: int, buckets: int, qs: tuple[float, ...]) -> list[float | None]:
         """Percentiles over the last `buckets` buckets `(t-buckets, t]` only (a short window inside
         the window: its buckets are all still kept), for `t >= frontier`."""
         bins: dict[int, int] = {}
-        for b in range(t - buckets + 1, t + 1):
-            for index, n in pairs_of(self.buckets.get(b, {})):
-                bins[index] = bins.get(index, 0) + n
+        for bucket in map(self.buckets.get, range(t - buckets + 1, t + 1)):
+            if bucket:
+                for index, n in pairs_of(bucket):
+                    bins[index] = bins.get(index, 0) + n
         return self._ranked(bins, qs)
 
     @classmethod
