@@ -514,3 +514,30 @@ def test_a_show_tally_of_the_earlier_layout_restores_to_the_same_summary():
     assert any(len(values) > 1 for values in expected["by"].values())
     assert summarized(Tally.decode(old)) == summarized(Tally.decode(new)) == expected
     assert Tally.encode(Tally.decode(old)) == new
+
+
+def test_a_show_restored_mid_way_sums_up_as_one_that_never_stopped():
+    # A show's users are numbered in the order the tally first sees them, and numbered again, in
+    # another order, when it is restored: its summary must not tell.
+    from livemon.ingest.events import decode
+    from livemon.simulator.core import Simulation
+
+    sim = Simulation("surge", rooms=3, seed=9, duration=150, rate=300)
+    whole, first = Engine(), Engine()
+    later = None
+    for message in sim.messages():
+        events = decode(message.value, message.topic)[0]
+        for engine in (whole, later or first):
+            engine.ingest(events, sim.now)
+            engine.advance(sim.now)
+        if later is None and sim.now - sim.start >= 70:
+            later = Engine()
+            later.import_rooms(first.export_rooms(list(first.rooms)))
+    assert later is not None
+    middle = {room: whole.show_summary(room) for room in whole.rooms}
+    assert middle == {room: later.show_summary(room) for room in later.rooms}
+    assert any(s["totals"]["buyers"] and s["products"] and s["hours"] for s in middle.values())
+    for engine in (whole, later):
+        engine.finish()
+    ended = sorted(whole.take_summaries(), key=lambda s: s["room_id"])
+    assert ended and ended == sorted(later.take_summaries(), key=lambda s: s["room_id"])

@@ -111,6 +111,11 @@ class RecordingStore:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
         self._current: dict[str, dict] = {}   # room_id -> its open show row, cached
+        # Within `write`: the snapshot rows to insert, and show key -> (last_ts, wall) to set, both
+        # written in one go at its end (a step's final snapshots are a row each of a few hundred rooms,
+        # and each moved its show's last_ts), or before anything reads the tables.
+        self._rows: list[tuple] = []
+        self._touched: dict[str, tuple[float, float]] = {}
         self.purge()
 
     def close(self):
@@ -124,17 +129,35 @@ class RecordingStore:
         wall = time.time() if wall is None else wall
         with self._lock, self._db:
             self._db.execute("BEGIN IMMEDIATE")
-            for snap in snapshots:
-                self._write_snapshot(snap, wall)
-            for rec in records:
-                self._write_record(rec, wall)
+            try:
+                for snap in snapshots:
+                    self._write_snapshot(snap, wall)
+                for rec in records:
+                    self._write_record(rec, wall)
+                self._flush()
+            finally:
+                self._rows, self._touched = [], {}
             self._db.execute("INSERT OR REPLACE INTO meta VALUES ('last_write', ?)", (wall,))
+
+    def _flush(self) -> None:
+        """Write what `write` has gathered so far."""
+        if self._rows:
+            self._db.executemany("INSERT OR REPLACE INTO snapshots VALUES (?,?,?,?,?)", self._rows)
+            self._rows = []
+        if self._touched:
+            self._db.executemany("UPDATE shows SET last_ts=?, recorded_at=? WHERE key=?",
+                                 [(ts, wall, key) for key, (ts, wall) in self._touched.items()])
+            self._touched = {}
 
     def _show_for(self, room_id: str, ts: float, show: dict | None, wall: float, title=None) -> str:
         """The key of the show an instant or record of a room belongs to, opening shows as needed."""
-        cur = self._current.get(room_id) or self._newest(room_id)
+        cur = self._current.get(room_id)
         if show and show.get("start") is not None:
             key = show_key(room_id, show.get("id"), float(show["start"]))
+            if cur and cur["key"] == key:
+                return self._touch(room_id, cur, ts, wall)
+            self._flush()  # (the tables are read from here on)
+            cur = cur or self._newest(room_id)
             if cur and cur["key"] == key:
                 return self._touch(room_id, cur, ts, wall)
             known = self._row("key=?", (key,))
@@ -151,6 +174,9 @@ class RecordingStore:
                 self._end(cur)
             return self._open(room_id, key, show.get("id"), float(show["start"]), ts, wall, title)
         # Without a show from the engine, idle time delimits shows.
+        if cur is None:
+            self._flush()
+            cur = self._newest(room_id)
         if cur and (ts <= cur["last_ts"] or (cur["ended"] is None and ts - cur["last_ts"] <= self.idle_timeout)):
             return self._touch(room_id, cur, ts, wall)
         if cur and cur["ended"] is None:
@@ -175,7 +201,7 @@ class RecordingStore:
     def _touch(self, room_id, cur, ts, wall):
         if ts > cur["last_ts"]:
             cur["last_ts"] = ts
-            self._db.execute("UPDATE shows SET last_ts=?, recorded_at=? WHERE key=?", (ts, wall, cur["key"]))
+            self._touched[cur["key"]] = (ts, wall)
         self._current[room_id] = cur
         return cur["key"]
 
@@ -192,9 +218,8 @@ class RecordingStore:
             if cur and cur["key"] == key and cur["ended"] is None:
                 cur["ended"] = float(show["ended_at"])
                 self._db.execute("UPDATE shows SET ended=? WHERE key=?", (cur["ended"], key))
-        self._db.execute("INSERT OR REPLACE INTO snapshots VALUES (?,?,?,?,?)",
-                         (room_id, ts, key, orjson.dumps(snap.get("metrics") or {}),
-                          orjson.dumps(snap.get("cdn") or {})))
+        self._rows.append((room_id, ts, key, orjson.dumps(snap.get("metrics") or {}),
+                           orjson.dumps(snap.get("cdn") or {})))
 
     def _write_record(self, rec: dict, wall: float):
         room_id = rec.get("room_id")
