@@ -96,7 +96,8 @@ REQUIRED = {
     "show": ["type", "room_id", "ts", "action"],
 }
 STRING_FIELDS = {"room_id", "user_id", "text", "target", "product_id", "order_id", "status", "cdn", "action",
-                 "source", "device", "region", "error", "show_id", "title"}
+                 "source", "device", "region", "error", "show_id", "title", "age_band", "gender", "category",
+                 "promo_id", "promo_type", "channel", "campaign"}
 INT_FIELDS = {"play_ms", "stall_ms", "stall_count"}
 FLOAT_FIELDS = {"ts", "amount", "latency_ms", "bitrate_kbps", "fps", "dropped_frames", "startup_ms"}
 ENUM_FIELDS = {"action", "target", "status", "source", "device"}
