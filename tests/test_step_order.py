@@ -100,25 +100,3 @@ def test_headline_figures_first_then_the_breakdowns_make_the_same_live_snapshots
         shown = first
         assert deferred.final_step(clock, []) == whole.final_step(clock, [])
     assert checked > 50 and carried > 10
-
-
-def test_an_order_that_misses_its_step_shows_at_the_refresh_half_a_step_later():
-    # Between two steps only the rooms whose shown instant got events since are made again, with
-    # the event in; the others are the step's own snapshots (nothing made), parts and all.
-    from tests.test_engine_metrics import ADMIT_ALL, T0, click, order, view
-
-    partition = Partition(0, Engine(ADMIT_ALL))
-    never = lambda topic, number: None  # noqa: E731 - the broker's high watermarks: none known
-    partition.engine.ingest([view("a", 0, room="r1"), view("b", 0, room="r2"), click("a", 1, "product", room="r1"),
-                             view("a", 10.9, "heartbeat", room="r1"), view("b", 10.9, "heartbeat", room="r2")],
-                            wall=T0 + 11.3)
-    clock, step = partition.live_step(T0 + 11.4, never, deferred=True)
-    partition.complete_live()
-    partition.final_step(clock, [])
-    assert {s["ts"] for s in step.values()} == {T0 + 10} and step["r1"]["metrics"]["orders_total"] == 0
-    assert partition.refresh_live(T0 + 11.9, step) == {}  # nothing came: nothing made
-    partition.engine.ingest([order("a", 9.5, "o1", 20.0, room="r1")], wall=T0 + 11.6)  # after the step
-    again = partition.refresh_live(T0 + 11.9, step)
-    assert list(again) == ["r1"] and again["r1"]["ts"] == T0 + 10
-    assert again["r1"]["metrics"]["orders_total"] == 1 and again["r1"]["metrics"]["gmv_total"] == 20.0
-    assert again["r1"]["by"] is step["r1"]["by"] and again["r1"]["products"] is step["r1"]["products"]

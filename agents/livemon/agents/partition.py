@@ -331,14 +331,6 @@ class Partition:
     def complete_live(self) -> None:
         self.engine.complete_live()
 
-    def refresh_live(self, now: float, shown: dict[str, dict]) -> dict[str, dict]:
-        """Between two steps: the live snapshots that are not those in `shown` (room -> the one
-        the step showed), made again because events of their instant came after the step (a
-        producer's envelope holds events of the instant before too), or new. Headline figures,
-        with the step's breakdowns and products (`deferred`); a room with none costs a lookup."""
-        live = self.engine.live_snapshots(self.step_clock(now), deferred=True)
-        return {room: snapshot for room, snapshot in live.items() if shown.get(room) is not snapshot}
-
     def final_step(self, clock: float, rejects: list[Reject]) -> list[tuple[float, bytes]]:
         """The second half: the final snapshots up to `clock`, each as (ts, its JSON), encoded as
         soon as it is made (see `Engine.advance`), lean (without the breakdowns and products,

@@ -57,9 +57,6 @@ MAX_DEADLETTER_RAW = 64 * 1024
 # order's worst case from sending to `/metrics` is 1 s + max(offset, its transit) + the step.
 # 0.25 lowered the soak's median by 0.2 s but not its slow samples (BENCHMARKS.md, Soak).
 STEP_OFFSET = 0.4
-# Between two steps, this fraction of a step after one, the live snapshots changed since it show
-# (see `StreamRuntime.refresh`).
-REFRESH_AT = 0.5
 # Show summaries (SPEC §10) per record on the snapshots topic go by size, not count (a summary lists
 # products, regions and hours): JSON bytes of summaries per record, and the largest one that can go
 # at all (the producer's request limit is 2 MiB).
@@ -354,27 +351,10 @@ class StreamRuntime:
             await asyncio.sleep(step - ((time.time() - offset) % step) + 0.001)
             try:
                 await self.step(time.time())
-                # Half a step later (when the step is over by then, with time to spare), the rooms
-                # whose instant got events since show them: an order that missed its step by a
-                # little shows within half a step rather than a whole one.
-                into = (time.time() - offset) % step
-                if into < REFRESH_AT * step:
-                    await asyncio.sleep(REFRESH_AT * step - into)
-                    self.refresh(time.time())
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - a failed step must not end the stepping
                 log.exception("step failed")
-
-    def refresh(self, now: float) -> None:
-        """/metrics again for the rooms whose live snapshot changed since the step (see
-        `Partition.refresh_live`); alerting and the page go on with the step's."""
-        changed: dict[str, dict] = {}
-        for state in self.owned.values():
-            changed.update(state.refresh_live(now, self.last_live))
-        if changed:
-            self.last_live = {**self.last_live, **changed}
-            self.collector.update(self.last_live)
 
     async def step(self, now: float) -> None:
         started = time.perf_counter()
