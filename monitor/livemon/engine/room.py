@@ -457,7 +457,7 @@ class Room:
         self.kept_upto: float = -math.inf
         self.live_kept: tuple[int, dict] | None = None
         # A live snapshot made `deferred` (see `live_snapshot`), waiting for its breakdowns and
-        # products: (snapshot, what `_add_parts` reads); and the live snapshot shown before it.
+        # products: (snapshot, what `_parts` reads); and the live snapshot shown before it.
         self.unfinished: tuple[dict, tuple] | None = None
         self.shown: dict | None = None
 
