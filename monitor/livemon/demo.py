@@ -7,7 +7,6 @@ ends, however it ends: Ctrl-C, SIGTERM, or a child dying.
 from __future__ import annotations
 
 import os
-import signal
 import tempfile
 import time
 import urllib.request
@@ -16,7 +15,7 @@ import click
 
 
 from livemon.broker import EMBEDDED_TRIM_EVERY, BrokerUnavailable, EmbeddedBroker, free_port
-from livemon.processes import LivemonProcess, WorkerProcess
+from livemon.processes import LivemonProcess, WorkerProcess, sigterm_as_interrupt
 
 SUMMARY_ROWS = 12
 # Checkpoints are the embedded broker's biggest writer (BENCHMARKS.md, Soak): on it, a worker
@@ -109,57 +108,51 @@ def demo(rooms, rate, scenario, web_port, partitions, duration, no_summary):
     broker = EmbeddedBroker(partitions=partitions, log_path=os.path.join(logs, "broker.log"),
                             trim_every=EMBEDDED_TRIM_EVERY)  # bounds what the memory-only broker holds
     worker = simulator = None
-    stop_requested = []
-
-    def on_term(signum, frame):
-        stop_requested.append(signum)
-        raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, on_term)
-    try:
+    with sigterm_as_interrupt():  # a SIGTERM stops everything, as Ctrl-C does
         try:
-            broker.start()
-        except BrokerUnavailable as error:
-            raise click.ClickException(str(error)) from None
-        worker = WorkerProcess(broker.bootstrap, ["--partitions", str(partitions),
-                                                  "--checkpoint-interval", str(EMBEDDED_CHECKPOINT_INTERVAL)],
-                               os.path.join(logs, "worker.log"), port=web_port)
-        base = worker.url
-        worker.wait_healthy(timeout=60)
-        simulator = LivemonProcess(["simulate", "--broker", broker.bootstrap, "--scenario", scenario, "--rooms",
-                                    str(rooms), "--rate", str(rate), "--duration", "0", "--quiet"],
-                                   os.path.join(logs, "simulator.log"))
-        console.print(f"[bold]livemon demo[/] broker {broker.bootstrap}")
-        console.print(f"  control room  {base}/")
-        console.print(f"  metrics       {base}/metrics")
-        console.print(f"  health        {base}/healthz")
-        console.print(f"  logs          {logs}")
-        console.print("Ctrl-C stops everything.")
-        ends = time.monotonic() + duration if duration else None
-        title = "top rooms by online viewers"
-
-        def render():
             try:
-                return summary_table(read_rooms(base + "/metrics"), title)
-            except OSError:
-                return summary_table([], title + " (worker not answering)")
-        if no_summary:
-            while ends is None or time.monotonic() < ends:
-                _check_children(worker, simulator, logs)
-                time.sleep(1)
-        else:
-            with Live(render(), console=console, refresh_per_second=1, transient=False) as live:
+                broker.start()
+            except BrokerUnavailable as error:
+                raise click.ClickException(str(error)) from None
+            worker = WorkerProcess(broker.bootstrap, ["--partitions", str(partitions),
+                                                      "--checkpoint-interval", str(EMBEDDED_CHECKPOINT_INTERVAL)],
+                                   os.path.join(logs, "worker.log"), port=web_port)
+            base = worker.url
+            worker.wait_healthy(timeout=60)
+            simulator = LivemonProcess(["simulate", "--broker", broker.bootstrap, "--scenario", scenario, "--rooms",
+                                        str(rooms), "--rate", str(rate), "--duration", "0", "--quiet"],
+                                       os.path.join(logs, "simulator.log"))
+            console.print(f"[bold]livemon demo[/] broker {broker.bootstrap}")
+            console.print(f"  control room  {base}/")
+            console.print(f"  metrics       {base}/metrics")
+            console.print(f"  health        {base}/healthz")
+            console.print(f"  logs          {logs}")
+            console.print("Ctrl-C stops everything.")
+            ends = time.monotonic() + duration if duration else None
+            title = "top rooms by online viewers"
+
+            def render():
+                try:
+                    return summary_table(read_rooms(base + "/metrics"), title)
+                except OSError:
+                    return summary_table([], title + " (worker not answering)")
+            if no_summary:
                 while ends is None or time.monotonic() < ends:
                     _check_children(worker, simulator, logs)
                     time.sleep(1)
-                    live.update(render())
-    except KeyboardInterrupt:
-        console.print("stopping...")
-    finally:
-        for process in (simulator, worker):
-            if process is not None:
-                process.stop(timeout=15)
-        broker.stop()
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            else:
+                with Live(render(), console=console, refresh_per_second=1, transient=False) as live:
+                    while ends is None or time.monotonic() < ends:
+                        _check_children(worker, simulator, logs)
+                        time.sleep(1)
+                        live.update(render())
+        except KeyboardInterrupt:
+            console.print("stopping...")
+        finally:
+            for process in (simulator, worker):
+                if process is not None:
+                    process.stop(timeout=15)
+            broker.stop()
 
 
 def _check_children(worker, simulator, logs) -> None:

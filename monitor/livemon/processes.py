@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -23,7 +24,12 @@ from livemon.broker import free_port
 @contextlib.contextmanager
 def sigterm_as_interrupt():
     """Within: a SIGTERM raises KeyboardInterrupt, as Ctrl-C does, so that the caller's
-    `finally` stops its children (by default a SIGTERM ends Python at once, leaving them)."""
+    `finally` stops its children and closes its files (by default a SIGTERM ends Python at once).
+    Off the main thread (which alone gets signals) it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
     def interrupt(signum, frame):
         raise KeyboardInterrupt
     previous = signal.signal(signal.SIGTERM, interrupt)

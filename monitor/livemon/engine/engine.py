@@ -564,8 +564,7 @@ class Engine:
     def complete_live(self) -> None:
         """The breakdowns and products of the live snapshots made `deferred`, put in them."""
         for room in self.rooms.values():
-            if room.unfinished is not None:
-                room.complete_live()
+            room.complete_live()
 
     def finish(self, until: float | None = None) -> list[dict]:
         """End of input: every instant up to the newest `ts` (or `until`) becomes final. Rooms

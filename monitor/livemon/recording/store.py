@@ -152,14 +152,14 @@ class RecordingStore:
     def _show_for(self, room_id: str, ts: float, show: dict | None, wall: float, title=None) -> str:
         """The key of the show an instant or record of a room belongs to, opening shows as needed."""
         cur = self._current.get(room_id)
+        if cur is None:
+            self._flush()  # (before the tables are read)
+            cur = self._newest(room_id)
         if show and show.get("start") is not None:
             key = show_key(room_id, show.get("id"), float(show["start"]))
             if cur and cur["key"] == key:
                 return self._touch(room_id, cur, ts, wall)
-            self._flush()  # (the tables are read from here on)
-            cur = cur or self._newest(room_id)
-            if cur and cur["key"] == key:
-                return self._touch(room_id, cur, ts, wall)
+            self._flush()
             known = self._row("key=?", (key,))
             if known:   # a late or redelivered record of an earlier show
                 self._db.execute("UPDATE shows SET last_ts=max(last_ts, ?) WHERE key=?", (ts, key))
@@ -174,9 +174,6 @@ class RecordingStore:
                 self._end(cur)
             return self._open(room_id, key, show.get("id"), float(show["start"]), ts, wall, title)
         # Without a show from the engine, idle time delimits shows.
-        if cur is None:
-            self._flush()
-            cur = self._newest(room_id)
         if cur and (ts <= cur["last_ts"] or (cur["ended"] is None and ts - cur["last_ts"] <= self.idle_timeout)):
             return self._touch(room_id, cur, ts, wall)
         if cur and cur["ended"] is None:

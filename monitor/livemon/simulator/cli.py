@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import json
 import queue
-import signal
 import threading
 import time
 from contextlib import ExitStack
@@ -25,6 +24,7 @@ import click
 
 from livemon.ingest.events import CONTROL_TOPIC, encode
 from livemon.kafka_connection import KafkaSecurity
+from livemon.processes import sigterm_as_interrupt
 from livemon.settings import options as settings_options
 
 from .core import Simulation
@@ -129,7 +129,7 @@ def simulate(broker, scenarios, rooms, room_prefix, rate, duration, seed, envelo
         # Event time is the wall clock from now on: a live show.
         sim = Simulation(scenarios, start=time.time(), **options)
         stack.enter_context(report)
-        _stop_on_sigterm(stack)
+        stack.enter_context(sigterm_as_interrupt())  # (e.g. from `livemon demo` stopping): flushed, files closed
         try:
             _run(sim, producer, files, commands, report, speed, keyed=keys == "room")
         except KeyboardInterrupt:
@@ -273,18 +273,6 @@ def _parse_command(value: bytes) -> dict | None:
             and isinstance(command.get("to_cdn"), str)):
         return command
     return None
-
-
-def _stop_on_sigterm(stack: ExitStack) -> None:
-    """A SIGTERM (e.g. from `livemon demo` shutting down) stops like Ctrl-C: flushed, files closed."""
-    if threading.current_thread() is not threading.main_thread():
-        return
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    stack.callback(signal.signal, signal.SIGTERM, previous)
 
 
 class _Report:
