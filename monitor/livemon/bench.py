@@ -47,7 +47,7 @@ from contextlib import ExitStack
 
 import click
 
-from livemon.agents.worker import tune_gc
+from livemon.agents.worker import faust_worker, tune_gc
 from livemon.processes import WorkerProcess
 from livemon.topics import TOPIC_OF_TYPE
 
@@ -341,8 +341,7 @@ def _role_faust(args):
 
     _ready_then_wait()
     tune_gc()
-    worker = faust.Worker(app, loglevel="warning", quiet=True, redirect_stdouts=False)
-    worker.execute_from_commandline()
+    faust_worker(app, "warning").execute_from_commandline()
     return {"error": "faust worker stopped before the end of the data"}
 
 

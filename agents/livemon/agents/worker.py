@@ -39,6 +39,17 @@ def tune_gc() -> None:
     gc.set_threshold(50_000, 50, 1000)
 
 
+def faust_worker(app, loglevel: int | str, **options):
+    """Faust's worker without its terminal spinner. The spinner's log handler sets the root logger
+    to DEBUG, so that every debug line of aiokafka, mode and Faust would be made into a record
+    for nothing (4 % of a busy worker's time, most of it in each produce)."""
+    import faust
+
+    made = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False, **options)
+    made.spinner = None
+    return made
+
+
 @click.command()
 @config_option("worker")
 @options(WorkerSettings, exclude=("clockless_future_limit",))
@@ -81,8 +92,6 @@ def worker(**values):
 
 def run(settings: WorkerSettings) -> None:
     """Run the worker until SIGTERM or Ctrl-C (Faust's worker handles both gracefully)."""
-    import faust
-
     from livemon.agents.app import make_app
 
     app, _runtime = make_app(settings)
@@ -90,10 +99,8 @@ def run(settings: WorkerSettings) -> None:
     click.echo(f"livemon worker {settings.worker_id}: broker {settings.connection.describe()}, "
                f"metrics http://{settings.web_host}:{settings.web_port}/metrics", err=True)
     level = getattr(logging, settings.log_level.upper())
-    faust_worker = faust.Worker(app, loglevel=level, quiet=True, redirect_stdouts=False,
-                                workdir=settings.data_dir)
     try:
-        faust_worker.execute_from_commandline()
+        faust_worker(app, level, workdir=settings.data_dir).execute_from_commandline()
     except SystemExit as exit_:
         if exit_.code not in (0, None):
             raise
