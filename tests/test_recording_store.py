@@ -35,6 +35,29 @@ def test_timeline_survives_reopen(tmp_path):
     assert set(timeline[0]["cdn"]) == {"cdn-a", "cdn-b"} and "online" in timeline[0]["metrics"]
 
 
+def test_a_recording_of_the_earlier_layout_is_read_and_written_on(tmp_path):
+    """Snapshots were a WITHOUT ROWID table keyed by (room, instant), now a rowid table (a step's
+    rows appended, not spread over the key's pages); a recording made before reads and records
+    on, an instant redelivered still stored once."""
+    import sqlite3
+
+    from livemon.recording.store import DB_NAME, SCHEMA
+    earlier = SCHEMA.replace("""    UNIQUE (room_id, ts)
+);""", """    PRIMARY KEY (room_id, ts)
+) WITHOUT ROWID;""")
+    assert earlier != SCHEMA
+    with sqlite3.connect(tmp_path / DB_NAME) as db:
+        db.executescript(earlier)
+    show = SyntheticShow(rooms=("room-a",))
+    store = RecordingStore(tmp_path)
+    record(store, show, 30)
+    record(store, show, 10, start_offset=25)
+    [listed] = store.shows()
+    assert listed["instants"] == 35
+    assert [s["ts"] for s in store.timeline(listed["key"])] == [show.start + i - 5 for i in range(35)]
+    assert "WITHOUT ROWID" in store._db.execute("SELECT sql FROM sqlite_master WHERE name='snapshots'").fetchone()[0]
+
+
 def test_a_killed_writer_loses_no_committed_step(tmp_path):
     # A worker killed with SIGKILL right after a step was written: that step is on disk.
     code = textwrap.dedent(f"""

@@ -50,8 +50,8 @@ CREATE TABLE IF NOT EXISTS snapshots (
     show_key TEXT NOT NULL,
     metrics BLOB NOT NULL,       -- JSON of the SPEC metrics
     cdn BLOB NOT NULL,           -- JSON {cdn: {metric: value}}, the snapshot's per-CDN metrics
-    PRIMARY KEY (room_id, ts)
-) WITHOUT ROWID;
+    UNIQUE (room_id, ts)
+);  -- a rowid table: a step's rows (2 KB each) go at its end, only their small keys into the indexes
 CREATE INDEX IF NOT EXISTS snapshots_show ON snapshots (show_key, ts);
 CREATE TABLE IF NOT EXISTS records (
     digest TEXT PRIMARY KEY,     -- hash of the record, so redelivery stores it once
