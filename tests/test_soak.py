@@ -114,14 +114,14 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def test_a_soak_stopped_with_sigterm_stops_its_broker_workers_and_simulator(tmp_path):
+def test_a_soak_stopped_with_sigterm_stops_its_broker_web_workers_and_simulator(tmp_path):
     soak = subprocess.Popen([sys.executable, "-m", "livemon", "soak", "--duration", "600", "--rooms", "3",
                              "--rate", "50", "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True)
     try:
         assert soak.stderr.readline().startswith("soak: "), "the soak did not start"  # workers healthy
         children = _descendants(soak.pid)
-        assert len(children) >= 3  # the broker, a worker, the simulator
+        assert len(children) >= 4  # the broker, `livemon web`, a worker, the simulator
         soak.send_signal(signal.SIGTERM)
         assert soak.wait(timeout=60) != 0
         deadline = time.monotonic() + 15

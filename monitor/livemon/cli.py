@@ -12,6 +12,8 @@ import click
 COMMANDS = {
     "demo": ("livemon.demo", "demo", "Run the embedded demo: broker, worker, simulator, web page."),
     "worker": ("livemon.agents.worker", "worker", "Run a stream worker against a Kafka broker."),
+    "web": ("livemon.web.role", "web_command",
+            "Serve the control-room page and record the shows, from the workers' step records."),
     "simulate": ("livemon.simulator.cli", "simulate", "Produce realistic live-room traffic to a broker."),
     "replay": ("livemon.replay", "replay", "Compute the metric timeline of a recorded event file."),
     "shows": ("livemon.recording.cli", "shows", "List recorded shows."),

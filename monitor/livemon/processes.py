@@ -101,14 +101,16 @@ class LivemonProcess:
 
 
 class WorkerProcess(LivemonProcess):
-    """`livemon worker --broker BOOTSTRAP --web-port PORT ARGS...` on a free loopback port."""
+    """`livemon worker --broker BOOTSTRAP --web-port PORT ARGS...` on a free loopback port
+    (`command="web"`: the control room on its own, `livemon web`)."""
 
     def __init__(self, bootstrap: str, args: list[str], log_path: str, port: int | None = None,
-                 env: dict | None = None):
+                 env: dict | None = None, command: str = "worker"):
         self.bootstrap = bootstrap
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        super().__init__(["worker", "--broker", bootstrap, "--web-port", str(self.port), *args], log_path, env)
+        self.command = command
+        super().__init__([command, "--broker", bootstrap, "--web-port", str(self.port), *args], log_path, env)
 
     def get(self, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
         try:
@@ -122,7 +124,7 @@ class WorkerProcess(LivemonProcess):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise ProcessFailed(f"the worker exited with {self.process.returncode}; see {self.log_path}:\n"
+                raise ProcessFailed(f"the {self.command} exited with {self.process.returncode}; see {self.log_path}:\n"
                                     f"{self.log_tail(2000)}")
             try:
                 if self.get("/healthz", timeout=2)[0] == 200:
@@ -130,4 +132,4 @@ class WorkerProcess(LivemonProcess):
             except OSError:
                 pass
             time.sleep(0.2)
-        raise ProcessFailed(f"the worker was not healthy within {timeout:.0f} s; see {self.log_path}")
+        raise ProcessFailed(f"the {self.command} was not healthy within {timeout:.0f} s; see {self.log_path}")

@@ -1,10 +1,11 @@
 """`livemon soak`: a long promotion-level show against the embedded broker and a real worker.
 
 It starts the embedded broker, `livemon worker` processes sized as docs/PRODUCTION.md advises
-(`--workers`, by default one per `ROOMS_PER_WORKER` busy rooms; all evaluate alerts, the first
-also serves the control-room page and is the one recorder, as `web` in the compose file) and
+(`--workers`, by default one per `ROOMS_PER_WORKER` busy rooms; all evaluate alerts), beside them
+`livemon web` (the control-room page and the one recorder, as `web` in the compose file) and
 `livemon simulate --scenario surge` over many rooms, then samples the workers every `--interval`
-seconds: resident memory, consumer lag, events per second and CPU (summed over the workers), and
+seconds: resident memory and CPU (summed over the workers and the web process), consumer lag,
+events per second, and
 the end-to-end latency of a probe (a paid order in room `soak-probe` sent with the current time,
 timed until the /metrics of the worker that owns the room counts it). The verdict:
 
@@ -252,14 +253,14 @@ def report_markdown(result: dict, samples: list[Sample]) -> str:
         "## Soak", "",
         f"`livemon soak --duration {result['duration']:.0f} --rooms {result['rooms']} --rate {result['rate']:.0f}` "
         f"on {result['machine']}, {result['date']}: the `surge` scenario, embedded broker, "
-        f"{result.get('workers', 1)} worker(s) (alerting on; the first serves the page and records), "
-        f"sampled every {result['interval']:.0f} s, warm-up {result['warmup']:.0f} s; memory, CPU, lag "
-        f"and events are the workers' sums.",
+        f"{result.get('workers', 1)} worker(s) (alerting on) and `livemon web` (the page and the recording), "
+        f"sampled every {result['interval']:.0f} s, warm-up {result['warmup']:.0f} s; memory and CPU are "
+        f"the sums of the workers and `livemon web`, lag and events the workers'.",
         "",
         f"- **Verdict: {'PASS' if v['ok'] else 'FAIL'}**" + ("" if v["ok"] else f" ({'; '.join(v['reasons'])})"),
         f"- Memory after the warm-up: {v.get('rss_early_mib')} MiB -> {v.get('rss_late_mib')} MiB "
         f"({(v.get('rss_growth') or 0):+.1%}); peak {s['rss_max_mib']} MiB; tracked viewers "
-        f"{v.get('viewers_early')} -> {v.get('viewers_late')}, worker RSS per tracked viewer "
+        f"{v.get('viewers_early')} -> {v.get('viewers_late')}, RSS per tracked viewer "
         f"{v.get('kib_per_viewer_early')} -> {v.get('kib_per_viewer_late')} KiB",
         f"- Consumer lag after the warm-up: max {s['lag_max']} messages, at the end {s['lag_last']}",
         f"- End-to-end latency (probe order sent -> counted on /metrics): p50 {s['latency_p50_s']:.3f} s, "
@@ -268,8 +269,8 @@ def report_markdown(result: dict, samples: list[Sample]) -> str:
            f"the second has ended), at most {s['beyond_second_max_s']:.3f} s"
            if s.get("beyond_second_max_s") is not None else "") if s["latency_p50_s"] is not None
         else "- End-to-end latency: no probe seen",
-        f"- Throughput: {s['events_per_s']:,} events/s; worker CPU {s['cpu']:.2f} cores (their checkpoint "
-        f"encoders included); the machine (workers, broker, simulator and this command's gate, trimmer "
+        f"- Throughput: {s['events_per_s']:,} events/s; workers' and web's CPU {s['cpu']:.2f} cores (checkpoint "
+        f"encoders included); the machine (those, broker, simulator and this command's gate, trimmer "
         f"and probe): median {s.get('machine_cpu_median', 0):.2f}, at most {s.get('machine_cpu_max', 0):.2f} cores "
         f"after the warm-up",
         f"- Embedded broker (memory storage, trimmed every {EMBEDDED_TRIM_EVERY:.0f} s: {trims.get('trims', 0)} "
@@ -359,20 +360,23 @@ def _soak(duration, rooms, rate, interval, warmup, max_growth, max_lag, max_late
         raise click.ClickException(str(error)) from None
     workers = workers or max(1, math.ceil(rooms / ROOMS_PER_WORKER))
     try:
+        # The page and the one recorder on their own (the compose file's `web`); the workers compute.
+        web = WorkerProcess(broker.bootstrap, ["--recording-dir", os.path.join(workdir, "recording")], log_path,
+                            command="web")
+        processes.append(web)
         pool: list[WorkerProcess] = []
         for i in range(workers):
             data_dir = os.path.join(workdir, f"worker-{i + 1}")
             os.makedirs(data_dir)
-            # The first records and serves the page (the compose file's `web`); the others only compute.
-            role = ["--recording-dir", os.path.join(workdir, "recording")] if i == 0 else \
-                ["--no-recording", "--no-web-page"]
             pool.append(WorkerProcess(broker.bootstrap, ["--group", "soak", "--data-dir", data_dir,
-                                                         "--worker-id", f"soak-{i + 1}", *role,
+                                                         "--worker-id", f"soak-{i + 1}", "--no-recording",
+                                                         "--no-web-page",
                                                          "--checkpoint-interval", str(checkpoint_interval)],
                                       log_path))
             processes.append(pool[-1])
-        for worker in pool:
-            worker.wait_healthy()
+        for process in (web, *pool):
+            process.wait_healthy()
+        served = [*pool, web]  # memory and CPU: the deployment's own processes
         simulator = LivemonProcess(["simulate", "--broker", broker.bootstrap, "--scenario", "surge",
                                     "--rooms", str(rooms), "--rate", str(rate), "--duration", str(duration + 60),
                                     "--fault-at", "0", "--fault-for", str(duration + 60), "--seed", str(seed),
@@ -380,28 +384,29 @@ def _soak(duration, rooms, rate, interval, warmup, max_growth, max_lag, max_late
         processes.append(simulator)
         probe = Probe(broker.bootstrap, [worker.url for worker in pool], seed=seed)
         started = time.monotonic()
-        last_cpu = {worker.pid: _cpu_seconds(worker.pid) for worker in pool}
+        last_cpu = {process.pid: _cpu_seconds(process.pid) for process in served}
         last_events, last_t = 0.0, 0.0
         last_broker_cpu, last_sim_cpu = _cpu_seconds(broker.process.pid), _cpu_seconds(simulator.pid)
         last_own_cpu = time.process_time()
         if not quiet:
             click.echo(f"soak: {rooms} rooms, surge, {duration:.0f} s; {workers} worker(s) "
-                       f"{' '.join(worker.url for worker in pool)}; log {log_path}", err=True)
+                       f"{' '.join(worker.url for worker in pool)}; page {web.url}; log {log_path}", err=True)
         while (t := time.monotonic() - started) < duration:
             time.sleep(max(0.0, interval - (t % interval)))
-            for process, name in [*((worker, f"worker {worker.url}") for worker in pool), (simulator, "simulator")]:
+            for process, name in [*((worker, f"{worker.command} {worker.url}") for worker in served),
+                                  (simulator, "simulator")]:
                 if process.poll() is not None:
                     raise click.ClickException(f"the {name} exited with {process.returncode}; see {log_path}")
             t = time.monotonic() - started
             latency, rest, sent_at = probe.measure(timeout=max_latency + 1)  # later than max_latency fails anyway
             bodies = [_scrape(worker.url) for worker in pool]
             events = sum(float(x) for body in bodies for x in _EVENTS_LINE.findall(body))
-            cpu = {worker.pid: _cpu_seconds(worker.pid) for worker in pool}
+            cpu = {process.pid: _cpu_seconds(process.pid) for process in served}
             broker_cpu, sim_cpu = _cpu_seconds(broker.process.pid), _cpu_seconds(simulator.pid)
             own_cpu = time.process_time()
             gap = max(1e-9, t - last_t)
             used = {pid: (cpu[pid] - last_cpu[pid]) / gap for pid in cpu}
-            sample = Sample(t=round(t, 1), rss_mib=round(sum(_rss_mib(worker.pid) for worker in pool), 1),
+            sample = Sample(t=round(t, 1), rss_mib=round(sum(_rss_mib(process.pid) for process in served), 1),
                             lag=int(sum(float(x) for body in bodies for x in _LAG_LINE.findall(body))),
                             events_per_s=(events - last_events) / gap if last_t else 0.0,
                             cpu=round(sum(used.values()), 2) if last_t else 0.0,

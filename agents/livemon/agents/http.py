@@ -6,10 +6,7 @@ import time
 
 from aiohttp import web
 
-from livemon.recording.store import RecordingStore
-from livemon.recording.writer import RecordingWriter
-from livemon.web.hub import ControlRoomHub
-from livemon.web.server import add_routes, control_token
+from livemon.web.role import attach_control_room
 
 
 class WorkerHttp:
@@ -25,7 +22,8 @@ class WorkerHttp:
         app.router.add_get("/healthz", self._health_page)
         app.router.add_get("/livez", self._live_page)
         if settings.web_page or settings.recording:
-            self._attach_control_room()
+            hub = attach_control_room(app, settings, local_worker=settings.worker_id)
+            self.runtime.local_readers.append(hub.feed_step)
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
         await web.TCPSite(self.runner, settings.web_host, settings.web_port).start()
@@ -33,28 +31,6 @@ class WorkerHttp:
     async def stop(self) -> None:
         if self.runner is not None:
             await self.runner.cleanup()
-
-    def _attach_control_room(self) -> None:
-        """The control room's hub: it reads every worker's step records, records the shows
-        (unless `recording` is off) and serves the page (unless `web_page` is off)."""
-        settings = self.runtime.settings
-        recorder = RecordingWriter(RecordingStore(settings.recording_dir)) if settings.recording else None
-        hub = ControlRoomHub(recorder=recorder)
-        hub.read_locally(settings.worker_id)
-        self.runtime.local_readers.append(hub.feed_step)
-        if settings.web_page:
-            token, generated = control_token(settings.token)
-            add_routes(self.app, hub, token=token)
-            if generated:
-                print(f"control token (for actions on the web page): {token}", flush=True)
-
-        async def start(app):
-            await hub.start(settings.connection)
-
-        async def stop(app):
-            await hub.stop()
-        self.app.on_startup.append(start)
-        self.app.on_cleanup.append(stop)
 
     def _stale(self) -> bool:
         runtime = self.runtime

@@ -20,7 +20,7 @@ from livemon.settings import build, config_option, options
 from livemon.topics import EVENT_TOPICS
 
 
-def _check_port(host: str, port: int) -> None:
+def check_port(host: str, port: int) -> None:
     """Fail before joining the group if the web port is taken (a clear error, not a crash later)."""
     try:
         with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
@@ -69,7 +69,7 @@ def worker(**values):
         settings.connection  # noqa: B018 - validated (and the password file read) before anything starts
     except ValueError as error:
         raise click.UsageError(str(error)) from None
-    _check_port(settings.web_host, settings.web_port)
+    check_port(settings.web_host, settings.web_port)
     try:
         control_token(settings.token)  # a weak configured token is refused before joining the group
     except ValueError as error:
