@@ -54,8 +54,8 @@ def test_valid_compose_file_with_and_without_the_simulator():
         assert result.returncode == 0, result.stderr
     without = set(compose("config", "--services").stdout.split())
     with_simulator = set(compose("--profile", "simulator", "config", "--services").stdout.split())
-    assert without == {"kafka", "topics", "worker-1", "worker-2", "web", "alert-relay", "lag-exporter", "prometheus",
-                       "alertmanager", "grafana"}
+    assert without == {"kafka", "topics", "worker-1", "worker-2", "worker-3", "web", "alert-relay", "lag-exporter",
+                       "prometheus", "alertmanager", "grafana"}
     assert with_simulator == without | {"simulator"}
 
 
@@ -78,7 +78,7 @@ def test_every_service_has_an_image_and_kafka_runs_in_kraft_mode():
     assert not any("zookeeper" in name or "ZOOKEEPER" in " ".join(s.get("environment", {}))
                    for name, s in services.items())
     assert services["kafka"]["image"].startswith("apache/kafka:")
-    for name in ("worker-1", "worker-2", "web", "simulator"):
+    for name in ("worker-1", "worker-2", "worker-3", "web", "simulator"):
         assert services[name]["depends_on"]["topics"]["condition"] == "service_completed_successfully"
 
 
@@ -100,15 +100,15 @@ def test_kafka_keeps_its_log_dirs_on_the_volume():
 def test_each_worker_keeps_its_alert_state_on_its_own_volume():
     services = model()["services"]
     found = workers(services)
-    assert set(found) == {"worker-1", "worker-2", "web"}
+    assert set(found) == {"worker-1", "worker-2", "worker-3"}
     sources = []
     for name, service in found.items():
         assert not service.get("deploy", {}).get("replicas", 1) > 1, f"{name}: replicas would share its volume"
         data_dir = option(service["command"], "--data-dir")
         (volume,) = [v for v in service["volumes"] if v["type"] == "volume" and v["target"] == data_dir]
         sources.append(volume["source"])
-        # Prometheus (dns_sd_configs on `worker` and `web`) finds every worker by one of those names
-        assert name == "web" or "worker" in (service["networks"]["default"] or {}).get("aliases", []), name
+        # Prometheus (dns_sd_configs on `worker` and `web`) finds every worker by the alias
+        assert "worker" in (service["networks"]["default"] or {}).get("aliases", []), name
         assert "container_name" not in service and "hostname" not in service
     assert len(set(sources)) == len(sources), "two workers share a data volume"
     # every host port is on loopback only
@@ -118,15 +118,18 @@ def test_each_worker_keeps_its_alert_state_on_its_own_volume():
 
 
 def test_exactly_one_recording_writer_and_it_serves_the_page():
-    found = workers(model()["services"])
-    recorders = [name for name, s in found.items() if "--no-recording" not in s["command"]]
+    services = model()["services"]
+    # The workers compute only; `web` (`livemon web`: no room of its own) records and serves the page.
+    for name, worker in workers(services).items():
+        assert "--no-recording" in worker["command"] and "--no-web-page" in worker["command"], name
+    recorders = [name for name, s in services.items() if (s.get("command") or [None])[0] in ("worker", "web")
+                 and "--no-recording" not in s["command"]]
     assert recorders == ["web"]
-    web = found["web"]
-    assert "--no-web-page" not in web["command"] and web["ports"][0]["target"] == 6066
+    web = services["web"]
+    assert web["command"][0] == "web" and "--no-web-page" not in web["command"]
+    assert web["ports"][0]["target"] == 6066 == int(option(web["command"], "--web-port"))
     recording = option(web["command"], "--recording-dir")
     assert any(Path(recording).is_relative_to(v["target"]) for v in web["volumes"] if v["type"] == "volume")
-    for name in set(found) - {"web"}:
-        assert "--no-web-page" in found[name]["command"], name  # no page: no second reader either
 
 
 def test_the_token_comes_from_a_secret_file_kept_out_of_git_and_the_image():
@@ -146,7 +149,7 @@ def test_healthchecks_only_where_they_can_pass():
     services = model("simulator")["services"]
     assert "HEALTHCHECK" not in (ROOT / "Dockerfile").read_text()  # the image runs several roles
     assert "healthcheck" not in services["simulator"]  # no HTTP server to ask
-    for name in ("worker-1", "worker-2", "web"):
+    for name in ("worker-1", "worker-2", "worker-3", "web"):
         test = " ".join(services[name]["healthcheck"]["test"])
         assert f"127.0.0.1:{option(services[name]['command'], '--web-port')}/healthz" in test, name
     relay = services["alert-relay"]
@@ -172,7 +175,7 @@ def test_every_mounted_file_exists():
 
 def test_container_commands_are_accepted_by_the_cli():
     services = model("simulator")["services"]
-    for name in ("worker-1", "worker-2", "web", "simulator"):
+    for name in ("worker-1", "worker-2", "worker-3", "web", "simulator"):
         command = services[name]["command"]
         help_text = CliRunner().invoke(cli, [command[0], "--help"]).output
         for arg in command[1:]:

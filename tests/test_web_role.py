@@ -38,6 +38,9 @@ def test_the_page_and_the_recording_of_workers_that_only_compute(make_broker, st
         assert view["sales"]["by"]["source"], "the breakdowns come with the step records"
         status, body = web.get("/healthz")
         assert status == 200 and json.loads(body)["rooms"] == len(rooms)
+        status, body = web.get("/metrics")  # Prometheus scrapes it with the workers (job livemon)
+        assert status == 200 and f"livemon_web_rooms {len(rooms)}.0" in body.decode()
+        assert "livemon_broker_up 1.0" in body.decode() and "process_resident_memory_bytes" in body.decode()
     finally:
         web.process.send_signal(signal.SIGTERM)
         assert web.wait(30) == 0, web.log_tail()

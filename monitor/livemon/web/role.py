@@ -95,6 +95,14 @@ async def _serve(settings: WorkerSettings) -> None:
                 "recording_pending": hub.recorder.pending if hub.recorder is not None else 0}
         return web.json_response(body, status=503 if error else 200)
     app.router.add_get("/healthz", health)
+    registry = _registry(hub)
+
+    async def metrics(request: web.Request) -> web.Response:
+        from prometheus_client import generate_latest
+
+        return web.Response(body=generate_latest(registry),
+                            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+    app.router.add_get("/metrics", metrics)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, settings.web_host, settings.web_port).start()
@@ -110,3 +118,19 @@ async def _serve(settings: WorkerSettings) -> None:
     finally:
         await runner.cleanup()  # the hub stops: what the recording has queued is written
 
+
+def _registry(hub: ControlRoomHub):
+    """The control room's own health for Prometheus (it has no room metrics: the workers do),
+    with the process's CPU and memory."""
+    from prometheus_client import CollectorRegistry, Gauge, ProcessCollector
+
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    Gauge("livemon_web_rooms", "Rooms on the control-room page.", registry=registry).set_function(
+        lambda: len(hub.rooms))
+    # The workers' name and meaning: the broker-outage alert covers the control room too.
+    Gauge("livemon_broker_up", "1 while the broker answers, 0 during an outage.",
+          registry=registry).set_function(lambda: 0 if hub.broker_error else 1)
+    Gauge("livemon_recording_pending_writes", "Recording writes queued and not yet on disk.",
+          registry=registry).set_function(lambda: hub.recorder.pending if hub.recorder is not None else 0)
+    return registry
