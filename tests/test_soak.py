@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from livemon.soak import BEGIN, END, Sample, verdict, write_section
+from livemon.soak import BEGIN, END, Sample, machine_load, verdict, write_section
 
 
 @pytest.mark.slow  # a minute of load: with the other soak and load runs (the default suite's time budget)
@@ -84,6 +84,19 @@ def test_memory_may_grow_with_the_audience_but_not_per_viewer():
     leaking = samples([50 + v * 0.04 * (1 + i / 2) for i, v in enumerate(growing_audience)], viewers=growing_audience)
     result = verdict(leaking, warmup=20, max_growth=0.1, max_lag=100, max_latency=2)
     assert not result["ok"] and "tracked viewers" in result["reasons"][0]
+
+
+def test_the_default_load_is_sized_to_the_machine_as_a_deployment_is():
+    """Half the cores run workers, 150 busy rooms each; the rest is the broker's, the simulator's
+    and the page's (docs/PRODUCTION.md, sizing). On two cores: one worker, 150 rooms."""
+    assert machine_load(2) == (1, 150, 750.0)
+    assert machine_load(1) == (1, 150, 750.0) and machine_load(None) == (1, 150, 750.0)
+    assert machine_load(8) == (4, 600, 3000.0)
+    # What is given stands; rooms given bring their workers, one per 150.
+    assert machine_load(2, rooms=300) == (2, 300, 1500.0)
+    assert machine_load(8, rooms=300, rate=800) == (2, 300, 800)
+    assert machine_load(2, workers=3) == (3, 450, 2250.0)
+    assert machine_load(2, rooms=40, workers=2) == (2, 40, 200.0)
 
 
 def test_write_section_appends_then_replaces(tmp_path):

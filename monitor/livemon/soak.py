@@ -1,12 +1,12 @@
 """`livemon soak`: a long promotion-level show against the embedded broker and a real worker.
 
-It starts the embedded broker, `livemon worker` processes sized as docs/PRODUCTION.md advises
-(`--workers`, by default one per `ROOMS_PER_WORKER` busy rooms; all evaluate alerts), beside them
-`livemon web` (the control-room page and the one recorder, as `web` in the compose file) and
-`livemon simulate --scenario surge` over many rooms, then samples the workers every `--interval`
-seconds: resident memory and CPU (summed over the workers and the web process), consumer lag,
-events per second, and
-the end-to-end latency of a probe (a paid order in room `soak-probe` sent with the current time,
+It starts the embedded broker, `livemon worker` processes sized to the machine as
+docs/PRODUCTION.md sizes a deployment (`machine_load`: half the cores for workers, the other half
+for the broker, the producers and the page; `ROOMS_PER_WORKER` busy rooms a worker; all evaluate
+alerts), beside them `livemon web` (the control-room page and the one recorder, as `web` in the
+compose file) and `livemon simulate --scenario surge` over the rooms, then samples every
+`--interval` seconds: resident memory and CPU (summed over the workers and the web process),
+consumer lag, events per second, and the end-to-end latency of a probe (a paid order in room `soak-probe` sent with the current time,
 timed until the /metrics of the worker that owns the room counts it). The verdict:
 
 * memory flat, the workers' and the embedded broker's each: after the warm-up, the median RSS of
@@ -46,6 +46,20 @@ from livemon.topics import TOPIC_OF_TYPE
 BEGIN, END = "<!-- soak:begin -->", "<!-- soak:end -->"
 PROBE_ROOM = "soak-probe"
 ROOMS_PER_WORKER = 150  # busy rooms a worker keeps up with on a core (docs/PRODUCTION.md, sizing)
+RATE_PER_ROOM = 5.0     # events/s of the normal show per room (the surge sends 2-4 times that)
+
+
+def machine_load(cores: int | None, rooms: int | None = None, workers: int | None = None,
+                 rate: float | None = None) -> tuple[int, int, float]:
+    """(workers, rooms, rate) of a soak: what is given, the rest sized as docs/PRODUCTION.md sizes a
+    deployment. Workers get half the cores, the other half is left to the broker, the producers
+    (the simulator) and `livemon web`, which on this machine kind take as much as the workers'
+    own work; each worker gets `ROOMS_PER_WORKER` busy rooms. Given rooms, one worker per
+    `ROOMS_PER_WORKER` of them."""
+    if workers is None:
+        workers = math.ceil(rooms / ROOMS_PER_WORKER) if rooms else max(1, (cores or 2) // 2)
+    rooms = rooms or workers * ROOMS_PER_WORKER
+    return workers, rooms, rate or rooms * RATE_PER_ROOM
 # The simulator stands in for producers on machines of their own (docs/PRODUCTION.md); here it
 # shares the cores with the broker and the workers, so it runs at a lower priority and takes the
 # CPU they leave, as a load generator should. Its events/s and CPU are in every sample.
@@ -310,10 +324,11 @@ def _machine() -> str:
 @click.command()
 @click.option("--duration", default=1800.0, show_default=True, type=click.FloatRange(min=20),
               help="Seconds of show to run.")
-@click.option("--rooms", default=300, show_default=True, type=click.IntRange(1, 100_000),
-              help="Live rooms (room-001 is the hot one).")
-@click.option("--rate", default=1500.0, show_default=True, type=click.FloatRange(min=1),
-              help="Events per second of the normal show; the surge multiplies arrivals and orders.")
+@click.option("--rooms", default=None, type=click.IntRange(1, 100_000),
+              help=f"Live rooms (room-001 is the hot one) [{ROOMS_PER_WORKER} per worker].")
+@click.option("--rate", default=None, type=click.FloatRange(min=1),
+              help=f"Events per second of the normal show; the surge multiplies arrivals and orders "
+                   f"[{RATE_PER_ROOM:.0f} per room].")
 @click.option("--interval", default=10.0, show_default=True, type=click.FloatRange(min=1),
               help="Seconds between samples.")
 @click.option("--warmup", default=None, type=click.FloatRange(min=0),
@@ -326,7 +341,9 @@ def _machine() -> str:
               help="Allowed end-to-end latency of a probe (one a sample), seconds: field control reads "
                    "the numbers within 2 s.")
 @click.option("--workers", default=None, type=click.IntRange(1, 16),
-              help=f"Worker processes [one per {ROOMS_PER_WORKER} rooms, as docs/PRODUCTION.md sizes them].")
+              help=f"Worker processes [one per {ROOMS_PER_WORKER} rooms given; else half the machine's "
+                   f"cores, the other half left to the broker, the simulator and the page, as "
+                   f"docs/PRODUCTION.md sizes a deployment].")
 @click.option("--checkpoint-interval", default=EMBEDDED_CHECKPOINT_INTERVAL, show_default=True,
               type=click.FloatRange(min=0.1),
               help="The worker's --checkpoint-interval (the demo's: the memory-only broker keeps every checkpoint).")
@@ -348,6 +365,7 @@ def _soak(duration, rooms, rate, interval, warmup, max_growth, max_lag, max_late
           seed, write_path, json_out, quiet):
     from livemon.broker import BrokerUnavailable, EmbeddedBroker, free_port
 
+    workers, rooms, rate = machine_load(os.cpu_count(), rooms, workers, rate)
     warmup = min(720.0, max(10.0, duration * 0.4)) if warmup is None else warmup
     workdir = tempfile.mkdtemp(prefix="livemon-soak-")
     log_path = os.path.join(workdir, "soak.log")
@@ -358,7 +376,6 @@ def _soak(duration, rooms, rate, interval, warmup, max_growth, max_lag, max_late
         broker = EmbeddedBroker(log_path=os.path.join(workdir, "broker.log"), trim_every=EMBEDDED_TRIM_EVERY).start()
     except BrokerUnavailable as error:
         raise click.ClickException(str(error)) from None
-    workers = workers or max(1, math.ceil(rooms / ROOMS_PER_WORKER))
     try:
         # The page and the one recorder on their own (the compose file's `web`); the workers compute.
         web = WorkerProcess(broker.bootstrap, ["--recording-dir", os.path.join(workdir, "recording")], log_path,
