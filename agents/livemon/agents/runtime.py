@@ -376,6 +376,9 @@ class StreamRuntime:
         for number, (state, _, _) in begun.items():
             if self.owned.get(number) is state:
                 state.complete_live()
+        # Rendered again at the next scrape: one answered in between cached the breakdowns and
+        # products of the step before, beside this step's headline, for the rest of the step.
+        self.collector.update(live)
         if self.alerts is not None:
             try:
                 records = self.alerts.evaluate(live, now)
