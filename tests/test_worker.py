@@ -2,6 +2,8 @@
 
 import json
 import math
+import subprocess
+import sys
 import time
 
 import pytest
@@ -136,9 +138,6 @@ print(",".join(made))
 def test_the_worker_makes_log_records_at_its_level_only(level, made):
     """Faust's terminal spinner set the root logger to DEBUG whatever the level: every debug line
     of aiokafka (one per produce) was made into a record, 4 % of a busy worker."""
-    import subprocess
-    import sys
-
     result = subprocess.run([sys.executable, "-c", _LOGGING_PROBE, level], capture_output=True, text=True,
                             timeout=60, check=True)
     assert result.stdout.strip() == made

@@ -4,9 +4,9 @@
 feeds it its own steps in process), or that of `livemon web`, the control room on its own. A
 deployment has one of them recording. Run alone (the compose file's `web`), it computes no room:
 the page and the recording never take a core from a worker's steps, nor the steps from them.
-At 300 promotion rooms on two workers, a worker that also records and serves the page spends
-a fifth of its core on them (decoding the other workers' steps, writing 300 final snapshots a
-second) and fell behind where the others kept up.
+At 300 promotion rooms on two workers, a worker that also recorded and served the page spent a
+fifth of its samples on them (decoding the other workers' steps, writing 300 final snapshots a
+second), and it was the worker that fell behind.
 """
 
 from __future__ import annotations
@@ -100,6 +100,7 @@ async def _serve(settings: WorkerSettings) -> None:
     async def metrics(request: web.Request) -> web.Response:
         from prometheus_client import generate_latest
 
+        # The text format's 0.0.4, as the workers' /metrics (Prometheus 2.42 reads it).
         return web.Response(body=generate_latest(registry),
                             headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
     app.router.add_get("/metrics", metrics)
