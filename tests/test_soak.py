@@ -87,15 +87,16 @@ def test_memory_may_grow_with_the_audience_but_not_per_viewer():
 
 
 def test_the_default_load_is_sized_to_the_machine_as_a_deployment_is():
-    """Half the cores run workers, 150 busy rooms each; the rest is the broker's, the simulator's
-    and the page's (docs/PRODUCTION.md, sizing). On two cores: one worker, 150 rooms."""
-    assert machine_load(2) == (1, 150, 750.0)
-    assert machine_load(1) == (1, 150, 750.0) and machine_load(None) == (1, 150, 750.0)
-    assert machine_load(8) == (4, 600, 3000.0)
-    # What is given stands; rooms given bring their workers, one per 150.
-    assert machine_load(2, rooms=300) == (2, 300, 1500.0)
-    assert machine_load(8, rooms=300, rate=800) == (2, 300, 800)
-    assert machine_load(2, workers=3) == (3, 450, 2250.0)
+    """Half the cores run workers, 100 busy rooms each; the rest is the broker's, the simulator's
+    and the page's (docs/PRODUCTION.md, sizing). On two cores: one worker, 100 rooms."""
+    assert machine_load(2) == (1, 100, 500.0)
+    assert machine_load(1) == (1, 100, 500.0) and machine_load(None) == (1, 100, 500.0)
+    assert machine_load(8) == (4, 400, 2000.0)
+    # What is given stands; rooms given bring their workers, one per 100.
+    assert machine_load(2, rooms=300) == (3, 300, 1500.0)
+    assert machine_load(8, rooms=300, rate=800) == (3, 300, 800)
+    assert machine_load(2, rooms=150) == (2, 150, 750.0)
+    assert machine_load(2, workers=3) == (3, 300, 1500.0)
     assert machine_load(2, rooms=40, workers=2) == (2, 40, 200.0)
 
 

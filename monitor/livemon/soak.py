@@ -45,7 +45,7 @@ from livemon.topics import TOPIC_OF_TYPE
 
 BEGIN, END = "<!-- soak:begin -->", "<!-- soak:end -->"
 PROBE_ROOM = "soak-probe"
-ROOMS_PER_WORKER = 150  # busy rooms a worker keeps up with on a core (docs/PRODUCTION.md, sizing)
+ROOMS_PER_WORKER = 100  # busy rooms a worker carries with a third of its core to spare (docs/PRODUCTION.md, sizing)
 RATE_PER_ROOM = 5.0     # events/s of the normal show per room (the surge sends 2-4 times that)
 
 
