@@ -247,16 +247,18 @@ def _lines(pre: str, labels: list, figures: list, key: str, scale: float = 1.0, 
         values = [m.get(key) for m in figures]
     if scale != 1:
         values = [None if v is None else v * scale for v in values]
-    nulls = values.count(None)
+    try:
+        numbers = orjson.dumps(values)
+    except TypeError:  # an int beyond 64 bits: the slow path
+        numbers = b"[null]"
+    # orjson writes None, NaN and the infinities as null: only a family with a null needs its
+    # values counted (in a snapshot a null is a None; NaN and the infinities never are).
+    nulls = numbers.count(b"null") and values.count(None)
     if nulls == len(values):
         return ""
-    try:
-        numbers = orjson.dumps(values).decode()
-    except TypeError:  # an int beyond 64 bits: the slow path
-        numbers = "null"
-    if numbers.count("null") != nulls:  # NaN and infinities (never in a snapshot) or the slow path
+    if numbers.count(b"null") != nulls:  # NaN and infinities or the slow path
         return "".join([f"{pre}{label}{_num(v)}\n" for label, v in zip(labels, values) if v is not None])
-    texts: Iterable[str] = numbers[1:-1].split(",")
+    texts: Iterable[str] = numbers[1:-1].decode().split(",")
     if nulls:
         keep = list(map(is_not, values, repeat(None)))
         labels, texts = compress(labels, keep), compress(texts, keep)  # type: ignore[assignment]
