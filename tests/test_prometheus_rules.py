@@ -13,9 +13,9 @@ from tests.fixtures.prometheus import PROMTOOL
 
 UNIT_TESTS = sorted((RULE_DIR / "tests").glob("*.test.yml"))
 MONITOR_ALERTS = {"MonitorWorkerDown", "LivemonStepStalled", "LivemonConsumerStalled", "LivemonBrokerDown",
-                  "LivemonConsumerLagGrowing", "LivemonCheckpointStale", "LivemonRejectedEventsSurge",
-                  "LivemonBatchesRejected", "LivemonAlertQueueBacklog", "LivemonFailoverDeclined",
-                  "LivemonGroupLagOutside"}
+                  "LivemonConsumerLagGrowing", "LivemonWorkerAtCapacity", "LivemonCheckpointStale",
+                  "LivemonRejectedEventsSurge", "LivemonBatchesRejected", "LivemonAlertQueueBacklog",
+                  "LivemonFailoverDeclined", "LivemonGroupLagOutside"}
 
 
 

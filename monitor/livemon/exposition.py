@@ -22,7 +22,7 @@ from typing import NamedTuple
 import orjson
 
 from livemon import catalogue
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
@@ -402,6 +402,9 @@ class WorkerMetrics:
                              registry=r)
         self.started.set(time.time())
         self.broker_up.set(1)
+        # process_cpu_seconds_total and memory: a worker's loop is one thread, so its CPU near a
+        # whole core is the capacity warning (LivemonWorkerAtCapacity), before steps are missed.
+        ProcessCollector(registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
