@@ -249,14 +249,15 @@ def _lines(pre: str, labels: list, figures: list, key: str, scale: float = 1.0, 
         values = [None if v is None else v * scale for v in values]
     try:
         numbers = orjson.dumps(values)
-    except TypeError:  # an int beyond 64 bits: the slow path
-        numbers = b"[null]"
+    except TypeError:  # an int beyond 64 bits
+        numbers = None
     # orjson writes None, NaN and the infinities as null: only a family with a null needs its
     # values counted (in a snapshot a null is a None; NaN and the infinities never are).
-    nulls = numbers.count(b"null") and values.count(None)
+    written = numbers.count(b"null") if numbers is not None else -1
+    nulls = written and values.count(None)
     if nulls == len(values):
         return ""
-    if numbers.count(b"null") != nulls:  # NaN and infinities or the slow path
+    if written != nulls:  # NaN, the infinities, or an int orjson cannot write: the slow path
         return "".join([f"{pre}{label}{_num(v)}\n" for label, v in zip(labels, values) if v is not None])
     texts: Iterable[str] = numbers[1:-1].decode().split(",")
     if nulls:

@@ -46,7 +46,7 @@ from livemon.topics import TOPIC_OF_TYPE
 BEGIN, END = "<!-- soak:begin -->", "<!-- soak:end -->"
 PROBE_ROOM = "soak-probe"
 ROOMS_PER_WORKER = 100  # busy rooms a worker carries with a third of its core to spare (docs/PRODUCTION.md, sizing)
-RATE_PER_ROOM = 5.0     # events/s of the normal show per room (the surge sends 2-4 times that)
+RATE_PER_ROOM = 5.0     # events/s of the normal show per room (the surge sent 3-6 times that in 30 minutes)
 
 
 def machine_load(cores: int | None, rooms: int | None = None, workers: int | None = None,
