@@ -234,6 +234,12 @@ def _columns(figures: list, keys: tuple) -> dict:
         return {key: [m.get(key) for m in figures] for key in keys}
 
 
+def _each_line(pre: str, labels: list, values: list) -> str:
+    """`_lines` a line at a time, each number by `_num`: for what orjson cannot write as the text
+    format reads it (NaN, the infinities, ints beyond 64 bits)."""
+    return "".join([f"{pre}{label}{_num(v)}\n" for label, v in zip(labels, values) if v is not None])
+
+
 def _lines(pre: str, labels: list, figures: list, key: str, scale: float = 1.0, values: list | None = None) -> str:
     """The lines `pre + label + value` of one family, for the figures whose `key` is not null.
 
@@ -250,15 +256,15 @@ def _lines(pre: str, labels: list, figures: list, key: str, scale: float = 1.0, 
     try:
         numbers = orjson.dumps(values)
     except TypeError:  # an int beyond 64 bits
-        numbers = None
+        return _each_line(pre, labels, values)
     # orjson writes None, NaN and the infinities as null: only a family with a null needs its
     # values counted (in a snapshot a null is a None; NaN and the infinities never are).
-    written = numbers.count(b"null") if numbers is not None else -1
+    written = numbers.count(b"null")
     nulls = written and values.count(None)
     if nulls == len(values):
         return ""
-    if written != nulls:  # NaN, the infinities, or an int orjson cannot write: the slow path
-        return "".join([f"{pre}{label}{_num(v)}\n" for label, v in zip(labels, values) if v is not None])
+    if written != nulls:  # NaN or the infinities
+        return _each_line(pre, labels, values)
     texts: Iterable[str] = numbers[1:-1].decode().split(",")
     if nulls:
         keep = list(map(is_not, values, repeat(None)))
