@@ -361,23 +361,21 @@ class StreamRuntime:
         # Held messages whose wait ran out while no new batch came.
         await self._apply_due(list(self.owned), everything=self._stopping)
         # The live snapshots first: /metrics and alerting have them before the finals are made.
-        # Their headline figures first of all: a scrape waiting for this step is answered with
-        # them (a timer, not sleep(0): that would resume this task before the loop reads the
-        # waiting requests), with the breakdowns and products of the step before, and these
-        # (about half the live work) are made next.
+        # Their headline figures first, then (after the scrapes that came meanwhile, answered
+        # with the step before: a timer, not sleep(0), which would resume this task before the
+        # loop reads the waiting requests) their breakdowns and products, about half the live
+        # work. /metrics gets them whole: a snapshot shown between the halves would pair this
+        # step's headline with the step before's breakdowns, two instants where SPEC §3 has one.
         begun = {number: (state, *state.live_step(now, self.highwater, deferred=True))
                  for number, state in self.owned.items()}
         live = {}
         for _, _, partition_live in begun.values():
             live.update(partition_live)
-        self.last_live = live
-        self.collector.update(live)
         await asyncio.sleep(0.002)
         for number, (state, _, _) in begun.items():
             if self.owned.get(number) is state:
                 state.complete_live()
-        # Rendered again at the next scrape: one answered in between cached the breakdowns and
-        # products of the step before, beside this step's headline, for the rest of the step.
+        self.last_live = live
         self.collector.update(live)
         if self.alerts is not None:
             try:
